@@ -1,0 +1,89 @@
+"""Append-only audit log of security-relevant events.
+
+Services call :func:`record` with explicit facts; the request context (IP, user agent) is
+filled in by the web layer through :func:`request_context`, so services stay free of Flask.
+Secrets never enter the log: no passwords, codes, tokens or OTPs, only ids and outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .dbtypes import UTCDateTime, utcnow
+from .extensions import db
+
+log = logging.getLogger("sso.audit")
+
+
+class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: What the actor typed or who they are, for failed sign-ins where there is no user id.
+    subject: Mapped[str | None] = mapped_column(String(254))
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(43))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, handed by views to services."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+SUCCESS = "success"
+FAILURE = "failure"
+
+
+def record(
+    event: str,
+    outcome: str = SUCCESS,
+    *,
+    origin: Origin | None = None,
+    user_id: int | None = None,
+    subject: str | None = None,
+    client_id: str | None = None,
+    session_id: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """Add one audit event to the current transaction (it commits with the change it records)."""
+    origin = origin or Origin()
+    entry = AuditEvent(
+        event=event,
+        outcome=outcome,
+        user_id=user_id,
+        subject=(subject or None) and subject[:254],
+        client_id=client_id,
+        session_id=session_id,
+        ip=origin.ip,
+        user_agent=(origin.user_agent or None) and origin.user_agent[:255],
+        details=details,
+    )
+    db.session.add(entry)
+    log.info(
+        "%s %s user=%s client=%s ip=%s", event, outcome, user_id, client_id, origin.ip
+    )
+    return entry
+
+
+def record_now(event: str, outcome: str = SUCCESS, **kwargs: Any) -> None:
+    """Record and commit at once: for failures, where the request's own work is rolled back."""
+    record(event, outcome, **kwargs)
+    db.session.commit()

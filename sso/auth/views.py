@@ -1,0 +1,82 @@
+"""Password sign-in and the signed-in user's own page."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+from .. import ratelimit
+from ..accounts import service as accounts
+from ..extensions import db
+from ..flow import web as flow_web
+from ..i18n import LANG_COOKIE, SUPPORTED
+from ..i18n import gettext as _
+from ..web import allow_form_action, origin
+
+bp = Blueprint("auth", __name__)
+
+
+def _login_page(pending: flow_web.Pending | None, error: str | None = None,
+                username: str = "", status: int = 200) -> Response:
+    if pending is not None and (uri := pending.params.get("redirect_uri")):
+        allow_form_action(uri)
+    html = render_template(
+        "auth/login.html", flow=pending.flow_id if pending else "",
+        client_name=pending.client_name if pending else None, error=error,
+        username=username or (pending.params.get("login_hint", "") if pending else ""),
+        sign_in_methods=current_app.extensions.get("sso_sign_in_methods", []),
+    )
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/login")
+def login() -> Response:
+    pending = flow_web.get(request.args.get("flow"))
+    if request.args.get("flow") and pending is None:
+        return flow_web.expired_page()
+    return _login_page(pending)
+
+
+@bp.post("/login")
+def login_submit() -> Response:
+    flow_id = request.form.get("flow") or None
+    pending = flow_web.get(flow_id)
+    username = request.form.get("username", "")[:254]
+    password = request.form.get("password", "")
+    if not ratelimit.allow("login-ip", request.remote_addr or "-",
+                           current_app.config["RATE_LIMIT_LOGIN_IP"]):
+        return _login_page(pending, _("Too many sign-in attempts. Please wait a few minutes."),
+                           username, status=429)
+    if not username or not password:
+        return _login_page(pending, _("Enter your username and password."), username)
+    user = accounts.authenticate(username, password, origin())
+    if user is None:
+        db.session.commit()
+        # Same words for an unknown user and a wrong password: no user enumeration.
+        return _login_page(pending, _("Incorrect username or password."), username)
+    session["csrf"] = None
+    return flow_web.complete_sign_in(user, ["pwd"], pending.flow_id if pending else None)
+
+
+@bp.get("/")
+def account() -> Response:
+    sso_session = flow_web.current_session()
+    if sso_session is None:
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    html = render_template("auth/account.html", user=sso_session.user, sso_session=sso_session)
+    return Response(html, mimetype="text/html")
+
+
+@bp.get("/lang/<code>")
+def language(code: str) -> Response:
+    target = request.args.get("next", "/")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    response = redirect(target)
+    if code in SUPPORTED:
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax",
+                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
+    return response  # type: ignore[return-value]

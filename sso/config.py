@@ -1,0 +1,151 @@
+"""Settings from ``SSO_*`` environment variables, with defaults that work on a laptop.
+
+Order of precedence (lowest first): :class:`DefaultConfig`, the environment (``SSO_X`` sets
+``X``; values are JSON-parsed, so ``SSO_SELF_REGISTRATION=true`` is a bool), then the mapping
+handed to :func:`sso.create_app`. Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEV_SECRET_FILE = "dev-secret-key"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely; the message says which variable to set."""
+
+
+class DefaultConfig:
+    #: "production" refuses unsafe settings; "development" (``make run``) relaxes a few.
+    ENV = "production"
+    TESTING = False
+
+    ISSUER = "http://127.0.0.1:5000"
+    SECRET_KEY: str | None = None
+    #: SQLAlchemy URL; the default is a SQLite file in the instance folder.
+    DATABASE_URL: str | None = None
+    #: Unset: an embedded Redis is started for development (see ``sso.embedded``).
+    REDIS_URL: str | None = None
+    #: Every Redis key and channel starts with this, so tests and tenants can share a server.
+    REDIS_PREFIX = "sso:"
+    #: Unset: ``keys/`` in the working directory.
+    KEYS_DIR: str | None = None
+
+    # Token lifetimes in seconds.
+    AUTH_CODE_TTL = 60
+    ACCESS_TOKEN_TTL = 600
+    ID_TOKEN_TTL = 600
+    #: Lifetime of ``offline_access`` refresh tokens, which outlive the SSO session.
+    OFFLINE_REFRESH_TOKEN_TTL = 30 * 24 * 3600
+    #: Refresh tokens that are not offline die with the SSO session, at the latest after this.
+    REFRESH_TOKEN_TTL = 24 * 3600
+    SESSION_TTL = 12 * 3600
+    #: The flow (an authorization request waiting for sign-in) expires after this.
+    FLOW_TTL = 30 * 60
+    #: A retired signing key stays in the JWKS this long after it stopped signing.
+    KEY_RETIREMENT_GRACE = 24 * 3600
+
+    #: JWS algorithm of access tokens (RFC 9068). ES256 signs ten times faster than RS256 here;
+    #: RS256 remains available per client and for ID tokens (OIDC's default).
+    ACCESS_TOKEN_ALG = "ES256"
+    ID_TOKEN_ALG = "RS256"
+
+    # argon2id, OWASP's second recommended setting (19 MiB, t=2, p=1).
+    ARGON2_MEMORY_KIB = 19 * 1024
+    ARGON2_TIME_COST = 2
+    ARGON2_PARALLELISM = 1
+
+    # Rate limits: "count/seconds".
+    RATE_LIMIT_LOGIN_IP = "30/300"
+
+    LANGUAGES = ["zh-CN", "en"]
+    DEFAULT_LANGUAGE = "en"
+
+    # Maximum sizes of request parameters; larger ones are refused with invalid_request.
+    MAX_PARAM_LENGTH = 2048
+    MAX_REQUEST_BYTES = 64 * 1024
+
+
+def load(app: Any, overrides: dict[str, Any] | None) -> None:
+    """Fill ``app.config`` in the documented order, then derive and validate."""
+    app.config.from_object(DefaultConfig)
+    app.config.from_prefixed_env("SSO")
+    if overrides:
+        app.config.update(overrides)
+    _derive(app)
+    validate(app.config)
+
+
+def _derive(app: Any) -> None:
+    config = app.config
+    instance = Path(app.instance_path)
+    config["ISSUER"] = str(config["ISSUER"]).rstrip("/")
+    if not config.get("DATABASE_URL"):
+        instance.mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'sso.sqlite3'}"
+    config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
+    if not config.get("SECRET_KEY") and (config["ENV"] == "development" or config["TESTING"]):
+        config["SECRET_KEY"] = _development_secret(instance)
+    secure = config["ISSUER"].startswith("https://")
+    config["SESSION_COOKIE_SECURE"] = secure
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_NAME"] = "sso_flow"
+    config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_BYTES"]
+    config["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
+    config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
+
+
+def _normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever spelling the operator used."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _development_secret(instance: Path) -> str:
+    """Keep one random secret per instance folder so development sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / DEV_SECRET_FILE
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def validate(config: Any) -> None:
+    """Refuse settings that would run unsafely, naming the variable to fix."""
+    issuer = urlsplit(config["ISSUER"])
+    if issuer.scheme not in ("http", "https") or not issuer.hostname:
+        raise ConfigError("SSO_ISSUER must be an absolute http(s) URL")
+    if issuer.query or issuer.fragment:
+        raise ConfigError("SSO_ISSUER must not have a query or fragment (OpenID Discovery §3)")
+    loopback = issuer.hostname in ("127.0.0.1", "localhost", "::1")
+    relaxed = config["ENV"] == "development" or config["TESTING"]
+    if issuer.scheme == "http" and not loopback and not relaxed:
+        raise ConfigError("SSO_ISSUER must use https outside development and loopback addresses")
+    secret = config.get("SECRET_KEY")
+    if not secret:
+        raise ConfigError("set SSO_SECRET_KEY to a long random value (e.g. `openssl rand -hex 32`)")
+    if len(str(secret)) < 32:
+        raise ConfigError("SSO_SECRET_KEY must be at least 32 characters long")
+    for name in ("ACCESS_TOKEN_ALG", "ID_TOKEN_ALG"):
+        if config[name] not in ("RS256", "ES256"):
+            raise ConfigError(f"SSO_{name} must be RS256 or ES256")
+    if not str(config["REDIS_PREFIX"]).endswith(":"):
+        raise ConfigError("SSO_REDIS_PREFIX must end with ':'")
+
+
+def environment_flag(name: str) -> bool:
+    """Read a boolean ``SSO_*`` flag outside an app (the CLI before the app exists)."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,91 @@
+"""Chinese (zh-CN) and English pages; the language follows the browser.
+
+Catalogs are gettext ``.po`` files under ``sso/translations`` (extract with
+``pybabel extract -F babel.cfg``), read once at start-up. The language of a request is, in
+order: the ``ui_locales`` of the authorization request being served, the ``lang`` cookie set
+by the language switch, then the browser's ``Accept-Language``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from babel.messages.pofile import read_po
+from flask import Flask, g, request
+
+TRANSLATIONS = Path(__file__).parent / "translations"
+SUPPORTED = ("zh-CN", "en")
+LANG_COOKIE = "lang"
+
+_catalogs: dict[str, dict[str, str]] = {}
+
+
+def _load() -> None:
+    for path in TRANSLATIONS.glob("*.po"):
+        with path.open("rb") as fh:
+            catalog = read_po(fh)
+        _catalogs[path.stem.replace("_", "-")] = {
+            str(m.id): str(m.string) for m in catalog if m.id and m.string
+        }
+
+
+def normalise(tag: str | None) -> str | None:
+    """Map a BCP 47 tag to a supported language: any Chinese to zh-CN, any English to en."""
+    if not tag:
+        return None
+    tag = tag.strip().lower()
+    if tag.startswith("zh"):
+        return "zh-CN"
+    if tag.startswith("en"):
+        return "en"
+    return None
+
+
+def select(ui_locales: str | None, cookie: str | None, accept: Any, default: str) -> str:
+    for tag in (ui_locales or "").split():
+        if found := normalise(tag):
+            return found
+    if found := normalise(cookie):
+        return found
+    for tag, _quality in accept:
+        if found := normalise(tag):
+            return found
+    return default
+
+
+def current_locale() -> str:
+    locale = getattr(g, "locale", None)
+    if locale is None:
+        locale = select(
+            getattr(g, "ui_locales", None),
+            request.cookies.get(LANG_COOKIE),
+            request.accept_languages,
+            "en",
+        )
+        g.locale = locale
+    return locale  # type: ignore[no-any-return]
+
+
+def gettext(message: str, **variables: Any) -> str:
+    """Translate ``message`` into the request's language; ``%(name)s`` placeholders are filled."""
+    text = _catalogs.get(current_locale(), {}).get(message, message)
+    if variables:
+        text = text % variables
+    return text
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """Pick and translate the form for ``n``; Jinja fills ``%(num)s`` afterwards."""
+    return gettext(singular if n == 1 else plural)
+
+
+def init_app(app: Flask) -> None:
+    if not _catalogs:
+        _load()
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    # Jinja's new-style gettext escapes the variables and fills the placeholders itself.
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext, ngettext, newstyle=True
+    )
+    app.jinja_env.globals["current_locale"] = current_locale

@@ -1,0 +1,6 @@
+"""Every model module, imported so that ``db.metadata`` (and Alembic) sees all tables."""
+
+from .accounts import models as accounts_models  # noqa: F401
+from .audit import AuditEvent  # noqa: F401
+from .oidc import models as oidc_models  # noqa: F401
+from .sessions import models as sessions_models  # noqa: F401

@@ -1,0 +1,43 @@
+"""The protocol: OAuth 2.0 and OpenID Connect, knowing nothing of how users prove who they are."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .. import flow
+from ..sessions import service as sessions
+from . import consent
+from .discovery import metadata_json
+from .grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    OpenIDCode,
+    RefreshTokenGrant,
+    S256Challenge,
+)
+from .keys import KeyStore
+from .models import USER_SCOPES
+from .server import build_server
+from .tokens import TokenService, revoke_session_tokens
+
+
+def init_app(app: Flask) -> None:
+    keys = KeyStore(app.config["KEYS_DIR"], app.config["KEY_RETIREMENT_GRACE"])
+    app.extensions["sso_keys"] = keys
+    app.extensions["sso_tokens"] = TokenService(keys, app.config)
+
+    server = build_server()
+    server.register_grant(AuthorizationCodeGrant, [OpenIDCode(require_nonce=False),
+                                                    S256Challenge(required=True)])
+    server.register_grant(RefreshTokenGrant, [OpenIDCode()])
+    server.register_grant(ClientCredentialsGrant)
+    app.extensions["sso_authorization_server"] = server
+
+    app.config.setdefault("SCOPES_SUPPORTED", list(USER_SCOPES))
+    flow.register_step(consent.CONSENT_STEP_ORDER, "consent", consent.step)
+    sessions.on_end(lambda session, origin: revoke_session_tokens(session.id, origin=origin))
+
+    from .views import bp  # noqa: PLC0415
+
+    app.register_blueprint(bp)
+    app.extensions["sso_discovery"] = metadata_json(app)

@@ -1,0 +1,230 @@
+"""The authorization endpoint: validate, run the flow, issue the code (DESIGN.md §3).
+
+An invalid client or redirect URI is answered with an error page and never redirected to;
+any other error goes back to the app's redirect URI with ``error``, ``state`` and ``iss``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError
+from flask import current_app, redirect, render_template, url_for
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response
+
+from .. import audit, flow
+from ..dbtypes import utcnow
+from ..extensions import db
+from ..flow import web as flow_web
+from ..web import origin
+from .grants import SignedIn, token_service
+from .models import Client
+from .server import ProtocolRequest, current_request, query_client
+
+log = logging.getLogger(__name__)
+
+#: Parameters kept with a pending request, to replay it when the flow resumes.
+KNOWN_PARAMS = (
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+    "code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint",
+    "ui_locales", "id_token_hint", "acr_values", "response_mode", "display", "claims_locales",
+)
+SUPPORTED_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+UNSUPPORTED = {
+    "request": ("request_not_supported", "Request objects are not supported."),
+    "request_uri": ("request_uri_not_supported", "'request_uri' is not supported."),
+    "registration": ("registration_not_supported", "'registration' is not supported."),
+}
+RESUME_ENDPOINT = "oidc.resume"
+
+
+class _Error(OAuth2Error):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description=description, error=error)
+
+
+def issuer() -> str:
+    return current_app.config["ISSUER"]  # type: ignore[no-any-return]
+
+
+def redirect_to_client(redirect_uri: str, params: list[tuple[str, str]]) -> Response:
+    """Send the browser back to the app, always naming ourselves (RFC 9207)."""
+    return redirect(add_params_to_uri(redirect_uri, [*params, ("iss", issuer())]), code=302)
+
+
+def _trusted_redirect_uri(params: MultiDict[str, str]) -> str | None:
+    """The redirect URI an error may go to: only one the named client registered."""
+    if len(params.getlist("client_id")) != 1 or len(params.getlist("redirect_uri")) > 1:
+        return None
+    client = query_client(params.get("client_id"))
+    if client is None:
+        return None
+    requested = params.get("redirect_uri")
+    if requested:
+        return requested if client.check_redirect_uri(requested) else None
+    return client.get_default_redirect_uri()
+
+
+def error_response(error: OAuth2Error, params: MultiDict[str, str],
+                   redirect_uri: str | None = None) -> Response:
+    redirect_uri = redirect_uri or error.redirect_uri
+    if redirect_uri:
+        body = [("error", str(error.error))]
+        if error.description:
+            body.append(("error_description", str(error.description)))
+        state = params.get("state") if len(params.getlist("state")) == 1 else None
+        if state:
+            body.append(("state", state))
+        audit.record("authorize.error", audit.FAILURE, origin=origin(),
+                     client_id=params.get("client_id"), error=str(error.error))
+        db.session.commit()
+        return redirect_to_client(redirect_uri, body)
+    html = render_template(
+        "oidc/error.html", error=error.error, description=error.description,
+    )
+    return Response(html, status=400, mimetype="text/html")
+
+
+def _precheck(params: MultiDict[str, str]) -> None:
+    """Refuse duplicated, oversized and unsupported parameters before anything else."""
+    limit = current_app.config["MAX_PARAM_LENGTH"]
+    for key in params:
+        values = params.getlist(key)
+        if len(values) > 1:
+            raise InvalidRequestError(f"Parameter '{printable(key)}' is repeated.")
+        if len(values[0]) > limit:
+            raise InvalidRequestError(f"Parameter '{printable(key)}' is too long.")
+        if key in UNSUPPORTED:
+            raise _Error(*UNSUPPORTED[key])
+    if params.get("response_mode", "query") != "query":
+        raise InvalidRequestError("Only 'response_mode=query' is supported.")
+    if not params.get("response_type"):
+        raise InvalidRequestError("Missing 'response_type'.")
+    if params["response_type"] != "code":
+        raise _Error("unsupported_response_type", "Only 'response_type=code' is supported.")
+
+
+def printable(name: str) -> str:
+    """A parameter name fit for ``error_description`` (RFC 6749 restricts its characters)."""
+    return name if name.isascii() and name.replace("_", "").isalnum() and len(name) < 40 else "?"
+
+
+def _prompts(params: MultiDict[str, str]) -> frozenset[str]:
+    prompts = frozenset(params.get("prompt", "").split())
+    if not prompts <= SUPPORTED_PROMPTS:
+        raise InvalidRequestError("Unsupported 'prompt' value.")
+    if "none" in prompts and len(prompts) > 1:
+        raise InvalidRequestError("'prompt=none' cannot be combined with other values.")
+    return prompts
+
+
+def _max_age(params: MultiDict[str, str]) -> int | None:
+    raw = params.get("max_age")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 10:
+        raise InvalidRequestError("'max_age' must be a non-negative integer.")
+    return int(raw)
+
+
+def _expected_subject(params: MultiDict[str, str], client: Client) -> str | None:
+    hint = params.get("id_token_hint")
+    if not hint:
+        return None
+    claims = token_service().decode_id_token_hint(hint)
+    audience = claims.get("aud") if claims else None
+    audiences = audience if isinstance(audience, list) else [audience]
+    if claims is None or client.client_id not in audiences:
+        raise InvalidRequestError("'id_token_hint' is not an ID token this provider issued "
+                                  "to this client.")
+    return str(claims["sub"])
+
+
+def client_policy(client: Client) -> dict[str, Any]:
+    return {"first_party": client.first_party, **(client.settings or {})}
+
+
+def handle(params: MultiDict[str, str], pending: flow_web.Pending | None = None) -> Response:
+    """Answer one authorization request, fresh from the app or resumed after a step."""
+    try:
+        _precheck(params)
+    except OAuth2Error as error:
+        return error_response(error, params, _trusted_redirect_uri(params))
+    oauth_request: ProtocolRequest = current_request(params)
+    server = current_app.extensions["sso_authorization_server"]
+    grant = None
+    try:
+        grant = server.get_consent_grant(request=oauth_request, end_user=None)
+        client: Client = grant.client
+        prompts = _prompts(params)
+        max_age = _max_age(params)
+        expected_subject = _expected_subject(params, client)
+        if params.get("scope", "").strip() and not oauth_request.scope:
+            raise InvalidScopeError("None of the requested scopes is allowed for this client.")
+    except OAuth2Error as error:
+        trusted = error.redirect_uri or (grant.redirect_uri if grant is not None else None)
+        return error_response(error, params, trusted)
+
+    now = utcnow()
+    flow_request = flow.Request(
+        flow_id=pending.flow_id if pending else "",
+        started_at=pending.started_at if pending else now,
+        client_id=client.client_id,
+        client_name=client.name,
+        scopes=tuple(oauth_request.scope.split()),
+        prompts=prompts,
+        max_age=max_age,
+        login_hint=params.get("login_hint"),
+        expected_subject=expected_subject,
+        acr_values=tuple(params.get("acr_values", "").split()),
+        policy=client_policy(client),
+    )
+    session = flow_web.current_session()
+    interaction = flow.next_interaction(flow_request, session, now)
+    if interaction is not None:
+        if not flow_request.interactive:
+            return error_response(_Error(interaction.error, interaction.description or
+                                         "The user must interact with the provider."),
+                                  params, grant.redirect_uri)
+        if pending is None:
+            stored = {k: params[k] for k in KNOWN_PARAMS if k in params}
+            pending = flow_web.start(stored, RESUME_ENDPOINT, client.name)
+        return redirect(url_for(interaction.endpoint, flow=pending.flow_id, **interaction.args))
+
+    assert session is not None  # the identify step guarantees it  # noqa: S101
+    signed_in = SignedIn(session.user, session, session.acr)
+    try:
+        status, _body, headers = grant.create_authorization_response(grant.redirect_uri,
+                                                                     signed_in)
+    except OAuth2Error as error:
+        db.session.rollback()
+        return error_response(error, params, grant.redirect_uri)
+    db.session.commit()
+    if pending is not None:
+        flow_web.finish(pending.flow_id)
+    location = dict(headers)["Location"]
+    return redirect(add_params_to_uri(location, [("iss", issuer())]), code=status)
+
+
+def resume(flow_id: str | None) -> Response:
+    pending = flow_web.get(flow_id)
+    if pending is None:
+        return flow_web.expired_page()
+    return handle(MultiDict(pending.params), pending)
+
+
+def cancel(flow_id: str | None) -> Response:
+    """The user declined on one of our pages: tell the app ``access_denied``."""
+    pending = flow_web.get(flow_id)
+    if pending is None:
+        return flow_web.expired_page()
+    params = MultiDict(pending.params)
+    flow_web.finish(pending.flow_id)
+    redirect_uri = _trusted_redirect_uri(params)
+    if redirect_uri is None:
+        return flow_web.expired_page()
+    return error_response(_Error("access_denied", "The user declined."), params, redirect_uri)

@@ -1,0 +1,185 @@
+"""UserInfo (OIDC Core §5.3), introspection (RFC 7662) and revocation (RFC 7009)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
+from flask import current_app, jsonify, request
+from werkzeug.wrappers import Response
+
+from .. import audit
+from ..accounts.models import User
+from ..dbtypes import utcnow
+from ..extensions import db
+from ..web import origin
+from . import tokens
+from .claims import user_claims
+from .grants import token_service
+from .keys import InvalidJWS
+from .models import Client
+from .server import NO_STORE, check_single_auth_method, current_request
+
+CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
+ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
+
+
+def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
+    realm = current_app.config["ISSUER"]
+    challenge = f'Bearer realm="{realm}"'
+    body: dict[str, str] = {}
+    if error:
+        challenge += f', error="{error}"'
+        body["error"] = error
+        if description:
+            challenge += f', error_description="{description}"'
+            body["error_description"] = description
+    response = jsonify(body) if body else Response(status=status)
+    response.status_code = status
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def _bearer_token() -> tuple[str | None, str | None]:
+    """The access token from the header or (RFC 6750 §2.2) the form body, never the query."""
+    header = request.headers.get("Authorization", "")
+    form_token = request.form.get("access_token") if request.method == "POST" else None
+    scheme, _, value = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        return None, "unsupported authentication scheme"
+    if header and form_token:
+        return None, "use one way to send the token"
+    if "access_token" in request.args:
+        return None, "tokens in the query string are not accepted"
+    return (value.strip() or None) if header else form_token, None
+
+
+def userinfo() -> Response:
+    token, problem = _bearer_token()
+    if problem:
+        return _bearer_error(400, "invalid_request", problem)
+    if not token:
+        return _bearer_error(401, None)
+    try:
+        info = token_service().validate_access_token(token)
+    except InvalidJWS:
+        return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
+    if "openid" not in info.scopes:
+        return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
+    user = db.session.scalar(db.select(User).where(User.subject == info.claims.get("sub")))
+    if user is None or user.status != "active":
+        return _bearer_error(401, "invalid_token", "The user is no longer active.")
+    response = jsonify(user_claims(user, info.scopes, info.client_id))
+    response.headers.extend(NO_STORE)
+    return response
+
+
+def _authenticate_client(methods: list[str]) -> Client:
+    oauth_request = current_request(request.form)
+    check_single_auth_method(oauth_request)
+    server = current_app.extensions["sso_authorization_server"]
+    endpoint = "introspection" if methods == CONFIDENTIAL_METHODS else "token"
+    return server.authenticate_client(oauth_request, methods, endpoint)  # type: ignore[no-any-return]
+
+
+def _oauth_error(error: OAuth2Error) -> Response:
+    status, body, headers = error()
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in headers:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    response.headers.extend(NO_STORE)
+    return response
+
+
+def introspect() -> Response:
+    """RFC 7662: a confidential client learns about tokens issued to it or meant for it."""
+    try:
+        client = _authenticate_client(CONFIDENTIAL_METHODS)
+        token = request.form.get("token")
+        if not token:
+            raise InvalidRequestError("Missing 'token'.")
+    except OAuth2Error as error:
+        return _oauth_error(error)
+    payload = _introspection(token, request.form.get("token_type_hint"), client)
+    response = jsonify(payload)
+    response.headers.extend(NO_STORE)
+    return response
+
+
+def _introspection(token: str, hint: str | None, client: Client) -> dict[str, Any]:
+    inactive = {"active": False}
+    if token.startswith(tokens.REFRESH_PREFIX):
+        row = tokens.find_refresh_token(token)
+        now = utcnow()
+        if (row is None or row.client_id != client.client_id or row.revoked_at or row.used_at
+                or row.expires_at <= now):
+            return inactive
+        user = tokens.user_for_token(row.user_id)
+        if user is None:
+            return inactive
+        return {
+            "active": True, "token_type": "refresh_token", "scope": row.scope,
+            "client_id": row.client_id, "sub": user.subject, "username": user.username,
+            "iss": current_app.config["ISSUER"], "exp": int(row.expires_at.timestamp()),
+            "iat": int(row.created_at.timestamp()),
+        }
+    try:
+        info = token_service().validate_access_token(token)
+    except InvalidJWS:
+        return inactive
+    audience = info.claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if client.client_id != info.client_id and client.client_id not in audiences:
+        return inactive
+    payload: dict[str, Any] = {"active": True, "token_type": "Bearer", **info.claims}
+    if info.claims.get("sub") != info.client_id:
+        user = db.session.scalar(db.select(User).where(User.subject == info.claims.get("sub")))
+        if user is None or user.status != "active":
+            return inactive
+        payload["username"] = user.username
+    return payload
+
+
+def revoke() -> Response:
+    """RFC 7009: revoke an access or refresh token the calling client holds."""
+    try:
+        client = _authenticate_client(ALL_METHODS)
+        token = request.form.get("token")
+        if not token:
+            raise InvalidRequestError("Missing 'token'.")
+        _revoke(token, client)
+    except OAuth2Error as error:
+        db.session.rollback()
+        return _oauth_error(error)
+    db.session.commit()
+    response = Response(status=200)
+    response.headers.extend(NO_STORE)
+    return response
+
+
+def _revoke(token: str, client: Client) -> None:
+    service = token_service()
+    if token.startswith(tokens.REFRESH_PREFIX):
+        row = tokens.find_refresh_token(token)
+        if row is None:
+            return
+        if row.client_id != client.client_id:
+            raise InvalidGrantError("The token was not issued to this client.")
+        tokens.revoke_family(row.family_id, reason="revocation_endpoint",
+                             access_ttl=service.access_ttl, origin=origin(),
+                             client_id=client.client_id, user_id=row.user_id)
+        return
+    try:
+        info = service.validate_access_token(token)
+    except InvalidJWS:
+        return  # invalid, expired or already revoked: nothing to do (RFC 7009 §2.2)
+    if info.client_id != client.client_id:
+        raise InvalidGrantError("The token was not issued to this client.")
+    tokens.revoke_access_token(str(info.claims["jti"]),
+                               datetime.fromtimestamp(int(info.claims["exp"]), UTC))
+    audit.record("token.revoke", origin=origin(), client_id=client.client_id,
+                 token_type="access_token")

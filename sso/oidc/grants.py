@@ -1,0 +1,304 @@
+"""Grants: authorization code (+ OpenID Connect, + PKCE S256), refresh token, client credentials."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from authlib.oauth2.rfc6749 import (
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+    grants,
+)
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
+from authlib.oidc.core.grants.util import is_openid_scope
+from flask import current_app
+from sqlalchemy import exists, select, update
+
+from .. import audit
+from ..accounts.models import User
+from ..dbtypes import utcnow
+from ..extensions import db
+from ..security import hash_token, new_token
+from ..sessions.models import SSOSession
+from ..web import origin
+from . import tokens
+from .models import USER_SCOPES, AuthorizationCode, Client, RefreshToken
+from .tokens import GrantFacts, TokenService
+
+log = logging.getLogger(__name__)
+
+ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+@dataclass
+class SignedIn:
+    """The user a code is issued for, with how they signed in (the ``grant_user``)."""
+
+    user: User
+    session: SSOSession
+    acr: str
+
+    def get_user_id(self) -> str:
+        return self.user.subject
+
+
+def token_service() -> TokenService:
+    return current_app.extensions["sso_tokens"]  # type: ignore[no-any-return]
+
+
+class _IssuesTokens:
+    """Token generation shared by the grants: JWT access token, optional rotating refresh."""
+
+    request: Any
+
+    def issue(self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
+              with_refresh: bool, refresh_scope: str | None = None,
+              first_of_grant: bool = False) -> dict[str, Any]:
+        service = token_service()
+        now = utcnow()
+        jti = facts.grant_id if (facts and first_of_grant) else new_token(nbytes=16)
+        access, access_expires = service.access_token(client, user, scope, facts, jti, now)
+        token: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": service.access_ttl,
+            "scope": scope,
+        }
+        if with_refresh and user is not None and facts is not None:
+            session_expires = None
+            if facts.session_id:
+                sso_session = db.session.get(SSOSession, facts.session_id)
+                session_expires = sso_session.expires_at if sso_session else now
+            refresh, row = service.new_refresh_token(
+                client, user, refresh_scope or scope, facts, jti, access_expires, now,
+                session_expires,
+            )
+            if row.expires_at > now:
+                db.session.add(row)
+                token["refresh_token"] = refresh
+        self.request.grant_facts = facts
+        return token
+
+
+class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: Client) -> str:
+        """Exact match, and an error that does not echo the (attacker-chosen) URI."""
+        requested = request.payload.redirect_uri
+        if requested:
+            if not client.check_redirect_uri(requested):
+                raise InvalidRequestError("'redirect_uri' is not registered for this client.")
+            return requested  # type: ignore[no-any-return]
+        default = client.get_default_redirect_uri()
+        if not default:
+            raise InvalidRequestError("Missing 'redirect_uri'.")
+        return default
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        signed_in: SignedIn = request.user
+        session = signed_in.session
+        now = utcnow()
+        db.session.add(AuthorizationCode(
+            code_hash=hash_token(code),
+            grant_id=new_token(nbytes=16),
+            client_id=request.client.client_id,
+            user_id=signed_in.user.id,
+            redirect_uri=self.redirect_uri,
+            redirect_uri_given=bool(request.payload.redirect_uri),
+            scope=request.scope,
+            nonce=request.payload.data.get("nonce"),
+            code_challenge=request.payload.data.get("code_challenge"),
+            code_challenge_method=request.payload.data.get("code_challenge_method"),
+            session_id=session.id,
+            auth_time=session.auth_time,
+            acr=signed_in.acr,
+            amr=list(session.amr or []),
+            created_at=now,
+            expires_at=now + timedelta(seconds=current_app.config["AUTH_CODE_TTL"]),
+        ))
+        audit.record("code.issue", origin=origin(), user_id=signed_in.user.id,
+                     client_id=request.client.client_id, session_id=session.id)
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        """Consume the code atomically; a second use revokes what the first one got."""
+        if not code or len(code) > 128:
+            return None
+        code_hash = hash_token(code)
+        now = utcnow()
+        claimed = db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == code_hash,
+                   AuthorizationCode.client_id == client.client_id,
+                   AuthorizationCode.consumed_at.is_(None),
+                   AuthorizationCode.expires_at > now)
+            .values(consumed_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        row = db.session.get(AuthorizationCode, code_hash)
+        if claimed:
+            return row
+        if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
+            db.session.rollback()
+            tokens.revoke_family(
+                row.grant_id, reason="code_replay", access_ttl=token_service().access_ttl,
+                origin=origin(), client_id=client.client_id, user_id=row.user_id,
+            )
+            audit.record("code.replay", audit.FAILURE, origin=origin(),
+                         client_id=client.client_id, user_id=row.user_id)
+            db.session.commit()
+        return None
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing to delete: the code stays, consumed, until it expires (replay detection)."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
+        return tokens.user_for_token(authorization_code.user_id)
+
+    def generate_token(self, user: Any = None, scope: Any = None, grant_type: Any = None,
+                       expires_in: Any = None, include_refresh_token: bool = True) -> dict:
+        code: AuthorizationCode = self.request.authorization_code
+        facts = GrantFacts(grant_id=code.grant_id, session_id=code.session_id,
+                           auth_time=code.auth_time, acr=code.acr, amr=list(code.amr or []),
+                           nonce=code.nonce)
+        token = self.issue(self.request.client, user, scope, facts,
+                           with_refresh=include_refresh_token, first_of_grant=True)
+        audit.record("token.issue", origin=origin(), user_id=user.id,
+                     client_id=self.request.client.client_id, grant="authorization_code")
+        return token
+
+
+class S256Challenge(CodeChallenge):
+    """PKCE with S256 only (RFC 7636, RFC 9700 §2.1.1); required for public clients.
+
+    Authlib lets ``plain`` through and accepts a missing challenge at /authorize even for a
+    public client, checking only at /token; both are refused here, up front.
+    """
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        request = grant.request
+        data = request.payload.data
+        challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
+        if request.client.is_public and not challenge:
+            raise InvalidRequestError("Public clients must use PKCE: send 'code_challenge'.")
+        if challenge and method != "S256":
+            raise InvalidRequestError("Only 'code_challenge_method=S256' is supported.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class OpenIDCode(_OpenIDCode):
+    """OpenID Connect on the code grant: the nonce check and the ID token, signed our way."""
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        if len(nonce) > 255:
+            raise InvalidRequestError("'nonce' is too long.")
+        return bool(db.session.scalar(select(exists().where(
+            AuthorizationCode.client_id == request.payload.client_id,
+            AuthorizationCode.nonce == nonce,
+        ))))
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        _status, token, _headers = response
+        scope = token.get("scope", "")
+        facts: GrantFacts | None = getattr(grant.request, "grant_facts", None)
+        if not is_openid_scope(scope) or facts is None:
+            return token
+        token["id_token"] = token_service().id_token(
+            grant.request.client, grant.request.user, scope, facts, token["access_token"],
+            utcnow(), include_nonce=grant.GRANT_TYPE == "authorization_code",
+        )
+        return token
+
+    def __call__(self, grant: Any) -> None:
+        # Prompt handling is the flow's job (sso.flow), so Authlib's prompt hook is left out.
+        grant.register_hook("after_create_token_response", self.process_token)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook("after_validate_authorization_request_payload",
+                                self.validate_openid_authorization_request)
+
+
+class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
+        row = tokens.find_refresh_token(refresh_token)
+        if row is None or row.revoked_at is not None:
+            return None
+        now = utcnow()
+        if row.expires_at <= now:
+            return None
+        if row.session_id is not None:
+            session = db.session.get(SSOSession, row.session_id)
+            if session is None or not session.is_active(now):
+                return None
+        if row.used_at is not None or not tokens.claim_refresh_token(row, now):
+            self._reuse_detected(row)
+            return None
+        return row
+
+    def _reuse_detected(self, row: RefreshToken) -> None:
+        family, client_id, user_id = row.family_id, row.client_id, row.user_id
+        db.session.rollback()
+        tokens.revoke_family(family, reason="refresh_reuse",
+                             access_ttl=token_service().access_ttl, origin=origin(),
+                             client_id=client_id, user_id=user_id)
+        audit.record("refresh.reuse", audit.FAILURE, origin=origin(), client_id=client_id,
+                     user_id=user_id)
+        db.session.commit()
+
+    def authenticate_user(self, refresh_token: RefreshToken) -> User | None:
+        return tokens.user_for_token(refresh_token.user_id)
+
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+        """Already marked used when it was claimed."""
+
+    def issue_token(self, user: User, refresh_token: RefreshToken) -> dict:
+        scope = self.request.payload.scope or refresh_token.scope
+        facts = GrantFacts(grant_id=refresh_token.family_id, session_id=refresh_token.session_id,
+                           auth_time=refresh_token.auth_time, acr=refresh_token.acr,
+                           amr=list(refresh_token.amr or []))
+        # RFC 6749 §6: the new refresh token keeps the original scope even if this access
+        # token asked for less.
+        token = self.issue(self.request.client, user, scope, facts, with_refresh=True,
+                           refresh_scope=refresh_token.scope)
+        self.request.user = user
+        audit.record("token.refresh", origin=origin(), user_id=user.id,
+                     client_id=self.request.client.client_id)
+        return token
+
+
+class ClientCredentialsGrant(_IssuesTokens, grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                "The client is not allowed to use 'grant_type=client_credentials'."
+            )
+        service_scopes = [s for s in client.scopes() if s not in USER_SCOPES]
+        requested = self.request.payload.scope
+        if requested:
+            wanted = requested.split()
+            if any(s not in service_scopes for s in wanted):
+                raise InvalidScopeError("The client may not request that scope.")
+            scope = " ".join(dict.fromkeys(wanted))
+        else:
+            scope = " ".join(service_scopes)
+        self.request.client = client
+        self.request.scope = scope
+
+    def create_token_response(self) -> tuple[int, dict, list]:
+        client = self.request.client
+        token = self.issue(client, None, self.request.scope, None, with_refresh=False)
+        return 200, token, self.TOKEN_RESPONSE_HEADER

@@ -1,0 +1,218 @@
+"""Protocol records: clients, consents, authorization codes, refresh tokens, revocations.
+
+Secrets are never stored: client secrets, codes and refresh tokens are kept as SHA-256 hashes.
+Access tokens are self-contained JWTs (RFC 9068); only revoked ones are remembered, by ``jti``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..dbtypes import UTCDateTime, utcnow
+from ..extensions import db
+from ..security import hash_token, same
+
+USER_SCOPES = ("openid", "profile", "email", "phone", "offline_access", "roles")
+
+
+class Client(db.Model):  # type: ignore[name-defined,misc]
+    """A registered relying party (Authlib's ``ClientMixin``)."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    #: First-party apps of the company skip the consent page.
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="RS256")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Room for per-app policies that later features add (MFA, activation, QR matching).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    def __repr__(self) -> str:
+        return f"<Client {self.client_id} {self.name}>"
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    # Authlib's ClientMixin.
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # Only an unambiguous default: with several registered URIs the request must name one.
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """Keep the requested scopes this client may have; unknown ones are ignored."""
+        allowed = self.scopes()
+        if not scope:
+            return " ".join(s for s in allowed if s != "offline_access")
+        requested = []
+        for item in scope.split():
+            if item in allowed and item not in requested:
+                requested.append(item)
+        return " ".join(requested)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Exact string match (RFC 9700 §4.1.3, OIDC Core §3.1.2.1)."""
+        return any(same(redirect_uri, registered) for registered in self.redirect_uris)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.secret_hash:
+            return False
+        return same(hash_token(client_secret), self.secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Public clients authenticate with ``none``; confidential ones with either secret
+        method, as most providers allow, so any standard library works unconfigured."""
+        if self.is_public:
+            return method == "none" and endpoint == "token"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+
+class Consent(db.Model):  # type: ignore[name-defined,misc]
+    """The scopes a user let a third-party client have, remembered for next time."""
+
+    __tablename__ = "consents"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuthorizationCode(db.Model):  # type: ignore[name-defined,misc]
+    """A code, single use, bound to its client, redirect URI, PKCE challenge and nonce.
+
+    A consumed code is kept (with ``consumed_at``) until it expires, so that a replay is
+    recognised and the tokens issued from it revoked (RFC 6749 §4.1.2).
+    """
+
+    __tablename__ = "authorization_codes"
+    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(43), unique=True)
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    #: Whether the authorization request named the redirect URI (then /token must repeat it).
+    redirect_uri_given: Mapped[bool] = mapped_column(Boolean, default=True)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    session_id: Mapped[str | None] = mapped_column(String(43))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Authlib's AuthorizationCodeMixin.
+
+    def get_redirect_uri(self) -> str | None:
+        return self.redirect_uri if self.redirect_uri_given else None
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time.timestamp())
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr or [])
+
+
+class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
+    """One link of a rotation chain; the chain (family) is the grant it came from.
+
+    Using a token marks it used and issues the next one; using a used token again revokes
+    every token of its family (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(43), index=True)
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    #: The SSO session it is bound to; None for ``offline_access`` tokens, which outlive it.
+    session_id: Mapped[str | None] = mapped_column(String(43), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The access token issued together with this refresh token, to revoke it with the family.
+    access_jti: Mapped[str] = mapped_column(String(43))
+    access_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Authlib's TokenMixin, for the refresh grant.
+
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.expires_at - utcnow()).total_seconds())
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class RevokedAccessToken(db.Model):  # type: ignore[name-defined,misc]
+    """A JWT access token revoked before its expiry, kept until it would have expired."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(43), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,0 +1,170 @@
+"""The Authlib authorization server, fitted to our stores and our request rules."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request
+from authlib.oauth2.rfc6749.requests import OAuth2Payload
+from flask import Response, json
+from flask import request as flask_request
+from werkzeug.datastructures import MultiDict
+
+from ..extensions import db
+from .models import Client
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+class Payload(OAuth2Payload):
+    """Request parameters from exactly one place (the query, or the form body)."""
+
+    def __init__(self, data: MultiDict[str, str]) -> None:
+        self._data = data
+
+    @property
+    def data(self) -> MultiDict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> dict[str, list[str]]:
+        return {key: self._data.getlist(key) for key in self._data}
+
+
+class ProtocolRequest(OAuth2Request):
+    """Authlib's request, without its transport check.
+
+    Authlib refuses any request whose URL is not https unless an environment variable is set.
+    Behind a TLS-terminating proxy the URL the app sees is http, so transport security is
+    enforced where it is configured instead: ``SSO_ISSUER`` must be https in production.
+    """
+
+    def __init__(self, method: str, uri: str, headers: Any, params: MultiDict[str, str],
+                 form: MultiDict[str, str]) -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self._body = None
+        self.payload = Payload(params)
+        self._form = form
+        self.client = None
+        self.auth_method = None
+        self.user = None
+        self.authorization_code = None
+        self.refresh_token = None
+        self.credential = None
+        self._scope = None
+
+    @property
+    def args(self) -> MultiDict[str, str]:
+        return self.payload.data
+
+    @property
+    def form(self) -> MultiDict[str, str]:
+        return self._form
+
+
+def current_request(params: MultiDict[str, str] | None = None) -> ProtocolRequest:
+    """Wrap the Flask request; ``params`` replaces its parameters (a resumed flow)."""
+    if params is None:
+        params = flask_request.form if flask_request.method == "POST" else flask_request.args
+    return ProtocolRequest(flask_request.method, flask_request.url, flask_request.headers,
+                           params, flask_request.form)
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if isinstance(request, OAuth2Request):
+            return request
+        return current_request()
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        response = Response(payload, status=status_code, headers=headers)
+        if status_code != 302:
+            for name, value in NO_STORE:
+                response.headers.setdefault(name, value)
+        return response
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Authlib's blinker signals are not used; the audit log records what matters."""
+
+
+def query_client(client_id: str | None) -> Client | None:
+    if not client_id or not CLIENT_ID_PATTERN.match(client_id):
+        return None
+    return db.session.get(Client, client_id)
+
+
+def _basic_credentials(request: OAuth2Request) -> tuple[str | None, str | None]:
+    """Decode ``Authorization: Basic`` as RFC 6749 §2.3.1 says (form-encoded, then base64)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidClientError(status_code=401,
+                                 description="Malformed Basic credentials.") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClientError(status_code=401, description="Malformed Basic credentials.")
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+def authenticate_basic(query: Any, request: OAuth2Request) -> Client | None:
+    client_id, secret = _basic_credentials(request)
+    if client_id is None:
+        return None
+    client = query(client_id)
+    if client is not None and secret and client.check_client_secret(secret):
+        return client  # type: ignore[no-any-return]
+    raise InvalidClientError(status_code=401, description="Client authentication failed.")
+
+
+def authenticate_post(query: Any, request: OAuth2Request) -> Client | None:
+    client_id = request.form.get("client_id")
+    secret = request.form.get("client_secret")
+    if not client_id or secret is None:
+        return None
+    client = query(client_id)
+    if client is not None and client.check_client_secret(secret):
+        return client  # type: ignore[no-any-return]
+    raise InvalidClientError(status_code=401, description="Client authentication failed.")
+
+
+def authenticate_none(query: Any, request: OAuth2Request) -> Client | None:
+    client_id = request.form.get("client_id")
+    if not client_id or "client_secret" in request.form or "Authorization" in request.headers:
+        return None
+    client = query(client_id)
+    if client is None:
+        raise InvalidClientError(status_code=401, description="Client authentication failed.")
+    return client  # type: ignore[no-any-return]
+
+
+def check_single_auth_method(request: OAuth2Request) -> None:
+    """RFC 6749 §2.3: a client MUST NOT use more than one authentication method at once."""
+    if "Authorization" in request.headers and "client_secret" in request.form:
+        raise InvalidRequestError("Use one client authentication method, not two.")
+
+
+def build_server() -> AuthorizationServer:
+    server = AuthorizationServer()
+    server._query_client = query_client
+    server._save_token = lambda token, request: None
+    server.register_client_auth_method("client_secret_basic", authenticate_basic)
+    server.register_client_auth_method("client_secret_post", authenticate_post)
+    server.register_client_auth_method("none", authenticate_none)
+    return server

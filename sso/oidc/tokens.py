@@ -1,0 +1,273 @@
+"""Issue, validate and revoke tokens.
+
+* Access tokens are JWTs (RFC 9068, ``typ: at+jwt``), signed with ``SSO_ACCESS_TOKEN_ALG``.
+  The first access token of a grant has the grant's id as its ``jti``, so revoking a grant
+  (replayed code, reused refresh token) can name it without having stored it.
+* ID tokens are JWTs signed with the client's ``id_token_signed_response_alg`` (RS256 default).
+* Refresh tokens are opaque (``ssor_`` + 256 random bits), stored as SHA-256, rotated on every
+  use; a reused one revokes its whole family.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from .. import audit
+from ..accounts.models import User, UserStatus
+from ..audit import Origin
+from ..dbtypes import utcnow
+from ..extensions import db
+from ..security import hash_token, new_token
+from .claims import user_claims
+from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
+from .models import Client, RefreshToken, RevokedAccessToken
+
+log = logging.getLogger(__name__)
+
+REFRESH_PREFIX = "ssor_"
+ACCESS_TYPE = "at+jwt"
+#: Clock skew tolerated when validating our own tokens.
+LEEWAY = 30
+
+
+@dataclass
+class GrantFacts:
+    """How the user authenticated, carried from the code to every token of the grant."""
+
+    grant_id: str
+    session_id: str | None
+    auth_time: datetime
+    acr: str | None
+    amr: list[str] = field(default_factory=list)
+    nonce: str | None = None
+
+
+@dataclass
+class AccessTokenInfo:
+    """A validated access token."""
+
+    claims: dict[str, Any]
+
+    @property
+    def scopes(self) -> list[str]:
+        return str(self.claims.get("scope", "")).split()
+
+    @property
+    def client_id(self) -> str:
+        return str(self.claims["client_id"])
+
+
+class TokenService:
+    def __init__(self, keys: KeyStore, config: Any) -> None:
+        self.keys = keys
+        self.issuer: str = config["ISSUER"]
+        self.access_alg: str = config["ACCESS_TOKEN_ALG"]
+        self.access_ttl: int = config["ACCESS_TOKEN_TTL"]
+        self.id_ttl: int = config["ID_TOKEN_TTL"]
+        self.refresh_ttl: int = config["REFRESH_TOKEN_TTL"]
+        self.offline_ttl: int = config["OFFLINE_REFRESH_TOKEN_TTL"]
+
+    # Access tokens.
+
+    def access_token(
+        self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
+        jti: str, now: datetime,
+    ) -> tuple[str, datetime]:
+        iat = int(now.timestamp())
+        expires = now + timedelta(seconds=self.access_ttl)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": user.subject if user else client.client_id,
+            "aud": client.client_id,
+            "client_id": client.client_id,
+            "iat": iat,
+            "exp": iat + self.access_ttl,
+            "jti": jti,
+            "scope": scope,
+        }
+        if facts is not None:
+            claims["auth_time"] = int(facts.auth_time.timestamp())
+            if facts.acr:
+                claims["acr"] = facts.acr
+            if facts.amr:
+                claims["amr"] = facts.amr
+            if facts.session_id:
+                claims["sid"] = facts.session_id
+        if user is not None and "roles" in scope.split():
+            claims["roles"] = user.roles_in(client.client_id)
+        token = encode_jws(self.keys.active(self.access_alg), claims, typ=ACCESS_TYPE)
+        return token, expires
+
+    def validate_access_token(self, token: str, now: datetime | None = None) -> AccessTokenInfo:
+        """Check signature, type, issuer, expiry and revocation; raise InvalidJWS if any fails."""
+        claims = decode_jws(self.keys, token, typ=ACCESS_TYPE)
+        now_ts = (now or utcnow()).timestamp()
+        if claims.get("iss") != self.issuer:
+            raise InvalidJWS("wrong issuer")
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or exp + LEEWAY < now_ts:
+            raise InvalidJWS("expired")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not isinstance(claims.get("client_id"), str):
+            raise InvalidJWS("malformed")
+        if db.session.get(RevokedAccessToken, jti) is not None:
+            raise InvalidJWS("revoked")
+        return AccessTokenInfo(claims)
+
+    # ID tokens.
+
+    def id_token(
+        self, client: Client, user: User, scope: str, facts: GrantFacts,
+        access_token: str | None, now: datetime, include_nonce: bool = True,
+    ) -> str:
+        iat = int(now.timestamp())
+        claims = user_claims(user, scope.split(), client.client_id)
+        claims.update({
+            "iss": self.issuer,
+            "aud": client.client_id,
+            "iat": iat,
+            "exp": iat + self.id_ttl,
+            "auth_time": int(facts.auth_time.timestamp()),
+        })
+        if facts.nonce and include_nonce:
+            claims["nonce"] = facts.nonce
+        if facts.acr:
+            claims["acr"] = facts.acr
+        if facts.amr:
+            claims["amr"] = facts.amr
+        if facts.session_id:
+            claims["sid"] = facts.session_id
+        key = self.keys.active(client.id_token_signed_response_alg or "RS256")
+        if access_token:
+            claims["at_hash"] = half_hash(access_token, key.alg)
+        return encode_jws(key, claims, typ="JWT")
+
+    def decode_id_token_hint(self, token: str) -> dict[str, Any] | None:
+        """Claims of an ID token we issued, expired or not (for logout and ``id_token_hint``)."""
+        try:
+            claims = decode_jws(self.keys, token)
+        except InvalidJWS:
+            return None
+        if claims.get("iss") != self.issuer or "sub" not in claims:
+            return None
+        return claims
+
+    # Refresh tokens.
+
+    def new_refresh_token(
+        self, client: Client, user: User, scope: str, facts: GrantFacts, access_jti: str,
+        access_expires_at: datetime, now: datetime, session_expires_at: datetime | None,
+    ) -> tuple[str, RefreshToken]:
+        """A new link of the family ``facts.grant_id``; the caller adds it to the session."""
+        token = new_token(REFRESH_PREFIX)
+        offline = "offline_access" in scope.split()
+        if offline:
+            expires = now + timedelta(seconds=self.offline_ttl)
+        else:
+            expires = now + timedelta(seconds=self.refresh_ttl)
+            if session_expires_at is not None:
+                expires = min(expires, session_expires_at)
+        row = RefreshToken(
+            token_hash=hash_token(token),
+            family_id=facts.grant_id,
+            client_id=client.client_id,
+            user_id=user.id,
+            session_id=None if offline else facts.session_id,
+            scope=scope,
+            auth_time=facts.auth_time,
+            acr=facts.acr,
+            amr=facts.amr,
+            access_jti=access_jti,
+            access_expires_at=access_expires_at,
+            created_at=now,
+            expires_at=expires,
+        )
+        return token, row
+
+
+def find_refresh_token(token: str) -> RefreshToken | None:
+    if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
+        return None
+    return db.session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_token(token))
+    )
+
+
+def claim_refresh_token(row: RefreshToken, now: datetime) -> bool:
+    """Mark a refresh token used, atomically: exactly one of two racing requests wins."""
+    result = db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None),
+               RefreshToken.revoked_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def revoke_access_token(jti: str, expires_at: datetime) -> None:
+    if db.session.get(RevokedAccessToken, jti) is None:
+        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+
+
+def revoke_family(
+    family_id: str, *, reason: str, access_ttl: int, origin: Origin | None = None,
+    client_id: str | None = None, user_id: int | None = None,
+) -> None:
+    """Revoke every refresh token of a grant and the access tokens issued with them."""
+    now = utcnow()
+    rows = db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == family_id))
+    for row in rows:
+        if row.revoked_at is None:
+            row.revoked_at = now
+        if row.access_expires_at > now:
+            revoke_access_token(row.access_jti, row.access_expires_at)
+    # The grant's first access token carries the grant id as its jti.
+    revoke_access_token(family_id, now + timedelta(seconds=access_ttl))
+    audit.record("grant.revoke", origin=origin, client_id=client_id, user_id=user_id,
+                 grant_id=family_id, reason=reason)
+
+
+def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> None:
+    """Sign-out: revoke the refresh tokens bound to this SSO session (not offline ones)."""
+    families = db.session.scalars(
+        select(RefreshToken.family_id)
+        .where(RefreshToken.session_id == session_id, RefreshToken.revoked_at.is_(None))
+        .distinct()
+    ).all()
+    for family in families:
+        db.session.execute(
+            update(RefreshToken).where(RefreshToken.family_id == family,
+                                       RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    if families:
+        audit.record("session.tokens_revoked", origin=origin, session_id=session_id,
+                     count=len(families))
+
+
+def user_for_token(user_id: int) -> User | None:
+    user = db.session.get(User, user_id)
+    if user is None or user.status != UserStatus.ACTIVE:
+        return None
+    return user
+
+
+def purge_expired(now: datetime | None = None) -> int:
+    """Delete codes, refresh tokens and revocations that can no longer matter."""
+    from .models import AuthorizationCode  # noqa: PLC0415
+
+    now = now or utcnow()
+    removed = 0
+    for stmt in (
+        delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - timedelta(hours=1)),
+        delete(RefreshToken).where(RefreshToken.expires_at < now - timedelta(days=1)),
+        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now),
+    ):
+        removed += int(db.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    return removed

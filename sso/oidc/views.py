@@ -1,0 +1,174 @@
+"""Protocol routes. Each one parses, hands over to a module, and commits at most once."""
+
+from __future__ import annotations
+
+import hashlib
+
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import Blueprint, current_app, render_template, request
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response
+
+from ..errors import JSON_ENDPOINTS
+from ..extensions import db
+from ..flow import web as flow_web
+from ..web import allow_form_action, csrf_exempt, origin
+from . import authorize as authorize_module
+from . import consent as consent_module
+from . import endpoints, logout
+from .server import NO_STORE, check_single_auth_method, current_request, query_client
+
+bp = Blueprint("oidc", __name__)
+
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+
+
+def _cached_json(body: bytes, max_age: int) -> Response:
+    etag = hashlib.sha256(body).hexdigest()[:32]
+    if etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@bp.get("/.well-known/openid-configuration")
+@bp.get("/.well-known/oauth-authorization-server")
+def discovery() -> Response:
+    return _cached_json(current_app.extensions["sso_discovery"], 3600)
+
+
+@bp.get("/jwks.json")
+def jwks() -> Response:
+    return _cached_json(current_app.extensions["sso_keys"].jwks(), 300)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf_exempt
+def authorize() -> Response:
+    params = request.form if request.method == "POST" else request.args
+    return authorize_module.handle(params)
+
+
+@bp.get("/authorize/resume")
+def resume() -> Response:
+    return authorize_module.resume(request.args.get("flow"))
+
+
+@bp.post("/authorize/cancel")
+def cancel() -> Response:
+    return authorize_module.cancel(request.form.get("flow"))
+
+
+@bp.route("/consent", methods=["GET", "POST"])
+def consent() -> Response:
+    pending = flow_web.get(request.values.get("flow"))
+    session = flow_web.current_session()
+    if pending is None or session is None:
+        return flow_web.expired_page()
+    client = query_client(pending.params.get("client_id"))
+    if client is None:
+        return flow_web.expired_page()
+    scopes = client.get_allowed_scope(pending.params.get("scope")).split()
+    if request.method == "POST":
+        if request.form.get("decision") == "allow":
+            consent_module.grant(session.user_id, client.client_id, scopes, origin())
+            db.session.commit()
+            return authorize_module.resume(pending.flow_id)
+        consent_module.deny(session.user_id, client.client_id, origin())
+        return authorize_module.cancel(pending.flow_id)
+    redirect_uri = pending.params.get("redirect_uri") or client.get_default_redirect_uri()
+    if redirect_uri:
+        allow_form_action(redirect_uri)
+    html = render_template("oidc/consent.html", client=client, scopes=scopes,
+                           user=session.user, flow=pending.flow_id)
+    return Response(html, mimetype="text/html")
+
+
+def _form_only() -> Response | None:
+    """Token-style endpoints take form-encoded bodies with each parameter once (RFC 6749 §3.2)."""
+    problem = None
+    if request.mimetype != "application/x-www-form-urlencoded":
+        problem = "Send parameters as application/x-www-form-urlencoded."
+    elif request.args:
+        problem = "Send parameters in the request body, not the query string."
+    elif any(len(request.form.getlist(k)) > 1 for k in request.form):
+        problem = "A parameter is repeated."
+    elif any(len(v) > current_app.config["MAX_PARAM_LENGTH"]
+             for v in request.form.values()):
+        problem = "A parameter is too long."
+    if problem is None:
+        try:
+            check_single_auth_method(current_request(request.form))
+        except InvalidRequestError as error:
+            problem = str(error.description)
+    if problem is None:
+        return None
+    return endpoints._oauth_error(InvalidRequestError(problem))
+
+
+@bp.post("/token")
+@csrf_exempt
+def token() -> Response:
+    refused = _form_only()
+    if refused is not None:
+        response = refused
+    else:
+        server = current_app.extensions["sso_authorization_server"]
+        response = server.create_token_response(current_request(request.form))
+        if response.status_code == 200:
+            db.session.commit()
+        else:
+            db.session.rollback()
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@csrf_exempt
+def userinfo() -> Response:
+    response = endpoints.userinfo()
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@bp.post("/introspect")
+@csrf_exempt
+def introspect() -> Response:
+    return _form_only() or endpoints.introspect()
+
+
+@bp.post("/revoke")
+@csrf_exempt
+def revoke() -> Response:
+    response = _form_only() or endpoints.revoke()
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+@csrf_exempt
+def end_session() -> Response:
+    """RP-initiated logout; a GET or a cross-site POST only ever shows the confirmation."""
+    params = request.form if request.method == "POST" else request.args
+    return logout.handle(MultiDict(params))
+
+
+@bp.post("/logout/confirm")
+def end_session_confirm() -> Response:
+    return logout.confirm(MultiDict(request.form))
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    if request.endpoint in ("oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke"):
+        for name, value in NO_STORE:
+            response.headers.setdefault(name, value)
+    return response
+
+
+JSON_ENDPOINTS.update({"oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke",
+                       "oidc.jwks", "oidc.discovery"})

@@ -1,0 +1,1 @@
+"""The SSO session: who, when and how a browser signed in."""

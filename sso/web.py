@@ -1,0 +1,88 @@
+"""Request plumbing every blueprint shares: CSRF, security headers, client origin."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, g, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from .audit import Origin
+from .security import same
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CSRF_FIELD = "csrf_token"
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; "
+    "frame-ancestors 'none'"
+)
+
+
+def csrf_exempt(view: F) -> F:
+    """Mark a view that authenticates its caller otherwise (client credentials, bearer token)."""
+    view.csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return str(token)
+
+
+def _check_csrf() -> None:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or getattr(view, "csrf_exempt", False):
+        return
+    sent = request.form.get(CSRF_FIELD, "") or request.headers.get("X-CSRF-Token", "")
+    expected = session.get("csrf")
+    if not expected or not sent or not same(str(sent), str(expected)):
+        abort(400, description="csrf")
+
+
+def origin() -> Origin:
+    """The caller's IP and user agent, for the audit log and sessions."""
+    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        form_action = " ".join(getattr(g, "csp_form_action", []))
+        headers.setdefault("Content-Security-Policy", _CSP.format(form_action=form_action))
+        headers.setdefault("Cache-Control", "no-store")
+    if current_app.config["SESSION_COOKIE_SECURE"]:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def allow_form_action(uri: str) -> None:
+    """Let this page's CSP post a form to ``uri``'s origin (consent and logout redirects)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        g.setdefault("csp_form_action", []).append(f"{parts.scheme}://{parts.netloc}")
+
+
+def init_app(app: Flask) -> None:
+    proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+        )
+    app.before_request(_check_csrf)
+    app.after_request(_security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token

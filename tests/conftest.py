@@ -1,0 +1,315 @@
+"""Fixtures on real stores: every database test runs on SQLite and on PostgreSQL, with Redis.
+
+* PostgreSQL: a fresh database per test session, created on the server named by
+  ``SSO_TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) and dropped
+  afterwards. If that server does not answer the PostgreSQL half is skipped, unless
+  ``SSO_TEST_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) turns the skip into a failure.
+* Redis: ``SSO_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) with a key prefix of
+  its own, so parallel runs share one server; the prefix is emptied after each test.
+* The schema comes from the Alembic migrations, never from ``create_all``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+import redis as redis_lib
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from sso import create_app, migrate
+
+ISSUER = "http://sso.test"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _pg_admin_url() -> str:
+    return os.environ.get("SSO_TEST_DATABASE_URL", DEFAULT_PG).replace("postgresql+psycopg",
+                                                                       "postgresql")
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(_pg_admin_url(), connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("SSO_TEST_REDIS_URL", DEFAULT_REDIS)
+    try:
+        redis_lib.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis_lib.RedisError as exc:
+        pytest.fail(f"Redis at {url} does not answer ({exc}); start it or set SSO_TEST_REDIS_URL")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> str:
+    return f"ssotest:{secrets.token_hex(4)}:"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'sso.sqlite3'}"
+        return
+    if not _pg_available():
+        if os.environ.get("SSO_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at {_pg_admin_url()} does not answer")
+        pytest.skip(f"PostgreSQL at {_pg_admin_url()} does not answer")
+    name = f"sso_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = _pg_admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    url = parts._replace(path=f"/{name}").geturl().replace("postgresql://",
+                                                          "postgresql+psycopg://", 1)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def app_config(database_url: str, redis_url: str, redis_prefix: str, keys_dir: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "ISSUER": ISSUER,
+        "SECRET_KEY": secrets.token_hex(32),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "KEYS_DIR": str(keys_dir),
+        "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+        # Real argon2id, cheaper than production so the suite stays quick.
+        "ARGON2_MEMORY_KIB": 8 * 1024,
+        "ARGON2_TIME_COST": 1,
+    }
+
+
+@pytest.fixture(scope="session")
+def app(app_config: dict[str, Any]) -> Flask:
+    """The provider on one database backend, migrated to head once per session."""
+    application = create_app(app_config)
+    migrate.upgrade(application)
+    return application
+
+
+def _empty_tables(app: Flask) -> None:
+    from sso.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    connection.execute(table.delete())
+
+
+def _empty_redis(url: str, prefix: str) -> None:
+    client = redis_lib.Redis.from_url(url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _clean_stores(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with empty tables and an empty Redis prefix."""
+    yield
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        _empty_tables(app)
+        _empty_redis(app.config["REDIS_URL"], app.config["REDIS_PREFIX"])
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[None]:
+    """An application context for calling services directly."""
+    with app.app_context():
+        yield
+        from sso.extensions import db
+
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+# Factories.
+
+PASSWORD = "Correct-horse-9-battery"
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Any:
+    def make(username: str = "alice", password: str = PASSWORD, **kwargs: Any) -> Any:
+        from sso.accounts.service import create_user
+        from sso.extensions import db
+
+        with app.app_context():
+            kwargs.setdefault("email", f"{username}@example.com")
+            kwargs.setdefault("name", username.title())
+            user = create_user(username, password=password, **kwargs)
+            db.session.commit()
+            return _Snapshot(id=user.id, username=user.username, subject=user.subject,
+                             email=user.email)
+
+    return make
+
+
+@pytest.fixture
+def make_client(app: Flask) -> Any:
+    def make(name: str = "ERP", redirect_uris: list[str] | None = None, **kwargs: Any) -> Any:
+        from sso.extensions import db
+        from sso.oidc.clients import create_client
+
+        with app.app_context():
+            kwargs.setdefault("first_party", True)
+            kwargs.setdefault("grant_types", ["authorization_code", "refresh_token"])
+            kwargs.setdefault("post_logout_redirect_uris", ["https://erp.example.com/bye"])
+            client, secret = create_client(
+                name, redirect_uris or ["https://erp.example.com/callback"], **kwargs
+            )
+            db.session.commit()
+            return _Snapshot(client_id=client.client_id, secret=secret,
+                             redirect_uri=client.redirect_uris[0] if client.redirect_uris else None)
+
+    return make
+
+
+class _Snapshot:
+    """Plain attributes copied out of a model, usable after its session is gone."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+# Protocol helpers.
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+@dataclass
+class Flow:
+    """Drive the code flow through the test client, the way a browser and an RP would."""
+
+    http: FlaskClient
+    app_client: Any
+
+    def authorize_params(self, **overrides: Any) -> dict[str, str]:
+        verifier, challenge = pkce_pair()
+        self.verifier = verifier
+        params = {
+            "response_type": "code",
+            "client_id": self.app_client.client_id,
+            "redirect_uri": self.app_client.redirect_uri,
+            "scope": "openid profile email roles",
+            "state": secrets.token_urlsafe(8),
+            "nonce": secrets.token_urlsafe(8),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        params.update(overrides)
+        return {k: v for k, v in params.items() if v is not None}
+
+    def login(self, username: str = "alice", password: str = PASSWORD,
+              flow_id: str = "") -> Any:
+        page = self.http.get(f"/login?flow={flow_id}" if flow_id else "/login")
+        return self.http.post("/login", data={
+            "csrf_token": csrf_of(page.get_data(as_text=True)), "flow": flow_id,
+            "username": username, "password": password,
+        })
+
+    def authorize(self, username: str = "alice", password: str = PASSWORD,
+                  **overrides: Any) -> dict[str, str]:
+        """Run /authorize (signing in if asked) until the redirect back; return its query."""
+        self.params = self.authorize_params(**overrides)
+        response = self.http.get("/authorize", query_string=self.params)
+        for _ in range(5):
+            assert response.status_code == 302, response.get_data(as_text=True)[:500]
+            location = response.headers["Location"]
+            if location.startswith(self.params["redirect_uri"]):
+                return query_of(location)
+            if location.startswith("/login"):
+                response = self.login(username, password, query_of(location)["flow"])
+            else:
+                response = self.http.get(location)
+        raise AssertionError("the flow did not come back to the app")
+
+    def token(self, code: str, verifier: str | None = None, **extra: Any) -> Any:
+        data = {"grant_type": "authorization_code", "code": code,
+                "redirect_uri": self.params["redirect_uri"],
+                "code_verifier": verifier or self.verifier}
+        data.update(extra)
+        data = {k: v for k, v in data.items() if v is not None}
+        return self.http.post("/token", data=data, headers=basic(self.app_client))
+
+
+def basic(app_client: Any) -> dict[str, str]:
+    if not getattr(app_client, "secret", None):
+        return {}
+    raw = f"{app_client.client_id}:{app_client.secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+@pytest.fixture
+def erp(make_client: Any) -> Any:
+    return make_client("ERP")
+
+
+@pytest.fixture
+def alice(make_user: Any) -> Any:
+    return make_user("alice")
+
+
+@pytest.fixture
+def flow(client: FlaskClient, erp: Any, alice: Any) -> Flow:
+    return Flow(client, erp)
