@@ -49,14 +49,31 @@ def _pg_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    url = os.environ.get("SSO_TEST_REDIS_URL", DEFAULT_REDIS)
+def _answers(url: str) -> bool:
     try:
-        redis_lib.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis_lib.RedisError as exc:
-        pytest.fail(f"Redis at {url} does not answer ({exc}); start it or set SSO_TEST_REDIS_URL")
-    return url
+        return bool(redis_lib.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis_lib.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis named by SSO_TEST_REDIS_URL; else 127.0.0.1:6379; else a real redis-server
+    started for this session (the embedded one ``make run`` uses), so a fresh laptop works."""
+    url = os.environ.get("SSO_TEST_REDIS_URL")
+    if url:
+        if not _answers(url):
+            pytest.fail(f"Redis at {url} (SSO_TEST_REDIS_URL) does not answer")
+        yield url
+        return
+    if _answers(DEFAULT_REDIS):
+        yield DEFAULT_REDIS
+        return
+    from sso.embedded import ensure_redis, stop_redis
+
+    folder = str(tmp_path_factory.mktemp("redis"))
+    yield ensure_redis(folder)
+    stop_redis(folder)
 
 
 @pytest.fixture(scope="session")
