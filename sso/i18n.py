@@ -1,7 +1,7 @@
 """Chinese (zh-CN) and English pages; the language follows the browser.
 
-Catalogs are gettext ``.po`` files under ``sso/translations`` (extract with
-``pybabel extract -F babel.cfg``), read once at start-up. The language of a request is, in
+Catalogs are gettext ``.po`` files, ``sso/translations/<language>/<area>.po`` (one file per
+package, merged), read once at start-up. The language of a request is, in
 order: the ``ui_locales`` of the authorization request being served, the ``lang`` cookie set
 by the language switch, then the browser's ``Accept-Language``.
 """
@@ -22,12 +22,12 @@ _catalogs: dict[str, dict[str, str]] = {}
 
 
 def _load() -> None:
-    for path in TRANSLATIONS.glob("*.po"):
-        with path.open("rb") as fh:
-            catalog = read_po(fh)
-        _catalogs[path.stem.replace("_", "-")] = {
-            str(m.id): str(m.string) for m in catalog if m.id and m.string
-        }
+    for folder in sorted(p for p in TRANSLATIONS.iterdir() if p.is_dir()):
+        messages = _catalogs.setdefault(folder.name.replace("_", "-"), {})
+        for path in sorted(folder.glob("*.po")):
+            with path.open("rb") as fh:
+                catalog = read_po(fh)
+            messages.update({str(m.id): str(m.string) for m in catalog if m.id and m.string})
 
 
 def normalise(tag: str | None) -> str | None:
