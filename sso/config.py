@@ -60,6 +60,10 @@ class DefaultConfig:
     ARGON2_TIME_COST = 2
     ARGON2_PARALLELISM = 1
 
+    # Brute-force protection: consecutive failures per account before a lock, and its length.
+    LOCKOUT_THRESHOLD = 5
+    LOCKOUT_SECONDS = 15 * 60
+
     # Rate limits: "count/seconds".
     RATE_LIMIT_LOGIN_IP = "30/300"
 

@@ -12,6 +12,7 @@ from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import PasswordHashing
+from . import lockout
 from .models import AppRole, User, UserRole, UserStatus
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -99,14 +100,22 @@ def authenticate(login: str, password: str, origin: Origin | None = None) -> Use
     user = find_by_login(login) if len(password) <= 1024 else None
     hasher = passwords()
     ok = hasher.verify(user.password_hash if user else None, password[:1024])
+    if user is not None and lockout.locked_for(user.id):
+        # A locked account answers like a wrong password: the lock is not an oracle.
+        audit.record("signin.password", audit.FAILURE, origin=origin, user_id=user.id,
+                     reason="locked")
+        return None
     if not ok or user is None:
         audit.record("signin.password", audit.FAILURE, origin=origin,
                      user_id=user.id if user else None, subject=login[:254])
+        if user is not None:
+            lockout.register_failure(user.id, origin)
         return None
     if user.status != UserStatus.ACTIVE:
         audit.record("signin.password", audit.FAILURE, origin=origin, user_id=user.id,
                      reason=user.status)
         return None
+    lockout.clear_failures(user.id)
     if hasher.needs_rehash(user.password_hash or ""):
         user.password_hash = hasher.hash(password)
     audit.record("signin.password", origin=origin, user_id=user.id)
