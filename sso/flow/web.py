@@ -66,6 +66,8 @@ def get(flow_id: str | None) -> Pending | None:
     entry = session.get(FLOWS_KEY, {}).get(flow_id)
     if entry is None or entry["t"] + current_app.config["FLOW_TTL"] < time.time():
         return None
+    # Pages serving this request speak the language the app asked for (OIDC ui_locales).
+    g.ui_locales = entry["p"].get("ui_locales")
     return _pending(flow_id, entry)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError
-from flask import current_app, redirect, render_template, url_for
+from flask import current_app, g, redirect, render_template, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
@@ -150,6 +150,8 @@ def client_policy(client: Client) -> dict[str, Any]:
 
 def handle(params: MultiDict[str, str], pending: flow_web.Pending | None = None) -> Response:
     """Answer one authorization request, fresh from the app or resumed after a step."""
+    if len(params.getlist("ui_locales")) == 1:
+        g.ui_locales = params["ui_locales"]
     try:
         _precheck(params)
     except OAuth2Error as error:

@@ -114,6 +114,8 @@ def _form_only() -> Response | None:
 @csrf_exempt
 def token() -> Response:
     refused = _form_only()
+    if refused is None and not request.form.get("grant_type"):
+        refused = endpoints._oauth_error(InvalidRequestError("Missing 'grant_type'."))
     if refused is not None:
         response = refused
     else:

@@ -1,0 +1,124 @@
+"""Refresh tokens: rotation, reuse detection, scope rules, session binding."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from tests.conftest import Flow, basic, csrf_of
+
+
+def _refresh(flow: Flow, token: str, **extra: str) -> Any:
+    return flow.http.post("/token", data={"grant_type": "refresh_token", "refresh_token": token,
+                                          **extra}, headers=basic(flow.app_client))
+
+
+@pytest.fixture
+def tokens(flow: Flow) -> dict[str, Any]:
+    return flow.token(flow.authorize()["code"]).get_json()  # type: ignore[no-any-return]
+
+
+def test_refresh_rotates_and_returns_a_new_id_token(flow: Flow, tokens: dict[str, Any],
+                                                    app: Any) -> None:
+    response = _refresh(flow, tokens["refresh_token"])
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["refresh_token"] != tokens["refresh_token"]
+    assert body["access_token"] != tokens["access_token"]
+    with app.app_context():
+        from sso.oidc.keys import decode_jws
+
+        keys = app.extensions["sso_keys"]
+        old = decode_jws(keys, tokens["id_token"])
+        new = decode_jws(keys, body["id_token"])
+    assert new["sub"] == old["sub"] and new["auth_time"] == old["auth_time"]
+    assert "nonce" not in new
+
+
+def test_reuse_of_a_rotated_token_revokes_the_whole_family(flow: Flow,
+                                                           tokens: dict[str, Any]) -> None:
+    second = _refresh(flow, tokens["refresh_token"]).get_json()
+    reused = _refresh(flow, tokens["refresh_token"])
+    assert reused.status_code == 400 and reused.get_json()["error"] == "invalid_grant"
+    # The legitimate holder's newer tokens die with the family.
+    assert _refresh(flow, second["refresh_token"]).get_json()["error"] == "invalid_grant"
+    userinfo = flow.http.get("/userinfo",
+                             headers={"Authorization": f"Bearer {second['access_token']}"})
+    assert userinfo.status_code == 401
+
+
+def test_concurrent_refreshes_with_one_token_let_at_most_one_through(
+        flow: Flow, tokens: dict[str, Any], app: Any) -> None:
+    statuses: list[int] = []
+    barrier = threading.Barrier(3)
+
+    def refresh() -> None:
+        http = app.test_client()
+        barrier.wait()
+        response = http.post("/token", data={"grant_type": "refresh_token",
+                                             "refresh_token": tokens["refresh_token"]},
+                             headers=basic(flow.app_client))
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=refresh) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(200) <= 1 and set(statuses) <= {200, 400}
+
+
+def test_narrower_scope_is_allowed_and_the_next_refresh_keeps_the_original(
+        flow: Flow, tokens: dict[str, Any]) -> None:
+    narrow = _refresh(flow, tokens["refresh_token"], scope="openid").get_json()
+    assert narrow["scope"] == "openid"
+    full = _refresh(flow, narrow["refresh_token"]).get_json()
+    assert full["scope"] == tokens["scope"]
+
+
+def test_wider_scope_is_invalid_scope(flow: Flow, tokens: dict[str, Any]) -> None:
+    response = _refresh(flow, tokens["refresh_token"], scope="openid phone")
+    assert response.get_json()["error"] == "invalid_scope"
+    # A refused request does not burn the token.
+    assert _refresh(flow, tokens["refresh_token"]).status_code == 200
+
+
+def test_another_clients_refresh_token_is_invalid_grant(flow: Flow, tokens: dict[str, Any],
+                                                        make_client: Any) -> None:
+    crm = make_client("CRM", redirect_uris=["https://crm.example.com/cb"])
+    response = flow.http.post("/token", data={"grant_type": "refresh_token",
+                                              "refresh_token": tokens["refresh_token"]},
+                              headers=basic(crm))
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("token", ["", "ssor_unknown", "x" * 3000, "ssor_" + "a" * 200])
+def test_unknown_refresh_tokens(flow: Flow, token: str) -> None:
+    response = _refresh(flow, token)
+    assert response.status_code == 400
+    assert response.get_json()["error"] in ("invalid_grant", "invalid_request")
+
+
+def test_sign_out_ends_session_bound_refresh_tokens(flow: Flow,
+                                                    tokens: dict[str, Any]) -> None:
+    page = flow.http.get("/")
+    flow.http.post("/logout/confirm", data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert _refresh(flow, tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+
+def test_offline_access_survives_sign_out(flow: Flow) -> None:
+    tokens = flow.token(flow.authorize(scope="openid offline_access")["code"]).get_json()
+    page = flow.http.get("/")
+    flow.http.post("/logout/confirm", data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    response = _refresh(flow, tokens["refresh_token"])
+    assert response.status_code == 200
+
+
+def test_client_without_refresh_grant_gets_no_refresh_token(make_client: Any, client: Any,
+                                                            alice: Any) -> None:
+    erp = make_client("NoRefresh", grant_types=["authorization_code"])
+    flow = Flow(client, erp)
+    body = flow.token(flow.authorize()["code"]).get_json()
+    assert "refresh_token" not in body
