@@ -67,6 +67,9 @@ class DefaultConfig:
     # Rate limits: "count/seconds".
     RATE_LIMIT_LOGIN_IP = "30/300"
 
+    #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+    TRUSTED_PROXIES = 0
+
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
 

@@ -1,0 +1,14 @@
+"""gunicorn settings for the provider: gevent workers, one per core, many connections each."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("SSO_BIND", "0.0.0.0:5000")
+worker_class = "gevent"
+workers = int(os.environ.get("SSO_WORKERS", multiprocessing.cpu_count()))
+# QR-login desktops wait on server-sent events; each waiting browser is one connection.
+worker_connections = int(os.environ.get("SSO_WORKER_CONNECTIONS", "20000"))
+graceful_timeout = 5
+keepalive = 5
+forwarded_allow_ips = os.environ.get("SSO_FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = os.environ.get("SSO_ACCESS_LOG") or None
