@@ -21,6 +21,8 @@ from .server import NO_STORE, check_single_auth_method, current_request, query_c
 bp = Blueprint("oidc", __name__)
 
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+#: Endpoints a single-page app calls from the browser; they use no cookies, so any origin may.
+CORS_ENDPOINTS = {"oidc.discovery", "oidc.jwks", "oidc.token", "oidc.userinfo", "oidc.revoke"}
 
 
 def _cached_json(body: bytes, max_age: int) -> Response:
@@ -31,7 +33,6 @@ def _cached_json(body: bytes, max_age: int) -> Response:
         response = Response(body, mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    response.headers.update(CORS_HEADERS)
     return response
 
 
@@ -125,16 +126,13 @@ def token() -> Response:
             db.session.commit()
         else:
             db.session.rollback()
-    response.headers.update(CORS_HEADERS)
     return response
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
 @csrf_exempt
 def userinfo() -> Response:
-    response = endpoints.userinfo()
-    response.headers.update(CORS_HEADERS)
-    return response
+    return endpoints.userinfo()
 
 
 @bp.post("/introspect")
@@ -146,9 +144,7 @@ def introspect() -> Response:
 @bp.post("/revoke")
 @csrf_exempt
 def revoke() -> Response:
-    response = _form_only() or endpoints.revoke()
-    response.headers.update(CORS_HEADERS)
-    return response
+    return _form_only() or endpoints.revoke()
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -165,10 +161,16 @@ def end_session_confirm() -> Response:
 
 
 @bp.after_request
-def _no_store(response: Response) -> Response:
+def _api_headers(response: Response) -> Response:
     if request.endpoint in ("oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke"):
         for name, value in NO_STORE:
             response.headers.setdefault(name, value)
+    if request.endpoint in CORS_ENDPOINTS:
+        response.headers.update(CORS_HEADERS)
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
     return response
 
 

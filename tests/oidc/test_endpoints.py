@@ -223,3 +223,16 @@ def test_jwks_publishes_active_and_next_keys_with_thumbprint_kids(client: Any, a
         assert imported.thumbprint() == key["kid"]
     again = client.get("/jwks.json", headers={"If-None-Match": response.headers["ETag"]})
     assert again.status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/token", "/userinfo", "/revoke", "/jwks.json"])
+def test_browser_apps_may_call_the_api_endpoints(client: Any, path: str) -> None:
+    preflight = client.options(path, headers={"Origin": "https://spa.example.com",
+                                              "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+def test_introspection_is_not_open_to_browsers(client: Any) -> None:
+    response = client.options("/introspect", headers={"Origin": "https://spa.example.com"})
+    assert "Access-Control-Allow-Origin" not in response.headers
