@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -81,7 +82,7 @@ def create_client(
         raise ClientError("client_id is taken or not of 3-64 URL-safe characters")
     secret = None if public else new_token(SECRET_PREFIX)
     client = Client(
-        client_id=client_id or new_token(nbytes=16),
+        client_id=client_id or secrets.token_hex(16),
         secret_hash=hash_token(secret) if secret else None,
         name=name,
         redirect_uris=list(redirect_uris),
