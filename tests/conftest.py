@@ -16,6 +16,8 @@ import hashlib
 import os
 import re
 import secrets
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,3 +332,68 @@ def alice(make_user: Any) -> Any:
 @pytest.fixture
 def flow(client: FlaskClient, erp: Any, alice: Any) -> Flow:
     return Flow(client, erp)
+
+
+# A provider served over real HTTP, and a real browser (Debian's chromium driven by Playwright).
+
+
+@dataclass
+class LiveProvider:
+    """The provider on a real port; it shares the database and Redis of the ``app`` fixture,
+    so factories and services called through ``app`` see what the browser did."""
+
+    url: str
+    app: Flask
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_in_thread(wsgi_app: Any, port: int) -> Any:
+    """Serve ``wsgi_app`` on 127.0.0.1:``port`` from a daemon thread; returns the server."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_provider(app: Flask, app_config: dict[str, Any]) -> Iterator[LiveProvider]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    live = create_app({**app_config, "ISSUER": url})
+    server = serve_in_thread(live, port)
+    yield LiveProvider(url=url, app=live)
+    server.shutdown()
+
+
+CHROMIUM = os.environ.get("SSO_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's chromium; missing, the browser tests skip, unless SSO_TEST_REQUIRE_BROWSER=1."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("SSO_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser profile (own cookies) with an English UI, and one page in it."""
+    context = chromium.new_context(locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
