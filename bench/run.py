@@ -60,6 +60,8 @@ class Target:
     verifier: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     #: Signs the bench user in again, for a provider whose sessions a run may evict.
     sign_in: Any = None
+    #: Process group of the server, whose CPU time each run measures.
+    pgid: int = 0
 
     @property
     def basic(self) -> str:
@@ -149,6 +151,19 @@ def running(command: list[str], env: dict[str, str], ready_url: str, log: Path,
                 process.wait()
 
 
+def cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the live processes of a process group."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def pinned(cpu: str | None, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *command] if cpu is not None else command
 
@@ -198,9 +213,10 @@ def our_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
         command = pinned(args.server_cpu, [sso, "serve", "--host", "127.0.0.1",
                                            "--port", str(port), "--workers", "1"])
         base = f"http://127.0.0.1:{port}"
-        stack.enter_context(running(command, env, base + "/.well-known/openid-configuration",
-                                    workdir / "ours.log"))
-        yield Target(
+        process = stack.enter_context(running(command, env,
+                                              base + "/.well-known/openid-configuration",
+                                              workdir / "ours.log"))
+        yield Target(pgid=process.pid,
             name="ours", base_url=base, client_id=seed["client_id"],
             client_secret=seed["client_secret"], cookie=seed["cookie"],
             paths={"discovery": "/.well-known/openid-configuration", "jwks": "/jwks.json",
@@ -232,8 +248,8 @@ def reference_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Targ
     base = f"http://127.0.0.1:{port}"
     command = pinned(args.server_cpu, ["node", "server.mjs"])
     with running(command, env, base + "/.well-known/openid-configuration",
-                 workdir / "reference.log", cwd=folder):
-        target = Target(
+                 workdir / "reference.log", cwd=folder) as process:
+        target = Target(pgid=process.pid,
             name="reference", base_url=base, client_id="bench", client_secret=secret, cookie="",
             paths={"discovery": "/.well-known/openid-configuration", "jwks": "/jwks",
                    "authorize": "/auth", "token": "/token", "userinfo": "/me",
@@ -261,9 +277,9 @@ def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
                 "bench.floor:app"]
     base = f"http://127.0.0.1:{port}"
     with running(pinned(args.server_cpu, gunicorn), dict(os.environ), base + "/",
-                 workdir / "floor.log"):
-        yield Target(name="floor", base_url=base, paths={"hello": "/"}, client_id="",
-                     client_secret="", cookie="")
+                 workdir / "floor.log") as process:
+        yield Target(pgid=process.pid, name="floor", base_url=base, paths={"hello": "/"},
+                     client_id="", client_secret="", cookie="")
 
 
 # Workloads.
@@ -327,11 +343,17 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
         script, env = workload_env(args, target, workload, workdir)
         wrk(args, target, script, env, args.warmup)
     script, env = workload_env(args, target, workload, workdir)
+    cpu_before = cpu_seconds(target.pgid)
     raw = wrk(args, target, script, env, args.duration)
+    cpu = cpu_seconds(target.pgid) - cpu_before
     seconds = raw["duration_us"] / 1e6
     flows = raw["flows"] if workload in ("code_flow", "refresh") else raw["requests"]
     result = {
         "rate": flows / seconds,
+        # Per second of the server's own CPU time: what one whole core would serve, which
+        # holds up on a machine whose cores other work is using too.
+        "rate_per_cpu_s": flows / cpu if cpu > 0 else 0.0,
+        "server_cpu_s": cpu,
         "unit": "flows/s" if workload == "code_flow" else "req/s",
         "requests_per_s": raw["requests"] / seconds,
         "p50_ms": raw["p50_us"] / 1000,
@@ -339,6 +361,7 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
         "errors": raw["status_errors"] + raw["socket_errors"] + raw["failures"],
     }
     print(f"  {target.name:9} {workload:18} {result['rate']:9.0f} {result['unit']:8}"
+          f" ({result['rate_per_cpu_s']:6.0f} per CPU-s)"
           f" p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
           f"  errors {result['errors']}", file=sys.stderr, flush=True)
     return result
@@ -356,29 +379,44 @@ def measure_median(args: argparse.Namespace, target: Target, workload: str,
 
 
 def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
-    ours, ref = results.get("ours", {}), results.get("reference", {})
-    lines = [f"{'workload':18} {'ours /s/core':>13} {'p50 ms':>7} {'p99 ms':>7}   "
-             f"{'ref /s/core':>12} {'p50 ms':>7} {'p99 ms':>7}   {'ours/ref':>8}"]
+    columns = [f"{'workload':18}"]
+    for name in ("ours", "reference"):
+        columns.append(f"{name + ' /s':>10} {'/CPU-s':>7} {'p50 ms':>7} {'p99 ms':>7}")
+    columns.append(f"{'ratio /s':>8} {'/CPU-s':>7}")
+    lines = [" | ".join(columns)]
+
+    def cells(result: dict[str, Any] | None) -> str:
+        if not result:
+            return f"{'-':>10} {'-':>7} {'-':>7} {'-':>7}"
+        return (f"{result['rate']:10.0f} {result['rate_per_cpu_s']:7.0f} "
+                f"{result['p50_ms']:7.2f} {result['p99_ms']:7.2f}")
+
     for workload in workloads:
-        mine, theirs = ours.get(workload), ref.get(workload)
-        row = f"{workload:18} "
-        row += (f"{mine['rate']:13.0f} {mine['p50_ms']:7.2f} {mine['p99_ms']:7.2f}   "
-                if mine else f"{'-':>13} {'-':>7} {'-':>7}   ")
-        row += (f"{theirs['rate']:12.0f} {theirs['p50_ms']:7.2f} {theirs['p99_ms']:7.2f}   "
-                if theirs else f"{'-':>12} {'-':>7} {'-':>7}   ")
-        row += f"{mine['rate'] / theirs['rate']:7.2f}x" if mine and theirs else f"{'-':>8}"
-        lines.append(row)
+        mine = results.get("ours", {}).get(workload)
+        theirs = results.get("reference", {}).get(workload)
+        ratio = f"{'-':>8} {'-':>7}"
+        if mine and theirs:
+            ratio = (f"{mine['rate'] / theirs['rate']:7.2f}x "
+                     f"{_ratio(mine, theirs, 'rate_per_cpu_s'):6.2f}x")
+        lines.append(" | ".join([f"{workload:18}", cells(mine), cells(theirs), ratio]))
     floor = results.get("floor", {}).get("hello")
     if floor:
-        lines.append(f"{'floor (bare Flask)':18} {floor['rate']:13.0f} {floor['p50_ms']:7.2f} "
-                     f"{floor['p99_ms']:7.2f}")
-    lines.append("code_flow is in flows/s (3 requests each); the rest in requests/s.")
+        lines.append(" | ".join([f"{'floor: bare Flask':18}", cells(floor)]))
+    lines.append("/s: measured throughput with the server pinned to one core; /CPU-s: per second "
+                 "of the server's CPU time.\ncode_flow counts flows (3 requests each); the rest "
+                 "count requests.")
     return "\n".join(lines)
 
 
-def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+def _ratio(mine: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
+    return float(mine[key] / theirs[key]) if theirs[key] else 0.0
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     ours, ref = results.get("ours", {}), results.get("reference", {})
-    return {w: round(ours[w]["rate"] / ref[w]["rate"], 3) for w in ours if w in ref}
+    return {w: {"per_s": round(_ratio(ours[w], ref[w], "rate"), 3),
+                "per_cpu_s": round(_ratio(ours[w], ref[w], "rate_per_cpu_s"), 3)}
+            for w in ours if w in ref}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
