@@ -18,6 +18,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--database")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument("--time-only", action="store_true",
+                        help="no profiler: print the CPU time per iteration only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sso-profile-") as tmp:
         os.environ.update({
@@ -102,6 +105,25 @@ def main() -> None:
 
         for _ in range(50):
             one()
+        statements = []
+        from sqlalchemy import event  # noqa: PLC0415
+        from sqlalchemy.engine import Engine  # noqa: PLC0415
+
+        @event.listens_for(Engine, "before_cursor_execute")
+        def _count(conn: object, cursor: object, statement: str, *rest: object) -> None:
+            statements.append(statement.split(None, 1)[0].upper())
+
+        one()
+        print(f"{args.workload}: {len(statements)} SQL statements per iteration "
+              f"({', '.join(statements)})")
+        event.remove(Engine, "before_cursor_execute", _count)
+        if args.time_only:
+            started = time.process_time()
+            for _ in range(args.requests):
+                one()
+            spent = (time.process_time() - started) / args.requests
+            print(f"{args.workload}: {spent * 1e6:.0f} µs CPU per iteration (test client)")
+            return
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(args.requests):
@@ -109,7 +131,7 @@ def main() -> None:
         profiler.disable()
         stats = pstats.Stats(profiler)
         print(f"{args.workload}: {stats.total_tt / args.requests * 1e6:.0f} µs per iteration "
-              "(profiled)")
+              f"(profiled), {stats.total_calls / args.requests:.0f} Python function calls")
         stats.sort_stats(args.sort).print_stats(args.top)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import (
@@ -58,7 +58,8 @@ class _IssuesTokens:
 
     def issue(self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
               with_refresh: bool, refresh_scope: str | None = None,
-              first_of_grant: bool = False) -> dict[str, Any]:
+              first_of_grant: bool = False,
+              session_expires: datetime | None = None) -> dict[str, Any]:
         service = token_service()
         now = utcnow()
         jti = facts.grant_id if (facts and first_of_grant) else new_token(nbytes=16)
@@ -70,16 +71,14 @@ class _IssuesTokens:
             "scope": scope,
         }
         if with_refresh and user is not None and facts is not None:
-            session_expires = None
-            if facts.session_id:
-                sso_session = db.session.get(SSOSession, facts.session_id)
-                session_expires = sso_session.expires_at if sso_session else now
+            if facts.session_id and session_expires is None:
+                session_expires = tokens.live_session_expiry(facts.session_id, now) or now
             refresh, row = service.new_refresh_token(
                 client, user, refresh_scope or scope, facts, jti, access_expires, now,
                 session_expires,
             )
             if row.expires_at > now:
-                db.session.add(row)
+                tokens.store_refresh_token(row)
                 token["refresh_token"] = refresh
         self.request.grant_facts = facts
         return token
@@ -132,6 +131,7 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
             return None
         code_hash = hash_token(code)
         now = utcnow()
+        # UPDATE ... RETURNING claims and loads the code in one statement.
         claimed = db.session.execute(
             update(AuthorizationCode)
             .where(AuthorizationCode.code_hash == code_hash,
@@ -139,11 +139,12 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
                    AuthorizationCode.consumed_at.is_(None),
                    AuthorizationCode.expires_at > now)
             .values(consumed_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            .returning(AuthorizationCode),
+            execution_options={"synchronize_session": False},
+        ).scalar_one_or_none()
+        if claimed is not None:
+            return claimed  # type: ignore[no-any-return]
         row = db.session.get(AuthorizationCode, code_hash)
-        if claimed:
-            return row
         if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
             db.session.rollback()
             tokens.revoke_family(
@@ -231,20 +232,29 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        row = tokens.find_refresh_token(refresh_token)
-        if row is None or row.revoked_at is not None:
-            return None
+        """Claim the token (one UPDATE ... RETURNING); a used one revokes its family.
+
+        A claim made here is undone with the transaction when the request fails later
+        (a session that ended, say), since the token view commits only a 200.
+        """
         now = utcnow()
-        if row.expires_at <= now:
+        row = tokens.claim_refresh_token_by_value(refresh_token, now)
+        if row is not None:
+            self.session_expires = None
+            if row.session_id is not None:
+                self.session_expires = tokens.live_session_expiry(row.session_id, now)
+                if self.session_expires is None:
+                    return None
+            return row
+        row = tokens.find_refresh_token(refresh_token)
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
             return None
-        if row.session_id is not None:
-            session = db.session.get(SSOSession, row.session_id)
-            if session is None or not session.is_active(now):
-                return None
-        if row.used_at is not None or not tokens.claim_refresh_token(row, now):
-            self._reuse_detected(row)
+        if row.session_id is not None and tokens.live_session_expiry(row.session_id, now) is None:
             return None
-        return row
+        # Known, live and not revoked, yet not claimable: it was used before (or just now,
+        # by a racing request).
+        self._reuse_detected(row)
+        return None
 
     def _reuse_detected(self, row: RefreshToken) -> None:
         family, client_id, user_id = row.family_id, row.client_id, row.user_id
@@ -270,7 +280,8 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         # RFC 6749 §6: the new refresh token keeps the original scope even if this access
         # token asked for less.
         token = self.issue(self.request.client, user, scope, facts, with_refresh=True,
-                           refresh_scope=refresh_token.scope)
+                           refresh_scope=refresh_token.scope,
+                           session_expires=getattr(self, "session_expires", None))
         self.request.user = user
         audit.record("token.refresh", origin=origin(), user_id=user.id,
                      client_id=self.request.client.client_id)
