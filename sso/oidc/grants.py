@@ -17,7 +17,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select
 
 from .. import audit
 from ..accounts.models import User
@@ -132,18 +132,12 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         code_hash = hash_token(code)
         now = utcnow()
         # UPDATE ... RETURNING claims and loads the code in one statement.
-        claimed = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.code_hash == code_hash,
-                   AuthorizationCode.client_id == client.client_id,
-                   AuthorizationCode.consumed_at.is_(None),
-                   AuthorizationCode.expires_at > now)
-            .values(consumed_at=now)
-            .returning(AuthorizationCode),
-            execution_options={"synchronize_session": False},
-        ).scalar_one_or_none()
+        claimed = db.session.connection().execute(_CLAIM_CODE, {
+            "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
+        }).first()
         if claimed is not None:
-            return claimed  # type: ignore[no-any-return]
+            # A plain copy, attached to no session: the grant only reads it.
+            return AuthorizationCode(**claimed._mapping)
         row = db.session.get(AuthorizationCode, code_hash)
         if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
             db.session.rollback()
@@ -173,6 +167,17 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         audit.record("token.issue", origin=origin(), user_id=user.id,
                      client_id=self.request.client.client_id, grant="authorization_code")
         return token
+
+
+_CODES = AuthorizationCode.__table__
+_CLAIM_CODE = (
+    _CODES.update()
+    .where(_CODES.c.code_hash == bindparam("claimed_hash"),
+           _CODES.c.client_id == bindparam("claimed_by"),
+           _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
+    .values(consumed_at=bindparam("claimed_at"))
+    .returning(*_CODES.c)
+)
 
 
 class S256Challenge(CodeChallenge):

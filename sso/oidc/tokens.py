@@ -207,15 +207,22 @@ def claim_refresh_token_by_value(token: str, now: datetime) -> RefreshToken | No
     """
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
-    claimed = db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.token_hash == hash_token(token), RefreshToken.used_at.is_(None),
-               RefreshToken.revoked_at.is_(None), RefreshToken.expires_at > now)
-        .values(used_at=now)
-        .returning(RefreshToken),
-        execution_options={"synchronize_session": False},
-    )
-    return claimed.scalar_one_or_none()
+    connection = db.session.connection()
+    claimed = connection.execute(_CLAIM_REFRESH, {"claimed_hash": hash_token(token),
+                                                  "claimed_at": now}).first()
+    # A plain copy, attached to no session: the grant only reads it.
+    return RefreshToken(**claimed._mapping) if claimed is not None else None
+
+
+_REFRESH_TABLE = RefreshToken.__table__
+_CLAIM_REFRESH = (
+    _REFRESH_TABLE.update()
+    .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"),
+           _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
+           _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
+    .values(used_at=bindparam("claimed_at"))
+    .returning(*_REFRESH_TABLE.c)
+)
 
 
 def store_refresh_token(row: RefreshToken) -> None:
