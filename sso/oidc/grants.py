@@ -17,7 +17,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, select
 
 from .. import audit
 from ..accounts.models import User
@@ -33,6 +33,7 @@ from .tokens import GrantFacts, TokenService
 log = logging.getLogger(__name__)
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+_CODES = AuthorizationCode.__table__
 
 
 @dataclass
@@ -104,7 +105,8 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         signed_in: SignedIn = request.user
         session = signed_in.session
         now = utcnow()
-        db.session.add(AuthorizationCode(
+        # A plain INSERT: the row is only ever read back by the UPDATE that consumes it.
+        db.session.connection().execute(_CODES.insert(), dict(
             code_hash=hash_token(code),
             grant_id=new_token(nbytes=16),
             client_id=request.client.client_id,
@@ -169,7 +171,6 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         return token
 
 
-_CODES = AuthorizationCode.__table__
 _CLAIM_CODE = (
     _CODES.update()
     .where(_CODES.c.code_hash == bindparam("claimed_hash"),
@@ -178,6 +179,11 @@ _CLAIM_CODE = (
     .values(consumed_at=bindparam("claimed_at"))
     .returning(*_CODES.c)
 )
+
+
+_NONCE_USED = select(_CODES.c.code_hash).where(
+    _CODES.c.client_id == bindparam("nonce_client"), _CODES.c.nonce == bindparam("nonce"),
+).limit(1)
 
 
 class S256Challenge(CodeChallenge):
@@ -207,10 +213,9 @@ class OpenIDCode(_OpenIDCode):
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        return bool(db.session.scalar(select(exists().where(
-            AuthorizationCode.client_id == request.payload.client_id,
-            AuthorizationCode.nonce == nonce,
-        ))))
+        used = db.session.connection().execute(_NONCE_USED, {
+            "nonce_client": request.payload.client_id, "nonce": nonce}).first()
+        return used is not None
 
     def process_token(self, grant: Any, response: Any) -> Any:
         _status, token, _headers = response
