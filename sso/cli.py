@@ -168,6 +168,7 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "grant_types": client.grant_types,
         "scope": client.scope,
+        "settings": client.settings or {},
     }
     if secret:
         data["client_secret"] = secret
@@ -186,22 +187,29 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
 @click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256",
               show_default=True)
 @click.option("--client-id", help="Choose the client_id instead of a random one.")
+@click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
+              help="How users get an account in the app at first sign-in (default: auto).")
+@click.option("--events-endpoint", help="URL that receives account events as signed SETs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_appcontext
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
                    public: bool, grant_types: tuple[str, ...], scope: str | None,
                    first_party: bool, id_token_alg: str, client_id: str | None,
+                   activation: str | None, events_endpoint: str | None,
                    as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
+    from .apps.service import AppsError, settings_for  # noqa: PLC0415
     from .oidc.clients import ClientError, create_client  # noqa: PLC0415
 
     try:
+        settings = settings_for(activation, events_endpoint)
         client, secret = create_client(
             name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
             public=public, grant_types=list(grant_types) or None, scope=scope,
             first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
+            settings=settings,
         )
-    except ClientError as error:
+    except (ClientError, AppsError) as error:
         _fail(str(error))
     _commit()
     if as_json:
@@ -211,6 +219,28 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
     if secret:
         click.echo(f"client_secret: {secret}")
         click.echo("(the secret is shown once; store it now)")
+
+
+@clients_group.command("update")
+@click.argument("client_id")
+@click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
+              help="How users get an account in the app at first sign-in.")
+@click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
+@with_appcontext
+def clients_update(client_id: str, activation: str | None, events_endpoint: str | None) -> None:
+    """Change a client's policies."""
+    from .apps.service import AppsError, configure  # noqa: PLC0415
+    from .oidc.clients import get  # noqa: PLC0415
+
+    client = get(client_id)
+    if client is None:
+        _fail(f"no client {client_id!r}")
+    try:
+        configure(client, activation=activation, events_endpoint=events_endpoint)
+    except AppsError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"updated {client_id}")
 
 
 @clients_group.command("list")
@@ -421,3 +451,8 @@ def create_app_instance_path() -> str:
     from flask import Flask  # noqa: PLC0415
 
     return Flask("sso").instance_path
+
+
+from .apps.cli import register as register_apps_commands  # noqa: E402
+
+register_apps_commands(cli)

@@ -70,6 +70,11 @@ class DefaultConfig:
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
 
+    # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
+    # long the provider waits for an app's events endpoint before leaving the rest to retries.
+    APPS_WAITING_REFRESH = 10
+    EVENTS_TIMEOUT = 3
+
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
 

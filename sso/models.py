@@ -1,6 +1,7 @@
 """Every model module, imported so that ``db.metadata`` (and Alembic) sees all tables."""
 
 from .accounts import models as accounts_models  # noqa: F401
+from .apps import models as apps_models  # noqa: F401
 from .audit import AuditEvent  # noqa: F401
 from .oidc import models as oidc_models  # noqa: F401
 from .outbox import OutboxMessage  # noqa: F401
