@@ -253,5 +253,7 @@ def revoke(user: User, client: Client, *, actor: str, origin: Origin | None = No
 
 def _tell_user(user: User, client: Client, template: str) -> None:
     if user.email:
-        notify.mail(user.email, template, locale=user.locale, user_id=user.id,
+        # An admin's command has no browser language: the user's own, else the default.
+        locale = user.locale or current_app.config["DEFAULT_LANGUAGE"]
+        notify.mail(user.email, template, locale=locale, user_id=user.id,
                     app=client.name, username=user.username)
