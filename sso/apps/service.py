@@ -53,6 +53,8 @@ class Decision:
     reason: str = ""
     #: Queued events, to be tried at once after the caller commits.
     events: list[OutboxMessage | None] = field(default_factory=list)
+    #: Whether anything was recorded that the caller must commit.
+    recorded: bool = True
 
 
 def policy_of(client: Client) -> str:
@@ -157,12 +159,13 @@ def on_sign_in(user: User, client: Client, *, interactive: bool, origin: Origin 
                                                         now=now, origin=origin)])
         elif policy == APPROVAL:
             if not interactive:
-                return Decision(WAIT)
+                return Decision(WAIT, recorded=False)
             account, created = _find_or_create(user, client, Status.PENDING, now)
             if created:
                 account.requested_at = now
                 audit.record("app.request", origin=origin, user_id=user.id,
                              client_id=client.client_id)
+                _tell_admins(user, client)
                 return Decision(WAIT)
         else:
             # invite, or a policy this version does not know: closed unless provisioned.
@@ -170,12 +173,16 @@ def on_sign_in(user: User, client: Client, *, interactive: bool, origin: Origin 
                          client_id=client.client_id, reason="not_provisioned")
             return Decision(REFUSE, "not_provisioned")
     if account.status == Status.ACTIVE:
-        return Decision(PASS)
-    if account.status == Status.PENDING:
-        return Decision(WAIT)
-    if account.status == Status.PROVISIONED:
-        return Decision(PASS, events=[_activate(account, user, client, via="provisioned",
-                                                now=now, origin=origin)])
+        return Decision(PASS, recorded=False)
+    if account.status == Status.PENDING and policy_of(client) != AUTO:
+        return Decision(WAIT, recorded=False)
+    if account.status in (Status.PROVISIONED, Status.PENDING):
+        # Provisioned by an admin, or waiting for an app that has since opened to everyone.
+        via = "provisioned" if account.status == Status.PROVISIONED else AUTO
+        return Decision(PASS, events=[_activate(account, user, client, via=via, now=now,
+                                                origin=origin)])
+    audit.record("app.refuse", audit.FAILURE, origin=origin, user_id=user.id,
+                 client_id=client.client_id, reason=account.status)
     return Decision(REFUSE, account.status)
 
 
@@ -257,3 +264,16 @@ def _tell_user(user: User, client: Client, template: str) -> None:
         locale = user.locale or current_app.config["DEFAULT_LANGUAGE"]
         notify.mail(user.email, template, locale=locale, user_id=user.id,
                     app=client.name, username=user.username)
+
+
+def _tell_admins(user: User, client: Client) -> None:
+    """Let the provider's admins know a request waits, with the command that decides it."""
+    admins = db.session.scalars(
+        select(User).where(User.is_admin.is_(True), User.email.is_not(None),
+                           User.status == "active")
+    ).all()
+    for admin in admins:
+        locale = admin.locale or current_app.config["DEFAULT_LANGUAGE"]
+        notify.mail(admin.email, "app_access_requested", locale=locale, user_id=admin.id,
+                    app=client.name, client_id=client.client_id, username=user.username,
+                    admin=admin.username)

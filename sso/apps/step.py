@@ -35,7 +35,7 @@ def step(request: flow.Request, session: SSOSession | None, now: datetime
         return REFUSED
     decision = service.on_sign_in(session.user, client, interactive=request.interactive,
                                   origin=origin(), now=now)
-    if db.session.new or db.session.dirty:
+    if decision.recorded:
         # The activation (or the request for approval) is a fact of its own, whatever the
         # rest of the flow does; it is committed here so that its event can leave at once,
         # before the browser is sent to the app.

@@ -177,3 +177,29 @@ def test_two_tabs_activating_at_once_make_one_account(app: Any, alice: Any,
         assert len(db.session.scalars(select(AppAccount)).all()) == 1
         assert len(_events()) == 1
         db.session.remove()
+
+
+def test_admins_hear_of_a_request_once(ctx: None, alice: Any, make_user: Any,
+                                       make_app: Any) -> None:
+    make_user("boss", is_admin=True)
+    user, client = _load(alice, make_app("approval"))
+    for _ in range(2):
+        service.on_sign_in(user, client, interactive=True, origin=None)
+    db.session.commit()
+    mails = db.session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "mail")).all()
+    assert [m.recipient for m in mails] == ["boss@example.com"]
+    assert "alice asks to use ERP" in mails[0].subject
+    assert f"sso apps approve {client.client_id} alice" in mails[0].body_text
+
+
+def test_a_waiting_user_gets_in_once_the_app_opens_to_everyone(ctx: None, alice: Any,
+                                                              make_app: Any) -> None:
+    user, client = _load(alice, make_app("approval"))
+    service.on_sign_in(user, client, interactive=True, origin=None)
+    service.configure(client, activation="auto")
+    decision = service.on_sign_in(user, client, interactive=True, origin=None)
+    assert decision.outcome == service.PASS
+    assert service.find(user.id, client.client_id).status == Status.ACTIVE
+    service.revoke(user, client, actor="cli:test")
+    assert service.on_sign_in(user, client, interactive=True, origin=None).outcome == "refuse"
+    assert _audited("app.refuse") == 1 and _audited("app.revoke") == 1
