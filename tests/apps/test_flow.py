@@ -7,10 +7,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from sso.accounts.service import define_role, find_by_login, grant_role
 from sso.apps import service
 from sso.extensions import db
+from sso.oidc.clients import get
+from sso.oidc.keys import decode_jws
 from tests.apps.conftest import app_result, run_flow
-from tests.conftest import Flow, csrf_of
+from tests.conftest import Flow, basic, csrf_of
 
 
 @pytest.fixture
@@ -21,9 +24,6 @@ def signed_in(client: FlaskClient, alice: Any) -> FlaskClient:
 
 
 def _admin(app: Any, action: str, client_id: str, login: str = "alice") -> None:
-    from sso.accounts.service import find_by_login
-    from sso.oidc.clients import get
-
     with app.app_context():
         getattr(service, action)(find_by_login(login), get(client_id), actor="cli:test")
         db.session.commit()
@@ -33,18 +33,14 @@ def test_auto_gets_a_code_and_roles_travel_in_the_id_token(
         app: Any, client: FlaskClient, alice: Any, make_app: Any) -> None:
     erp = make_app("auto")
     with app.app_context():
-        from sso.accounts.service import define_role, find_by_login, grant_role
-
         define_role(erp.client_id, "clerk")
         grant_role(find_by_login("alice"), erp.client_id, "clerk")
         db.session.commit()
     flow = Flow(client, erp)
     result = app_result(run_flow(flow), flow)
     body = flow.token(result["code"]).get_json()
-    import base64
-    import json
-
-    claims = json.loads(base64.urlsafe_b64decode(body["id_token"].split(".")[1] + "=="))
+    with app.app_context():
+        claims = decode_jws(app.extensions["sso_keys"], body["id_token"])
     assert claims["roles"] == ["clerk"]
     with app.app_context():
         account = service.find(alice.id, erp.client_id)
@@ -109,6 +105,21 @@ def test_invite_lets_provisioned_users_in(app: Any, client: FlaskClient, alice: 
     assert "code" in app_result(run_flow(flow), flow)
 
 
+def test_revoke_ends_the_apps_refresh_and_access_tokens(app: Any, client: FlaskClient,
+                                                        alice: Any, make_app: Any) -> None:
+    erp = make_app("auto")
+    flow = Flow(client, erp)
+    tokens = flow.token(app_result(run_flow(flow, scope="openid offline_access"),
+                                   flow)["code"]).get_json()
+    _admin(app, "revoke", erp.client_id)
+    refreshed = client.post("/token", headers=basic(erp), data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+    userinfo = client.get("/userinfo",
+                          headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert userinfo.status_code == 401
+
+
 def test_revoked_user_is_refused_again(app: Any, client: FlaskClient, alice: Any,
                                        make_app: Any) -> None:
     erp = make_app("auto")
@@ -152,8 +163,6 @@ def test_prompt_none_with_each_policy(app: Any, signed_in: FlaskClient, make_app
 
 
 def signed_in_user_id(app: Any) -> int:
-    from sso.accounts.service import find_by_login
-
     with app.app_context():
         return int(find_by_login("alice").id)
 
