@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, notify
@@ -130,6 +130,18 @@ def _find_or_create(user: User, client: Client, status: str, now: datetime
     return account, True
 
 
+def _claim(account: AppAccount, now: datetime) -> bool:
+    """Move the account to active atomically: of two racing sign-ins, one activates."""
+    won = db.session.execute(
+        update(AppAccount)
+        .where(AppAccount.id == account.id, AppAccount.status == account.status)
+        .values(status=Status.ACTIVE, activated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(account)
+    return bool(won)
+
+
 def _activate(account: AppAccount, user: User, client: Client, *, via: str, now: datetime,
               origin: Origin | None, actor: str | None = None) -> OutboxMessage | None:
     account.status = Status.ACTIVE
@@ -179,6 +191,8 @@ def on_sign_in(user: User, client: Client, *, interactive: bool, origin: Origin 
     if account.status in (Status.PROVISIONED, Status.PENDING):
         # Provisioned by an admin, or waiting for an app that has since opened to everyone.
         via = "provisioned" if account.status == Status.PROVISIONED else AUTO
+        if not _claim(account, now):
+            return Decision(PASS, recorded=False)  # another tab activated it just now
         return Decision(PASS, events=[_activate(account, user, client, via=via, now=now,
                                                 origin=origin)])
     audit.record("app.refuse", audit.FAILURE, origin=origin, user_id=user.id,

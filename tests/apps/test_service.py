@@ -150,9 +150,15 @@ def test_bad_settings_are_refused(ctx: None, activation: str | None,
         service.settings_for(activation, endpoint)
 
 
-def test_two_tabs_activating_at_once_make_one_account(app: Any, alice: Any,
-                                                      make_app: Any) -> None:
-    erp = make_app("auto", "https://erp.example.com/events")
+@pytest.mark.parametrize("activation", ["auto", "invite"])
+def test_two_tabs_activating_at_once_make_one_account(app: Any, alice: Any, make_app: Any,
+                                                      activation: str) -> None:
+    erp = make_app(activation, "https://erp.example.com/events")
+    if activation == "invite":
+        with app.app_context():
+            service.provision(*_load(alice, erp), actor="cli:test")
+            db.session.commit()
+            db.session.remove()
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
