@@ -17,7 +17,7 @@ ACTIVATION_STEP_ORDER = 40
 #: app may retry interactively (OIDC Core §3.1.2.6 ``interaction_required``).
 WAITING = flow.Interaction(
     "apps.waiting", "interaction_required",
-    "The user's access to this application is waiting for an administrator's approval.",
+    "Access to this application needs an administrator's approval.",
 )
 #: Refused, revoked or not provisioned: no interaction can change that, so the answer is
 #: RFC 6749 §4.1.2.1 ``access_denied``, with or without prompt=none.
