@@ -6,6 +6,7 @@ from datetime import datetime
 
 from .. import flow
 from ..extensions import db
+from ..oidc import consent
 from ..oidc.models import Client
 from ..sessions.models import SSOSession
 from ..web import origin
@@ -33,6 +34,10 @@ def step(request: flow.Request, session: SSOSession | None, now: datetime
     client = db.session.get(Client, request.client_id)
     if client is None:
         return REFUSED
+    if consent.step(request, session, now) is not None:
+        # A third-party app learns nothing (no account, no event with the user's claims)
+        # before the user has agreed to share them: the consent step goes first.
+        return None
     decision = service.on_sign_in(session.user, client, interactive=request.interactive,
                                   origin=origin(), now=now)
     if decision.recorded:

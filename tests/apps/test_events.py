@@ -15,7 +15,7 @@ from sso.extensions import db
 from sso.outbox import OutboxMessage
 from tests.apps.conftest import app_result, run_flow
 from tests.apps.set_receiver import Receiver
-from tests.conftest import ISSUER, Flow, free_port
+from tests.conftest import ISSUER, Flow, csrf_of, free_port
 
 
 def _event_messages(app: Any) -> list[dict[str, Any]]:
@@ -129,3 +129,25 @@ def test_admin_decisions_are_pushed_at_once(
         assert list(receiver.accepted[-1]["events"]) == [event]
     assert len(receiver.accepted) == 3
     assert receiver.accepted[0]["events"][events.ACTIVATED]["via"] == "approval"
+
+
+def test_a_third_party_app_learns_nothing_before_consent(
+        app: Any, client: FlaskClient, alice: Any, make_app: Any, receiver: Receiver) -> None:
+    erp = make_app("auto", receiver.url, name="Partner", first_party=False)
+    receiver.audience = erp.client_id
+    flow = Flow(client, erp)
+    page = run_flow(flow)
+    assert page.status_code == 200 and "wants to access your account" in page.get_data(
+        as_text=True)
+    assert receiver.accepted == [] and _event_messages(app) == []
+    answer = client.post("/consent", data={"csrf_token": csrf_of(page.get_data(as_text=True)),
+                                           "flow": page.request.args["flow"],
+                                           "decision": "deny"})
+    assert app_result(answer, flow)["error"] == "access_denied"
+    assert receiver.accepted == [] and _event_messages(app) == []
+    page = run_flow(flow)
+    answer = client.post("/consent", data={"csrf_token": csrf_of(page.get_data(as_text=True)),
+                                           "flow": page.request.args["flow"],
+                                           "decision": "allow"})
+    assert "code" in app_result(answer, flow)
+    assert [list(c["events"]) for c in receiver.accepted] == [[events.ACTIVATED]]
