@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -151,3 +152,24 @@ def test_a_third_party_app_learns_nothing_before_consent(
                                            "decision": "allow"})
     assert "code" in app_result(answer, flow)
     assert [list(c["events"]) for c in receiver.accepted] == [[events.ACTIVATED]]
+
+
+def test_a_hanging_app_does_not_hold_the_user(app: Any, client: FlaskClient, alice: Any,
+                                              make_app: Any) -> None:
+    """The endpoint accepts the connection and never answers: after SSO_EVENTS_TIMEOUT the
+    user goes on, and the event waits in the outbox for its next try."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    before = app.config["EVENTS_TIMEOUT"]
+    app.config["EVENTS_TIMEOUT"] = 0.5
+    try:
+        erp = make_app("auto", f"http://127.0.0.1:{silent.getsockname()[1]}/events")
+        flow = Flow(client, erp)
+        assert "code" in app_result(run_flow(flow), flow)
+    finally:
+        app.config["EVENTS_TIMEOUT"] = before
+        silent.close()
+    [pending] = _event_messages(app)
+    assert pending["status"] == "pending" and pending["attempts"] == 1
+    assert "timed out" in pending["error"]
