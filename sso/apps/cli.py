@@ -9,6 +9,8 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
+STATUSES = ["provisioned", "pending", "active", "refused", "revoked"]
+
 
 def _actor() -> str:
     """Who decided, for the record: the operating-system account that ran the command."""
@@ -54,15 +56,17 @@ def register(cli: click.Group) -> None:
 
     @apps_group.command("list")
     @click.argument("client_id", required=False)
+    @click.option("--status", type=click.Choice(STATUSES),
+                  help="Only accounts in this state (e.g. pending: requests to decide).")
     @with_appcontext
-    def apps_list(client_id: str | None) -> None:
+    def apps_list(client_id: str | None, status: str | None) -> None:
         """List app accounts (of CLIENT_ID only, if given)."""
         from .service import list_accounts  # noqa: PLC0415
 
         def when(value: Any) -> str:
             return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
-        for account in list_accounts(client_id):
+        for account in list_accounts(client_id, status):
             click.echo(f"{account.client_id:24} {account.user.username:24} {account.status:12} "
                        f"requested {when(account.requested_at):16} "
                        f"activated {when(account.activated_at):16} "

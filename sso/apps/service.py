@@ -100,10 +100,13 @@ def find(user_id: int, client_id: str) -> AppAccount | None:
     )
 
 
-def list_accounts(client_id: str | None = None) -> list[AppAccount]:
+def list_accounts(client_id: str | None = None, status: str | None = None
+                  ) -> list[AppAccount]:
     query = select(AppAccount).order_by(AppAccount.client_id, AppAccount.id)
     if client_id is not None:
         query = query.where(AppAccount.client_id == client_id)
+    if status is not None:
+        query = query.where(AppAccount.status == status)
     return list(db.session.scalars(query))
 
 

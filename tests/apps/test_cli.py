@@ -57,8 +57,10 @@ def test_apps_commands(runner: Any, alice: Any, make_app: Any) -> None:
     run(runner, "apps", "provision", erp.client_id, "alice")
     listed = run(runner, "apps", "list").output
     assert "alice" in listed and "provisioned" in listed and "cli:" in listed
+    assert run(runner, "apps", "list", "--status", "active").output == ""
     run(runner, "apps", "approve", erp.client_id, "alice")
     assert "active" in run(runner, "apps", "list", erp.client_id).output
+    assert "alice" in run(runner, "apps", "list", "--status", "active").output
     assert "already active" in run(runner, "apps", "approve", erp.client_id, "alice",
                                    ok=False).output
     assert "use revoke" in run(runner, "apps", "deny", erp.client_id, "alice", ok=False).output
