@@ -111,3 +111,35 @@ def register(cli: click.Group) -> None:
         from .service import revoke  # noqa: PLC0415
 
         _decide(revoke, client_id, login, "is revoked from")
+
+    @apps_group.command("events")
+    @click.argument("client_id", required=False)
+    @click.option("--status", type=click.Choice(["pending", "sent", "dead"]),
+                  help="Only events in this state (dead: given up after retries or refused).")
+    @with_appcontext
+    def apps_events(client_id: str | None, status: str | None) -> None:
+        """List the security events sent to apps (newest first)."""
+        from .events import list_messages  # noqa: PLC0415
+
+        for message in list_messages(client_id, status):
+            click.echo(f"{message.id:6} {message.payload.get('client_id', '-'):24} "
+                       f"{message.purpose:16} {message.status:8} tries {message.attempts:2} "
+                       f"{message.created_at:%Y-%m-%d %H:%M} {message.last_error or ''}".rstrip())
+
+    @apps_group.command("redeliver")
+    @click.argument("message_id", type=int)
+    @with_appcontext
+    def apps_redeliver(message_id: int) -> None:
+        """Send event MESSAGE_ID again (after the app's endpoint was fixed)."""
+        from ..extensions import db  # noqa: PLC0415
+        from . import events  # noqa: PLC0415
+
+        try:
+            message = events.redeliver(message_id)
+        except events.EndpointError as error:
+            raise click.ClickException(str(error)) from None
+        db.session.commit()
+        events.deliver_now([message])
+        db.session.refresh(message)
+        click.echo(f"event {message_id}: {message.status}"
+                   + (f" ({message.last_error})" if message.last_error else ""))

@@ -21,9 +21,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
+from sqlalchemy import select
 
-from .. import outbox
+from .. import audit, outbox
 from ..accounts.models import User
+from ..audit import Origin
+from ..dbtypes import utcnow
+from ..extensions import db
 from ..oidc.claims import user_claims
 from ..oidc.models import Client
 from ..oidc.secevent import MEDIA_TYPE, encode_set
@@ -83,6 +87,34 @@ def enqueue(client: Client, user: User, event_type: str, details: dict[str, Any]
                           payload={"jti": jti, "event": event_type,
                                    "client_id": client.client_id},
                           user_id=user.id)
+
+
+def list_messages(client_id: str | None = None, status: str | None = None,
+                  limit: int = 200) -> list[OutboxMessage]:
+    """The newest event messages (of one app, in one state), for the operator."""
+    query = (select(OutboxMessage).where(OutboxMessage.channel == "event")
+             .order_by(OutboxMessage.id.desc()).limit(limit))
+    if status is not None:
+        query = query.where(OutboxMessage.status == status)
+    rows = db.session.scalars(query).all()
+    return [m for m in rows if client_id is None or m.payload.get("client_id") == client_id]
+
+
+def redeliver(message_id: int, origin: Origin | None = None) -> OutboxMessage:
+    """Queue a given-up (or still waiting) event again, as new, e.g. once the app is fixed.
+
+    The SET is the one signed at the time, with its ``jti``: an app that did get it drops it.
+    """
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None or message.channel != "event":
+        raise EndpointError(f"no event message {message_id}")
+    if message.status not in (outbox.DEAD, outbox.PENDING):
+        raise EndpointError(f"event message {message_id} is {message.status}, not dead")
+    message.status, message.attempts, message.last_error = outbox.PENDING, 0, None
+    message.next_attempt_at, message.claimed_until = utcnow(), None
+    audit.record("app.event_redeliver", origin=origin, user_id=message.user_id,
+                 client_id=message.payload.get("client_id"), jti=message.payload.get("jti"))
+    return message
 
 
 def deliver_now(messages: Iterable[OutboxMessage | None]) -> None:

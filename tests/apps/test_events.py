@@ -173,3 +173,27 @@ def test_a_hanging_app_does_not_hold_the_user(app: Any, client: FlaskClient, ali
     [pending] = _event_messages(app)
     assert pending["status"] == "pending" and pending["attempts"] == 1
     assert "timed out" in pending["error"]
+
+
+def test_a_given_up_event_can_be_redelivered_once_the_app_is_fixed(
+        app: Any, client: FlaskClient, runner: Any, alice: Any, make_app: Any,
+        receiver: Receiver) -> None:
+    from sso.cli import cli
+
+    erp = make_app("auto", receiver.url)
+    receiver.audience = "misconfigured"
+    flow = Flow(client, erp)
+    assert "code" in app_result(run_flow(flow), flow)
+    [dead] = _event_messages(app)
+    assert dead["status"] == "dead"
+    listed = runner.invoke(cli, ["apps", "events", erp.client_id, "--status", "dead"]).output
+    assert "app-activated" in listed and "invalid_audience" in listed
+    message_id = listed.split()[0]
+    receiver.audience = erp.client_id
+    result = runner.invoke(cli, ["apps", "redeliver", message_id])
+    assert result.exit_code == 0 and "sent" in result.output, result.output
+    assert [c["jti"] for c in receiver.accepted] == [dead["jti"]]
+    again = runner.invoke(cli, ["apps", "redeliver", message_id])
+    assert again.exit_code != 0 and "not dead" in again.output
+    assert runner.invoke(cli, ["apps", "redeliver", "999999"]).exit_code != 0
+    assert runner.invoke(cli, ["apps", "events", "other-app"]).output == ""
