@@ -136,7 +136,7 @@ def register(cli: click.Group) -> None:
 
         try:
             message = events.redeliver(message_id)
-        except events.EndpointError as error:
+        except events.EventError as error:
             raise click.ClickException(str(error)) from None
         db.session.commit()
         events.deliver_now([message])

@@ -49,7 +49,11 @@ REFUSAL_CODES = frozenset({"invalid_request", "invalid_key", "invalid_issuer",
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class EndpointError(ValueError):
+class EventError(ValueError):
+    """A request about app events that cannot be carried out; the message is for the admin."""
+
+
+class EndpointError(EventError):
     """An events endpoint this provider will not post to."""
 
 
@@ -107,9 +111,9 @@ def redeliver(message_id: int, origin: Origin | None = None) -> OutboxMessage:
     """
     message = db.session.get(OutboxMessage, message_id)
     if message is None or message.channel != "event":
-        raise EndpointError(f"no event message {message_id}")
+        raise EventError(f"no event message {message_id}")
     if message.status not in (outbox.DEAD, outbox.PENDING):
-        raise EndpointError(f"event message {message_id} is {message.status}, not dead")
+        raise EventError(f"event message {message_id} is {message.status}, not dead")
     message.status, message.attempts, message.last_error = outbox.PENDING, 0, None
     message.next_attempt_at, message.claimed_until = utcnow(), None
     audit.record("app.event_redeliver", origin=origin, user_id=message.user_id,

@@ -42,7 +42,7 @@ def waiting() -> Response:
         return redirect(pending.resume_url())  # type: ignore[return-value]
     html = render_template(
         "apps/waiting.html", client=client, flow=pending.flow_id,
-        refresh=current_app.config["APPS_WAITING_REFRESH"], requested_at=account.requested_at,
+        refresh=current_app.config["APPS_WAITING_REFRESH"],
     )
     return Response(html, mimetype="text/html")
 
