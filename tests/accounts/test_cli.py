@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sso.accounts import lifecycle
-from sso.cli import cli
 from sso.accounts.service import authenticate, find_by_login
+from sso.cli import cli
 from sso.extensions import db
 from tests.accounts.helpers import in_app, last_link, messages
 from tests.conftest import PASSWORD
