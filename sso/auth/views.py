@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from .. import ratelimit
+from .. import audit, ratelimit
 from ..accounts import captcha, lockout
 from ..accounts import service as accounts
 from ..extensions import db
@@ -81,6 +81,8 @@ def login_submit() -> Response:
     if lockout.captcha_required(request.remote_addr, subject) and not captcha.verify(
             request.form.get("captcha_id"), request.form.get("captcha")):
         # The password is not even checked until the picture is answered.
+        audit.record_now("signin.captcha", audit.FAILURE, origin=origin(),
+                         user_id=known.id if known else None, subject=username)
         return _login_page(pending, _("Type the characters shown in the picture."), username,
                            status=400, challenge=True)
     result = accounts.authenticate(username, password, origin())

@@ -174,3 +174,46 @@ def test_policy_errors_in_chinese(app: Any, client: Any) -> None:
     client.set_cookie("lang", "zh-CN")
     weak = post_form(client, path, password="abc", confirm="abc").get_data(as_text=True)
     assert "至少" in weak
+
+
+def test_activation_by_code_resumes_the_pending_flow(app: Any, client: Any, erp: Any) -> None:
+    in_app(app, lifecycle.invite, "chen", phone="13800138000")
+    flow = Flow(client, erp)
+    flow.params = flow.authorize_params()
+    response = client.get("/authorize", query_string=flow.params)
+    flow_id = query_of(response.headers["Location"])["flow"]
+    login_page = client.get(f"/login?flow={flow_id}").get_data(as_text=True)
+    assert f"/activate/code?flow={flow_id}" in login_page
+    with app.app_context():
+        from tests.accounts.helpers import last_code
+
+        code = last_code("13800138000", "activation_code")
+    page = client.get(f"/activate/code?flow={flow_id}").get_data(as_text=True)
+    done = client.post("/activate/code", data={
+        "csrf_token": csrf_of(page), "flow": flow_id, "login": "13800138000", "code": code,
+        "password": NEW, "confirm": NEW})
+    assert done.status_code == 302
+    resumed = client.get(done.headers["Location"])
+    assert resumed.headers["Location"].startswith(erp.redirect_uri)
+    assert flow.token(query_of(resumed.headers["Location"])["code"]).status_code == 200
+
+
+def test_expired_password_must_be_changed_when_expiry_is_on(app: Any, flow: Flow) -> None:
+    from datetime import timedelta
+
+    from sso.accounts.service import find_by_login
+    from sso.dbtypes import utcnow
+
+    with app.app_context():
+        find_by_login("alice").password_changed_at = utcnow() - timedelta(days=100)
+        db.session.commit()
+    assert "code" in flow.authorize()  # expiry is off by default
+    app.config["PASSWORD_MAX_AGE_DAYS"] = 90
+    try:
+        flow.params = flow.authorize_params(prompt="login")
+        response = flow.http.get("/authorize", query_string=flow.params)
+        flow_id = query_of(response.headers["Location"])["flow"]
+        response = flow.http.get(flow.login("alice", PASSWORD, flow_id).headers["Location"])
+        assert response.headers["Location"].startswith("/password/change")
+    finally:
+        app.config["PASSWORD_MAX_AGE_DAYS"] = 0
