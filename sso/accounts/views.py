@@ -3,7 +3,16 @@ and the picture challenge. Routes parse and commit; :mod:`.lifecycle` does the w
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from .. import ratelimit
@@ -103,6 +112,7 @@ def activate(token: str) -> Response:
                 db.session.commit()
                 return _bad_link(error.state, "invite")
             else:
+                session["csrf"] = None
                 return flow_web.complete_sign_in(user, ["pwd"], _flow_id() or None)
     assert found.token is not None  # noqa: S101
     user = db.session.get(User, found.token.user_id)
@@ -136,6 +146,7 @@ def _code_form(purpose: str) -> Response:
                 errors = [link_problem(error.state)]
             else:
                 if purpose == "invite":
+                    session["csrf"] = None
                     return flow_web.complete_sign_in(user, ["pwd"], _flow_id() or None)
                 db.session.commit()
                 return _page("accounts/done.html", title=_("Password changed"),
@@ -226,8 +237,7 @@ def _account_error(error: AccountError) -> str:
 @bp.route("/register/verify/<token>", methods=["GET", "POST"])
 def verify_email(token: str) -> Response:
     """GET shows a button and POST uses the link, so mail scanners that follow links do not
-    use it up."""
-    _registration_enabled()
+    use it up. It works even if registration was switched off since the mail was sent."""
     found = tokens.look_up_link(token, tokens.VERIFY, utcnow())
     if found.state != tokens.VALID:
         return _bad_link(found.state, "verify")

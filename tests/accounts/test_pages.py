@@ -217,3 +217,33 @@ def test_expired_password_must_be_changed_when_expiry_is_on(app: Any, flow: Flow
         assert response.headers["Location"].startswith("/password/change")
     finally:
         app.config["PASSWORD_MAX_AGE_DAYS"] = 0
+
+
+def test_sign_in_page_works_when_redis_is_down(app: Any, client: Any, alice: Any) -> None:
+    from sso.extensions import RedisStore
+
+    store = app.extensions["sso_redis"]
+    app.extensions["sso_redis"] = RedisStore("redis://127.0.0.1:1/0", store.prefix)
+    try:
+        for _ in range(app.config["CAPTCHA_AFTER"] + 1):
+            assert login(client, "alice", "Wrong-guess-1").status_code == 200
+        page = client.get("/login").get_data(as_text=True)
+        assert "captcha" not in page
+        assert login(client, "alice", PASSWORD).status_code == 302
+    finally:
+        app.extensions["sso_redis"] = store
+
+
+def test_must_change_user_is_sent_from_the_account_page(app: Any, client: Any) -> None:
+    with app.app_context():
+        create_user("alice", email="alice@example.com", password=PASSWORD, must_change=True)
+        db.session.commit()
+    assert login(client, "alice", PASSWORD).status_code == 302
+    assert client.get("/").headers["Location"] == "/password/change"
+    page = client.get("/password/change").get_data(as_text=True)
+    done = client.post("/password/change", data={
+        "csrf_token": csrf_of(page), "current": PASSWORD, "password": NEW, "confirm": NEW})
+    assert "Your password has been changed." in done.get_data(as_text=True)
+    assert client.get("/").status_code == 200
+    with app.app_context():
+        assert messages("alice@example.com", "password-changed")
