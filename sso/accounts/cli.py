@@ -45,14 +45,17 @@ def register(cli: click.Group) -> None:
     @click.option("--name")
     @click.option("--admin", is_flag=True, help="Give the user the admin role of the provider.")
     @click.option("--sms", is_flag=True, help="Send an SMS code even if there is an email.")
+    @click.option("--locale", type=click.Choice(["zh-CN", "en"]),
+                  help="Language of the messages (default: SSO_DEFAULT_LANGUAGE).")
     @with_appcontext
     def users_invite(username: str, email: str | None, phone: str | None, name: str | None,
-                     admin: bool, sms: bool) -> None:
+                     admin: bool, sms: bool, locale: str | None) -> None:
         """Create an invited user and send the activation link (email) or code (SMS)."""
         from . import lifecycle  # noqa: PLC0415
 
         user, channel = _run(lifecycle.invite, username, email=email, phone=phone, name=name,
-                             is_admin=admin, channel="sms" if sms else None, actor=ACTOR)
+                             is_admin=admin, channel="sms" if sms else None, locale=locale,
+                             actor=ACTOR)
         _commit()
         click.echo(f"invited {user.username} (sub {user.subject}); activation sent by {channel}")
 

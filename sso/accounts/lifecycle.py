@@ -101,12 +101,14 @@ def _end_sessions(user: User, reason: str, origin: Origin | None,
 
 def invite(username: str, *, email: str | None = None, phone: str | None = None,
            name: str | None = None, is_admin: bool = False, channel: str | None = None,
-           origin: Origin | None = None, actor: str | None = None) -> tuple[User, str]:
+           locale: str | None = None, origin: Origin | None = None,
+           actor: str | None = None) -> tuple[User, str]:
     """Create an invited user (no password yet) and send the activation link or code."""
     if not email and not phone:
         raise AccountError("an invitation needs an email address or a mobile number")
     user = create_user(username, email=email, phone=phone, name=name, is_admin=is_admin,
                        status=UserStatus.INVITED, origin=origin)
+    user.locale = locale
     sent = send_invitation(user, channel=channel, origin=origin, actor=actor)
     return user, sent
 

@@ -30,10 +30,10 @@ def test_invite_and_resend(app: Any, runner: Any) -> None:
 
 def test_invite_by_sms_and_refusals(app: Any, runner: Any) -> None:
     result = runner.invoke(cli, ["users", "invite", "--username", "chen", "--phone",
-                                 "13800138000"])
+                                 "13800138000", "--locale", "zh-CN"])
     assert "by sms" in result.output
     with app.app_context():
-        assert messages("13800138000", "activation_code")
+        assert "您的激活验证码" in messages("13800138000", "activation_code")[0].body_text
     no_contact = runner.invoke(cli, ["users", "invite", "--username", "dana"])
     assert no_contact.exit_code != 0 and "email address or a mobile number" in no_contact.output
     active = runner.invoke(cli, ["users", "create", "--username", "erin", "--email",
