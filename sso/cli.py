@@ -108,16 +108,19 @@ def _find_user(login: str) -> Any:
 @click.option("--name")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @click.option("--admin", is_flag=True, help="Give the user the admin role of the provider.")
+@click.option("--must-change", is_flag=True,
+              help="An initial password: the user must replace it at the first sign-in.")
 @with_appcontext
 def users_create(username: str, email: str | None, phone: str | None, name: str | None,
-                 password: str, admin: bool) -> None:
+                 password: str, admin: bool, must_change: bool) -> None:
     """Create an active user with a password."""
+    from .accounts.policy import PasswordRejected  # noqa: PLC0415
     from .accounts.service import AccountError, create_user  # noqa: PLC0415
 
     try:
         user = create_user(username, email=email, phone=phone, name=name, password=password,
-                           is_admin=admin)
-    except AccountError as error:
+                           is_admin=admin, must_change=must_change)
+    except (AccountError, PasswordRejected) as error:
         _fail(str(error))
     _commit()
     click.echo(f"created user {user.username} (sub {user.subject})")
@@ -140,12 +143,18 @@ def users_list() -> None:
 @users_group.command("set-password")
 @click.argument("login")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--must-change", is_flag=True,
+              help="The user must replace it at the next sign-in.")
 @with_appcontext
-def users_set_password(login: str, password: str) -> None:
-    """Set a user's password."""
+def users_set_password(login: str, password: str, must_change: bool) -> None:
+    """Set a user's password (it must satisfy the password policy)."""
+    from .accounts.policy import PasswordRejected  # noqa: PLC0415
     from .accounts.service import set_password  # noqa: PLC0415
 
-    set_password(_find_user(login), password)
+    try:
+        set_password(_find_user(login), password, must_change=must_change, actor="cli")
+    except PasswordRejected as error:
+        _fail(f"password refused: {error}")
     _commit()
     click.echo("password set")
 
@@ -453,6 +462,8 @@ def create_app_instance_path() -> str:
     return Flask("sso").instance_path
 
 
-from .apps.cli import register as register_apps_commands  # noqa: E402
+from .accounts import cli as accounts_cli  # noqa: E402
+from .apps import cli as apps_cli  # noqa: E402
 
-register_apps_commands(cli)
+accounts_cli.register(cli)
+apps_cli.register(cli)

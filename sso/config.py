@@ -64,6 +64,30 @@ class DefaultConfig:
     LOCKOUT_THRESHOLD = 5
     LOCKOUT_SECONDS = 15 * 60
 
+    # Account lifecycle (docs/accounts.md lists every one with its SSO_* variable).
+    INVITE_TTL = 72 * 3600
+    RESET_TTL = 30 * 60
+    REGISTRATION_TTL = 24 * 3600
+    SMS_CODE_TTL = 10 * 60
+    SMS_CODE_ATTEMPTS = 5
+    SELF_REGISTRATION = False
+    REGISTRATION_APPROVAL = False
+    PASSWORD_RESET_ENDS_SESSIONS = True
+    PASSWORD_MIN_LENGTH = 10
+    #: Character classes a password must mix: any of "letters", "digits", "symbols"; "" for none.
+    PASSWORD_CLASSES = "letters,digits,symbols"
+    PASSWORD_REFUSE_COMMON = True
+    PASSWORD_HISTORY = 5
+    #: Days after which a password must be changed; 0 never.
+    PASSWORD_MAX_AGE_DAYS = 0
+    #: Failures (per IP or per account) after which sign-in asks for the picture's characters.
+    CAPTCHA_AFTER = 3
+    RATE_LIMIT_ACCOUNT_IP = "20/900"
+    RATE_LIMIT_MESSAGES_PER_USER = "3/900"
+    #: Tencent Cloud SMS (``SSO_SMS_TRANSPORT=tencent``).
+    TENCENT_SMS_ENDPOINT = "https://sms.tencentcloudapi.com"
+    TENCENT_SMS_REGION = "ap-guangzhou"
+
     # Rate limits: "count/seconds".
     RATE_LIMIT_LOGIN_IP = "30/300"
 
