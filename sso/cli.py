@@ -186,12 +186,14 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
 @click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256",
               show_default=True)
 @click.option("--client-id", help="Choose the client_id instead of a random one.")
+@click.option("--mfa-required", is_flag=True,
+              help="Users need two-step verification to sign in to this app.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_appcontext
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
                    public: bool, grant_types: tuple[str, ...], scope: str | None,
                    first_party: bool, id_token_alg: str, client_id: str | None,
-                   as_json: bool) -> None:
+                   mfa_required: bool, as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
     from .oidc.clients import ClientError, create_client  # noqa: PLC0415
 
@@ -200,6 +202,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
             name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
             public=public, grant_types=list(grant_types) or None, scope=scope,
             first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
+            settings={"mfa_required": True} if mfa_required else None,
         )
     except ClientError as error:
         _fail(str(error))
@@ -421,3 +424,8 @@ def create_app_instance_path() -> str:
     from flask import Flask  # noqa: PLC0415
 
     return Flask("sso").instance_path
+
+
+from .mfa import cli as mfa_cli  # noqa: E402
+
+mfa_cli.register(cli)
