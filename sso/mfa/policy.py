@@ -96,6 +96,8 @@ def step(request: Request, session: SSOSession | None, now: datetime) -> Interac
 
 
 def _fresh(proof: service.Proof, request: Request, now: datetime) -> bool:
+    if proof.at >= request.started_at:
+        return True  # proven during this very request: never ask twice (max_age=0)
     if "login" in request.prompts and proof.at < request.started_at:
         return False
     return request.max_age is None or (now - proof.at).total_seconds() <= request.max_age

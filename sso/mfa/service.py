@@ -8,7 +8,6 @@ the authenticator (so older steps stay refused even if Redis forgets).
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import secrets
@@ -121,9 +120,7 @@ class Enrolment:
         """The otpauth URI as an inline SVG QR code (no external request, CSP-friendly)."""
         image = qrcode.make(self.uri, image_factory=qrcode.image.svg.SvgPathImage,
                             border=4, box_size=10)
-        buffer = io.BytesIO()
-        image.save(buffer)
-        svg = buffer.getvalue().decode()
+        svg = image.to_string(encoding="unicode")
         return svg.replace("<svg ", '<svg class="mfa-qr" role="img" ', 1)
 
 
