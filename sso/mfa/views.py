@@ -20,7 +20,7 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import web as flow_web
 from ..i18n import gettext as _
-from ..web import origin
+from ..web import allow_form_action, origin
 from . import policy, service
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
@@ -57,6 +57,9 @@ def _target() -> Target | Response:
         pending = flow_web.get(flow_id)
         if pending is None:
             return flow_web.expired_page()
+        if uri := pending.params.get("redirect_uri"):
+            # The form's answer may redirect straight to the app; CSP form-action covers that.
+            allow_form_action(uri)
         return Target(flow_id=flow_id, client_name=pending.client_name)
     if next_path:
         if safe_next(next_path) is None:

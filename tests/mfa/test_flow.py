@@ -380,3 +380,13 @@ def test_expired_verification_window(flow: Flow, enrol: Any) -> None:
     driver = Driver(flow, lambda: stale)
     page = driver.verify(driver.until_verify())
     assert "That code is not correct" in page.get_data(as_text=True)
+
+
+def test_messages_picked_by_key_are_translated() -> None:
+    from sso import i18n
+    from sso.mfa.views import ACCOUNT_NOTICES, CODE_ERRORS
+
+    i18n._load()
+    catalog = i18n._catalogs["zh-CN"]
+    missing = [m for m in [*CODE_ERRORS.values(), *ACCOUNT_NOTICES.values()] if m not in catalog]
+    assert not missing
