@@ -192,6 +192,7 @@ def confirm_enrolment(user: User, enrolment_id: str, code: str, *, origin: Origi
     except IntegrityError:
         # Another enrolment of this user was confirmed in between: it won, this one is void.
         db.session.rollback()
+        log.info("enrolment of user %s lost a race to a concurrent one", user.id)
         raise EnrolmentError("already") from None
     codes = _new_recovery_codes(user.id, now)
     get_redis().client.delete(_enrolment_key(user.id, enrolment_id))

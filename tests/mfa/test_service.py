@@ -262,3 +262,43 @@ def test_key_rotation_re_encrypts_with_the_new_key(app: Any, ctx: None, alice: A
             crypto.decrypt(record.secret_encrypted)
     finally:
         app.config["MFA_ENCRYPTION_KEYS"] = old_config.get("MFA_ENCRYPTION_KEYS")
+
+
+def test_concurrent_confirmations_leave_one_authenticator(app: Any, alice: Any) -> None:
+    """Two tabs confirm at the same moment: the database lets one in, the other is told."""
+    import threading
+    import time
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("SQLite serialises writers; the race needs concurrent transactions")
+    outcome: dict[str, Any] = {}
+
+    with app.app_context():
+        user = _user()
+        first, second = service.begin_enrolment(user), service.begin_enrolment(user)
+        service.confirm_enrolment(user, first.id, pyotp.TOTP(first.seed).at(NOW), origin=None,
+                                  now=NOW)  # flushed, not yet committed
+
+        def other_tab() -> None:
+            with app.app_context():
+                try:
+                    service.confirm_enrolment(_user(), second.id,
+                                              pyotp.TOTP(second.seed).at(NOW), origin=None,
+                                              now=NOW)
+                    db.session.commit()
+                    outcome["second"] = "enrolled"
+                except service.EnrolmentError as error:
+                    outcome["second"] = error.reason
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=other_tab)
+        thread.start()
+        time.sleep(0.5)  # let the other tab reach its insert (either order ends the same)
+        db.session.commit()
+        thread.join(timeout=30)
+        assert outcome["second"] == "already"
+        record = db.session.get(TotpAuthenticator, user.id)
+        assert crypto.decrypt(record.secret_encrypted) == first.seed
+        assert service.remaining_recovery_codes(user.id) == 10
+        db.session.remove()
