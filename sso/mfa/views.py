@@ -46,8 +46,11 @@ class Target:
     next: str | None = None
     client_name: str | None = None
 
-    def fields(self) -> dict[str, str]:
-        return {"flow": self.flow_id or "", "next": self.next or ""}
+    def query(self) -> dict[str, str]:
+        """The query arguments that carry this target to another mfa page."""
+        if self.flow_id:
+            return {"flow": self.flow_id}
+        return {"next": self.next} if self.next else {}
 
 
 def _target() -> Target | Response:
@@ -139,7 +142,7 @@ def verify() -> Response:
         return _to_login(target)
     user = sso_session.user
     if not service.is_enrolled(user.id):
-        return redirect(url_for("mfa.enrol", **target.fields()))  # type: ignore[return-value]
+        return redirect(url_for("mfa.enrol", **target.query()))  # type: ignore[return-value]
     if request.args.get("remember") == "1":
         now = utcnow()
         device = service.device_from_cookie(

@@ -391,3 +391,11 @@ def test_messages_picked_by_key_are_translated() -> None:
     catalog = i18n._catalogs["zh-CN"]
     missing = [m for m in [*CODE_ERRORS.values(), *ACCOUNT_NOTICES.values()] if m not in catalog]
     assert not missing
+
+
+def test_verify_page_sends_a_user_without_authenticator_to_enrolment(client: Any,
+                                                                     flow: Flow) -> None:
+    Driver(flow).run()
+    assert client.get("/mfa/verify?next=/x").headers["Location"] == "/mfa/enrol?next=/x"
+    assert client.get("/mfa/verify").headers["Location"] == "/mfa/enrol"
+    assert client.get("/mfa/verify?flow=unknown").status_code == 400
