@@ -302,3 +302,21 @@ def test_concurrent_confirmations_leave_one_authenticator(app: Any, alice: Any) 
         assert crypto.decrypt(record.secret_encrypted) == first.seed
         assert service.remaining_recovery_codes(user.id) == 10
         db.session.remove()
+
+
+@pytest.mark.parametrize(("keys", "ok"), [
+    ("short", False),
+    (" , ", False),
+    ("k" * 32 + ",", True),
+    (["k" * 40, "m" * 40], True),
+])
+def test_encryption_keys_are_checked_at_start(app_config: dict[str, Any], keys: Any,
+                                              ok: bool) -> None:
+    from sso import create_app
+    from sso.config import ConfigError
+
+    if ok:
+        assert create_app({**app_config, "MFA_ENCRYPTION_KEYS": keys})
+    else:
+        with pytest.raises(ConfigError):
+            create_app({**app_config, "MFA_ENCRYPTION_KEYS": keys})
