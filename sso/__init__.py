@@ -36,7 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["REDIS_URL"] = ensure_redis(app.instance_path)
     logging.getLogger("authlib").setLevel(logging.INFO)
 
-    from . import accounts, apps, auth, errors, i18n, notify, oidc, outbox, web  # noqa: PLC0415
+    from . import accounts, apps, auth, errors, i18n, mfa, notify, oidc, outbox, web  # noqa: PLC0415
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
 
@@ -55,6 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     apps.init_app(app)
     accounts.init_app(app)
+    mfa.init_app(app)
     _ensure_keys(app)
     return app
 

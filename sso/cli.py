@@ -199,13 +199,15 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
 @click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
               help="How users get an account in the app at first sign-in (default: auto).")
 @click.option("--events-endpoint", help="URL that receives account events as signed SETs.")
+@click.option("--mfa-required", is_flag=True,
+              help="Users need two-step verification to sign in to this app.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_appcontext
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
                    public: bool, grant_types: tuple[str, ...], scope: str | None,
                    first_party: bool, id_token_alg: str, client_id: str | None,
                    activation: str | None, events_endpoint: str | None,
-                   as_json: bool) -> None:
+                   mfa_required: bool, as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
     from .apps.service import AppsError, settings_for  # noqa: PLC0415
     from .oidc.clients import ClientError, create_client  # noqa: PLC0415
@@ -216,7 +218,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
             name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
             public=public, grant_types=list(grant_types) or None, scope=scope,
             first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
-            settings=settings,
+            settings={**settings, **({"mfa_required": True} if mfa_required else {})},
         )
     except (ClientError, AppsError) as error:
         _fail(str(error))
@@ -464,6 +466,8 @@ def create_app_instance_path() -> str:
 
 from .accounts import cli as accounts_cli  # noqa: E402
 from .apps import cli as apps_cli  # noqa: E402
+from .mfa import cli as mfa_cli  # noqa: E402
 
 accounts_cli.register(cli)
 apps_cli.register(cli)
+mfa_cli.register(cli)

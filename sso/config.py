@@ -91,6 +91,18 @@ class DefaultConfig:
     # Rate limits: "count/seconds".
     RATE_LIMIT_LOGIN_IP = "30/300"
 
+    # Two-step verification (TOTP, see docs/mfa.md).
+    #: Comma-separated secrets; the first encrypts TOTP seeds, all decrypt. Unset: derived
+    #: from SECRET_KEY.
+    MFA_ENCRYPTION_KEYS: str | list[str] | None = None
+    MFA_REQUIRED_FOR_ADMINS = True
+    #: How long "remember this device" skips the second factor (0 turns the option off).
+    MFA_REMEMBER_DAYS = 30
+    MFA_ISSUER_NAME = "Company SSO"
+    #: Code attempts per user, and per address.
+    RATE_LIMIT_MFA_USER = "10/300"
+    RATE_LIMIT_MFA_IP = "60/300"
+
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
 

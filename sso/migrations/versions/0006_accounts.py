@@ -13,7 +13,7 @@ from alembic import op
 import sso.dbtypes
 
 revision = '0006_accounts'
-down_revision = '0004_outbox'
+down_revision = '0005_mfa'
 branch_labels = None
 depends_on = None
 

@@ -13,7 +13,7 @@ from alembic import op
 import sso.dbtypes
 
 revision = '0007_apps'
-down_revision = '0004_outbox'
+down_revision = '0006_accounts'
 branch_labels = None
 depends_on = None
 
