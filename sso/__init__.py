@@ -36,7 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["REDIS_URL"] = ensure_redis(app.instance_path)
     logging.getLogger("authlib").setLevel(logging.INFO)
 
-    from . import auth, errors, i18n, notify, oidc, outbox, web  # noqa: PLC0415
+    from . import auth, errors, i18n, notify, oidc, outbox, qrlogin, web  # noqa: PLC0415
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
 
@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     outbox.init_app(app)
     notify.init_app(app)
+    qrlogin.init_app(app)
     oidc.init_app(app)
     auth.init_app(app)
     _ensure_keys(app)
