@@ -421,3 +421,8 @@ def create_app_instance_path() -> str:
     from flask import Flask  # noqa: PLC0415
 
     return Flask("sso").instance_path
+
+
+from .qrlogin.cli import register as _register_qr  # noqa: E402
+
+_register_qr(cli)

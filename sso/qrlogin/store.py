@@ -121,9 +121,8 @@ return {'ok'}
 """
 
 _DENY = _STATE_OR_MISSING + """
-if state ~= 'pending' and state ~= 'scanned' then return {state} end
-local scanner = redis.call('HGET', KEYS[1], 'user_id')
-if scanner and scanner ~= ARGV[1] then return {'other_user'} end
+if state ~= 'scanned' then return {state} end
+if redis.call('HGET', KEYS[1], 'user_id') ~= ARGV[1] then return {'other_user'} end
 redis.call('HSET', KEYS[1], 'state', 'denied', 'denied_at', ARGV[2])
 redis.call('PUBLISH', KEYS[2], 'denied')
 return {'ok'}

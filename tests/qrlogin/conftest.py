@@ -24,9 +24,9 @@ class Desktop:
     csrf: str = ""
     code: dict[str, Any] | None = None
 
-    def start(self) -> dict[str, Any]:
+    def start(self, **overrides: Any) -> dict[str, Any]:
         """Begin an authorization request and make a QR code on the QR tab."""
-        self.flow.params = self.flow.authorize_params()
+        self.flow.params = self.flow.authorize_params(**overrides)
         response = self.http.get("/authorize", query_string=self.flow.params)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
         self.flow_id = query_of(response.headers["Location"])["flow"]
