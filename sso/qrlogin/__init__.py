@@ -36,5 +36,5 @@ def qr_store() -> QRStore:
     return current_app.extensions["sso_qr_store"]  # type: ignore[no-any-return]
 
 
-def broker() -> Broker:
+def qr_broker() -> Broker:
     return current_app.extensions["sso_qr_broker"]  # type: ignore[no-any-return]

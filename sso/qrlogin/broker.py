@@ -211,7 +211,11 @@ def wait_for_change(broker: Broker, qr_id: str, known: str, timeout: float) -> s
 def _changes(broker: Broker, waiter: Waiter, heartbeat: float
              ) -> Iterator[tuple[str | None, str | None]]:
     """Yield (state, reason) after reading Redis and after each wake-up; (None, None) when
-    ``heartbeat`` passes quietly; (SHUTDOWN, None) when the worker stops."""
+    ``heartbeat`` passes quietly; (SHUTDOWN, None) when the worker stops.
+
+    A state that arrives by pub/sub is used as it is; anything else (a resync after the
+    subscription broke, a quiet heartbeat, the TTL running out) reads Redis again.
+    """
     store = broker.store
     while True:
         try:
@@ -237,9 +241,8 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
                 if message in FINAL_STATES:
                     return
                 continue
-            if message == RESYNC or time.time() >= session.expires_at:
-                break
             if message is None:
-                if not broker.connected.is_set():
-                    break
+                # A quiet heartbeat: keep the connection alive, and read the state again in
+                # case the key went without an event (evicted, deleted by an operator).
                 yield None, None
+            break

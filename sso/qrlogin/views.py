@@ -31,8 +31,8 @@ from ..oidc.models import Client
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
 from ..web import allow_form_action, csrf_exempt, origin
-from . import broker, qr_store, service
 from . import broker as broker_module
+from . import qr_broker, qr_store, service
 from .store import (
     DENIED,
     ID_PATTERN,
@@ -192,7 +192,7 @@ def events(qr_id: str) -> Response:
         # Not an error status: EventSource would retry it forever. A final state ends it.
         body = broker_module.sse("expired")
         return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-store"})
-    stream = broker_module.events(broker(), qr_id, heartbeat=float(config["QR_HEARTBEAT"]),
+    stream = broker_module.events(qr_broker(), qr_id, heartbeat=float(config["QR_HEARTBEAT"]),
                                   retry_ms=2000)
     return Response(stream, mimetype="text/event-stream", headers={
         "Cache-Control": "no-store", "X-Accel-Buffering": "no",
@@ -211,7 +211,7 @@ def poll(qr_id: str) -> Response:
     if not owned:
         return jsonify(state="expired")
     known = request.args.get("known", "")[:16]
-    state = broker_module.wait_for_change(broker(), qr_id, known,
+    state = broker_module.wait_for_change(qr_broker(), qr_id, known,
                                           float(current_app.config["QR_LONG_POLL"]))
     response = jsonify(state=state)
     response.headers["Cache-Control"] = "no-store"
