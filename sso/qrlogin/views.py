@@ -380,6 +380,13 @@ def _bearer_error(status: int, error: str, description: str) -> Response:
     return response
 
 
+def _api_error(status: int, error: str, description: str, **extra: Any) -> Response:
+    response = jsonify(error=error, error_description=description, **extra)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _api_caller() -> tuple[User, SSOSession] | Response:
     """The user and live SSO session behind the bearer token (RFC 6750), or the error."""
     header = request.headers.get("Authorization", "")
@@ -413,15 +420,15 @@ def _api_caller() -> tuple[User, SSOSession] | Response:
 def _api_outcome(outcome: Outcome) -> Response:
     result = outcome.result
     if result == MISSING:
-        return _json_error(404, "expired", "The code has expired or is not valid.")
+        return _api_error(404, "expired", "The code has expired or is not valid.")
     if result == OTHER_USER:
-        return _json_error(403, "other_user", "The code was scanned by another account.")
+        return _api_error(403, "other_user", "The code was scanned by another account.")
     if result == WRONG_NUMBER:
-        return _json_error(400, "wrong_number",
+        return _api_error(400, "wrong_number",
                            "The number does not match; the sign-in was cancelled.")
     if result == PENDING:
-        return _json_error(409, "not_scanned", "Scan the code before approving it.")
-    return _json_error(409, "conflict", "The code can no longer change.", state=result)
+        return _api_error(409, "not_scanned", "Scan the code before approving it.")
+    return _api_error(409, "conflict", "The code can no longer change.", state=result)
 
 
 def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
@@ -434,7 +441,7 @@ def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
     try:
         qr = qr_store().get(qr_id)
     except Unavailable:
-        return _json_error(503, "unavailable", "Scan to sign in is unavailable.")
+        return _api_error(503, "unavailable", "Scan to sign in is unavailable.")
     if qr is None:
         return _api_outcome(Outcome(MISSING))
     step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
@@ -442,11 +449,11 @@ def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
         audit.record_now("qr.step_up", audit.FAILURE, origin=origin(), user_id=user.id,
                          client_id=qr.client_id or None, reason=step.reason)
         if step.interaction is None:
-            return _json_error(403, "login_required",
+            return _api_error(403, "login_required",
                                "The sign-in on this phone is too old. Sign in again.")
         uri = url_for(step.interaction.endpoint, next=f"/qr/s/{qr.id}", _external=True,
                       **step.interaction.args)
-        return _json_error(403, "step_up_required",
+        return _api_error(403, "step_up_required",
                            "This app needs a second factor on the phone first.", step_up_uri=uri)
     return user, session, qr
 
@@ -476,14 +483,14 @@ def _api_transition(qr_id: str, action: str) -> Response:
         elif action == "approve":
             body = request.get_json(silent=True) if request.data else {}
             if body is None or not isinstance(body, dict):
-                return _json_error(400, "invalid_request", "The body must be a JSON object.")
+                return _api_error(400, "invalid_request", "The body must be a JSON object.")
             outcome = service.approve(store, qr_id, user, session,
                                       parse_json_number(body), origin())
         else:
             outcome = service.deny(store, qr_id, user, origin())
     except Unavailable:
         db.session.rollback()
-        return _json_error(503, "unavailable", "Scan to sign in is unavailable.")
+        return _api_error(503, "unavailable", "Scan to sign in is unavailable.")
     db.session.commit()
     if not outcome.ok or outcome.session is None:
         return _api_outcome(outcome)
