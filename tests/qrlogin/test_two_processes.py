@@ -171,7 +171,7 @@ def test_desktop_on_one_process_phone_on_the_other(cluster: Any) -> None:
     auth_code = parse_qs(urlsplit(location).query)["code"][0]
     tokens = requests.post(f"{b.url}/token", auth=(facts["client_id"], facts["secret"]), data={
         "grant_type": "authorization_code", "code": auth_code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier}).json()
+        "code_verifier": verifier}, timeout=30).json()
     payload = tokens["id_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["sub"] == facts["subject"] and claims["amr"] == ["qr"]
