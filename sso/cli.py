@@ -467,7 +467,9 @@ def create_app_instance_path() -> str:
 from .accounts import cli as accounts_cli  # noqa: E402
 from .apps import cli as apps_cli  # noqa: E402
 from .mfa import cli as mfa_cli  # noqa: E402
+from .qrlogin import cli as qrlogin_cli  # noqa: E402
 
 accounts_cli.register(cli)
 apps_cli.register(cli)
 mfa_cli.register(cli)
+qrlogin_cli.register(cli)

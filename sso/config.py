@@ -102,6 +102,13 @@ class DefaultConfig:
     #: Code attempts per user, and per address.
     RATE_LIMIT_MFA_USER = "10/300"
     RATE_LIMIT_MFA_IP = "60/300"
+    #: QR login (scan to sign in): a code's lifetime, how recently the approving phone must
+    #: have signed in, the SSE heartbeat and the long-poll wait, in seconds; codes per IP.
+    QR_TTL = 120
+    QR_PHONE_MAX_AGE = 8 * 3600
+    QR_HEARTBEAT = 15
+    QR_LONG_POLL = 25
+    RATE_LIMIT_QR_CREATE_IP = "30/60"
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
