@@ -37,7 +37,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     logging.getLogger("authlib").setLevel(logging.INFO)
 
     from . import (  # noqa: PLC0415
-        accounts, apps, auth, errors, i18n, mfa, notify, oidc, outbox, qrlogin, web,
+        accounts,
+        apps,
+        auth,
+        errors,
+        i18n,
+        mfa,
+        notify,
+        oidc,
+        outbox,
+        qrlogin,
+        web,
     )
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
