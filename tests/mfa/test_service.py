@@ -269,8 +269,6 @@ def test_concurrent_confirmations_leave_one_authenticator(app: Any, alice: Any) 
     import threading
     import time
 
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        pytest.skip("SQLite serialises writers; the race needs concurrent transactions")
     outcome: dict[str, Any] = {}
 
     with app.app_context():
