@@ -421,3 +421,8 @@ def create_app_instance_path() -> str:
     from flask import Flask  # noqa: PLC0415
 
     return Flask("sso").instance_path
+
+
+from .demo import cli as demo_cli  # noqa: E402
+
+demo_cli.register(cli)
