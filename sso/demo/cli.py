@@ -26,7 +26,7 @@ STOP_SECONDS = 10
 
 
 class _Stop(Exception):
-    """SIGTERM (or SIGHUP) arrived: shut everything down."""
+    """Ctrl-C, SIGTERM or SIGHUP arrived: shut everything down."""
 
 
 def register(cli_group: click.Group) -> None:
@@ -138,8 +138,9 @@ def demo_command(host: str, port: int) -> None:
     def stop_signal(signum: int, frame: Any) -> None:
         raise _Stop
 
-    signal.signal(signal.SIGTERM, stop_signal)
-    signal.signal(signal.SIGHUP, stop_signal)
+    # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop_signal)
     try:
         children.append(("provider", _spawn(
             ["serve", "--host", host, "--port", str(port), "--workers", "1"], env)))
@@ -156,7 +157,7 @@ def demo_command(host: str, port: int) -> None:
                 if child.poll() is not None:
                     raise click.ClickException(f"{name} stopped (exit code {child.returncode})")
             time.sleep(0.5)
-    except (KeyboardInterrupt, _Stop):
+    except _Stop:
         click.echo("\nstopping ...")
     finally:
         _stop(children)
