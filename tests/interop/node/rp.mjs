@@ -36,7 +36,7 @@ async function browse(url, init = {}) {
 }
 function loginForm(html) {
   const form = html.match(/<form[^>]*id="password"[^>]*>([\s\S]*?)<\/form>/) ||
-    html.match(/<form[^>]*>([\s\S]*?)<\/form>/)
+    html.match(/<form[^>]*class="choices"[^>]*>([\s\S]*?)<\/form>/)
   if (!form) throw new Error('no sign-in form on the page')
   const action = (form[0].match(/action="([^"]*)"/) || [])[1] || ''
   const fields = new URLSearchParams()
@@ -58,9 +58,14 @@ async function followToRedirectUri(start) {
       continue
     }
     if (response.status !== 200) throw new Error(`HTTP ${response.status} at ${url}`)
-    const { action, fields } = loginForm(await response.text())
-    fields.set('username', env.USERNAME)
-    fields.set('password', env.PASSWORD)
+    const html = await response.text()
+    const { action, fields } = loginForm(html)
+    if (html.includes('name="decision"')) {
+      fields.set('decision', 'allow') // the consent page (prompt=consent)
+    } else {
+      fields.set('username', env.USERNAME)
+      fields.set('password', env.PASSWORD)
+    }
     url = new URL(action || url, url).href
     response = await browse(url, {
       method: 'POST', body: fields,
