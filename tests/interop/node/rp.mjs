@@ -4,7 +4,7 @@
 // builds the logout URL, then prints one JSON object with what it saw for the Python test.
 //
 // Input (environment): ISSUER CLIENT_ID CLIENT_SECRET REDIRECT_URI POST_LOGOUT_REDIRECT_URI
-// USERNAME PASSWORD.
+// USERNAME PASSWORD, optionally AUTH_METHOD and ID_TOKEN_ALG.
 import * as client from 'openid-client'
 import * as oauth from 'oauth4webapi'
 
@@ -75,9 +75,16 @@ async function followToRedirectUri(start) {
   throw new Error('the provider did not send the browser back to the app')
 }
 
+// AUTH_METHOD: client_secret_basic (default), client_secret_post or none (a public client).
+const authMethod = env.AUTH_METHOD || 'client_secret_basic'
+const authentication = {
+  client_secret_basic: () => client.ClientSecretBasic(env.CLIENT_SECRET),
+  client_secret_post: () => client.ClientSecretPost(env.CLIENT_SECRET),
+  none: () => client.None(),
+}[authMethod]()
 const config = await client.discovery(
-  issuer, env.CLIENT_ID, { id_token_signed_response_alg: 'RS256' },
-  client.ClientSecretBasic(env.CLIENT_SECRET), { execute: [client.allowInsecureRequests] },
+  issuer, env.CLIENT_ID, { id_token_signed_response_alg: env.ID_TOKEN_ALG || 'RS256' },
+  authentication, { execute: [client.allowInsecureRequests] },
 )
 // Verify the ID token's JWS signature against the JWKS as well (not only TLS trust).
 client.enableNonRepudiationChecks(config)
@@ -111,9 +118,20 @@ const accessClaims = await oauth.validateJwtAccessToken(as, apiRequest, env.CLIE
   { [oauth.allowInsecureRequests]: true })
 
 const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token)
-const activeBefore = (await client.tokenIntrospection(config, refreshed.access_token)).active
+// Introspection is for confidential clients only; a public one checks userinfo instead.
+const confidential = authMethod !== 'none'
+async function active(token) {
+  if (confidential) return (await client.tokenIntrospection(config, token)).active
+  try {
+    await client.fetchUserInfo(config, token, client.skipSubjectCheck)
+    return true
+  } catch (error) {
+    return false
+  }
+}
+const activeBefore = await active(refreshed.access_token)
 await client.tokenRevocation(config, refreshed.access_token)
-const activeAfter = (await client.tokenIntrospection(config, refreshed.access_token)).active
+const activeAfter = await active(refreshed.access_token)
 await client.tokenRevocation(config, refreshed.refresh_token)
 let refreshAfterRevocation = 'accepted'
 try {
@@ -130,6 +148,7 @@ const logoutUrl = client.buildEndSessionUrl(config, {
 const logout = await browse(logoutUrl.href)
 
 console.log(JSON.stringify({
+  id_token_alg: JSON.parse(Buffer.from(tokens.id_token.split('.')[0], 'base64url')).alg,
   iss_in_callback: callback.searchParams.get('iss'),
   id_token: idClaims,
   userinfo,
