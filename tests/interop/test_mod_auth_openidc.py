@@ -58,6 +58,7 @@ OIDCRedirectURI http://127.0.0.1:{port}/protected/redirect_uri
 OIDCCryptoPassphrase {passphrase}
 OIDCScope "openid profile email roles"
 OIDCPKCEMethod S256
+OIDCProviderTokenEndpointAuth {auth_method}
 OIDCRemoteUserClaim preferred_username
 OIDCPassClaimsAs both
 OIDCInfoHook iat access_token id_token userinfo session
@@ -103,8 +104,8 @@ def _client_for_apache(live: LiveProvider, port: int) -> str:
     return secret
 
 
-@pytest.fixture
-def apache(live_provider: LiveProvider) -> Iterator[Apache]:
+@pytest.fixture(params=["client_secret_basic", "client_secret_post"])
+def apache(request: pytest.FixtureRequest, live_provider: LiveProvider) -> Iterator[Apache]:
     if not Path(APACHE).exists() or not (MODULES / "mod_auth_openidc.so").exists():
         require_interop("apache2 with mod_auth_openidc (libapache2-mod-auth-openidc)")
     seed_demo_app(live_provider, 0)  # the demo users
@@ -122,7 +123,8 @@ def apache(live_provider: LiveProvider) -> Iterator[Apache]:
         (root / "htdocs" / "protected" / "index.html").chmod(0o644)
     (root / "apache2.conf").write_text(CONFIG.format(
         root=root, port=port, user=user, modules=MODULES, issuer=live_provider.url,
-        client_id=CLIENT_ID, client_secret=secret, passphrase=secrets.token_hex(16)))
+        client_id=CLIENT_ID, client_secret=secret, passphrase=secrets.token_hex(16),
+        auth_method=request.param))
     process = subprocess.Popen(
         [APACHE, "-X", "-d", str(root), "-f", str(root / "apache2.conf")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
