@@ -10,17 +10,29 @@ from typing import Any
 import pytest
 
 from sso.demo.app import create_demo_app
-from sso.demo.seed import DEMO_PASSWORD
+from sso.demo.seed import DEMO_APPS, DEMO_PASSWORD
 from tests.conftest import LiveProvider, serve_in_thread
 from tests.interop.conftest import SeededApp, seed_demo_app
 
 
+def _serve(live: LiveProvider, index: int) -> tuple[SeededApp, Any]:
+    seeded = seed_demo_app(live, index)
+    port = int(seeded.url.rsplit(":", 1)[1])
+    rp = create_demo_app(DEMO_APPS[index]["name"], port, live.url, seeded.client_id,
+                         seeded.secret)
+    return seeded, serve_in_thread(rp, port)
+
+
 @pytest.fixture
 def erp_served(live_provider: LiveProvider) -> Iterator[SeededApp]:
-    seeded = seed_demo_app(live_provider, 0)
-    port = int(seeded.url.rsplit(":", 1)[1])
-    rp = create_demo_app("ERP", port, live_provider.url, seeded.client_id, seeded.secret)
-    server = serve_in_thread(rp, port)
+    seeded, server = _serve(live_provider, 0)
+    yield seeded
+    server.shutdown()
+
+
+@pytest.fixture
+def crm_served(live_provider: LiveProvider) -> Iterator[SeededApp]:
+    seeded, server = _serve(live_provider, 1)
     yield seeded
     server.shutdown()
 
@@ -72,3 +84,24 @@ def test_demo_app_speaks_the_browsers_language(
         assert page.locator("html").get_attribute("lang") == "zh-CN"
     finally:
         context.close()
+
+
+def test_single_sign_on_across_two_demo_apps(
+        live_provider: LiveProvider, erp_served: SeededApp, crm_served: SeededApp,
+        browser_page: Any) -> None:
+    page = browser_page
+    page.goto(erp_served.url)
+    page.click("#sign-in")
+    page.wait_for_url(re.compile(re.escape(live_provider.url) + r"/login\?"))
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("form#password button[type=submit]")
+    page.wait_for_url(f"{erp_served.url}/")
+    erp_subject = page.text_content("#sub")
+
+    # CRM: the provider's session signs the browser in without showing the sign-in page.
+    page.goto(crm_served.url)
+    page.click("#sign-in")
+    page.wait_for_url(f"{crm_served.url}/")
+    assert page.text_content("#sub") == erp_subject
+    assert page.locator("#roles span").all_text_contents() == ["sales-rep"]
