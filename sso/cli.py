@@ -466,6 +466,7 @@ def create_app_instance_path() -> str:
 
 from .accounts import cli as accounts_cli  # noqa: E402
 from .apps import cli as apps_cli  # noqa: E402
+from .demo import cli as demo_cli  # noqa: E402
 from .mfa import cli as mfa_cli  # noqa: E402
 from .qrlogin import cli as qrlogin_cli  # noqa: E402
 
@@ -473,3 +474,4 @@ accounts_cli.register(cli)
 apps_cli.register(cli)
 mfa_cli.register(cli)
 qrlogin_cli.register(cli)
+demo_cli.register(cli)
