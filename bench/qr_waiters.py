@@ -1,7 +1,8 @@
 """Scan to sign in under load, on the production server command (``sso serve``: gunicorn with
 gevent workers).
 
-Measures, against a fresh provider on a free port with a throwaway SQLite database:
+Measures, against a fresh provider on a free port with a throwaway database (PostgreSQL as in
+production when the local server answers, else SQLite):
 
 1. QR sessions created per second (``POST /qr/sessions`` from many keep-alive connections);
 2. how many desktops can wait at once on ``/qr/sessions/{id}/events``, and the workers'
@@ -50,14 +51,42 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def prepare(folder: Path, port: int, redis_url: str, prefix: str) -> dict[str, str]:
+def fresh_database(admin_url: str | None, folder: Path) -> tuple[str, str | None]:
+    """A new PostgreSQL database (production's) when the server answers, else SQLite.
+
+    Returns the URL and the PostgreSQL database's name (to drop afterwards)."""
+    if admin_url:
+        import psycopg
+
+        name = f"qr_bench_{secrets.token_hex(4)}"
+        try:
+            with psycopg.connect(admin_url, autocommit=True, connect_timeout=2) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.Error as exc:
+            print(f"PostgreSQL unavailable ({exc}); using SQLite", file=sys.stderr)
+        else:
+            base = admin_url.rsplit("/", 1)[0]
+            return f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1), name
+    return f"sqlite:///{folder / 'sso.sqlite3'}", None
+
+
+def drop_database(admin_url: str | None, name: str | None) -> None:
+    if admin_url and name:
+        import psycopg
+
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def prepare(folder: Path, port: int, redis_url: str, prefix: str, database_url: str
+            ) -> dict[str, str]:
     """Migrate a fresh database, add a user, and return the server's environment."""
     from sso import create_app, migrate
 
     config: dict[str, Any] = {
         "ISSUER": f"http://127.0.0.1:{port}",
         "SECRET_KEY": secrets.token_hex(32),
-        "DATABASE_URL": f"sqlite:///{folder / 'sso.sqlite3'}",
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "REDIS_PREFIX": prefix,
         "KEYS_DIR": str(folder / "keys"),
@@ -345,6 +374,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32,
                         help="keep-alive connections creating codes")
     parser.add_argument("--batch", type=int, default=250, help="waiters connecting at once")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="server on which to create a throwaway database; '' for SQLite")
     parser.add_argument("--redis-url", default=os.environ.get("SSO_REDIS_URL",
                                                               "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
@@ -352,7 +383,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="qr-bench-"))
     port = free_port()
     prefix = f"qrbench:{secrets.token_hex(4)}:"
-    env = prepare(folder, port, args.redis_url, prefix)
+    database_url, database = fresh_database(args.postgres or None, folder)
+    env = prepare(folder, port, args.redis_url, prefix, database_url)
     server = start_server(env, port, args.workers)
     try:
         results = asyncio.run(run(args, port, server.pid))
@@ -367,6 +399,8 @@ def main() -> None:
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start:start + 1000])
         shutil.rmtree(folder, ignore_errors=True)
+        drop_database(args.postgres or None, database)
+    results["database"] = database_url.split(":", 1)[0]
     print(json.dumps(results, indent=2))
 
 

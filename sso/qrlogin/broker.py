@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import random
 import signal
 import threading
 import time
@@ -217,19 +218,23 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
     subscription broke, a quiet heartbeat, the TTL running out) reads Redis again.
     """
     store = broker.store
+    try:
+        session = store.get(waiter.qr_id)
+    except Unavailable:
+        yield EXPIRED, "unavailable"
+        return
+    if session is None:
+        yield EXPIRED, None
+        return
+    expires_at = session.expires_at
+    state = session.state
     while True:
-        try:
-            session = store.get(waiter.qr_id)
-        except Unavailable:
-            yield EXPIRED, "unavailable"
-            return
-        state = session.state if session else EXPIRED
         yield state, None
-        if state in FINAL_STATES or session is None:
+        if state in FINAL_STATES:
             return
         while True:
-            remaining = session.expires_at - time.time()
-            timeout = min(heartbeat, remaining + 0.05)
+            # Jitter spreads the heartbeats of desktops that started waiting together.
+            timeout = min(heartbeat * random.uniform(0.8, 1.0), expires_at - time.time() + 0.05)
             if not broker.connected.is_set():
                 timeout = min(timeout, 1.0)  # no subscription: poll until it is back
             message = waiter.next(timeout)
@@ -246,3 +251,8 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
                 # case the key went without an event (evicted, deleted by an operator).
                 yield None, None
             break
+        try:
+            state = store.state(waiter.qr_id)
+        except Unavailable:
+            yield EXPIRED, "unavailable"
+            return
