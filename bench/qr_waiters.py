@@ -78,8 +78,8 @@ def drop_database(admin_url: str | None, name: str | None) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def prepare(folder: Path, port: int, redis_url: str, prefix: str, database_url: str
-            ) -> dict[str, str]:
+def prepare(folder: Path, port: int, redis_url: str, prefix: str, database_url: str,
+            heartbeat: float) -> dict[str, str]:
     """Migrate a fresh database, add a user, and return the server's environment."""
     from sso import create_app, migrate
 
@@ -93,6 +93,7 @@ def prepare(folder: Path, port: int, redis_url: str, prefix: str, database_url: 
         "INSTANCE_PATH": str(folder / "instance"),
         # Codes must outlive the run; creation must not be rate-limited for one address.
         "QR_TTL": 1800,
+        "QR_HEARTBEAT": heartbeat,
         "RATE_LIMIT_QR_CREATE_IP": "100000000/60",
         "RATE_LIMIT_LOGIN_IP": "100000/60",
     }
@@ -322,7 +323,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def run(args: argparse.Namespace, port: int, master: int) -> dict[str, Any]:
     flow_cookie, csrf = await desktop_identity(port)
-    results: dict[str, Any] = {"workers": args.workers, "cores": os.cpu_count()}
+    results: dict[str, Any] = {"workers": args.workers, "cores": os.cpu_count(),
+                               "heartbeat_s": args.heartbeat}
 
     created, elapsed = await create_codes(port, flow_cookie, csrf, args.create_seconds, None,
                                           args.connections)
@@ -374,6 +376,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32,
                         help="keep-alive connections creating codes")
     parser.add_argument("--batch", type=int, default=250, help="waiters connecting at once")
+    parser.add_argument("--heartbeat", type=float, default=15.0,
+                        help="SSO_QR_HEARTBEAT of the server (s)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="server on which to create a throwaway database; '' for SQLite")
     parser.add_argument("--redis-url", default=os.environ.get("SSO_REDIS_URL",
@@ -384,7 +388,7 @@ def main() -> None:
     port = free_port()
     prefix = f"qrbench:{secrets.token_hex(4)}:"
     database_url, database = fresh_database(args.postgres or None, folder)
-    env = prepare(folder, port, args.redis_url, prefix, database_url)
+    env = prepare(folder, port, args.redis_url, prefix, database_url, args.heartbeat)
     server = start_server(env, port, args.workers)
     try:
         results = asyncio.run(run(args, port, server.pid))

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 #: What a waiter's queue may receive besides a state name.
 RESYNC = "!resync"
 SHUTDOWN = "!shutdown"
+#: Quiet heartbeats between two reads of the state by a waiter that hears nothing.
+REREAD_HEARTBEATS = 4
 STATES = frozenset({"pending", "scanned", "approved", "consumed", "denied", "expired"})
 
 
@@ -232,9 +234,10 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
         yield state, None
         if state in FINAL_STATES:
             return
+        read_at = time.time()
         while True:
             # Jitter spreads the heartbeats of desktops that started waiting together.
-            timeout = min(heartbeat * random.uniform(0.8, 1.0), expires_at - time.time() + 0.05)
+            timeout = min(heartbeat * random.uniform(0.5, 1.0), expires_at - time.time() + 0.05)
             if not broker.connected.is_set():
                 timeout = min(timeout, 1.0)  # no subscription: poll until it is back
             message = waiter.next(timeout)
@@ -246,11 +249,16 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
                 if message in FINAL_STATES:
                     return
                 continue
-            if message is None:
-                # A quiet heartbeat: keep the connection alive, and read the state again in
-                # case the key went without an event (evicted, deleted by an operator).
-                yield None, None
-            break
+            if message is not None or not broker.connected.is_set():
+                break  # a resync: read the state again
+            if time.time() >= expires_at:
+                break
+            yield None, None  # a quiet heartbeat keeps proxies from closing the stream
+            # Now and then read the state again, in case the key went without an event
+            # (evicted, deleted by an operator); every heartbeat would cost 10,000 waiters
+            # hundreds of wake-ups a second.
+            if time.time() - read_at >= REREAD_HEARTBEATS * heartbeat:
+                break
         try:
             state = store.state(waiter.qr_id)
         except Unavailable:
