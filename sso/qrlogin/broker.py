@@ -123,13 +123,16 @@ class Broker:
         self.connected.wait(1.0)
 
     def _hook_sigterm(self) -> None:
+        """Chain onto the SIGTERM handler of a server that has one (gunicorn's worker), so a
+        graceful stop first ends this worker's streams; leave other processes alone."""
         try:
             previous = signal.getsignal(signal.SIGTERM)
+            if not callable(previous):
+                return
 
             def on_sigterm(signum: int, frame: Any) -> None:
                 self.shutdown()
-                if callable(previous):
-                    previous(signum, frame)
+                previous(signum, frame)
 
             signal.signal(signal.SIGTERM, on_sigterm)
         except ValueError:
