@@ -239,6 +239,8 @@ def complete(qr_id: str) -> Response:
             message = _("This code belongs to another browser. Make a new code.")
         elif outcome.result in (PENDING, SCANNED):
             message = _("This sign-in has not been approved on the phone yet.")
+        elif outcome.result == DENIED:
+            message = _("This sign-in was cancelled.")
         else:
             message = _("This code has expired or was already used. Make a new code.")
         return _desktop_page(pending, message, 409 if outcome.result != MISSING else 404)
@@ -427,7 +429,9 @@ def _api_outcome(outcome: Outcome) -> Response:
     return _api_error(409, "conflict", "The code can no longer change.", state=result)
 
 
-def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
+def _api_prelude(qr_id: str, check: bool) -> tuple[User, SSOSession, QRSession] | Response:
+    """The caller, its session and the code; with ``check``, also the phone policy (a user
+    may always cancel, so ``deny`` skips it)."""
     caller = _api_caller()
     if isinstance(caller, Response):
         return caller
@@ -440,6 +444,8 @@ def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
         return _api_error(503, "unavailable", "Scan to sign in is unavailable.")
     if qr is None:
         return _api_outcome(Outcome(MISSING))
+    if not check:
+        return user, session, qr
     step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
     if step is not None:
         audit.record_now("qr.step_up", audit.FAILURE, origin=origin(), user_id=user.id,
@@ -468,7 +474,7 @@ def _api_context(qr: QRSession) -> dict[str, Any]:
 
 
 def _api_transition(qr_id: str, action: str) -> Response:
-    prelude = _api_prelude(qr_id)
+    prelude = _api_prelude(qr_id, check=action != "deny")
     if isinstance(prelude, Response):
         return prelude
     user, session, _qr = prelude
