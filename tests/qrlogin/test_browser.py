@@ -23,11 +23,6 @@ from tests.conftest import PASSWORD, free_port, pkce_pair
 pytestmark = pytest.mark.browser
 
 
-def _devices(browser: Any) -> dict[str, Any]:
-    """Playwright's device descriptors; the shared fixture hands over only the browser."""
-    return browser._impl_obj._browser_type._playwright.devices  # type: ignore[no-any-return]
-
-
 class _App(BaseHTTPRequestHandler):
     """The relying party's callback: it only has to answer."""
 
@@ -52,7 +47,8 @@ def relying_party(make_client: Any) -> Iterator[Any]:
 
 
 def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
-        chromium: Any, live_provider: Any, relying_party: Any, alice: Any) -> None:
+        chromium: Any, phone_device: dict[str, Any], live_provider: Any, relying_party: Any,
+        alice: Any) -> None:
     url = live_provider.url
     erp = relying_party
     verifier, challenge = pkce_pair()
@@ -61,7 +57,7 @@ def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
               "code_challenge": challenge, "code_challenge_method": "S256"}
 
     desktop_context = chromium.new_context(locale="en-US")
-    phone_context = chromium.new_context(**_devices(chromium)["Pixel 7"], locale="en-US")
+    phone_context = chromium.new_context(**phone_device, locale="en-US")
     try:
         desktop = desktop_context.new_page()
         desktop.set_default_timeout(15_000)
