@@ -36,7 +36,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["REDIS_URL"] = ensure_redis(app.instance_path)
     logging.getLogger("authlib").setLevel(logging.INFO)
 
-    from . import auth, errors, i18n, notify, oidc, outbox, web  # noqa: PLC0415
+    from . import (  # noqa: PLC0415
+        accounts,
+        apps,
+        auth,
+        errors,
+        i18n,
+        mfa,
+        notify,
+        oidc,
+        outbox,
+        qrlogin,
+        web,
+    )
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
 
@@ -51,8 +63,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     outbox.init_app(app)
     notify.init_app(app)
+    qrlogin.init_app(app)
     oidc.init_app(app)
     auth.init_app(app)
+    apps.init_app(app)
+    accounts.init_app(app)
+    mfa.init_app(app)
     _ensure_keys(app)
     return app
 

@@ -108,16 +108,19 @@ def _find_user(login: str) -> Any:
 @click.option("--name")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @click.option("--admin", is_flag=True, help="Give the user the admin role of the provider.")
+@click.option("--must-change", is_flag=True,
+              help="An initial password: the user must replace it at the first sign-in.")
 @with_appcontext
 def users_create(username: str, email: str | None, phone: str | None, name: str | None,
-                 password: str, admin: bool) -> None:
+                 password: str, admin: bool, must_change: bool) -> None:
     """Create an active user with a password."""
+    from .accounts.policy import PasswordRejected  # noqa: PLC0415
     from .accounts.service import AccountError, create_user  # noqa: PLC0415
 
     try:
         user = create_user(username, email=email, phone=phone, name=name, password=password,
-                           is_admin=admin)
-    except AccountError as error:
+                           is_admin=admin, must_change=must_change)
+    except (AccountError, PasswordRejected) as error:
         _fail(str(error))
     _commit()
     click.echo(f"created user {user.username} (sub {user.subject})")
@@ -140,12 +143,18 @@ def users_list() -> None:
 @users_group.command("set-password")
 @click.argument("login")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--must-change", is_flag=True,
+              help="The user must replace it at the next sign-in.")
 @with_appcontext
-def users_set_password(login: str, password: str) -> None:
-    """Set a user's password."""
+def users_set_password(login: str, password: str, must_change: bool) -> None:
+    """Set a user's password (it must satisfy the password policy)."""
+    from .accounts.policy import PasswordRejected  # noqa: PLC0415
     from .accounts.service import set_password  # noqa: PLC0415
 
-    set_password(_find_user(login), password)
+    try:
+        set_password(_find_user(login), password, must_change=must_change, actor="cli")
+    except PasswordRejected as error:
+        _fail(f"password refused: {error}")
     _commit()
     click.echo("password set")
 
@@ -168,6 +177,7 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "grant_types": client.grant_types,
         "scope": client.scope,
+        "settings": client.settings or {},
     }
     if secret:
         data["client_secret"] = secret
@@ -186,22 +196,31 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
 @click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256",
               show_default=True)
 @click.option("--client-id", help="Choose the client_id instead of a random one.")
+@click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
+              help="How users get an account in the app at first sign-in (default: auto).")
+@click.option("--events-endpoint", help="URL that receives account events as signed SETs.")
+@click.option("--mfa-required", is_flag=True,
+              help="Users need two-step verification to sign in to this app.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_appcontext
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
                    public: bool, grant_types: tuple[str, ...], scope: str | None,
                    first_party: bool, id_token_alg: str, client_id: str | None,
-                   as_json: bool) -> None:
+                   activation: str | None, events_endpoint: str | None,
+                   mfa_required: bool, as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
+    from .apps.service import AppsError, settings_for  # noqa: PLC0415
     from .oidc.clients import ClientError, create_client  # noqa: PLC0415
 
     try:
+        settings = settings_for(activation, events_endpoint)
         client, secret = create_client(
             name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
             public=public, grant_types=list(grant_types) or None, scope=scope,
             first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
+            settings={**settings, **({"mfa_required": True} if mfa_required else {})},
         )
-    except ClientError as error:
+    except (ClientError, AppsError) as error:
         _fail(str(error))
     _commit()
     if as_json:
@@ -211,6 +230,28 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
     if secret:
         click.echo(f"client_secret: {secret}")
         click.echo("(the secret is shown once; store it now)")
+
+
+@clients_group.command("update")
+@click.argument("client_id")
+@click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
+              help="How users get an account in the app at first sign-in.")
+@click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
+@with_appcontext
+def clients_update(client_id: str, activation: str | None, events_endpoint: str | None) -> None:
+    """Change a client's policies."""
+    from .apps.service import AppsError, configure  # noqa: PLC0415
+    from .oidc.clients import get  # noqa: PLC0415
+
+    client = get(client_id)
+    if client is None:
+        _fail(f"no client {client_id!r}")
+    try:
+        configure(client, activation=activation, events_endpoint=events_endpoint)
+    except AppsError as error:
+        _fail(str(error))
+    _commit()
+    click.echo(f"updated {client_id}")
 
 
 @clients_group.command("list")
@@ -421,3 +462,16 @@ def create_app_instance_path() -> str:
     from flask import Flask  # noqa: PLC0415
 
     return Flask("sso").instance_path
+
+
+from .accounts import cli as accounts_cli  # noqa: E402
+from .apps import cli as apps_cli  # noqa: E402
+from .demo import cli as demo_cli  # noqa: E402
+from .mfa import cli as mfa_cli  # noqa: E402
+from .qrlogin import cli as qrlogin_cli  # noqa: E402
+
+accounts_cli.register(cli)
+apps_cli.register(cli)
+mfa_cli.register(cli)
+qrlogin_cli.register(cli)
+demo_cli.register(cli)

@@ -64,11 +64,59 @@ class DefaultConfig:
     LOCKOUT_THRESHOLD = 5
     LOCKOUT_SECONDS = 15 * 60
 
+    # Account lifecycle (docs/accounts.md lists every one with its SSO_* variable).
+    INVITE_TTL = 72 * 3600
+    RESET_TTL = 30 * 60
+    REGISTRATION_TTL = 24 * 3600
+    SMS_CODE_TTL = 10 * 60
+    SMS_CODE_ATTEMPTS = 5
+    SELF_REGISTRATION = False
+    REGISTRATION_APPROVAL = False
+    PASSWORD_RESET_ENDS_SESSIONS = True
+    PASSWORD_MIN_LENGTH = 10
+    #: Character classes a password must mix: any of "letters", "digits", "symbols"; "" for none.
+    PASSWORD_CLASSES = "letters,digits,symbols"
+    PASSWORD_REFUSE_COMMON = True
+    PASSWORD_HISTORY = 5
+    #: Days after which a password must be changed; 0 never.
+    PASSWORD_MAX_AGE_DAYS = 0
+    #: Failures (per IP or per account) after which sign-in asks for the picture's characters.
+    CAPTCHA_AFTER = 3
+    RATE_LIMIT_ACCOUNT_IP = "20/900"
+    RATE_LIMIT_MESSAGES_PER_USER = "3/900"
+    #: Tencent Cloud SMS (``SSO_SMS_TRANSPORT=tencent``).
+    TENCENT_SMS_ENDPOINT = "https://sms.tencentcloudapi.com"
+    TENCENT_SMS_REGION = "ap-guangzhou"
+
     # Rate limits: "count/seconds".
     RATE_LIMIT_LOGIN_IP = "30/300"
 
+    # Two-step verification (TOTP, see docs/mfa.md).
+    #: Comma-separated secrets; the first encrypts TOTP seeds, all decrypt. Unset: derived
+    #: from SECRET_KEY.
+    MFA_ENCRYPTION_KEYS: str | list[str] | None = None
+    MFA_REQUIRED_FOR_ADMINS = True
+    #: How long "remember this device" skips the second factor (0 turns the option off).
+    MFA_REMEMBER_DAYS = 30
+    MFA_ISSUER_NAME = "Company SSO"
+    #: Code attempts per user, and per address.
+    RATE_LIMIT_MFA_USER = "10/300"
+    RATE_LIMIT_MFA_IP = "60/300"
+    #: QR login (scan to sign in): a code's lifetime, how recently the approving phone must
+    #: have signed in, the SSE heartbeat and the long-poll wait, in seconds; codes per IP.
+    QR_TTL = 120
+    QR_PHONE_MAX_AGE = 8 * 3600
+    QR_HEARTBEAT = 15
+    QR_LONG_POLL = 25
+    RATE_LIMIT_QR_CREATE_IP = "30/60"
+
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
+
+    # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
+    # long the provider waits for an app's events endpoint before leaving the rest to retries.
+    APPS_WAITING_REFRESH = 10
+    EVENTS_TIMEOUT = 3
 
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"

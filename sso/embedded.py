@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -82,4 +84,6 @@ def stop_redis(instance_path: str) -> None:
     if _answers(socket_path):
         # Redis closes the connection as it shuts down; that is the expected answer.
         with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(unix_socket_path=str(socket_path)).shutdown(nosave=True)
+            # No retries: the default policy would reconnect to the closed socket with backoff.
+            redis.Redis(unix_socket_path=str(socket_path),
+                        retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)

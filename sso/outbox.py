@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,10 @@ class Hold(Exception):
     """Raised by a transport that keeps the message in the outbox (development)."""
 
 
+class GiveUp(Exception):
+    """Raised by a transport when retrying cannot help (the recipient refused the message)."""
+
+
 Transport = Callable[[OutboxMessage, Any], None]
 _transports: dict[str, Callable[[Any], Transport]] = {}
 _wake = threading.Event()
@@ -79,13 +83,16 @@ def enqueue(channel: str, purpose: str, recipient: str, *, subject: str | None =
     return message
 
 
-def _claim(now: datetime, limit: int) -> list[int]:
-    due = db.session.scalars(
+def _claim(now: datetime, limit: int, only: Collection[int] | None = None) -> list[int]:
+    query = (
         select(OutboxMessage.id)
         .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now,
                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
         .order_by(OutboxMessage.next_attempt_at).limit(limit)
-    ).all()
+    )
+    if only is not None:
+        query = query.where(OutboxMessage.id.in_(list(only)))
+    due = db.session.scalars(query).all()
     claimed = []
     for message_id in due:
         won = db.session.execute(
@@ -101,11 +108,16 @@ def _claim(now: datetime, limit: int) -> list[int]:
     return claimed
 
 
-def deliver_due(config: Any, now: datetime | None = None, limit: int = 50) -> int:
-    """Deliver what is due; return how many messages were sent. Runs in an app context."""
+def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
+                only: Collection[int] | None = None) -> int:
+    """Deliver what is due (of ``only``, if given); return how many messages were sent.
+
+    Runs in an app context. ``only`` lets a request try its own message at once (an app's
+    security event before the user lands there) without sending anyone else's mail.
+    """
     now = now or utcnow()
     sent = 0
-    for message_id in _claim(now, limit):
+    for message_id in _claim(now, limit, only):
         message = db.session.get(OutboxMessage, message_id)
         if message is None:
             continue
@@ -116,6 +128,12 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50) -> in
             factory(config)(message, config)
         except Hold:
             message.status = HELD
+        except GiveUp as exc:
+            message.attempts += 1
+            message.last_error = f"{exc}"[:500]
+            message.status = DEAD
+            log.error("outbox message %s (%s) refused by the recipient: %s", message.id,
+                      message.channel, message.last_error)
         except Exception as exc:  # noqa: BLE001 - any transport failure is retried
             message.attempts += 1
             message.last_error = f"{type(exc).__name__}: {exc}"[:500]

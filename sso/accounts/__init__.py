@@ -1,1 +1,18 @@
-"""Users, passwords and roles per app."""
+"""Users, passwords and roles per app; the account lifecycle (invitation, activation,
+registration, reset, lockout) and the ``password_change`` step of the sign-in flow.
+
+Nothing is imported at package level: ``sso.accounts.models`` is imported by the flow's own
+dependencies, so importing the flow here would be circular."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from ..flow import register_step  # noqa: PLC0415
+    from .step import PASSWORD_CHANGE_STEP_ORDER, password_change_step  # noqa: PLC0415
+    from .views import bp  # noqa: PLC0415
+
+    app.register_blueprint(bp)
+    register_step(PASSWORD_CHANGE_STEP_ORDER, "password_change", password_change_step)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..dbtypes import UTCDateTime, utcnow
@@ -42,6 +42,9 @@ class User(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: An initial password set by an admin: the next sign-in must replace it.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
 
     roles: Mapped[list[AppRole]] = relationship(
         secondary="user_roles", back_populates="users"
@@ -84,3 +87,41 @@ class UserRole(db.Model):  # type: ignore[name-defined,misc]
         Integer, ForeignKey("app_roles.id", ondelete="CASCADE"), primary_key=True
     )
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AccountToken(db.Model):  # type: ignore[name-defined,misc]
+    """A single-use proof sent to a user: an activation, reset or verification link or code.
+
+    Only a hash is stored: SHA-256 of a link's random token, or an HMAC (keyed with the
+    provider's secret) of a 6-digit code, which is also bound to the user and purpose.
+    """
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    #: "invite", "reset" or "verify" (self-registration's email check).
+    purpose: Mapped[str] = mapped_column(String(16))
+    #: "email" (a link) or "sms" (a code).
+    channel: Mapped[str] = mapped_column(String(8))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Set once, atomically, when redeemed or replaced by a newer one.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordHistory(db.Model):  # type: ignore[name-defined,misc]
+    """argon2id hashes of a user's recent passwords, so an old one is not set again."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

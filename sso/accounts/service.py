@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import func, or_, select
@@ -12,7 +13,7 @@ from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import PasswordHashing
-from . import lockout
+from . import lockout, policy
 from .models import AppRole, User, UserRole, UserStatus
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -60,9 +61,11 @@ def create_user(
     name: str | None = None,
     is_admin: bool = False,
     status: str = UserStatus.ACTIVE,
+    must_change: bool = False,
     origin: Origin | None = None,
     actor_id: int | None = None,
 ) -> User:
+    """Create a user; a given password must satisfy the policy (:mod:`.policy`)."""
     username = normalise_username(username)
     email = normalise_email(email)
     phone = normalise_phone(phone)
@@ -79,53 +82,90 @@ def create_user(
     )))
     if taken:
         raise AccountError("a user with that username or email already exists")
+    if password is not None:
+        policy.check(password, current_app.config, passwords(), username=username, email=email)
     user = User(username=username, email=email, phone=phone, name=name, is_admin=is_admin,
-                status=status, email_verified=False)
+                status=status, email_verified=False,
+                must_change_password=must_change and password is not None)
     if password is not None:
         user.password_hash = passwords().hash(password)
         user.password_changed_at = utcnow()
     db.session.add(user)
     db.session.flush()
+    if user.password_hash:
+        policy.remember(user, user.password_hash, current_app.config)
     audit.record("user.create", origin=origin, user_id=user.id, actor_id=actor_id,
-                 admin=is_admin)
+                 admin=is_admin, status=status, must_change=user.must_change_password)
     return user
 
 
-def authenticate(login: str, password: str, origin: Origin | None = None) -> User | None:
-    """The user if ``password`` is theirs and the account may sign in, else None.
+@dataclass(frozen=True)
+class SignInResult:
+    """The outcome of a password check.
+
+    ``reason`` is "ok", "invalid" (unknown user or wrong password: one generic answer),
+    "locked" (too many failures; answered the same way for names nobody has), or the
+    account's state ("invited", "pending", "disabled"), which is only reported after the
+    right password was given.
+    """
+
+    user: User | None
+    reason: str
+    locked_seconds: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+
+def authenticate(login: str, password: str, origin: Origin | None = None) -> SignInResult:
+    """Check ``password`` for ``login`` and say whether (and why not) they may sign in.
 
     Unknown users cost the same argon2 time as known ones and get the same answer, so neither
-    the message nor the timing tells an attacker which usernames exist.
+    the message nor the timing tells an attacker which usernames exist. A locked name (known
+    or not) is not checked at all, so guesses during a lock learn nothing.
     """
     user = find_by_login(login) if len(password) <= 1024 else None
+    subject: lockout.Subject = user.id if user else lockout.unknown_subject(login)
     hasher = passwords()
+    locked = lockout.locked_for(subject)
+    if locked:
+        audit.record("signin.password", audit.FAILURE, origin=origin,
+                     user_id=user.id if user else None, subject=login[:254], reason="locked")
+        return SignInResult(None, "locked", locked)
     ok = hasher.verify(user.password_hash if user else None, password[:1024])
-    if user is not None and lockout.locked_for(user.id):
-        # A locked account answers like a wrong password: the lock is not an oracle.
-        audit.record("signin.password", audit.FAILURE, origin=origin, user_id=user.id,
-                     reason="locked")
-        return None
     if not ok or user is None:
         audit.record("signin.password", audit.FAILURE, origin=origin,
                      user_id=user.id if user else None, subject=login[:254])
-        if user is not None:
-            lockout.register_failure(user.id, origin)
-        return None
+        lockout.register_ip_failure(origin.ip if origin else None)
+        seconds = lockout.register_failure(subject, origin)
+        if seconds:
+            return SignInResult(None, "locked", seconds)
+        return SignInResult(None, "invalid")
+    lockout.clear_failures(user.id)
     if user.status != UserStatus.ACTIVE:
         audit.record("signin.password", audit.FAILURE, origin=origin, user_id=user.id,
                      reason=user.status)
-        return None
-    lockout.clear_failures(user.id)
+        return SignInResult(None, "locked_by_admin" if user.status == UserStatus.LOCKED
+                            else user.status)
     if hasher.needs_rehash(user.password_hash or ""):
         user.password_hash = hasher.hash(password)
     audit.record("signin.password", origin=origin, user_id=user.id)
-    return user
+    return SignInResult(user, "ok")
 
 
-def set_password(user: User, password: str, origin: Origin | None = None) -> None:
+def set_password(user: User, password: str, origin: Origin | None = None, *,
+                 must_change: bool = False, reason: str = "set",
+                 actor: str | None = None) -> None:
+    """Set a password that satisfies the policy (raises :class:`policy.PasswordRejected`)."""
+    config = current_app.config
+    policy.check(password, config, passwords(), user=user)
     user.password_hash = passwords().hash(password)
     user.password_changed_at = utcnow()
-    audit.record("user.password_set", origin=origin, user_id=user.id)
+    user.must_change_password = must_change
+    policy.remember(user, user.password_hash, config)
+    audit.record("user.password_set", origin=origin, user_id=user.id, reason=reason,
+                 actor=actor, must_change=must_change)
 
 
 # Roles per app.

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from .. import ratelimit
+from .. import audit, ratelimit
+from ..accounts import captcha, lockout
 from ..accounts import service as accounts
 from ..extensions import db
 from ..flow import web as flow_web
@@ -19,7 +20,8 @@ bp = Blueprint("auth", __name__)
 
 
 def _login_page(pending: flow_web.Pending | None, error: str | None = None,
-                username: str = "", status: int = 200) -> Response:
+                username: str = "", status: int = 200, challenge: bool = False,
+                help_endpoint: str | None = None) -> Response:
     if pending is not None and (uri := pending.params.get("redirect_uri")):
         allow_form_action(uri)
     html = render_template(
@@ -27,8 +29,31 @@ def _login_page(pending: flow_web.Pending | None, error: str | None = None,
         client_name=pending.client_name if pending else None, error=error,
         username=username or (pending.params.get("login_hint", "") if pending else ""),
         sign_in_methods=current_app.extensions.get("sso_sign_in_methods", []),
+        captcha_id=captcha.create() if challenge else None, help_endpoint=help_endpoint,
+        self_registration=current_app.config["SELF_REGISTRATION"],
     )
     return Response(html, status=status, mimetype="text/html")
+
+
+def _refusal(result: accounts.SignInResult) -> tuple[str, str | None]:
+    """What a refused sign-in is told. An account's state is only named after the right
+    password; a lock is named for any name, known or not, so it reveals nothing."""
+    if result.reason == "locked":
+        minutes = max(1, -(-result.locked_seconds // 60))
+        return _("Too many failed attempts. Sign-in with this name is paused for %(minutes)s "
+                 "minutes. You can reset your password meanwhile.", minutes=minutes), \
+            "accounts.reset_request"
+    if result.reason == "invited":
+        return _("This account is not activated yet. Use the activation link or code we sent "
+                 "you, or ask for a new one."), "accounts.activate_again"
+    if result.reason == "pending":
+        return _("This account is waiting for an administrator's approval."), None
+    if result.reason == "disabled":
+        return _("This account has been disabled. Contact your administrator."), None
+    if result.reason == "locked_by_admin":
+        return _("This account is locked. Contact your administrator."), None
+    # Same words for an unknown user and a wrong password: no user enumeration.
+    return _("Incorrect username or password."), "accounts.reset_request"
 
 
 @bp.get("/login")
@@ -36,7 +61,7 @@ def login() -> Response:
     pending = flow_web.get(request.args.get("flow"))
     if request.args.get("flow") and pending is None:
         return flow_web.expired_page()
-    return _login_page(pending)
+    return _login_page(pending, challenge=lockout.captcha_required(request.remote_addr))
 
 
 @bp.post("/login")
@@ -51,13 +76,24 @@ def login_submit() -> Response:
                            username, status=429)
     if not username or not password:
         return _login_page(pending, _("Enter your username and password."), username)
-    user = accounts.authenticate(username, password, origin())
-    if user is None:
+    known = accounts.find_by_login(username)
+    subject = known.id if known else lockout.unknown_subject(username)
+    if lockout.captcha_required(request.remote_addr, subject) and not captcha.verify(
+            request.form.get("captcha_id"), request.form.get("captcha")):
+        # The password is not even checked until the picture is answered.
+        audit.record_now("signin.captcha", audit.FAILURE, origin=origin(),
+                         user_id=known.id if known else None, subject=username)
+        return _login_page(pending, _("Type the characters shown in the picture."), username,
+                           status=400, challenge=True)
+    result = accounts.authenticate(username, password, origin())
+    if result.user is None:
         db.session.commit()
-        # Same words for an unknown user and a wrong password: no user enumeration.
-        return _login_page(pending, _("Incorrect username or password."), username)
+        message, help_endpoint = _refusal(result)
+        return _login_page(pending, message, username,
+                           challenge=lockout.captcha_required(request.remote_addr, subject),
+                           help_endpoint=help_endpoint)
     session["csrf"] = None
-    return flow_web.complete_sign_in(user, ["pwd"], pending.flow_id if pending else None)
+    return flow_web.complete_sign_in(result.user, ["pwd"], pending.flow_id if pending else None)
 
 
 @bp.get("/")
@@ -65,6 +101,8 @@ def account() -> Response:
     sso_session = flow_web.current_session()
     if sso_session is None:
         return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    if sso_session.user.must_change_password:
+        return redirect(url_for("accounts.change_password"))  # type: ignore[return-value]
     html = render_template("auth/account.html", user=sso_session.user, sso_session=sso_session)
     return Response(html, mimetype="text/html")
 

@@ -14,7 +14,7 @@ needs no "done" flags and cannot loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,10 +69,17 @@ def register_step(order: int, name: str, step: Step) -> None:
 
 
 def next_interaction(
-    request: Request, session: SSOSession | None, now: datetime
+    request: Request, session: SSOSession | None, now: datetime, *,
+    only: Collection[str] | None = None,
 ) -> Interaction | None:
-    """The first step still owed, or None when a code may be issued."""
-    for _order, _name, step in _steps:
+    """The first step still owed, or None when a code may be issued.
+
+    ``only`` runs just the steps of those names: QR login asks whether the approving phone's
+    session satisfies the app's MFA policy with ``only={"mfa"}``.
+    """
+    for _order, name, step in _steps:
+        if only is not None and name not in only:
+            continue
         interaction = step(request, session, now)
         if interaction is not None:
             return interaction

@@ -54,8 +54,14 @@ def unconfigured(message: OutboxMessage, config: Any) -> None:
                        f"(set SSO_{message.channel.upper()}_TRANSPORT)")
 
 
+def tencent(message: OutboxMessage, config: Any) -> None:
+    from .tencent_sms import send  # noqa: PLC0415
+
+    send(message, config)
+
+
 MAIL_TRANSPORTS = {"smtp": smtp, "outbox": hold}
-SMS_TRANSPORTS: dict[str, Any] = {"outbox": hold, "none": unconfigured}
+SMS_TRANSPORTS: dict[str, Any] = {"outbox": hold, "none": unconfigured, "tencent": tencent}
 
 
 def register() -> None:

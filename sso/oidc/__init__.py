@@ -33,7 +33,8 @@ def init_app(app: Flask) -> None:
     server.register_grant(ClientCredentialsGrant)
     app.extensions["sso_authorization_server"] = server
 
-    app.config.setdefault("SCOPES_SUPPORTED", list(USER_SCOPES))
+    app.config.setdefault("SCOPES_SUPPORTED",
+                          [*USER_SCOPES, *app.extensions.get("sso_extra_scopes", [])])
     flow.register_step(consent.CONSENT_STEP_ORDER, "consent", consent.step)
     sessions.on_end(lambda session, origin: revoke_session_tokens(session.id, origin=origin))
 

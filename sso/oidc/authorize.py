@@ -219,8 +219,9 @@ def resume(flow_id: str | None) -> Response:
     return handle(MultiDict(pending.params), pending)
 
 
-def cancel(flow_id: str | None) -> Response:
-    """The user declined on one of our pages: tell the app ``access_denied``."""
+def cancel(flow_id: str | None, description: str = "The user declined.") -> Response:
+    """The user declined (or may not go on) on one of our pages: tell the app
+    ``access_denied``."""
     pending = flow_web.get(flow_id)
     if pending is None:
         return flow_web.expired_page()
@@ -229,4 +230,4 @@ def cancel(flow_id: str | None) -> Response:
     redirect_uri = _trusted_redirect_uri(params)
     if redirect_uri is None:
         return flow_web.expired_page()
-    return error_response(_Error("access_denied", "The user declined."), params, redirect_uri)
+    return error_response(_Error("access_denied", description), params, redirect_uri)

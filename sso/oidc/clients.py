@@ -40,6 +40,10 @@ def _check_redirect_uri(uri: str, public: bool) -> None:
     parts = urlsplit(uri)
     if not parts.scheme or parts.fragment or "#" in uri:
         raise ClientError(f"{uri}: must be absolute and without a fragment")
+    try:
+        parts.port  # noqa: B018 - raises for a port outside 0-65535
+    except ValueError:
+        raise ClientError(f"{uri}: the port is not a number from 0 to 65535") from None
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):

@@ -1,0 +1,208 @@
+"""A small business app that signs in through the provider, as any relying party would.
+
+It uses Authlib's Flask OAuth client and nothing of the provider's internals except its page
+translations: discovery, the code flow with PKCE (S256), ``state`` and ``nonce``, ID-token
+validation against the JWKS, userinfo, and RP-initiated logout (``id_token_hint``,
+``post_logout_redirect_uri``, ``state``). ``sso demo`` runs it three times (ERP, CRM,
+inventory); ``sso demo-app`` runs one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.flask_client import OAuth
+from flask import (
+    Flask,
+    abort,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response
+
+from .. import i18n
+from ..i18n import gettext as _
+
+SCOPE = "openid profile email phone offline_access roles"
+#: The provider's cookies live on the same host (cookies ignore ports), so each app names its own.
+COOKIE_PREFIX = "demo_app_"
+SESSION_USER = "user"
+SESSION_CSRF = "csrf"
+
+
+def _blurb(client_id: str) -> str:
+    """One line about what the app is for (the three demo apps; others get none)."""
+    return {
+        "erp": _("Finance, purchasing and approvals."),
+        "crm": _("Customers, leads and sales pipeline."),
+        "inventory": _("Stock levels, goods receipts and counts."),
+    }.get(client_id, "")
+
+
+def create_demo_app(
+    name: str,
+    port: int,
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    host: str = "127.0.0.1",
+    accent: str = "#1f5fbf",
+    scope: str = SCOPE,
+    secret_key: str | None = None,
+    neighbours: list[dict[str, Any]] | None = None,
+) -> Flask:
+    """Build one relying-party app served at ``http://{host}:{port}``.
+
+    ``neighbours`` (name and url of the other demo apps) are linked from the page so a signed-in
+    user can see single sign-on at work.
+    """
+    from .. import _template_folder  # noqa: PLC0415
+
+    base_url = f"http://{host}:{port}"
+    app = Flask(f"sso.demo.{client_id}", template_folder=_template_folder())
+    app.config.update(
+        SECRET_KEY=secret_key or secrets.token_hex(32),
+        SESSION_COOKIE_NAME=f"{COOKIE_PREFIX}{client_id}",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        DEMO_NAME=name,
+        DEMO_CLIENT_ID=client_id,
+        DEMO_BASE_URL=base_url,
+        DEMO_ISSUER=issuer.rstrip("/"),
+        DEMO_ACCENT=accent,
+        DEMO_NEIGHBOURS=list(neighbours or []),
+    )
+    i18n.init_app(app)
+    oauth = OAuth(app)
+    provider = oauth.register(
+        "provider",
+        client_id=client_id,
+        client_secret=client_secret,
+        server_metadata_url=f"{issuer.rstrip('/')}/.well-known/openid-configuration",
+        client_kwargs={"scope": scope, "code_challenge_method": "S256", "timeout": 10},
+    )
+
+    @app.before_request
+    def canonical_host() -> Response | None:
+        # The flow's state lives in this app's cookie, which the browser only sends back to
+        # the host it was set for: send "localhost" visitors to the registered address first.
+        if request.host != urlsplit(base_url).netloc:
+            return redirect(base_url + request.full_path.rstrip("?"))
+        return None
+
+    @app.context_processor
+    def page_globals() -> dict[str, Any]:
+        if SESSION_CSRF not in session:
+            session[SESSION_CSRF] = secrets.token_urlsafe(24)
+        return {"app_name": _(name), "blurb": _blurb(client_id), "accent": accent,
+                "issuer": app.config["DEMO_ISSUER"], "csrf": session[SESSION_CSRF],
+                "neighbours": app.config["DEMO_NEIGHBOURS"]}
+
+    @app.get("/")
+    def home() -> Any:
+        notice = None
+        if request.args.get("state"):
+            try:
+                provider.validate_logout_response()
+                notice = _("You are signed out of %(app)s and of the company sign-in.",
+                           app=_(name))
+            except OAuthError:
+                notice = _("This sign-out response does not belong to this browser; "
+                           "nothing was changed.")
+        return render_template("demo/home.html", user=session.get(SESSION_USER), notice=notice)
+
+    @app.get("/login")
+    def login() -> Response:
+        session.pop(SESSION_USER, None)
+        return provider.authorize_redirect(
+            f"{base_url}/callback", ui_locales=i18n.current_locale()
+        )
+
+    @app.get("/callback")
+    def callback() -> Any:
+        token = provider.authorize_access_token()
+        claims = dict(token["userinfo"])  # the validated ID token's claims
+        userinfo = provider.userinfo(token=token)
+        if userinfo.get("sub") != claims["sub"]:
+            raise OAuthError(error="invalid_userinfo",
+                             description="userinfo is about another subject")
+        session[SESSION_USER] = {
+            "sub": claims["sub"],
+            "name": userinfo.get("name") or claims.get("name"),
+            "username": userinfo.get("preferred_username"),
+            "email": userinfo.get("email"),
+            "phone": userinfo.get("phone_number"),
+            "roles": list(userinfo.get("roles", claims.get("roles", []))),
+            "amr": list(claims.get("amr", [])),
+            "acr": claims.get("acr"),
+            "auth_time": claims.get("auth_time"),
+            "signed_in_at": int(time.time()),
+            "id_token": token["id_token"],
+            "has_refresh_token": bool(token.get("refresh_token")),
+        }
+        return redirect(url_for("home"))
+
+    def require_csrf(view: Any) -> Any:
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            sent = request.form.get("csrf", "")
+            if not sent or not secrets.compare_digest(sent, session.get(SESSION_CSRF, "")):
+                abort(400)
+            return view(*args, **kwargs)
+
+        return checked
+
+    @app.post("/logout")
+    @require_csrf
+    def logout() -> Response:
+        user = session.pop(SESSION_USER, None)
+        if user is None:
+            return redirect(url_for("home"))
+        return provider.logout_redirect(
+            post_logout_redirect_uri=f"{base_url}/",
+            id_token_hint=user["id_token"],
+            ui_locales=i18n.current_locale(),
+        )
+
+    @app.get("/lang/<code>")
+    def language(code: str) -> Response:
+        response = redirect(url_for("home"))
+        if chosen := i18n.normalise(code):
+            response.set_cookie(i18n.LANG_COOKIE, chosen, max_age=365 * 24 * 3600,
+                                samesite="Lax", httponly=True)
+        return response
+
+    @app.errorhandler(OAuthError)
+    def oauth_error(error: OAuthError) -> tuple[str, int]:
+        return render_template(
+            "demo/error.html",
+            message=_("Sign-in did not complete."),
+            code=error.error, description=error.description,
+        ), 400
+
+    @app.errorhandler(requests.RequestException)
+    def provider_unreachable(error: requests.RequestException) -> tuple[str, int]:
+        return render_template(
+            "demo/error.html",
+            message=_("The company sign-in service cannot be reached. Please try again shortly."),
+            code=None, description=None,
+        ), 502
+
+    @app.errorhandler(400)
+    def bad_request(error: Exception) -> tuple[str, int]:
+        return render_template(
+            "demo/error.html", message=_("The request was not valid. Please start again."),
+            code=None, description=None,
+        ), 400
+
+    return app

@@ -1,0 +1,201 @@
+"""``sso demo`` (the provider and the three demo apps, what ``make run`` starts) and
+``sso demo-app`` (one demo app)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+import requests
+
+from .seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, base_url
+
+DEFAULT_ISSUER = "http://127.0.0.1:5000"
+#: How long ``sso demo`` waits for the provider to answer before giving up.
+STARTUP_SECONDS = 60
+STOP_SECONDS = 10
+
+
+class _Stop(Exception):
+    """Ctrl-C, SIGTERM or SIGHUP arrived: shut everything down."""
+
+
+def register(cli_group: click.Group) -> None:
+    cli_group.add_command(demo_command)
+    cli_group.add_command(demo_app_command)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM the child when ``sso demo`` dies, even by SIGKILL: no orphans."""
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A session of its own, so Ctrl-C reaches only `sso demo`, which then stops the children
+    # in order instead of every process printing its own KeyboardInterrupt.
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "sso", *args], env=env, start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+    )
+
+
+def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _name, child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for _name, child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_until_ready(url: str, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        for name, child in children:
+            if child.poll() is not None:
+                raise click.ClickException(
+                    f"{name} exited during start-up (code {child.returncode})")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).ok:
+                return
+        time.sleep(0.2)
+    raise click.ClickException(f"the provider did not answer at {url} within {STARTUP_SECONDS} s")
+
+
+def _banner(issuer: str) -> str:
+    width = max(len(a["name"]) for a in DEMO_APPS) + 2
+    lines = [
+        "",
+        "SSO demo is running (Ctrl-C stops everything).",
+        "",
+        f"  {'Provider':{width}} {issuer}",
+        f"  {'':{width}} {issuer}/.well-known/openid-configuration",
+        f"  {'':{width}} {issuer}/dev/outbox   (mail and SMS the provider sent)",
+    ]
+    lines += [f"  {a['name']:{width}} {base_url(a)}" for a in DEMO_APPS]
+    lines += ["", f"Demo users (password {DEMO_PASSWORD}):"]
+    for user in DEMO_USERS:
+        roles = "; ".join(f"{app_id}: {', '.join(names)}"
+                          for app_id, names in user["roles"].items())
+        admin = ", provider admin" if user["admin"] else ""
+        lines.append(f"  {user['username']:10} ({roles}{admin})")
+    lines += ["", "Open an app, sign in, then open another app: no second password.", ""]
+    return "\n".join(lines)
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the provider and the demo apps listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="The provider's port.")
+def demo_command(host: str, port: int) -> None:
+    """Set up and run the provider with the ERP, CRM and inventory demo apps (``make run``)."""
+    from .. import create_app, migrate  # noqa: PLC0415
+    from .seed import seed  # noqa: PLC0415
+
+    os.environ.setdefault("SSO_ENV", "development")
+    os.environ.setdefault("SSO_ISSUER", f"http://127.0.0.1:{port}")
+    busy = [p for p in [port, *(a["port"] for a in DEMO_APPS)] if not _port_free(host, p)]
+    if busy:
+        raise click.ClickException(
+            f"port(s) {', '.join(map(str, busy))} on {host} are in use; stop what uses them "
+            "(another `make run`?) and try again")
+    embedded_redis = not os.environ.get("SSO_REDIS_URL")
+    app = create_app()
+    with app.app_context():
+        migrate.upgrade(app)
+        app.extensions["sso_keys"].ensure()
+        client_secrets = seed(app.instance_path)
+    issuer = app.config["ISSUER"]
+    env = {**os.environ, "SSO_INSTANCE_PATH": app.instance_path,
+           "SSO_REDIS_URL": app.config["REDIS_URL"], "SSO_KEYS_DIR": app.config["KEYS_DIR"]}
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def stop_signal(signum: int, frame: Any) -> None:
+        raise _Stop
+
+    # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop_signal)
+    try:
+        children.append(("provider", _spawn(
+            ["serve", "--host", host, "--port", str(port), "--workers", "1"], env)))
+        for demo_app in DEMO_APPS:
+            children.append((demo_app["name"], _spawn(
+                ["demo-app", "--name", demo_app["name"], "--client-id", demo_app["client_id"],
+                 "--port", str(demo_app["port"]), "--host", host, "--issuer", issuer],
+                {**env, "SSO_DEMO_CLIENT_SECRET": client_secrets[demo_app["client_id"]]},
+            )))
+        _wait_until_ready(f"{issuer}/.well-known/openid-configuration", children)
+        click.echo(_banner(issuer))
+        while True:
+            for name, child in children:
+                if child.poll() is not None:
+                    raise click.ClickException(f"{name} stopped (exit code {child.returncode})")
+            time.sleep(0.5)
+    except _Stop:
+        click.echo("\nstopping ...")
+    finally:
+        _stop(children)
+        if embedded_redis:
+            from ..embedded import stop_redis  # noqa: PLC0415
+
+            stop_redis(app.instance_path)
+        click.echo("stopped")
+
+
+@click.command("demo-app")
+@click.option("--name", required=True, help="Shown in the page header, e.g. ERP.")
+@click.option("--client-id", required=True)
+@click.option("--client-secret", envvar="SSO_DEMO_CLIENT_SECRET", required=True,
+              help="Read from SSO_DEMO_CLIENT_SECRET when not given (keeps it out of `ps`).")
+@click.option("--port", required=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--issuer", envvar="SSO_ISSUER", default=DEFAULT_ISSUER, show_default=True)
+def demo_app_command(name: str, client_id: str, client_secret: str, port: int, host: str,
+                     issuer: str) -> None:
+    """Run one demo app (a relying party) on http://HOST:PORT."""
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    from .app import create_demo_app  # noqa: PLC0415
+
+    known = next((a for a in DEMO_APPS if a["client_id"] == client_id), None)
+    neighbours = [{"name": a["name"], "url": base_url(a)}
+                  for a in DEMO_APPS if a["client_id"] != client_id]
+    # The redirect URIs are registered on 127.0.0.1, whatever address we listen on.
+    public_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    app = create_demo_app(
+        name, port, issuer, client_id, client_secret, host=public_host,
+        accent=known["accent"] if known else "#1f5fbf",
+        neighbours=neighbours if known else None,
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(host, port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    click.echo(f"{name} demo app on {base_url({'port': port}, public_host)}")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()

@@ -1,0 +1,153 @@
+"""Who must use a second factor, and the sign-in flow step that asks for it (DESIGN.md §3.3).
+
+A second factor is required when any of these holds: the user turned it on (is enrolled), an
+admin requires it of the user, the user is a provider admin (``MFA_REQUIRED_FOR_ADMINS``), the
+app requires it (client setting ``mfa_required``), one of the user's roles in the app requires
+it, or the request asks for it with ``acr_values=urn:sso:loa:2``. Other ``acr_values`` are
+voluntary (OIDC Core §3.1.2.1) and ignored; the ID token's ``acr`` tells what was done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from .. import audit
+from ..accounts.models import AppRole, User
+from ..audit import Origin
+from ..extensions import db
+from ..flow import Interaction, Request
+from ..sessions.models import SSOSession
+from ..sessions.service import ACR_MULTI_FACTOR, SECOND_FACTORS
+from . import service
+from .models import RoleRequirement, UserRequirement
+
+STEP_ORDER = 30
+STEP_NAME = "mfa"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    required: bool
+    #: The request itself demands a fresh second factor (acr_values, prompt=login, max_age),
+    #: so a remembered device does not stand in for a code.
+    explicit: bool
+
+
+def user_required(user: User) -> bool:
+    """Required of the user whatever the app: by an admin, or as a provider admin."""
+    if user.is_admin and current_app.config["MFA_REQUIRED_FOR_ADMINS"]:
+        return True
+    return db.session.get(UserRequirement, user.id) is not None
+
+
+def role_required(user: User, client_id: str) -> bool:
+    role_ids = [role.id for role in user.roles if role.client_id == client_id]
+    if not role_ids:
+        return False
+    return db.session.scalar(
+        select(RoleRequirement.role_id).where(RoleRequirement.role_id.in_(role_ids)).limit(1)
+    ) is not None
+
+
+def requirement(user: User, request: Request) -> Requirement:
+    asked = ACR_MULTI_FACTOR in request.acr_values
+    required = (
+        asked
+        or bool(request.policy.get("mfa_required"))
+        or service.is_enrolled(user.id)
+        or user_required(user)
+        or role_required(user, request.client_id)
+    )
+    explicit = asked or "login" in request.prompts or request.max_age is not None
+    return Requirement(required, explicit)
+
+
+def remember_allowed(request: Request, explicit: bool) -> bool:
+    return (current_app.config["MFA_REMEMBER_DAYS"] > 0
+            and request.policy.get("remember_device", True) is not False and not explicit)
+
+
+def step(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:
+    """Step 3: a second factor, proven recently enough for this request, when one is needed."""
+    if session is None:
+        return None
+    user = session.user
+    need = requirement(user, request)
+    if not need.required:
+        return None
+    if not service.is_enrolled(user.id):
+        return Interaction("mfa.enrol", "interaction_required",
+                           "The user must set up two-step verification.")
+    remember = remember_allowed(request, need.explicit)
+    proof = service.proof_of(session.id, session.amr or [], session.created_at,
+                             SECOND_FACTORS)
+    if proof is not None and _fresh(proof, request, now) and (
+        proof.method != "device" or remember
+    ):
+        return None
+    return Interaction("mfa.verify", "interaction_required",
+                       "The user must enter a verification code.",
+                       args={"remember": "1"} if remember else {})
+
+
+def _fresh(proof: service.Proof, request: Request, now: datetime) -> bool:
+    if proof.at >= request.started_at:
+        return True  # proven during this very request: never ask twice (max_age=0)
+    if "login" in request.prompts and proof.at < request.started_at:
+        return False
+    return request.max_age is None or (now - proof.at).total_seconds() <= request.max_age
+
+
+# Admin settings.
+
+
+def require_for_user(user: User, required: bool, *, origin: Origin | None = None) -> None:
+    row = db.session.get(UserRequirement, user.id)
+    if required and row is None:
+        db.session.add(UserRequirement(user_id=user.id))
+    elif not required and row is not None:
+        db.session.delete(row)
+    audit.record("mfa.policy.user", origin=origin, user_id=user.id, required=required)
+
+
+def require_for_role(role: AppRole, required: bool, *, origin: Origin | None = None) -> None:
+    row = db.session.get(RoleRequirement, role.id)
+    if required and row is None:
+        db.session.add(RoleRequirement(role_id=role.id))
+    elif not required and row is not None:
+        db.session.delete(row)
+    audit.record("mfa.policy.role", origin=origin, client_id=role.client_id, role=role.name,
+                 required=required)
+
+
+def set_client_policy(client: Any, *, required: bool | None = None,
+                      remember_device: bool | None = None,
+                      origin: Origin | None = None) -> dict[str, Any]:
+    """Set ``mfa_required`` / ``remember_device`` in a client's settings (any object with a
+    ``settings`` dict and a ``client_id``; the CLI hands in the oidc Client)."""
+    settings = dict(client.settings or {})
+    if required is not None:
+        settings["mfa_required"] = required
+    if remember_device is not None:
+        settings["remember_device"] = remember_device
+    client.settings = settings
+    audit.record("mfa.policy.client", origin=origin, client_id=client.client_id,
+                 mfa_required=settings.get("mfa_required", False),
+                 remember_device=settings.get("remember_device", True))
+    return settings
+
+
+def status(user: User) -> dict[str, Any]:
+    """What the account page shows."""
+    record = service.authenticator(user.id)
+    return {
+        "enrolled": record is not None,
+        "confirmed_at": record.confirmed_at if record else None,
+        "recovery_codes_left": service.remaining_recovery_codes(user.id) if record else 0,
+        "required": user_required(user),
+    }

@@ -1,0 +1,40 @@
+"""Scan to sign in (扫码登录): a signed-in phone approves a desktop sign-in (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from ..auth import register_sign_in_method
+from .broker import Broker
+from .service import QR_SCOPE
+from .store import QRStore
+
+#: The tab's label; translated on the sign-in page (the catalog has it).
+TAB_LABEL = "Scan to sign in"
+
+
+def init_app(app: Flask) -> None:
+    """Add the QR tab, the routes, the ``qr.approve`` scope and this worker's broker.
+
+    Call before ``oidc.init_app``, which reads the extra scopes into discovery.
+    """
+    store = QRStore(app.extensions["sso_redis"], int(app.config["QR_TTL"]))
+    app.extensions["sso_qr_store"] = store
+    app.extensions["sso_qr_broker"] = Broker(store)
+    scopes = app.extensions.setdefault("sso_extra_scopes", [])
+    if QR_SCOPE not in scopes:
+        scopes.append(QR_SCOPE)
+
+    from .views import api, bp  # noqa: PLC0415
+
+    app.register_blueprint(bp)
+    app.register_blueprint(api)
+    register_sign_in_method(app, "qrlogin.desktop", TAB_LABEL)
+
+
+def qr_store() -> QRStore:
+    return current_app.extensions["sso_qr_store"]  # type: ignore[no-any-return]
+
+
+def qr_broker() -> Broker:
+    return current_app.extensions["sso_qr_broker"]  # type: ignore[no-any-return]

@@ -1,0 +1,142 @@
+"""Scan-to-sign-in: start a QR session for a desktop, let a signed-in phone scan, approve or
+deny it, and let the desktop consume the approval. No Flask here: views pass what they know.
+
+Every transition is written to the audit log with both devices' IP address and user agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import audit, flow
+from ..accounts.models import User
+from ..audit import Origin
+from ..extensions import db
+from ..oidc.models import Client
+from ..sessions.models import SSOSession
+from ..sessions.service import SECOND_FACTORS
+from .store import Created, Outcome, QRSession, QRStore
+
+QR_SCOPE = "qr.approve"
+NUMBER_MATCHING = "qr_number_matching"
+#: ``amr`` value of a sign-in approved by a phone (RFC 8176 has none for it).
+AMR_QR = "qr"
+TOO_OLD = "too_old"
+
+
+@dataclass(frozen=True)
+class StepUp:
+    """The phone must do more before it may approve: sign in again or pass a flow step."""
+
+    reason: str
+    interaction: flow.Interaction | None = None
+
+
+def client_policy(client_id: str) -> dict[str, Any]:
+    """The policy of the app the desktop signs in to, as the flow's steps read it."""
+    client = db.session.get(Client, client_id) if client_id else None
+    if client is None:
+        return {}
+    return {"first_party": client.first_party, **(client.settings or {})}
+
+
+def set_number_matching(client_id: str, enabled: bool, origin: Origin | None = None) -> None:
+    """Turn number matching on or off for one app (``sso qr number-matching``)."""
+    client = db.session.get(Client, client_id)
+    if client is None:
+        raise LookupError(client_id)
+    client.settings = {**(client.settings or {}), NUMBER_MATCHING: bool(enabled)}
+    audit.record("client.update", origin=origin, client_id=client_id,
+                 setting=NUMBER_MATCHING, value=bool(enabled))
+
+
+def _details(qr: QRSession | None, phone: Origin | None = None) -> dict[str, Any]:
+    if qr is None:
+        return {}
+    return {
+        "qr": qr.id[:8], "desktop_ip": qr.desktop_ip, "desktop_ua": qr.desktop_ua[:255],
+        "phone_ip": (phone.ip if phone else qr.phone_ip) or None,
+        "phone_ua": ((phone.user_agent if phone else qr.phone_ua) or "")[:255] or None,
+    }
+
+
+def start(store: QRStore, *, client_id: str, client_name: str, acr_values: str,
+          desktop: Origin) -> Created:
+    created = store.create(
+        client_id=client_id, client_name=client_name, desktop_ip=desktop.ip or "",
+        desktop_ua=desktop.user_agent or "", acr_values=acr_values,
+        number_matching=bool(client_policy(client_id).get(NUMBER_MATCHING)),
+    )
+    audit.record("qr.create", origin=desktop, client_id=client_id or None,
+                 **_details(created.session))
+    return created
+
+
+def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age: int
+                ) -> StepUp | None:
+    """Whether this phone session may approve a sign-in to the QR's app, or what it owes.
+
+    The session must be recent, and must satisfy the MFA the app requires: the flow's "mfa"
+    step is asked the same question it answers for a browser signing in to that app.
+    """
+    if (now - phone_session.auth_time).total_seconds() > max_age:
+        return StepUp(TOO_OLD)
+    request = flow.Request(
+        flow_id="", started_at=datetime.fromtimestamp(qr.created_at, UTC),
+        client_id=qr.client_id, client_name=qr.client_name, scopes=(),
+        acr_values=tuple(qr.acr_values.split()), policy=client_policy(qr.client_id),
+    )
+    interaction = flow.next_interaction(request, phone_session, now, only={"mfa"})
+    return StepUp("mfa", interaction) if interaction is not None else None
+
+
+def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
+    outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "")
+    audit.record("qr.scan", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
+                 user_id=user.id, client_id=_client(outcome), result=outcome.result,
+                 **_details(outcome.session, phone))
+    return outcome
+
+
+def approve(store: QRStore, qr_id: str, user: User, phone_session: SSOSession,
+            number: int | None, phone: Origin) -> Outcome:
+    factors = sorted(SECOND_FACTORS.intersection(phone_session.amr or []))
+    outcome = store.approve(qr_id, user.id, number, factors, phone.ip or "",
+                            phone.user_agent or "")
+    audit.record("qr.approve", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
+                 user_id=user.id, session_id=phone_session.id, client_id=_client(outcome),
+                 result=outcome.result, **_details(outcome.session, phone))
+    return outcome
+
+
+def deny(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
+    outcome = store.deny(qr_id, user.id)
+    audit.record("qr.deny", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
+                 user_id=user.id, client_id=_client(outcome), result=outcome.result,
+                 **_details(outcome.session, phone))
+    return outcome
+
+
+def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin
+            ) -> tuple[Outcome, User | None, list[str]]:
+    """Consume an approved session; return the phone's user and the desktop's ``amr``."""
+    outcome = store.consume(qr_id, secret)
+    qr = outcome.session
+    user = db.session.get(User, qr.user_id) if outcome.ok and qr and qr.user_id else None
+    if outcome.ok and (user is None or user.status != "active"):
+        outcome = Outcome("user_inactive", qr)
+        user = None
+    audit.record("qr.consume", audit.SUCCESS if outcome.ok else audit.FAILURE,
+                 origin=desktop, user_id=qr.user_id if qr else None,
+                 client_id=_client(outcome), result=outcome.result,
+                 **_details(qr))
+    amr = [AMR_QR, *(qr.factors if qr else ())]
+    return outcome, user, amr
+
+
+def _client(outcome: Outcome) -> str | None:
+    return (outcome.session.client_id or None) if outcome.session else None
+
+

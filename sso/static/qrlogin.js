@@ -1,0 +1,124 @@
+// Scan to sign in, the desktop side: make a code, wait for the phone (server-sent events,
+// long-poll where EventSource is missing or blocked), then complete the sign-in.
+(function () {
+  "use strict";
+  var root = document.getElementById("qr-login");
+  if (!root) { return; }
+  var image = document.getElementById("qr-image");
+  var frame = image.parentNode;
+  var renew = document.getElementById("qr-renew");
+  var status = document.getElementById("qr-status");
+  var numberLine = document.getElementById("qr-number");
+  var form = document.getElementById("qr-complete");
+  var FINAL = { consumed: true, denied: true, expired: true };
+  var current = null;
+  var source = null;
+  var known = "";
+  var generation = 0;
+
+  function say(key, isError) {
+    status.textContent = root.dataset[key] || "";
+    status.className = isError ? "error" : "message";
+  }
+
+  function stop() {
+    generation += 1;
+    if (source) { source.close(); source = null; }
+  }
+
+  function stale(key) {
+    stop();
+    frame.className = "qr-frame stale";
+    renew.hidden = false;
+    numberLine.hidden = true;
+    say(key, key === "msgUnavailable");
+  }
+
+  function onState(state) {
+    if (!current || state === known || state === "reconnect") { return; }
+    known = state;
+    if (state === "pending") {
+      say("msgPending");
+    } else if (state === "scanned") {
+      say("msgScanned");
+      if (current.number !== null && current.number !== undefined) {
+        document.getElementById("qr-number-value").textContent = String(current.number);
+        numberLine.hidden = false;
+      }
+    } else if (state === "approved") {
+      stop();
+      say("msgApproved");
+      form.action = current.complete_url;
+      form.submit();
+    } else if (state === "denied") {
+      stale("msgDenied");
+    } else if (FINAL[state]) {
+      stale("msgExpired");
+    }
+  }
+
+  function poll(mine) {
+    if (mine !== generation) { return; }
+    fetch(current.poll_url + "?known=" + encodeURIComponent(known), { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (body) {
+        if (mine !== generation) { return; }
+        onState(body.state);
+        if (!FINAL[body.state] && body.state !== "approved") { poll(mine); }
+      })
+      .catch(function () { if (mine === generation) { setTimeout(function () { poll(mine); }, 2000); } });
+  }
+
+  function listen() {
+    var mine = generation;
+    if (!window.EventSource) { poll(mine); return; }
+    var opened = false;
+    var failures = 0;
+    source = new EventSource(current.events_url);
+    source.onopen = function () { opened = true; failures = 0; };
+    source.onmessage = function (event) { onState(JSON.parse(event.data).state); };
+    source.onerror = function () {
+      failures += 1;
+      // EventSource reconnects by itself; if it never got through (a proxy that buffers or
+      // blocks streams), fall back to long-polling.
+      if (!opened && failures >= 2 && mine === generation) {
+        source.close();
+        source = null;
+        poll(mine);
+      }
+    };
+  }
+
+  function create() {
+    stop();
+    current = null;
+    known = "";
+    renew.hidden = true;
+    numberLine.hidden = true;
+    frame.className = "qr-frame";
+    say("msgLoading");
+    fetch(root.dataset.createUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": root.dataset.csrf,
+                 "Content-Type": "application/x-www-form-urlencoded" },
+      body: "flow=" + encodeURIComponent(root.dataset.flow || "")
+    }).then(function (response) {
+      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+    }).then(function (result) {
+      if (!result.ok) {
+        stale(result.body.error === "unavailable" ? "msgUnavailable" : "msgExpired");
+        if (result.body.message) { status.textContent = result.body.message; }
+        return;
+      }
+      current = result.body;
+      image.src = current.image_url;
+      image.hidden = false;
+      onState("pending");
+      listen();
+    }).catch(function () { stale("msgUnavailable"); });
+  }
+
+  renew.addEventListener("click", create);
+  create();
+}());

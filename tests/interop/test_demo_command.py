@@ -1,0 +1,131 @@
+"""``sso demo`` (what ``make run`` starts) end to end: it sets up an empty instance, serves the
+provider under gunicorn and the three demo apps, a sign-in through the ERP app works, and
+SIGTERM stops every process it started (no orphans), including the embedded Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from sso.demo.cli import _port_free
+from sso.demo.seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, base_url
+from tests.interop.conftest import browse_until
+
+PORTS = [5000, *(a["port"] for a in DEMO_APPS)]
+
+pytestmark = pytest.mark.slow
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    busy = [p for p in PORTS if not _port_free("127.0.0.1", p)]
+    if busy:
+        pytest.skip(f"ports {busy} are in use (is a `make run` running?)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSO_")}
+    env.update(SSO_INSTANCE_PATH=str(tmp_path / "instance"), SSO_KEYS_DIR=str(tmp_path / "keys"),
+               SSO_ARGON2_MEMORY_KIB="8192", SSO_ARGON2_TIME_COST="1")
+    process = subprocess.Popen([sys.executable, "-m", "sso", "demo"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while not any("no second password" in line for line in seen):  # the banner's last line
+        assert time.monotonic() < deadline and process.poll() is None, "".join(seen)
+        with contextlib.suppress(queue.Empty):
+            seen.append(lines.get(timeout=1))
+    try:
+        yield process, seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sso_demo_serves_signs_in_and_stops_cleanly(
+        demo_process: tuple[subprocess.Popen[str], list[str]], tmp_path: Path) -> None:
+    process, output = demo_process
+    banner = "".join(output)
+    for url in ("http://127.0.0.1:5000", "http://127.0.0.1:5001", "http://127.0.0.1:5002",
+                "http://127.0.0.1:5003", DEMO_PASSWORD, "alice", "warehouse"):
+        assert url in banner
+    discovery = requests.get("http://127.0.0.1:5000/.well-known/openid-configuration",
+                             timeout=10).json()
+    assert discovery["issuer"] == "http://127.0.0.1:5000"
+
+    # Two demo apps without a sign-in policy (MFA, activation) take a password sign-in only.
+    plain = [a for a in DEMO_APPS if not a["settings"]]
+    assert len(plain) >= 2, "keep two DEMO_APPS without settings, or adapt this test"
+    first, second = (base_url(a) for a in plain[:2])
+    user = next(u for u in DEMO_USERS if plain[0]["client_id"] in u["roles"]
+                and plain[1]["client_id"] in u["roles"])
+    browser = requests.Session()
+    landing = browse_until(browser, f"{first}/login", f"{first}/", user["username"],
+                           DEMO_PASSWORD)
+    page = browser.get(landing, timeout=10)
+    assert page.url == f"{first}/"
+    for role in user["roles"][plain[0]["client_id"]]:
+        assert f"<span>{role}</span>" in page.text
+    # Single sign-on: the second app signs the same browser in without a password.
+    landing = browse_until(browser, f"{second}/login", f"{second}/", "nobody", "wrong password")
+    page = browser.get(landing, timeout=10)
+    for role in user["roles"][plain[1]["client_id"]]:
+        assert f"<span>{role}</span>" in page.text
+
+    started = _descendants(process.pid)
+    # The embedded Redis daemonizes (it is no child), so it is found through its pid file.
+    redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())
+    assert _alive(redis_pid)
+    assert len(started) >= 5, started  # gunicorn master and worker, three apps
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while [p for p in started if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in started if _alive(p)], "processes left behind"
+    assert all(_port_free("127.0.0.1", port) for port in PORTS)
+    assert not _alive(redis_pid), "the embedded Redis is still running"

@@ -1,0 +1,86 @@
+"""The demo seed is idempotent and keeps the demo apps' secrets working across reruns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from sso.demo.seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, SECRETS_FILE, seed
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> str:
+    return str(tmp_path)
+
+
+def _state(app: Flask) -> dict[str, Any]:
+    from sso.accounts.service import find_by_login
+    from sso.oidc.clients import get
+
+    with app.app_context():
+        users = {}
+        for spec in DEMO_USERS:
+            user = find_by_login(spec["username"])
+            assert user is not None
+            users[spec["username"]] = sorted((r.client_id, r.name) for r in user.roles)
+        apps = {a["client_id"]: get(a["client_id"]) for a in DEMO_APPS}
+        return {"users": users,
+                "apps": {k: (c.redirect_uris, c.post_logout_redirect_uris, c.first_party,
+                             c.secret_hash) for k, c in apps.items() if c}}
+
+
+def test_seed_creates_the_demo_and_a_rerun_changes_nothing(app: Flask, instance: str) -> None:
+    from sso.accounts.service import find_by_login, passwords
+    from sso.oidc.clients import get
+
+    with app.app_context():
+        first = seed(instance)
+    state = _state(app)
+    with app.app_context():
+        assert seed(instance) == first
+    assert _state(app) == state
+
+    assert set(first) == {"erp", "crm", "inventory"}
+    assert json.loads((Path(instance) / SECRETS_FILE).read_text()) == first
+    assert (Path(instance) / SECRETS_FILE).stat().st_mode & 0o077 == 0
+    assert state["apps"]["erp"][0] == ["http://127.0.0.1:5001/callback"]
+    assert state["apps"]["inventory"][1] == ["http://127.0.0.1:5003/"]
+    mixes = [tuple(roles) for roles in state["users"].values()]
+    assert len(set(mixes)) == len(mixes), "every demo user has a different mix of roles"
+    with app.app_context():
+        admin, alice = find_by_login("admin"), find_by_login("alice")
+        assert admin is not None and admin.is_admin
+        assert alice is not None and not alice.is_admin
+        assert passwords().verify(alice.password_hash, DEMO_PASSWORD)
+        client = get("erp")
+        assert client is not None and client.check_client_secret(first["erp"])
+
+
+def test_seed_issues_a_new_secret_when_the_stored_one_is_lost(app: Flask, instance: str
+                                                              ) -> None:
+    from sso.oidc.clients import get
+
+    with app.app_context():
+        first = seed(instance)
+    (Path(instance) / SECRETS_FILE).unlink()
+    with app.app_context():
+        second = seed(instance)
+        client = get("crm")
+        assert client is not None
+        assert second["crm"] != first["crm"]
+        assert client.check_client_secret(second["crm"])
+        assert not client.check_client_secret(first["crm"])
+
+
+def test_seed_applies_the_app_settings_of_demo_apps(app: Flask, instance: str) -> None:
+    from sso.oidc.clients import get
+
+    apps = [{**DEMO_APPS[0], "settings": {"example_policy": True}}]
+    with app.app_context():
+        seed(instance, apps=apps)
+        client = get("erp")
+        assert client is not None and client.settings["example_policy"] is True
