@@ -49,6 +49,17 @@ def _check_csrf() -> None:
         abort(400, description="csrf")
 
 
+def _refuse_nul() -> None:
+    """Refuse NUL characters in any parameter: no real input has one, and PostgreSQL cannot
+    store or even compare text holding one, so it would fail deep inside a query."""
+    pairs = list(request.args.items(multi=True))
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        pairs += request.form.items(multi=True)
+    values = [*(request.view_args or {}).values(), *(part for pair in pairs for part in pair)]
+    if any("\x00" in str(value) for value in values):
+        abort(400)
+
+
 def origin() -> Origin:
     """The caller's IP and user agent, for the audit log and sessions."""
     return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
@@ -83,6 +94,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
         )
+    app.before_request(_refuse_nul)
     app.before_request(_check_csrf)
     app.after_request(_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
