@@ -390,7 +390,8 @@ def _api_caller() -> tuple[User, SSOSession] | Response:
     header = request.headers.get("Authorization", "")
     scheme, _sep, token = header.partition(" ")
     if not header:
-        response = Response(status=401)
+        # RFC 6750 §3.1: no credentials sent, so no error code; openapi.json documents this.
+        response = Response(status=401, mimetype="text/plain")
         response.headers["WWW-Authenticate"] = f'Bearer realm="{current_app.config["ISSUER"]}"'
         return response
     if scheme.lower() != "bearer" or not token.strip():
