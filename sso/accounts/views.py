@@ -95,13 +95,13 @@ def _flow_id() -> str:
 
 @bp.route("/activate/<token>", methods=["GET", "POST"])
 def activate(token: str) -> Response:
+    if request.method == "POST" and _throttled():
+        return _too_many()
     found = lifecycle.check_activation_link(token)
     if found.state != tokens.VALID:
         return _bad_link(found.state, "invite")
     errors: list[str] = []
     if request.method == "POST":
-        if _throttled():
-            return _too_many()
         password = _new_password(errors)
         if password is not None:
             try:
@@ -238,6 +238,8 @@ def _account_error(error: AccountError) -> str:
 def verify_email(token: str) -> Response:
     """GET shows a button and POST uses the link, so mail scanners that follow links do not
     use it up. It works even if registration was switched off since the mail was sent."""
+    if request.method == "POST" and _throttled():
+        return _too_many()
     found = tokens.look_up_link(token, tokens.VERIFY, utcnow())
     if found.state != tokens.VALID:
         return _bad_link(found.state, "verify")
@@ -289,13 +291,13 @@ def reset_code() -> Response:
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset(token: str) -> Response:
+    if request.method == "POST" and _throttled():
+        return _too_many()
     found = lifecycle.check_reset_link(token)
     if found.state != tokens.VALID:
         return _bad_link(found.state, "reset")
     errors: list[str] = []
     if request.method == "POST":
-        if _throttled():
-            return _too_many()
         password = _new_password(errors)
         if password is not None:
             try:
@@ -329,6 +331,8 @@ def change_password() -> Response:
     user = sso_session.user
     errors: list[str] = []
     if request.method == "POST":
+        if _throttled():
+            return _too_many()
         current = request.form.get("current", "")
         password = _new_password(errors)
         if password is not None:

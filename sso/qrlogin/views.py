@@ -228,6 +228,9 @@ def poll(qr_id: str) -> Response:
 def complete(qr_id: str) -> Response:
     flow_id = request.form.get("flow") or None
     pending = flow_web.get(flow_id)
+    if not ratelimit.allow("qr-complete-ip", request.remote_addr or "-",
+                           current_app.config["RATE_LIMIT_QR_CREATE_IP"]):
+        return _desktop_page(pending, _("Please wait a moment and try again."), 429)
     secret = request.cookies.get(DESKTOP_COOKIE, "")
     try:
         outcome, user, amr = service.consume(qr_store(), qr_id, secret, origin())
