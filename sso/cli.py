@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from . import create_app, migrate
+from . import audit, create_app, migrate
 
 
 def _make_app() -> Any:
@@ -404,7 +404,11 @@ def keys_rotate(alg: tuple[str, ...]) -> None:
     """Promote the published next key to signing, retire the old one, publish a new next key."""
     from .oidc.keys import ALGORITHMS  # noqa: PLC0415
 
-    current_app.extensions["sso_keys"].rotate(alg or ALGORITHMS)
+    keys = current_app.extensions["sso_keys"]
+    keys.rotate(alg or ALGORITHMS)
+    active = [e["kid"] for e in keys.describe() if e["state"] == "active"]
+    audit.record("keys.rotate", actor="cli", algorithms=list(alg or ALGORITHMS), active=active)
+    _commit()
     click.echo("keys rotated; retired keys stay in the JWKS for "
                f"{current_app.config['KEY_RETIREMENT_GRACE']} s")
 
