@@ -88,8 +88,20 @@ RAW_QUERIES = [
     "flow=%&next=%zz&=x&&&==",
 ]
 
+#: Malformed headers: language tags, cookies, credentials, forwarding, oversized values.
+JUNK_HEADERS = [
+    {"Accept-Language": "zh-CN;q=abc,,;;=,en;q=2"},
+    {"User-Agent": "U" * 20000, "Accept-Language": "x" * 9000},
+    {"Cookie": "session=garbage.%%%.xx; lang=%FF; sso_session=" + "A" * 4000},
+    {"X-Forwarded-For": "not-an-ip, ::::1", "Host": "evil.example:99999"},
+    {"Authorization": "Basic " + "A" * 10000, "X-CSRF-Token": "\u00ff" * 100},
+    {"Authorization": "Bearer a.b.c, Basic x", "Content-Length": "99999999999"},
+]
+
 #: Path argument values: too long, NUL, invalid UTF-8, traversal, non-ASCII.
-PATH_VALUES = ["x" * 5000, "%00", "%FF%FE", "..%2F..%2Fetc", "用户", "a.b.c", "-1", "0" * 64]
+PATH_VALUES = [
+    "x" * 22, "x" * 5000, "%00", "%FF%FE", "..%2F..%2Fetc", "用户", "a.b.c", "-1", "0" * 64,
+]
 
 
 @dataclass
@@ -103,7 +115,8 @@ class Request:
 
     def describe(self) -> str:
         shown = repr(self.query or self.data)[:80]
-        return f"{self.method} csrf={self.csrf} {self.content_type or ''} {shown}"
+        headers = repr(self.headers)[:60] if self.headers else ""
+        return f"{self.method} csrf={self.csrf} {self.content_type or ''} {shown} {headers}"
 
 
 def _junk(value: str) -> dict[str, str]:
@@ -116,6 +129,8 @@ def _requests_for(methods: set[str]) -> Iterator[Request]:
             yield Request(method)
             continue
         yield Request(method)
+        for headers in JUNK_HEADERS:
+            yield Request(method, headers=headers)
         if method == "GET":
             for value in JUNK_VALUES:
                 yield Request(method, query=_junk(value))
@@ -249,8 +264,9 @@ def test_no_route_answers_bad_input_with_a_server_error(
         if real_flow:
             requests.append(Request("GET", query={"flow": real_flow, "next": "/"}))
             requests.append(Request("POST", data={"flow": real_flow, "code": "000000"}))
-        for path in _paths(rule):
-            for request in requests:
+        for index, path in enumerate(_paths(rule)):
+            # The full table on the first path; the other malformed paths with every method.
+            for request in requests if index == 0 else [Request(m) for m in METHODS]:
                 data = request.data
                 if isinstance(data, dict) and request.csrf:
                     data = {**data, "csrf_token": token}
