@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from flask import Flask, current_app, jsonify, render_template, request
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    MethodNotAllowed,
+    ServiceUnavailable,
+)
 from werkzeug.wrappers import Response
 
 from .i18n import gettext as _
@@ -40,15 +45,30 @@ def render_error(status: int, title: str | None = None, message: str | None = No
     return Response(html, status=status, mimetype="text/html")
 
 
+def _endpoint(error: HTTPException) -> str | None:
+    """The endpoint of the request; for a refused method, the one its path belongs to."""
+    if request.endpoint or not isinstance(error, MethodNotAllowed) or not error.valid_methods:
+        return request.endpoint
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        endpoint, _args = adapter.match(method=error.valid_methods[0])
+    except HTTPException:
+        return None
+    return str(endpoint)
+
+
 def _handle_http(error: HTTPException) -> Response:
     status = error.code or 500
-    if request.endpoint in JSON_ENDPOINTS:
-        return jsonify(error="invalid_request" if status < 500 else "server_error",
-                       error_description=error.name), status  # type: ignore[return-value]
-    message = None
-    if status == 400 and error.description == "csrf":
-        message = _("The form expired. Go back, reload the page and try again.")
-    response = render_error(status, message=message)
+    if _endpoint(error) in JSON_ENDPOINTS:
+        response = jsonify(error="invalid_request" if status < 500 else "server_error",
+                           error_description=error.name)
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1, errors included
+    else:
+        message = None
+        if status == 400 and error.description == "csrf":
+            message = _("The form expired. Go back, reload the page and try again.")
+        response = render_error(status, message=message)
     if allowed := error.get_response().allow:
         response.headers["Allow"] = ", ".join(allowed)
     return response

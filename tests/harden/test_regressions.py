@@ -38,3 +38,15 @@ def test_a_nul_character_on_the_token_endpoint_is_invalid_request(client: FlaskC
                                            "client_id": erp.client_id})
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/token"), ("PUT", "/introspect"),
+                                              ("DELETE", "/revoke")])
+def test_protocol_errors_raised_before_the_endpoint_are_not_cached(
+    client: FlaskClient, method: str, path: str
+) -> None:
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "invalid_request"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "POST" in response.headers["Allow"]
