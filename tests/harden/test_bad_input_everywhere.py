@@ -23,7 +23,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import Rule
 
 from sso.errors import JSON_ENDPOINTS
-from tests.conftest import Flow
+from tests.conftest import Flow, csrf_of
 
 ROOT = Path(__file__).parent.parent.parent
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
@@ -174,6 +174,22 @@ def _paths(rule: Rule) -> list[str]:
     return paths
 
 
+def _live_path(rule: Rule, app: Flask, http: FlaskClient, flow_id: str) -> str | None:
+    """The rule's URL with a real argument (a live QR code, a real reset link), if it has one
+    we can make: junk then meets the code that runs past the lookup."""
+    if rule.arguments == {"qr_id"}:
+        page = http.get("/qr/login", query_string={"flow": flow_id})
+        made = http.post("/qr/sessions", data={"flow": flow_id},
+                         headers={"X-CSRF-Token": csrf_of(page.get_data(as_text=True))})
+        assert made.status_code == 201, made.get_data(as_text=True)[:200]
+        return re.sub(r"<(?:\w+:)?qr_id>", made.get_json()["id"], rule.rule)
+    if rule.endpoint == "accounts.reset":
+        from tests.harden.test_forms_and_headers import _reset_link
+
+        return _reset_link(app, "alice")
+    return None
+
+
 def _rules(app: Flask) -> list[Rule]:
     return sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
 
@@ -264,7 +280,8 @@ def test_no_route_answers_bad_input_with_a_server_error(
         if real_flow:
             requests.append(Request("GET", query={"flow": real_flow, "next": "/"}))
             requests.append(Request("POST", data={"flow": real_flow, "code": "000000"}))
-        for index, path in enumerate(_paths(rule)):
+        live = _live_path(rule, app, http, real_flow) if real_flow else None
+        for index, path in enumerate(([live] if live else []) + _paths(rule)):
             # The full table on the first path; the other malformed paths with every method.
             for request in requests if index == 0 else [Request(m) for m in METHODS]:
                 data = request.data
