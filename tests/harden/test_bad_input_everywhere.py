@@ -195,18 +195,19 @@ def _rules(app: Flask) -> list[Rule]:
 
 
 def _rule_ids() -> list[str]:
-    """Rule ids for parametrising, read from an app built without stores."""
+    """Rule ids for parametrising, read from an app built without stores (it connects to
+    nothing; its folder is removed at once)."""
     import tempfile
 
     from sso import create_app
 
-    folder = tempfile.mkdtemp(prefix="sso-routes-")
-    app = create_app({
-        "TESTING": True, "SECRET_KEY": "x" * 64, "REDIS_URL": "redis://127.0.0.1:1/0",
-        "DATABASE_URL": f"sqlite:///{folder}/routes.sqlite3", "KEYS_DIR": folder,
-        "INSTANCE_PATH": folder,
-    })
-    return [f"{rule.endpoint}:{rule.rule}" for rule in _rules(app)]
+    with tempfile.TemporaryDirectory(prefix="sso-routes-") as folder:
+        app = create_app({
+            "TESTING": True, "SECRET_KEY": "x" * 64, "REDIS_URL": "redis://127.0.0.1:1/0",
+            "DATABASE_URL": f"sqlite:///{folder}/routes.sqlite3", "KEYS_DIR": folder,
+            "INSTANCE_PATH": folder,
+        })
+        return [f"{rule.endpoint}:{rule.rule}" for rule in _rules(app)]
 
 
 RULE_IDS = _rule_ids()
