@@ -46,6 +46,6 @@ def test_the_qr_api_answers_as_its_openapi_description_says(
         [ST, "--config-file", str(config), "run", f"{live_provider.url}/api/qr/openapi.json",
          "--url", live_provider.url, "-H", f"Authorization: Bearer {token}", "--checks", "all",
          "--max-examples", "40", "--generation-deterministic", "--no-color"],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
