@@ -105,7 +105,9 @@ def _banner(issuer: str) -> str:
         admin = ", provider admin" if user["admin"] else ""
         lines.append(f"  {user['username']:10} ({roles}{admin})")
     for user in LIFECYCLE_USERS:
-        lines.append(f"  {user['username']:10} ({user['shows']})")
+        roles = "; ".join(f"{app_id}: {', '.join(names)}"
+                          for app_id, names in user["roles"].items())
+        lines.append(f"  {user['username']:10} ({roles}; {user['shows']})")
     lines += [
         "",
         "Try: ERP requires two-step verification (admin: always); Inventory activates new",

@@ -122,7 +122,7 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
     else:
         client.redirect_uris = redirect_uris
         client.post_logout_redirect_uris = logout_uris
-        client.settings = {**(client.settings or {}), **_checked_settings(demo_app["settings"])}
+        client.settings = _checked_settings(demo_app["settings"], client.settings)
         if known_secret and client.secret_hash and same(hash_token(known_secret),
                                                         client.secret_hash):
             secret = known_secret
@@ -135,11 +135,17 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
     return secret
 
 
-def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with its activation policy and events endpoint validated by sso.apps."""
+def _checked_settings(settings: dict[str, Any], current: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """``current`` updated with ``settings``, whose activation policy and events endpoint are
+    validated by sso.apps (an empty events endpoint removes it)."""
     checked = app_accounts.settings_for(settings.get("activation"),
                                         settings.get("events_endpoint"))
-    return {**settings, **checked}
+    others = {k: v for k, v in settings.items() if k not in ("activation", "events_endpoint")}
+    merged = {**(current or {}), **others, **checked}
+    if "events_endpoint" in settings and "events_endpoint" not in checked:
+        merged.pop("events_endpoint", None)
+    return merged
 
 
 def _seed_user(spec: dict[str, Any]) -> User:

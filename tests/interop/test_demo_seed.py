@@ -117,3 +117,19 @@ def test_seed_applies_the_demo_policies_and_provisions_existing_employees(
         mails = OutboxMessage.query.filter_by(recipient="newhire@example.com").all()
         assert [m.purpose for m in mails] == ["activation"]
         assert "/activate/" in mails[0].body_text
+
+
+def test_seed_validates_settings_and_an_empty_events_endpoint_removes_it(
+        app: Flask, instance: str) -> None:
+    from sso.apps.service import AppsError
+    from sso.oidc.clients import get
+
+    erp = DEMO_APPS[0]
+    with app.app_context():
+        seed(instance, apps=[erp], users=[])
+        assert get("erp").settings["events_endpoint"] == "http://127.0.0.1:5001/sso/events"
+        seed(instance, apps=[{**erp, "settings": {"events_endpoint": "", "mfa_required": False}}],
+             users=[])
+        assert get("erp").settings == {"mfa_required": False}
+        with pytest.raises(AppsError):
+            seed(instance, apps=[{**erp, "settings": {"activation": "sometimes"}}], users=[])
