@@ -375,18 +375,30 @@ CHROMIUM = os.environ.get("SSO_TEST_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """Debian's chromium; missing, the browser tests skip, unless SSO_TEST_REQUIRE_BROWSER=1."""
+def playwright() -> Iterator[Any]:
+    """Playwright, when Debian's chromium is there; missing, the browser tests skip, unless
+    SSO_TEST_REQUIRE_BROWSER=1."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("SSO_TEST_REQUIRE_BROWSER") == "1":
             pytest.fail(f"no chromium at {CHROMIUM} (apt-get install chromium)")
         pytest.skip(f"no chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright: Any) -> Iterator[Any]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def phone_device(playwright: Any) -> dict[str, Any]:
+    """What a browser context needs to look like a phone (viewport, touch, user agent)."""
+    return dict(playwright.devices["Pixel 7"])
 
 
 @pytest.fixture

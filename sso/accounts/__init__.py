@@ -1,33 +1,17 @@
 """Users, passwords and roles per app; the account lifecycle (invitation, activation,
-registration, reset, lockout) and the ``password_change`` step of the sign-in flow."""
+registration, reset, lockout) and the ``password_change`` step of the sign-in flow.
+
+Nothing is imported at package level: ``sso.accounts.models`` is imported by the flow's own
+dependencies, so importing the flow here would be circular."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from flask import Flask, current_app
-
-from ..flow import Interaction, Request, register_step
-from ..sessions.models import SSOSession
-
-PASSWORD_CHANGE_STEP_ORDER = 20
-
-
-def password_change_step(request: Request, session: SSOSession | None,
-                         now: datetime) -> Interaction | None:
-    """Step 2 (DESIGN.md §3): an initial or expired password is replaced before any code."""
-    from . import policy  # noqa: PLC0415
-
-    if session is None:
-        return None
-    user = session.user
-    if user.must_change_password or policy.expired(user, current_app.config, now):
-        return Interaction("accounts.change_password", "interaction_required",
-                           "The user must change their password.")
-    return None
+from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from ..flow import register_step  # noqa: PLC0415
+    from .step import PASSWORD_CHANGE_STEP_ORDER, password_change_step  # noqa: PLC0415
     from .views import bp  # noqa: PLC0415
 
     app.register_blueprint(bp)

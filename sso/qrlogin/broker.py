@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import random
 import signal
 import threading
 import time
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 #: What a waiter's queue may receive besides a state name.
 RESYNC = "!resync"
 SHUTDOWN = "!shutdown"
+#: Quiet heartbeats between two reads of the state by a waiter that hears nothing.
+REREAD_HEARTBEATS = 4
 STATES = frozenset({"pending", "scanned", "approved", "consumed", "denied", "expired"})
 
 
@@ -120,13 +123,16 @@ class Broker:
         self.connected.wait(1.0)
 
     def _hook_sigterm(self) -> None:
+        """Chain onto the SIGTERM handler of a server that has one (gunicorn's worker), so a
+        graceful stop first ends this worker's streams; leave other processes alone."""
         try:
             previous = signal.getsignal(signal.SIGTERM)
+            if not callable(previous):
+                return
 
             def on_sigterm(signum: int, frame: Any) -> None:
                 self.shutdown()
-                if callable(previous):
-                    previous(signum, frame)
+                previous(signum, frame)
 
             signal.signal(signal.SIGTERM, on_sigterm)
         except ValueError:
@@ -217,19 +223,24 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
     subscription broke, a quiet heartbeat, the TTL running out) reads Redis again.
     """
     store = broker.store
+    try:
+        session = store.get(waiter.qr_id)
+    except Unavailable:
+        yield EXPIRED, "unavailable"
+        return
+    if session is None:
+        yield EXPIRED, None
+        return
+    expires_at = session.expires_at
+    state = session.state
     while True:
-        try:
-            session = store.get(waiter.qr_id)
-        except Unavailable:
-            yield EXPIRED, "unavailable"
-            return
-        state = session.state if session else EXPIRED
         yield state, None
-        if state in FINAL_STATES or session is None:
+        if state in FINAL_STATES:
             return
+        read_at = time.time()
         while True:
-            remaining = session.expires_at - time.time()
-            timeout = min(heartbeat, remaining + 0.05)
+            # Jitter spreads the heartbeats of desktops that started waiting together.
+            timeout = min(heartbeat * random.uniform(0.5, 1.0), expires_at - time.time() + 0.05)
             if not broker.connected.is_set():
                 timeout = min(timeout, 1.0)  # no subscription: poll until it is back
             message = waiter.next(timeout)
@@ -241,8 +252,18 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
                 if message in FINAL_STATES:
                     return
                 continue
-            if message is None:
-                # A quiet heartbeat: keep the connection alive, and read the state again in
-                # case the key went without an event (evicted, deleted by an operator).
-                yield None, None
-            break
+            if message is not None or not broker.connected.is_set():
+                break  # a resync: read the state again
+            if time.time() >= expires_at:
+                break
+            yield None, None  # a quiet heartbeat keeps proxies from closing the stream
+            # Now and then read the state again, in case the key went without an event
+            # (evicted, deleted by an operator); every heartbeat would cost 10,000 waiters
+            # hundreds of wake-ups a second.
+            if time.time() - read_at >= REREAD_HEARTBEATS * heartbeat:
+                break
+        try:
+            state = store.state(waiter.qr_id)
+        except Unavailable:
+            yield EXPIRED, "unavailable"
+            return

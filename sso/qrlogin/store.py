@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from ..extensions import RedisStore
 from ..security import hash_token, same
@@ -141,10 +143,29 @@ return {'ok'}
 class QRStore:
     """The QR sessions of one Redis (prefix), with their transitions."""
 
-    def __init__(self, redis_store: RedisStore, ttl: int) -> None:
+    def __init__(self, redis_store: RedisStore, ttl: int, max_connections: int = 64) -> None:
         self.redis = redis_store
         self.ttl = ttl
+        self.max_connections = max_connections
+        self._client: redis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+
+    @property
+    def client(self) -> redis.Redis:
+        """A bounded pool of its own: thousands of waiting desktops in one gevent worker share
+        a few connections (a burst waits for a free one instead of opening hundreds), and a
+        dropped connection is retried before the feature is declared unavailable."""
+        if self._client is None:
+            if not self.redis.url:
+                raise Unavailable("Redis is not configured")
+            pool = redis.BlockingConnectionPool.from_url(
+                self.redis.url, max_connections=self.max_connections, timeout=5,
+                socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=30,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            )
+            self._client = redis.Redis(connection_pool=pool)
+        return self._client
 
     def key(self, qr_id: str) -> str:
         return self.redis.key("qr", "s", qr_id)
@@ -161,7 +182,7 @@ class QRStore:
 
     def _script(self, name: str, source: str) -> Any:
         if name not in self._scripts:
-            self._scripts[name] = self.redis.client.register_script(source)
+            self._scripts[name] = self.client.register_script(source)
         return self._scripts[name]
 
     def _run(self, name: str, source: str, qr_id: str, *args: Any) -> str:
@@ -174,7 +195,7 @@ class QRStore:
 
     def ping(self) -> bool:
         try:
-            return bool(self.redis.client.ping())
+            return bool(self.client.ping())
         except redis.RedisError:
             return False
 
@@ -197,7 +218,7 @@ class QRStore:
             fields["number"] = str(number)
             fields["choices"] = ",".join(map(str, choices))
         try:
-            pipe = self.redis.client.pipeline(transaction=True)
+            pipe = self.client.pipeline(transaction=True)
             pipe.hset(self.key(qr_id), mapping=fields)
             pipe.expire(self.key(qr_id), self.ttl)
             pipe.execute()
@@ -211,7 +232,7 @@ class QRStore:
         if not ID_PATTERN.match(qr_id or ""):
             return None
         try:
-            pipe = self.redis.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.key(qr_id))
             pipe.pttl(self.key(qr_id))
             raw, pttl = pipe.execute()
@@ -224,7 +245,7 @@ class QRStore:
     def state(self, qr_id: str) -> str:
         """Only the state (``expired`` once the key is gone): what waiting desktops read."""
         try:
-            raw = self.redis.client.hget(self.key(qr_id), "state")
+            raw = self.client.hget(self.key(qr_id), "state")
         except redis.RedisError as exc:
             raise Unavailable(str(exc)) from exc
         return raw.decode() if raw else EXPIRED
@@ -234,7 +255,7 @@ class QRStore:
         if not secret or len(secret) > 128 or not ID_PATTERN.match(qr_id or ""):
             return False
         try:
-            stored = self.redis.client.hget(self.key(qr_id), "secret_hash")
+            stored = self.client.hget(self.key(qr_id), "secret_hash")
         except redis.RedisError as exc:
             raise Unavailable(str(exc)) from exc
         return stored is not None and same(stored.decode(), hash_token(secret))

@@ -39,6 +39,7 @@ from .store import (
     MISSING,
     OTHER_USER,
     PENDING,
+    SCANNED,
     WRONG_NUMBER,
     WRONG_SECRET,
     Outcome,
@@ -105,14 +106,19 @@ def desktop() -> Response:
     pending = flow_web.get(flow_id)
     if flow_id and pending is None:
         return flow_web.expired_page()
+    return _desktop_page(pending)
+
+
+def _desktop_page(pending: flow_web.Pending | None, error: str | None = None,
+                  status: int = 200) -> Response:
     if pending is not None and (uri := pending.params.get("redirect_uri")):
         allow_form_action(uri)  # the completed sign-in is redirected on to the app
     html = render_template(
         "qrlogin/desktop.html", flow=pending.flow_id if pending else "",
         client_name=pending.client_name if pending else None,
-        available=qr_store().ping(), error=None,
+        available=qr_store().ping(), error=error,
     )
-    return Response(html, mimetype="text/html")
+    return Response(html, status=status, mimetype="text/html")
 
 
 @bp.post("/qr/sessions")
@@ -226,30 +232,23 @@ def complete(qr_id: str) -> Response:
     try:
         outcome, user, amr = service.consume(qr_store(), qr_id, secret, origin())
     except Unavailable:
-        return _desktop_error(pending, _unavailable_message(), 503)
+        return _desktop_page(pending, _unavailable_message(), 503)
     if not outcome.ok or user is None:
         db.session.commit()
         if outcome.result == WRONG_SECRET:
             message = _("This code belongs to another browser. Make a new code.")
-        elif outcome.result == PENDING or outcome.result == "scanned":
+        elif outcome.result in (PENDING, SCANNED):
             message = _("This sign-in has not been approved on the phone yet.")
+        elif outcome.result == DENIED:
+            message = _("This sign-in was cancelled.")
         else:
             message = _("This code has expired or was already used. Make a new code.")
-        return _desktop_error(pending, message, 409 if outcome.result != MISSING else 404)
+        return _desktop_page(pending, message, 409 if outcome.result != MISSING else 404)
     response = flow_web.complete_sign_in(user, amr, pending.flow_id if pending else None)
     response.delete_cookie(DESKTOP_COOKIE, path=f"/qr/sessions/{qr_id}",
                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True,
                            samesite="Strict")
     return response
-
-
-def _desktop_error(pending: flow_web.Pending | None, error: str, status: int) -> Response:
-    html = render_template(
-        "qrlogin/desktop.html", flow=pending.flow_id if pending else "",
-        client_name=pending.client_name if pending else None,
-        available=qr_store().ping(), error=error,
-    )
-    return Response(html, status=status, mimetype="text/html")
 
 
 # The phone, in its browser.
@@ -368,22 +367,21 @@ def phone_deny(qr_id: str) -> Response:
 # The phone, as a native app with a bearer token (see openapi.json).
 
 
-def _bearer_error(status: int, error: str, description: str) -> Response:
-    response = jsonify(error=error, error_description=description)
+def _api_error(status: int, error: str, description: str, **extra: Any) -> Response:
+    response = jsonify(error=error, error_description=description, **extra)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _bearer_error(status: int, error: str, description: str) -> Response:
+    """An RFC 6750 §3 error: the JSON body plus its ``WWW-Authenticate`` challenge."""
+    response = _api_error(status, error, description)
     if status in (401, 403):
         challenge = f'Bearer realm="{current_app.config["ISSUER"]}", error="{error}"'
         if error == "insufficient_scope":
             challenge += f', scope="{service.QR_SCOPE}"'
         response.headers["WWW-Authenticate"] = challenge
-    return response
-
-
-def _api_error(status: int, error: str, description: str, **extra: Any) -> Response:
-    response = jsonify(error=error, error_description=description, **extra)
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -431,7 +429,9 @@ def _api_outcome(outcome: Outcome) -> Response:
     return _api_error(409, "conflict", "The code can no longer change.", state=result)
 
 
-def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
+def _api_prelude(qr_id: str, check: bool) -> tuple[User, SSOSession, QRSession] | Response:
+    """The caller, its session and the code; with ``check``, also the phone policy (a user
+    may always cancel, so ``deny`` skips it)."""
     caller = _api_caller()
     if isinstance(caller, Response):
         return caller
@@ -444,6 +444,8 @@ def _api_prelude(qr_id: str) -> tuple[User, SSOSession, QRSession] | Response:
         return _api_error(503, "unavailable", "Scan to sign in is unavailable.")
     if qr is None:
         return _api_outcome(Outcome(MISSING))
+    if not check:
+        return user, session, qr
     step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
     if step is not None:
         audit.record_now("qr.step_up", audit.FAILURE, origin=origin(), user_id=user.id,
@@ -472,7 +474,7 @@ def _api_context(qr: QRSession) -> dict[str, Any]:
 
 
 def _api_transition(qr_id: str, action: str) -> Response:
-    prelude = _api_prelude(qr_id)
+    prelude = _api_prelude(qr_id, check=action != "deny")
     if isinstance(prelude, Response):
         return prelude
     user, session, _qr = prelude

@@ -42,7 +42,7 @@
     } else if (state === "scanned") {
       say("msgScanned");
       if (current.number !== null && current.number !== undefined) {
-        numberLine.textContent = root.dataset.msgNumber + " " + current.number;
+        document.getElementById("qr-number-value").textContent = String(current.number);
         numberLine.hidden = false;
       }
     } else if (state === "approved") {

@@ -113,6 +113,7 @@ def test_lockout_and_captcha_appear_and_lift(app: Any, live_provider: Any, brows
         _sign_in(live_provider, page, "alice", "Wrong-guess-1")
         assert "Incorrect username or password" in page.inner_text("#login-error")
     assert page.locator("#captcha-image").is_visible()
+    page.wait_for_function("document.getElementById('captcha-image').complete")
     size = page.evaluate("document.getElementById('captcha-image').naturalWidth")
     assert size == 180  # the picture really loaded
     page.fill("input[name=username]", "alice")

@@ -168,3 +168,19 @@ def test_the_openapi_document(client: Any) -> None:
 def test_discovery_lists_the_scope(client: Any) -> None:
     assert "qr.approve" in client.get("/.well-known/openid-configuration").get_json()[
         "scopes_supported"]
+
+
+def test_a_too_old_phone_cannot_approve_but_can_still_cancel(desktop: Desktop, app: Any,
+                                                              token: str) -> None:
+    from sso.extensions import db
+    from sso.sessions.models import SSOSession
+
+    code = desktop.start()
+    assert _call(desktop, code["id"], "scan", token).status_code == 200
+    with app.app_context():
+        for row in db.session.scalars(db.select(SSOSession)).all():
+            row.auth_time = row.auth_time - timedelta(days=1)
+        db.session.commit()
+    refused = _call(desktop, code["id"], "approve", token)
+    assert refused.status_code == 403 and refused.get_json()["error"] == "login_required"
+    assert _call(desktop, code["id"], "deny", token).get_json()["state"] == "denied"

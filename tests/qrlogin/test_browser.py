@@ -23,11 +23,6 @@ from tests.conftest import PASSWORD, free_port, pkce_pair
 pytestmark = pytest.mark.browser
 
 
-def _devices(browser: Any) -> dict[str, Any]:
-    """Playwright's device descriptors; the shared fixture hands over only the browser."""
-    return browser._impl_obj._browser_type._playwright.devices  # type: ignore[no-any-return]
-
-
 class _App(BaseHTTPRequestHandler):
     """The relying party's callback: it only has to answer."""
 
@@ -52,7 +47,8 @@ def relying_party(make_client: Any) -> Iterator[Any]:
 
 
 def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
-        chromium: Any, live_provider: Any, relying_party: Any, alice: Any) -> None:
+        chromium: Any, phone_device: dict[str, Any], live_provider: Any, relying_party: Any,
+        alice: Any) -> None:
     url = live_provider.url
     erp = relying_party
     verifier, challenge = pkce_pair()
@@ -61,7 +57,7 @@ def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
               "code_challenge": challenge, "code_challenge_method": "S256"}
 
     desktop_context = chromium.new_context(locale="en-US")
-    phone_context = chromium.new_context(**_devices(chromium)["Pixel 7"], locale="en-US")
+    phone_context = chromium.new_context(**phone_device, locale="en-US")
     try:
         desktop = desktop_context.new_page()
         desktop.set_default_timeout(15_000)
@@ -126,3 +122,49 @@ def test_an_expired_code_is_renewed_with_one_click(chromium: Any, live_provider:
         assert page.locator("#qr-image").get_attribute("src") != first
     finally:
         context.close()
+
+
+def test_without_eventsource_the_desktop_long_polls(chromium: Any, live_provider: Any,
+                                                    relying_party: Any, alice: Any) -> None:
+    url = live_provider.url
+    _verifier, challenge = pkce_pair()
+    params = {"response_type": "code", "client_id": relying_party.client_id,
+              "redirect_uri": relying_party.redirect_uri, "scope": "openid", "state": "lp",
+              "code_challenge": challenge, "code_challenge_method": "S256"}
+    context = chromium.new_context(locale="en-US")
+    context.add_init_script("delete window.EventSource;")  # an old browser, or a proxy
+    try:
+        desktop = context.new_page()
+        desktop.set_default_timeout(15_000)
+        polls: list[str] = []
+        desktop.on("request", lambda r: polls.append(r.url) if "/poll?" in r.url else None)
+        desktop.goto(f"{url}/qr/login?" + urlencode({"flow": _flow_of(desktop, url, params)}))
+        desktop.locator("#qr-status", has_text="Scan this code").wait_for()
+        qr_id = desktop.locator("#qr-image").get_attribute("src").split("/")[3]
+
+        phone = requests.Session()
+        login = phone.get(f"{url}/login", timeout=30)
+        phone.post(f"{url}/login", timeout=30, data={
+            "csrf_token": _csrf(login.text), "username": "alice", "password": PASSWORD})
+        confirm = phone.get(f"{url}/qr/s/{qr_id}", timeout=30)
+        desktop.locator("#qr-status", has_text="Confirm the sign-in on your phone").wait_for()
+        phone.post(f"{url}/qr/s/{qr_id}/approve", data={"csrf_token": _csrf(confirm.text)},
+                   timeout=30)
+        desktop.wait_for_url(f"{relying_party.redirect_uri}**")
+        assert parse_qs(urlsplit(desktop.url).query)["state"] == ["lp"]
+        assert polls, "the page did not long-poll"
+    finally:
+        context.close()
+
+
+def _flow_of(page: Any, url: str, params: dict[str, str]) -> str:
+    page.goto(f"{url}/authorize?{urlencode(params)}")
+    return parse_qs(urlsplit(page.url).query)["flow"][0]
+
+
+def _csrf(html: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found
+    return found.group(1)
