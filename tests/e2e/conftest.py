@@ -63,11 +63,6 @@ def demo_erp(live_provider: LiveProvider) -> Iterator[DemoERP]:
     server.shutdown()
 
 
-def devices(browser: Any) -> dict[str, Any]:
-    """Playwright's device descriptors; the shared fixture hands over only the browser."""
-    return browser._impl_obj._browser_type._playwright.devices  # type: ignore[no-any-return]
-
-
 def decode_qr(locator: Any) -> str:
     """Photograph the element and decode the one QR code in it."""
     shot = locator.screenshot()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from sso.demo.seed import DEMO_PASSWORD
 from tests.conftest import LiveProvider
-from tests.e2e.conftest import Authenticator, DemoERP, answer_mfa_if_asked, devices
+from tests.e2e.conftest import Authenticator, DemoERP, answer_mfa_if_asked
 
 pytestmark = pytest.mark.browser
 
@@ -51,10 +51,11 @@ def _read_code(desktop: Any) -> str:
 
 
 def test_phone_approves_and_the_desktop_lands_in_the_demo_erp(
-        chromium: Any, live_provider: LiveProvider, demo_erp: DemoERP) -> None:
+        chromium: Any, phone_device: dict[str, Any], live_provider: LiveProvider,
+        demo_erp: DemoERP) -> None:
     authenticator = Authenticator(_enrol(live_provider, "alice"))
     desktop_context = chromium.new_context(locale="en-US")
-    phone_context = chromium.new_context(**devices(chromium)["Pixel 7"], locale="en-US")
+    phone_context = chromium.new_context(**phone_device, locale="en-US")
     try:
         desktop = desktop_context.new_page()
         desktop.set_default_timeout(15_000)
