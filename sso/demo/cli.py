@@ -110,9 +110,12 @@ def _banner(issuer: str) -> str:
         lines.append(f"  {user['username']:10} ({roles}; {user['shows']})")
     lines += [
         "",
-        "Try: ERP requires two-step verification (admin: always); Inventory activates new",
-        "users on approval: sign in there as alice, then run `sso apps approve inventory alice`;",
-        "the sign-in page's QR tab signs a second window or a phone in.",
+        "Try (docs/demo.md):",
+        "  ERP requires two-step verification (provider admins: every app);",
+        "  Inventory activates new users on approval: sign in there as alice, then run",
+        "    .venv/bin/sso apps approve inventory alice",
+        "  ERP lists the accounts the SSO activated there (signed events);",
+        "  the sign-in page's 'Scan to sign in' tab: approve from a second window or a phone.",
         "",
         "Open an app, sign in, then open another app: no second password.",
         "",
