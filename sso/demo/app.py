@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response
 
 from .. import i18n
 from ..i18n import gettext as _
-from .events import MEDIA_TYPE, LocalAccounts, SETRejected, verify
+from .events import MAX_BYTES, MEDIA_TYPE, LocalAccounts, SETRejected, verify
 
 SCOPE = "openid profile email phone offline_access roles"
 #: The provider's cookies live on the same host (cookies ignore ports), so each app names its own.
@@ -143,8 +143,10 @@ def create_demo_app(
         """Receive a pushed SET (RFC 8935): verify it, act on it, answer 202."""
         if request.mimetype != MEDIA_TYPE:
             return set_error("invalid_request", f"The media type must be {MEDIA_TYPE}.")
+        if (request.content_length or 0) > MAX_BYTES:
+            return set_error("invalid_request", "The SET is too large.")
         try:
-            claims = verify(request.get_data(), lambda force: provider.fetch_jwk_set(force),
+            claims = verify(request.get_data(), provider.fetch_jwk_set,
                             app.config["DEMO_ISSUER"], client_id)
         except SETRejected as rejected:
             return set_error(rejected.code, rejected.description)

@@ -26,6 +26,8 @@ EVENT_PREFIX = "urn:sso:secevent:app-account:"
 ALGORITHMS = ["RS256", "ES256"]
 #: How many processed ``jti`` values to remember (a retry repeats a recent one).
 KEEP_JTIS = 1000
+#: A SET about one account is a few kilobytes; anything much larger is not one.
+MAX_BYTES = 64 * 1024
 
 
 class SETRejected(ValueError):
@@ -40,6 +42,8 @@ class SETRejected(ValueError):
 def verify(body: bytes, jwks: Callable[[bool], dict[str, Any]], issuer: str,
            audience: str) -> dict[str, Any]:
     """Return the claims of a valid SET; ``jwks(force)`` gives the provider's key set."""
+    if len(body) > MAX_BYTES:
+        raise SETRejected("invalid_request", "The SET is too large.")
     try:
         header = jws.extract_compact(body).protected
     except (JoseError, ValueError) as error:

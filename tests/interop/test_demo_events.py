@@ -34,6 +34,16 @@ def erp_with_events(live_provider: LiveProvider) -> Iterator[tuple[SeededApp, An
     server.shutdown()
 
 
+def _sign_jwt(live: LiveProvider, typ: str) -> str:
+    """A token signed by the provider's key that is no SET (e.g. an ID token, typ JWT)."""
+    from sso.oidc.keys import encode_jws
+
+    with live.app.app_context():
+        key = live.app.extensions["sso_keys"].active("RS256")
+        return encode_jws(key, {"iss": live.url, "aud": "erp", "jti": "j", "sub": "s",
+                                "events": {}}, typ=typ)
+
+
 def _sign_set(live: LiveProvider, audience: str = "erp", issuer: str | None = None) -> str:
     from sso.oidc.secevent import encode_set
 
@@ -81,6 +91,8 @@ def test_first_sign_in_creates_the_local_record_before_the_user_lands(
     ("audience", "invalid_audience"),
     ("issuer", "invalid_issuer"),
     ("signature", "invalid_key"),
+    ("typ", "invalid_request"),
+    ("too_big", "invalid_request"),
     ("media_type", "invalid_request"),
     ("garbage", "invalid_request"),
 ])
@@ -96,6 +108,10 @@ def test_bad_sets_are_refused_with_rfc8935_errors(
     elif change == "signature":
         head, payload, signature = _sign_set(live_provider).split(".")
         body = ".".join([head, payload, ("A" if signature[0] != "A" else "B") + signature[1:]])
+    elif change == "typ":
+        body = _sign_jwt(live_provider, "JWT")
+    elif change == "too_big":
+        body = _sign_set(live_provider) + "A" * 70_000
     elif change == "media_type":
         body, media_type = _sign_set(live_provider), "application/json"
     else:
