@@ -143,3 +143,31 @@ def test_records_survive_a_restart_in_the_accounts_file(tmp_path: Any) -> None:
     again = LocalAccounts(path)
     assert [r["status"] for r in again.records()] == ["revoked"]
     assert not again.apply(claims)
+
+
+def test_an_unknown_kid_fetches_the_keys_again_once() -> None:
+    """After a key rotation the app's cached JWKS lacks the new kid: it fetches once more."""
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from sso.demo.events import SETRejected, verify
+
+    old, new = RSAKey.generate_key(2048, {"kid": "old"}), RSAKey.generate_key(2048, {"kid": "new"})
+    claims = {"iss": "https://sso.example", "aud": "erp", "jti": "j1", "events": {}}
+    body = jwt.encode({"alg": "RS256", "kid": "new", "typ": "secevent+jwt"}, claims, new)
+    fetched: list[bool] = []
+
+    def jwks(force: bool) -> dict[str, Any]:
+        fetched.append(force)
+        keys = [old, new] if force else [old]
+        return {"keys": [key.as_dict(private=False) for key in keys]}
+
+    assert verify(body.encode(), jwks, "https://sso.example", "erp")["jti"] == "j1"
+    assert fetched == [False, True]
+
+    fetched.clear()
+    forged = jwt.encode({"alg": "RS256", "kid": "other", "typ": "secevent+jwt"}, claims,
+                        RSAKey.generate_key(2048, {"kid": "other"}))
+    with pytest.raises(SETRejected) as refused:
+        verify(forged.encode(), jwks, "https://sso.example", "erp")
+    assert refused.value.code == "invalid_key" and fetched == [False, True]
