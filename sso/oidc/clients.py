@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import re
 import secrets
+import time
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+import redis
+from flask import current_app, has_app_context
+from sqlalchemy import event, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
 
 from .. import audit
 from ..audit import Origin
 from ..extensions import db
 from ..security import hash_token, new_token
 from .models import USER_SCOPES, Client
+
+log = logging.getLogger(__name__)
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,64}$")
@@ -122,3 +132,133 @@ def delete_client(client_id: str, origin: Origin | None = None) -> None:
 
 def user_scopes() -> tuple[str, ...]:
     return USER_SCOPES
+
+
+class ClientCache:
+    """Clients by id, kept in each worker process between requests (DESIGN.md §7).
+
+    The token, introspection and revocation endpoints authenticate a client on every call;
+    reading it from the database each time was the largest cost of ``client_credentials``.
+    Entries are read-only snapshots, valid while a Redis *generation* value is unchanged:
+    any committed change to a client (an ORM insert, update or delete, seen by the session
+    listeners below) sets a fresh random generation. The worker that made the change drops
+    its entries at once; every other worker re-reads the generation at most
+    ``check_interval`` seconds later (one Redis round trip per interval instead of one per
+    request), so a deleted client or a changed secret stops working everywhere within that
+    interval. A random value rather than a counter means that a flushed or restarted Redis
+    can never bring back a generation a worker cached under. Entries also expire after
+    ``max_age`` seconds, and while Redis does not answer the cache is emptied and bypassed.
+    Only the endpoints that authenticate clients read through it (``server.query_client``);
+    services that change clients load them from the database as before.
+    """
+
+    REDIS_DOWN_PAUSE = 5.0
+
+    def __init__(self, redis_store: Any, max_age: float = 30.0,
+                 check_interval: float = 1.0) -> None:
+        self.redis = redis_store
+        self.max_age = max_age
+        self.check_interval = check_interval
+        self._entries: dict[str, tuple[Client, float]] = {}
+        self._generation: bytes | None = None
+        self._checked_at = float("-inf")
+        self._bypass_until = float("-inf")
+
+    def _key(self) -> str:
+        return self.redis.key("oidc", "clients", "generation")
+
+    def _current_generation(self, now: float) -> bytes | None:
+        if now < self._bypass_until:
+            return None
+        if self._generation is not None and now - self._checked_at < self.check_interval:
+            return self._generation
+        try:
+            client = self.redis.client
+            generation = client.get(self._key())
+            if generation is None:
+                client.set(self._key(), secrets.token_hex(16), nx=True)
+                generation = client.get(self._key())
+        except redis.RedisError:
+            log.warning("Redis unavailable: clients are read from the database for a while")
+            self._bypass_until = now + self.REDIS_DOWN_PAUSE
+            self._entries, self._generation = {}, None
+            return None
+        self._checked_at = now
+        return generation  # type: ignore[no-any-return]
+
+    def get(self, client_id: str, now: float | None = None) -> Client | None:
+        now = time.monotonic() if now is None else now
+        # The generation is read before the database, so an entry is never newer than its tag.
+        generation = self._current_generation(now)
+        if generation is None:
+            return db.session.get(Client, client_id)
+        if generation != self._generation:
+            self._entries = {}
+            self._generation = generation
+        entry = self._entries.get(client_id)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        client = db.session.get(Client, client_id)
+        if client is None:
+            return None
+        snapshot = _snapshot(client)
+        self._entries[client_id] = (snapshot, now + self.max_age)
+        return snapshot
+
+    def invalidate(self) -> None:
+        """Tell every worker that clients changed (called after a commit that changed one)."""
+        self._entries = {}
+        self._checked_at = float("-inf")
+        try:
+            self.redis.client.set(self._key(), secrets.token_hex(16))
+        except redis.RedisError:
+            log.error("Redis unavailable: other workers keep cached clients up to %ss",
+                      self.max_age)
+
+
+def _snapshot(client: Client) -> Client:
+    """A transient copy that belongs to no database session, so it outlives the request."""
+    columns = sa_inspect(Client).column_attrs
+    return Client(**{c.key: copy.deepcopy(getattr(client, c.key)) for c in columns})
+
+
+def cached(client_id: str) -> Client | None:
+    """The client, from this worker's cache (see :class:`ClientCache`); read-only."""
+    cache = current_app.extensions.get(CACHE_EXTENSION)
+    if cache is None:
+        cache = current_app.extensions.setdefault(
+            CACHE_EXTENSION, ClientCache(current_app.extensions["sso_redis"]))
+    return cache.get(client_id)  # type: ignore[no-any-return]
+
+
+CACHE_EXTENSION = "sso_client_cache"
+_CHANGED = "sso_clients_changed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_change(session: Session, _context: Any) -> None:
+    touched = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(obj, Client) for obj in touched):
+        session.info[_CHANGED] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_change(state: Any) -> None:
+    if (state.is_update or state.is_delete) and state.bind_mapper is sa_inspect(Client):
+        state.session.info[_CHANGED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _invalidate_after_commit(session: Session) -> None:
+    """Any commit that inserted, changed or deleted a client invalidates every worker's cache."""
+    if session.info.pop(_CHANGED, False) and has_app_context():
+        cache = current_app.extensions.get(CACHE_EXTENSION)
+        if cache is not None:
+            cache.invalidate()
+        else:
+            ClientCache(current_app.extensions["sso_redis"]).invalidate()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_change(session: Session) -> None:
+    session.info.pop(_CHANGED, None)

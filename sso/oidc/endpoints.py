@@ -8,6 +8,7 @@ from typing import Any
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from flask import current_app, jsonify, request
+from sqlalchemy import bindparam, select
 from werkzeug.wrappers import Response
 
 from .. import audit
@@ -137,11 +138,14 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
         return inactive
     payload: dict[str, Any] = {"active": True, "token_type": "Bearer", **info.claims}
     if info.claims.get("sub") != info.client_id:
-        user = db.session.scalar(db.select(User).where(User.subject == info.claims.get("sub")))
+        user = db.session.execute(_USER_BY_SUBJECT, {"sub": info.claims.get("sub")}).first()
         if user is None or user.status != "active":
             return inactive
         payload["username"] = user.username
     return payload
+
+
+_USER_BY_SUBJECT = select(User.username, User.status).where(User.subject == bindparam("sub"))
 
 
 def revoke() -> Response:

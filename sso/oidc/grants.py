@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import (
@@ -17,7 +17,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, select
 
 from .. import audit
 from ..accounts.models import User
@@ -33,6 +33,7 @@ from .tokens import GrantFacts, TokenService
 log = logging.getLogger(__name__)
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+_CODES = AuthorizationCode.__table__
 
 
 @dataclass
@@ -58,7 +59,8 @@ class _IssuesTokens:
 
     def issue(self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
               with_refresh: bool, refresh_scope: str | None = None,
-              first_of_grant: bool = False) -> dict[str, Any]:
+              first_of_grant: bool = False,
+              session_expires: datetime | None = None) -> dict[str, Any]:
         service = token_service()
         now = utcnow()
         jti = facts.grant_id if (facts and first_of_grant) else new_token(nbytes=16)
@@ -70,16 +72,14 @@ class _IssuesTokens:
             "scope": scope,
         }
         if with_refresh and user is not None and facts is not None:
-            session_expires = None
-            if facts.session_id:
-                sso_session = db.session.get(SSOSession, facts.session_id)
-                session_expires = sso_session.expires_at if sso_session else now
+            if facts.session_id and session_expires is None:
+                session_expires = tokens.live_session_expiry(facts.session_id, now) or now
             refresh, row = service.new_refresh_token(
                 client, user, refresh_scope or scope, facts, jti, access_expires, now,
                 session_expires,
             )
             if row.expires_at > now:
-                db.session.add(row)
+                tokens.store_refresh_token(row)
                 token["refresh_token"] = refresh
         self.request.grant_facts = facts
         return token
@@ -105,7 +105,8 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         signed_in: SignedIn = request.user
         session = signed_in.session
         now = utcnow()
-        db.session.add(AuthorizationCode(
+        # A plain INSERT: the row is only ever read back by the UPDATE that consumes it.
+        db.session.connection().execute(_CODES.insert(), dict(
             code_hash=hash_token(code),
             grant_id=new_token(nbytes=16),
             client_id=request.client.client_id,
@@ -132,18 +133,14 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
             return None
         code_hash = hash_token(code)
         now = utcnow()
-        claimed = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.code_hash == code_hash,
-                   AuthorizationCode.client_id == client.client_id,
-                   AuthorizationCode.consumed_at.is_(None),
-                   AuthorizationCode.expires_at > now)
-            .values(consumed_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        # UPDATE ... RETURNING claims and loads the code in one statement.
+        claimed = db.session.connection().execute(_CLAIM_CODE, {
+            "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
+        }).first()
+        if claimed is not None:
+            # A plain copy, attached to no session: the grant only reads it.
+            return AuthorizationCode(**claimed._mapping)
         row = db.session.get(AuthorizationCode, code_hash)
-        if claimed:
-            return row
         if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
             db.session.rollback()
             tokens.revoke_family(
@@ -174,6 +171,21 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         return token
 
 
+_CLAIM_CODE = (
+    _CODES.update()
+    .where(_CODES.c.code_hash == bindparam("claimed_hash"),
+           _CODES.c.client_id == bindparam("claimed_by"),
+           _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
+    .values(consumed_at=bindparam("claimed_at"))
+    .returning(*_CODES.c)
+)
+
+
+_NONCE_USED = select(_CODES.c.code_hash).where(
+    _CODES.c.client_id == bindparam("nonce_client"), _CODES.c.nonce == bindparam("nonce"),
+).limit(1)
+
+
 class S256Challenge(CodeChallenge):
     """PKCE with S256 only (RFC 7636, RFC 9700 §2.1.1); required for public clients.
 
@@ -201,10 +213,9 @@ class OpenIDCode(_OpenIDCode):
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        return bool(db.session.scalar(select(exists().where(
-            AuthorizationCode.client_id == request.payload.client_id,
-            AuthorizationCode.nonce == nonce,
-        ))))
+        used = db.session.connection().execute(_NONCE_USED, {
+            "nonce_client": request.payload.client_id, "nonce": nonce}).first()
+        return used is not None
 
     def process_token(self, grant: Any, response: Any) -> Any:
         _status, token, _headers = response
@@ -231,20 +242,29 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        row = tokens.find_refresh_token(refresh_token)
-        if row is None or row.revoked_at is not None:
-            return None
+        """Claim the token (one UPDATE ... RETURNING); a used one revokes its family.
+
+        A claim made here is undone with the transaction when the request fails later
+        (a session that ended, say), since the token view commits only a 200.
+        """
         now = utcnow()
-        if row.expires_at <= now:
+        row = tokens.claim_refresh_token_by_value(refresh_token, now)
+        if row is not None:
+            self.session_expires = None
+            if row.session_id is not None:
+                self.session_expires = tokens.live_session_expiry(row.session_id, now)
+                if self.session_expires is None:
+                    return None
+            return row
+        row = tokens.find_refresh_token(refresh_token)
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
             return None
-        if row.session_id is not None:
-            session = db.session.get(SSOSession, row.session_id)
-            if session is None or not session.is_active(now):
-                return None
-        if row.used_at is not None or not tokens.claim_refresh_token(row, now):
-            self._reuse_detected(row)
+        if row.session_id is not None and tokens.live_session_expiry(row.session_id, now) is None:
             return None
-        return row
+        # Known, live and not revoked, yet not claimable: it was used before (or just now,
+        # by a racing request).
+        self._reuse_detected(row)
+        return None
 
     def _reuse_detected(self, row: RefreshToken) -> None:
         family, client_id, user_id = row.family_id, row.client_id, row.user_id
@@ -270,7 +290,8 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         # RFC 6749 §6: the new refresh token keeps the original scope even if this access
         # token asked for less.
         token = self.issue(self.request.client, user, scope, facts, with_refresh=True,
-                           refresh_scope=refresh_token.scope)
+                           refresh_scope=refresh_token.scope,
+                           session_expires=getattr(self, "session_expires", None))
         self.request.user = user
         audit.record("token.refresh", origin=origin(), user_id=user.id,
                      client_id=self.request.client.client_id)

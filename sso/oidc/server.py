@@ -17,6 +17,7 @@ from flask import request as flask_request
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
+from . import clients
 from .models import Client
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,10 @@ class ProtocolRequest(OAuth2Request):
     enforced where it is configured instead: ``SSO_ISSUER`` must be https in production.
     """
 
-    def __init__(self, method: str, uri: str, headers: Any, params: MultiDict[str, str],
+    def __init__(self, method: str, uri: str | None, headers: Any, params: MultiDict[str, str],
                  form: MultiDict[str, str]) -> None:
         self.method = method
-        self.uri = uri
+        self._uri = uri
         self.headers = headers
         self._body = None
         self.payload = Payload(params)
@@ -63,6 +64,13 @@ class ProtocolRequest(OAuth2Request):
         self.refresh_token = None
         self.credential = None
         self._scope = None
+
+    @property
+    def uri(self) -> str:
+        """The request URL, rebuilt only if asked for (Authlib's grants never ask)."""
+        if self._uri is None:
+            self._uri = flask_request.url
+        return self._uri
 
     @property
     def args(self) -> MultiDict[str, str]:
@@ -77,7 +85,7 @@ def current_request(params: MultiDict[str, str] | None = None) -> ProtocolReques
     """Wrap the Flask request; ``params`` replaces its parameters (a resumed flow)."""
     if params is None:
         params = flask_request.form if flask_request.method == "POST" else flask_request.args
-    return ProtocolRequest(flask_request.method, flask_request.url, flask_request.headers,
+    return ProtocolRequest(flask_request.method, None, flask_request.headers,
                            params, flask_request.form)
 
 
@@ -104,6 +112,13 @@ def query_client(client_id: str | None) -> Client | None:
     if not client_id or not CLIENT_ID_PATTERN.match(client_id):
         return None
     return db.session.get(Client, client_id)
+
+
+def query_cached_client(client_id: str | None) -> Client | None:
+    """Authlib's client lookup: a read-only snapshot from the worker's cache."""
+    if not client_id or not CLIENT_ID_PATTERN.match(client_id):
+        return None
+    return clients.cached(client_id)
 
 
 def _basic_credentials(request: OAuth2Request) -> tuple[str | None, str | None]:
@@ -162,7 +177,7 @@ def check_single_auth_method(request: OAuth2Request) -> None:
 
 def build_server() -> AuthorizationServer:
     server = AuthorizationServer()
-    server._query_client = query_client
+    server._query_client = query_cached_client
     server._save_token = lambda token, request: None
     server.register_client_auth_method("client_secret_basic", authenticate_basic)
     server.register_client_auth_method("client_secret_post", authenticate_post)

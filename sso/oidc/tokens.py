@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from .. import audit
 from ..accounts.models import User, UserStatus
@@ -23,6 +23,7 @@ from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
+from ..sessions.models import SSOSession
 from .claims import user_claims
 from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
 from .models import Client, RefreshToken, RevokedAccessToken
@@ -115,7 +116,7 @@ class TokenService:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not isinstance(claims.get("client_id"), str):
             raise InvalidJWS("malformed")
-        if db.session.get(RevokedAccessToken, jti) is not None:
+        if is_revoked(jti):
             raise InvalidJWS("revoked")
         return AccessTokenInfo(claims)
 
@@ -198,16 +199,59 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     )
 
 
-def claim_refresh_token(row: RefreshToken, now: datetime) -> bool:
-    """Mark a refresh token used, atomically: exactly one of two racing requests wins."""
-    result = db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None),
-               RefreshToken.revoked_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def claim_refresh_token_by_value(token: str, now: datetime) -> RefreshToken | None:
+    """Mark an unused, live refresh token used and return it, in one statement.
+
+    ``UPDATE ... RETURNING`` both claims and loads the row, so of two racing requests exactly
+    one gets it; None means it is unknown, used, revoked or expired (the caller looks closer).
+    """
+    if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
+        return None
+    connection = db.session.connection()
+    claimed = connection.execute(_CLAIM_REFRESH, {"claimed_hash": hash_token(token),
+                                                  "claimed_at": now}).first()
+    # A plain copy, attached to no session: the grant only reads it.
+    return RefreshToken(**claimed._mapping) if claimed is not None else None
+
+
+_REFRESH_TABLE = RefreshToken.__table__
+_CLAIM_REFRESH = (
+    _REFRESH_TABLE.update()
+    .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"),
+           _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
+           _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
+    .values(used_at=bindparam("claimed_at"))
+    .returning(*_REFRESH_TABLE.c)
+)
+
+
+def store_refresh_token(row: RefreshToken) -> None:
+    """Insert a new refresh token with a plain INSERT, skipping the ORM's unit of work."""
+    table = RefreshToken.__table__
+    values = {c.name: getattr(row, c.key) for c in table.columns if c.name != "id"}
+    db.session.connection().execute(table.insert(), values)
+
+
+_SESSION_STATE = select(SSOSession.ended_at, SSOSession.expires_at).where(
+    SSOSession.id == bindparam("id"))
+
+
+def live_session_expiry(session_id: str, now: datetime) -> datetime | None:
+    """When the SSO session expires, or None if it is gone or has ended."""
+    state = db.session.execute(_SESSION_STATE, {"id": session_id}).first()
+    if state is None or state.ended_at is not None or state.expires_at <= now:
+        return None
+    return state.expires_at  # type: ignore[no-any-return]
+
+
+_REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindparam("jti"))
+
+
+def is_revoked(jti: str) -> bool:
+    """One indexed lookup, without the ORM's identity map and object loading (hot path)."""
+    db.session.flush()  # a revocation added earlier in this transaction counts
+    connection = db.session.connection()
+    return connection.execute(_REVOKED, {"jti": jti}).first() is not None
 
 
 def revoke_access_token(jti: str, expires_at: datetime) -> None:

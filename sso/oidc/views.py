@@ -122,10 +122,12 @@ def token() -> Response:
     else:
         server = current_app.extensions["sso_authorization_server"]
         response = server.create_token_response(current_request(request.form))
-        if response.status_code == 200:
-            db.session.commit()
-        else:
-            db.session.rollback()
+        # client_credentials with a cached client never opens a database session.
+        if db.session.registry.has():
+            if response.status_code == 200:
+                db.session.commit()
+            else:
+                db.session.rollback()
     return response
 
 

@@ -1,0 +1,13 @@
+"""The stack floor: a bare Flask route under the same gunicorn + gevent command.
+
+``gunicorn -k gevent bench.floor:app``; what no endpoint of the provider can beat.
+"""
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def hello() -> dict[str, str]:
+    return {"hello": "world"}

@@ -1,0 +1,492 @@
+"""Benchmark the provider against panva's oidc-provider, per core, with wrk.
+
+Our provider runs under the production server command (``sso serve``: gunicorn, one gevent
+worker) pinned to one core; wrk runs pinned to the other. Each workload runs for a fixed time
+after a warm-up, then the same workloads run against the reference provider (installed from
+npm into ``~/.cache/sso-bench/reference``) and against a bare Flask route under the same
+gunicorn command (the stack floor). See bench/README.md.
+
+    make bench BENCH_ARGS="--duration 10 --json"
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import requests
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LUA = BENCH / "lua"
+CACHE = Path(os.environ.get("SSO_BENCH_CACHE", Path.home() / ".cache" / "sso-bench"))
+REFERENCE_PACKAGE = "oidc-provider@9"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+FLOW_SCOPE = "openid profile email"
+SERVICE_SCOPE = "api"
+PG_ADMIN_URL = os.environ.get("SSO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
+TOKEN_WORKLOADS = ("client_credentials", "code_flow", "refresh", "introspection")
+
+
+@dataclass
+class Target:
+    """A running provider and what the workloads need to talk to it."""
+
+    name: str
+    base_url: str
+    paths: dict[str, str]
+    client_id: str
+    client_secret: str
+    cookie: str
+    verifier: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    #: Signs the bench user in again, for a provider whose sessions a run may evict.
+    sign_in: Any = None
+    #: Process group of the server, whose CPU time each run measures.
+    pgid: int = 0
+
+    @property
+    def basic(self) -> str:
+        pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}"
+        return "Basic " + base64.b64encode(pair.encode()).decode()
+
+    @property
+    def challenge(self) -> str:
+        digest = hashlib.sha256(self.verifier.encode()).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def authorize_path(self) -> str:
+        query = urlencode({
+            "response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT_URI,
+            "scope": FLOW_SCOPE, "code_challenge": self.challenge,
+            "code_challenge_method": "S256",
+        }, quote_via=quote)
+        return f"{self.paths['authorize']}?{query}"
+
+    def code_flow(self, session: requests.Session | None = None) -> dict[str, Any]:
+        """One code flow with Python, for seeding: returns the token response."""
+        http = session or requests.Session()
+        nonce = secrets.token_urlsafe(12)
+        url = f"{self.base_url}{self.authorize_path()}&state={nonce}&nonce={nonce}"
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        for _hop in range(8):
+            response = http.get(url, headers=headers, allow_redirects=False, timeout=10)
+            location = response.headers.get("Location", "")
+            if response.status_code not in (302, 303) or not location:
+                raise RuntimeError(f"{self.name}: authorize answered {response.status_code}: "
+                                   f"{response.text[:300]}")
+            if location.startswith(REDIRECT_URI):
+                break
+            url = location if location.startswith("http") else self.base_url + location
+        else:
+            raise RuntimeError(f"{self.name}: authorize never reached the redirect URI")
+        query = parse_qs(urlsplit(location).query)
+        if "code" not in query:
+            raise RuntimeError(f"{self.name}: no code in {location}")
+        response = http.post(self.base_url + self.paths["token"], data={
+            "grant_type": "authorization_code", "code": query["code"][0],
+            "redirect_uri": REDIRECT_URI, "code_verifier": self.verifier,
+        }, headers={"Authorization": self.basic}, timeout=10)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+
+# Processes.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not answer {url}:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], ready_url: str, log: Path,
+            cwd: Path = ROOT) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=out,
+                                   start_new_session=True)
+    try:
+        wait_until_up(ready_url, process, log)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the live processes of a process group."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(cpu: str | None, command: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *command] if cpu is not None else command
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    import psycopg  # noqa: PLC0415
+
+    name = f"sso_bench_{os.getpid()}"
+    admin = PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    try:
+        yield parts._replace(path="/" + name).geturl()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def our_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+    """Seed a fresh database, then run ``sso serve --workers 1`` (gunicorn + gevent)."""
+    with ExitStack() as stack:
+        if args.database == "sqlite":
+            database_url = f"sqlite:///{workdir / 'sso.sqlite3'}"
+        elif args.database == "postgresql":
+            database_url = stack.enter_context(postgres_database())
+        else:
+            database_url = args.database
+        port = free_port()
+        env = {
+            **os.environ,
+            "SSO_ISSUER": f"http://127.0.0.1:{port}",
+            "SSO_DATABASE_URL": database_url,
+            "SSO_REDIS_URL": args.redis_url,
+            "SSO_REDIS_PREFIX": f"ssobench{os.getpid()}:",
+            "SSO_KEYS_DIR": str(workdir / "keys"),
+            "SSO_INSTANCE_PATH": str(workdir / "instance"),
+            "SSO_SECRET_KEY": secrets.token_hex(32),
+        }
+        env.pop("SSO_ACCESS_LOG", None)
+        seeded = subprocess.run([sys.executable, str(BENCH / "seed.py")], env=env, cwd=ROOT,
+                                check=True, capture_output=True, text=True)
+        seed = json.loads(seeded.stdout)
+        sso = str(Path(sys.executable).parent / "sso")
+        command = pinned(args.server_cpu, [sso, "serve", "--host", "127.0.0.1",
+                                           "--port", str(port), "--workers", "1"])
+        base = f"http://127.0.0.1:{port}"
+        process = stack.enter_context(running(command, env,
+                                              base + "/.well-known/openid-configuration",
+                                              workdir / "ours.log"))
+        yield Target(pgid=process.pid,
+            name="ours", base_url=base, client_id=seed["client_id"],
+            client_secret=seed["client_secret"], cookie=seed["cookie"],
+            paths={"discovery": "/.well-known/openid-configuration", "jwks": "/jwks.json",
+                   "authorize": "/authorize", "token": "/token", "userinfo": "/userinfo",
+                   "introspection": "/introspect"},
+        )
+
+
+def install_reference() -> Path:
+    """npm-install oidc-provider into the cache (once), next to a copy of server.mjs."""
+    folder = CACHE / "reference"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "node_modules" / "oidc-provider").is_dir():
+        (folder / "package.json").write_text(
+            '{"name": "sso-bench-reference", "private": true, "type": "module"}\n')
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent",
+                        REFERENCE_PACKAGE], cwd=folder, check=True)
+    shutil.copy(BENCH / "reference" / "server.mjs", folder / "server.mjs")
+    return folder
+
+
+@contextmanager
+def reference_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+    folder = install_reference()
+    port = free_port()
+    secret = secrets.token_urlsafe(32)
+    env = {**os.environ, "PORT": str(port), "CLIENT_ID": "bench", "CLIENT_SECRET": secret,
+           "REDIRECT_URI": REDIRECT_URI, "NODE_ENV": "production"}
+    base = f"http://127.0.0.1:{port}"
+    command = pinned(args.server_cpu, ["node", "server.mjs"])
+    with running(command, env, base + "/.well-known/openid-configuration",
+                 workdir / "reference.log", cwd=folder) as process:
+        target = Target(pgid=process.pid,
+            name="reference", base_url=base, client_id="bench", client_secret=secret, cookie="",
+            paths={"discovery": "/.well-known/openid-configuration", "jwks": "/jwks",
+                   "authorize": "/auth", "token": "/token", "userinfo": "/me",
+                   "introspection": "/token/introspection"},
+        )
+
+        def sign_in() -> None:
+            """Its in-memory adapter is an LRU of 1,000 entries, so a workload that mints
+            thousands of tokens evicts the session: sign in afresh before each workload."""
+            http = requests.Session()
+            target.cookie = ""
+            target.code_flow(http)
+            target.cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies
+                                      if c.name.startswith("_session"))
+
+        target.sign_in = sign_in
+        yield target
+
+
+@contextmanager
+def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+    port = free_port()
+    gunicorn = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1",
+                "--bind", f"127.0.0.1:{port}", "--worker-connections", "20000",
+                "bench.floor:app"]
+    base = f"http://127.0.0.1:{port}"
+    with running(pinned(args.server_cpu, gunicorn), dict(os.environ), base + "/",
+                 workdir / "floor.log") as process:
+        yield Target(pgid=process.pid, name="floor", base_url=base, paths={"hello": "/"},
+                     client_id="", client_secret="", cookie="")
+
+
+# Workloads.
+
+
+def wrk(args: argparse.Namespace, target: Target, script: str, env: dict[str, str],
+        duration: float) -> dict[str, Any]:
+    command = pinned(args.load_cpu, [
+        "wrk", "-t", str(args.threads), "-c", str(args.connections),
+        "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA / script),
+        target.base_url,
+    ])
+    full_env = {**os.environ, "BENCH_LUA_DIR": str(LUA), "BENCH_THREADS": str(args.threads),
+                "BENCH_RUN_ID": secrets.token_hex(4), **env}
+    done = subprocess.run(command, env=full_env, capture_output=True, text=True, check=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line[len("BENCH_JSON "):])  # type: ignore[no-any-return]
+    raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
+
+
+def workload_env(args: argparse.Namespace, target: Target, workload: str,
+                 workdir: Path) -> tuple[str, dict[str, str]]:
+    paths = target.paths
+    if target.sign_in is not None:
+        target.sign_in()
+    if workload in ("discovery", "jwks", "hello"):
+        return "simple.lua", {"BENCH_PATH": paths[workload]}
+    if workload == "client_credentials":
+        return "simple.lua", {
+            "BENCH_METHOD": "POST", "BENCH_PATH": paths["token"], "BENCH_AUTH": target.basic,
+            "BENCH_BODY": f"grant_type=client_credentials&scope={SERVICE_SCOPE}",
+        }
+    if workload == "introspection":
+        access_token = target.code_flow()["access_token"]
+        return "simple.lua", {
+            "BENCH_METHOD": "POST", "BENCH_PATH": paths["introspection"],
+            "BENCH_AUTH": target.basic,
+            "BENCH_BODY": f"token={quote(access_token, safe='')}&token_type_hint=access_token",
+        }
+    if workload == "code_flow":
+        return "code_flow.lua", {
+            "BENCH_AUTHORIZE": target.authorize_path(), "BENCH_TOKEN_PATH": paths["token"],
+            "BENCH_USERINFO_PATH": paths["userinfo"], "BENCH_COOKIE": target.cookie,
+            "BENCH_AUTH": target.basic, "BENCH_REDIRECT_URI": quote(REDIRECT_URI, safe=""),
+            "BENCH_VERIFIER": target.verifier,
+        }
+    if workload == "refresh":
+        # One chain per connection, each seeded by a real code flow.
+        chains = [target.code_flow()["refresh_token"] for _ in range(args.connections)]
+        path = workdir / f"refresh-{target.name}-{secrets.token_hex(3)}.txt"
+        path.write_text("\n".join(chains) + "\n")
+        return "refresh.lua", {"BENCH_TOKEN_PATH": paths["token"],
+                               "BENCH_AUTH": target.basic, "BENCH_REFRESH_FILE": str(path)}
+    raise ValueError(workload)
+
+
+def measure(args: argparse.Namespace, target: Target, workload: str,
+            workdir: Path) -> dict[str, Any]:
+    if args.warmup > 0:
+        script, env = workload_env(args, target, workload, workdir)
+        wrk(args, target, script, env, args.warmup)
+    script, env = workload_env(args, target, workload, workdir)
+    cpu_before = cpu_seconds(target.pgid)
+    raw = wrk(args, target, script, env, args.duration)
+    cpu = cpu_seconds(target.pgid) - cpu_before
+    seconds = raw["duration_us"] / 1e6
+    flows = raw["flows"] if workload in ("code_flow", "refresh") else raw["requests"]
+    result = {
+        "rate": flows / seconds,
+        # Per second of the server's own CPU time: what one whole core would serve, which
+        # holds up on a machine whose cores other work is using too.
+        "rate_per_cpu_s": flows / cpu if cpu > 0 else 0.0,
+        "server_cpu_s": cpu,
+        "unit": "flows/s" if workload == "code_flow" else "req/s",
+        "requests_per_s": raw["requests"] / seconds,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": raw["status_errors"] + raw["socket_errors"] + raw["failures"],
+    }
+    print(f"  {target.name:9} {workload:18} {result['rate']:9.0f} {result['unit']:8}"
+          f" ({result['rate_per_cpu_s']:6.0f} per CPU-s)"
+          f" p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
+          f"  errors {result['errors']}", file=sys.stderr, flush=True)
+    return result
+
+
+def measure_median(args: argparse.Namespace, target: Target, workload: str,
+                   workdir: Path) -> dict[str, Any]:
+    """Run ``--repeat`` times and keep the run with the median rate (the machine is shared)."""
+    runs = sorted((measure(args, target, workload, workdir) for _ in range(args.repeat)),
+                  key=lambda r: r["rate"])
+    return runs[len(runs) // 2]
+
+
+# Report.
+
+
+def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
+    columns = [f"{'workload':18}"]
+    for name in ("ours", "reference"):
+        columns.append(f"{name + ' /s':>10} {'/CPU-s':>7} {'p50 ms':>7} {'p99 ms':>7}")
+    columns.append(f"{'ratio /s':>8} {'/CPU-s':>7}")
+    lines = [" | ".join(columns)]
+
+    def cells(result: dict[str, Any] | None) -> str:
+        if not result:
+            return f"{'-':>10} {'-':>7} {'-':>7} {'-':>7}"
+        return (f"{result['rate']:10.0f} {result['rate_per_cpu_s']:7.0f} "
+                f"{result['p50_ms']:7.2f} {result['p99_ms']:7.2f}")
+
+    for workload in workloads:
+        mine = results.get("ours", {}).get(workload)
+        theirs = results.get("reference", {}).get(workload)
+        ratio = f"{'-':>8} {'-':>7}"
+        if mine and theirs:
+            ratio = (f"{mine['rate'] / theirs['rate']:7.2f}x "
+                     f"{_ratio(mine, theirs, 'rate_per_cpu_s'):6.2f}x")
+        lines.append(" | ".join([f"{workload:18}", cells(mine), cells(theirs), ratio]))
+    floor = results.get("floor", {}).get("hello")
+    if floor:
+        lines.append(" | ".join([f"{'floor: bare Flask':18}", cells(floor)]))
+    lines.append("/s: measured throughput with the server pinned to one core; /CPU-s: per second "
+                 "of the server's CPU time.\ncode_flow counts flows (3 requests each); the rest "
+                 "count requests.")
+    return "\n".join(lines)
+
+
+def _ratio(mine: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
+    return float(mine[key] / theirs[key]) if theirs[key] else 0.0
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    ours, ref = results.get("ours", {}), results.get("reference", {})
+    return {w: {"per_s": round(_ratio(ours[w], ref[w], "rate"), 3),
+                "per_cpu_s": round(_ratio(ours[w], ref[w], "rate_per_cpu_s"), 3)}
+            for w in ours if w in ref}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per workload")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up first")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated, from {', '.join(WORKLOADS)}")
+    parser.add_argument("--database", default="sqlite",
+                        help="sqlite (a temp file), postgresql (a temp database on "
+                             "SSO_TEST_DATABASE_URL's server) or an SQLAlchemy URL")
+    parser.add_argument("--redis-url", default=os.environ.get("SSO_REDIS_URL",
+                                                              "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--targets", default="ours,reference,floor",
+                        help="comma-separated, from ours, reference, floor")
+    parser.add_argument("--server-cpu", default="0", help="core for the server ('' = any)")
+    parser.add_argument("--load-cpu", default="1", help="core for wrk ('' = any)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per workload and target; the median is reported")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    args.server_cpu = args.server_cpu or None
+    args.load_cpu = args.load_cpu or None
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # Stop the servers on SIGTERM too, not only on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    workloads = args.workloads.split(",")
+    targets = args.targets.split(",")
+    results: dict[str, dict[str, Any]] = {name: {} for name in targets}
+    if "reference" in targets and not shutil.which("node"):
+        sys.exit("node is missing: apt-get install -y nodejs npm")
+    starters = {"ours": our_provider, "reference": reference_provider, "floor": stack_floor}
+    with tempfile.TemporaryDirectory(prefix="sso-bench-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        # Every server runs (idle but for the one measured) so that the targets take turns
+        # per workload: a burst of load from elsewhere on the machine then hits both alike.
+        running_targets = {name: stack.enter_context(starters[name](args, workdir))
+                           for name in targets}
+        for workload in workloads:
+            for name in targets:
+                if name != "floor":
+                    results[name][workload] = measure_median(
+                        args, running_targets[name], workload, workdir)
+        if "floor" in targets:
+            results["floor"]["hello"] = measure_median(args, running_targets["floor"], "hello",
+                                                       workdir)
+    report = {
+        "settings": {"duration_s": args.duration, "connections": args.connections,
+                     "wrk_threads": args.threads, "database": args.database.split(":")[0],
+                     "server_cpu": args.server_cpu, "load_cpu": args.load_cpu,
+                     "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "results": results,
+        "ratios": ratios(results),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(table(results, workloads))
+
+
+if __name__ == "__main__":
+    main()

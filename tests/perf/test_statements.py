@@ -1,0 +1,88 @@
+"""SQL statements per token request: the hot paths stay as lean as the benchmark made them.
+
+Counts, not timings: each request's statements are listed, so a regression names itself.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from tests.conftest import Flow, basic
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+
+
+def _without_roles(seen: list[str]) -> list[str]:
+    """The ``roles`` scope adds the user's roles in the app, a lookup of its own."""
+    return [s for s in seen if "app_roles" not in s]
+
+
+def _tokens(flow: Flow) -> dict[str, Any]:
+    code = flow.authorize()["code"]
+    response = flow.token(code)
+    assert response.status_code == 200
+    return response.get_json()  # type: ignore[no-any-return]
+
+
+def test_client_credentials_reads_nothing_once_the_client_is_cached(
+        client: FlaskClient, make_client: Any) -> None:
+    service = make_client("Batch", grant_types=["client_credentials"], scope="api")
+    pair = base64.b64encode(f"{service.client_id}:{service.secret}".encode()).decode()
+    headers = {"Authorization": "Basic " + pair}
+    assert client.post("/token", data={"grant_type": "client_credentials"},
+                       headers=headers).status_code == 200
+    with statements() as seen:
+        response = client.post("/token", data={"grant_type": "client_credentials"},
+                               headers=headers)
+    assert response.status_code == 200
+    assert seen == []
+
+
+def test_refresh_claims_and_loads_in_one_statement(flow: Flow) -> None:
+    refresh = _tokens(flow)["refresh_token"]
+    with statements() as seen:
+        response = flow.http.post("/token", data={"grant_type": "refresh_token",
+                                                  "refresh_token": refresh},
+                                  headers=basic(flow.app_client))
+    assert response.status_code == 200
+    assert seen[0].startswith("UPDATE refresh_tokens SET")
+    # claim, session state, user, new refresh token, audit event (+ the user's roles)
+    assert len(_without_roles(seen)) == 5, seen
+
+
+def test_code_exchange_claims_and_loads_in_one_statement(flow: Flow) -> None:
+    code = flow.authorize()["code"]
+    with statements() as seen:
+        assert flow.token(code).status_code == 200
+    assert seen[0].startswith("UPDATE authorization_codes SET")
+    assert not any(s.startswith("SELECT authorization_codes") for s in seen), seen
+    # claim, user, session state, new refresh token, audit event (+ the user's roles)
+    assert len(_without_roles(seen)) == 5, seen
+
+
+def test_introspection_costs_two_lookups(flow: Flow) -> None:
+    access = _tokens(flow)["access_token"]
+    with statements() as seen:
+        response = flow.http.post("/introspect", data={"token": access},
+                                  headers=basic(flow.app_client))
+    assert response.get_json()["active"] is True
+    assert len(seen) == 2, seen  # revocation, user
