@@ -4,22 +4,18 @@ phone camera (QR codes photographed from the page and decoded with zxing-cpp).""
 
 from __future__ import annotations
 
-import io
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pyotp
 import pytest
 import requests
-import zxingcpp
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from PIL import Image
 
 from sso.demo.app import EVENTS_PATH, create_demo_app
 from sso.demo.seed import DEMO_APPS, DEMO_USERS, seed
+from tests.browser import Authenticator
 from tests.conftest import LiveProvider, free_port, serve_in_thread
 
 ERP = next(a for a in DEMO_APPS if a["client_id"] == "erp")
@@ -61,31 +57,6 @@ def demo_erp(live_provider: LiveProvider) -> Iterator[DemoERP]:
     server = serve_in_thread(rp, port)
     yield DemoERP(url, rp)
     server.shutdown()
-
-
-def decode_qr(locator: Any) -> str:
-    """Photograph the element and decode the one QR code in it."""
-    shot = locator.screenshot()
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)).convert("L"))
-    assert len(results) == 1, "the QR code on the page did not decode"
-    return str(results[0].text)
-
-
-class Authenticator:
-    """An authenticator app: shows the code of a time step not used yet, within the window the
-    provider accepts; when the next unused step is too far ahead, it waits for the clock."""
-
-    def __init__(self, uri_or_seed: str) -> None:
-        self.totp = (pyotp.parse_uri(uri_or_seed) if uri_or_seed.startswith("otpauth://")
-                     else pyotp.TOTP(uri_or_seed))
-        self.last_step = -1
-
-    def code(self) -> str:
-        step = max(self.last_step + 1, int(time.time()) // 30)
-        while step > int(time.time()) // 30 + 1:
-            time.sleep(1)
-        self.last_step = step
-        return str(self.totp.at(step * 30))
 
 
 def answer_mfa_if_asked(page: Any, authenticator: Authenticator) -> bool:

@@ -14,8 +14,9 @@ import pytest
 
 from sso.cli import cli
 from tests.accounts.helpers import last_link
+from tests.browser import Authenticator, read_qr
 from tests.conftest import LiveProvider
-from tests.e2e.conftest import Authenticator, DemoERP, decode_qr
+from tests.e2e.conftest import DemoERP
 
 pytestmark = pytest.mark.browser
 NEW_PASSWORD = "Fresh-Lantern-42!"
@@ -53,7 +54,7 @@ def test_invited_employee_activates_and_lands_in_erp_with_roles(
     page.goto(demo_erp.url)
     page.click("#sign-in")
     page.wait_for_url("**/mfa/enrol?**")
-    authenticator = Authenticator(decode_qr(page.locator("#mfa-qr svg")))
+    authenticator = Authenticator(read_qr(page.locator("#mfa-qr svg")))
     page.fill("#mfa-enrol input[name=code]", authenticator.code())
     page.click("#mfa-enrol button[type=submit]")
     page.wait_for_selector("#mfa-recovery-codes")

@@ -6,18 +6,16 @@ user, with ``qr`` and the phone's second factor in ``amr``."""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from typing import Any
 
 import pyotp
 import pytest
-import zxingcpp
-from PIL import Image
 
 from sso.demo.seed import DEMO_PASSWORD
+from tests.browser import Authenticator, read_qr, sign_in_with_password
 from tests.conftest import LiveProvider
-from tests.e2e.conftest import Authenticator, DemoERP, answer_mfa_if_asked
+from tests.e2e.conftest import DemoERP, answer_mfa_if_asked
 
 pytestmark = pytest.mark.browser
 
@@ -39,17 +37,6 @@ def _enrol(live: LiveProvider, username: str) -> str:
         return str(enrolment.seed)
 
 
-def _read_code(desktop: Any) -> str:
-    image = desktop.locator("#qr-image")
-    for _ in range(100):  # wait_for_function would need 'unsafe-eval', which CSP refuses
-        if image.evaluate("img => img.complete && img.naturalWidth > 0"):
-            break
-        desktop.wait_for_timeout(100)
-    shot = image.screenshot()
-    [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)).convert("L"))
-    return str(barcode.text)
-
-
 def test_phone_approves_and_the_desktop_lands_in_the_demo_erp(
         chromium: Any, phone_device: dict[str, Any], live_provider: LiveProvider,
         demo_erp: DemoERP) -> None:
@@ -64,16 +51,14 @@ def test_phone_approves_and_the_desktop_lands_in_the_demo_erp(
         desktop.wait_for_url(f"{live_provider.url}/login?**")
         desktop.get_by_role("tab", name="Scan to sign in").click()
         desktop.locator("#qr-status", has_text="Scan this code").wait_for()
-        scanned_url = _read_code(desktop)
+        scanned_url = read_qr(desktop.locator("#qr-image"))
         assert scanned_url.startswith(f"{live_provider.url}/qr/s/")
 
         # The phone has its own session: password only (no app asked it for more).
         phone = phone_context.new_page()
         phone.set_default_timeout(15_000)
         phone.goto(f"{live_provider.url}/login")
-        phone.fill("input[name=username]", "alice")
-        phone.fill("input[name=password]", DEMO_PASSWORD)
-        phone.click("form#password button[type=submit]")
+        sign_in_with_password(phone, "alice", DEMO_PASSWORD)
         phone.wait_for_url(f"{live_provider.url}/")
 
         # Scanning: ERP requires MFA, so a phone session without a second factor steps up
