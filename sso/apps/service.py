@@ -100,6 +100,14 @@ def find(user_id: int, client_id: str) -> AppAccount | None:
     )
 
 
+def status_of(user_id: int, client_id: str) -> str | None:
+    """The status of the user's account in the app (None: no account yet), read alone."""
+    return db.session.scalar(
+        select(AppAccount.status).where(AppAccount.user_id == user_id,
+                                        AppAccount.client_id == client_id)
+    )
+
+
 def list_accounts(client_id: str | None = None, status: str | None = None
                   ) -> list[AppAccount]:
     query = select(AppAccount).order_by(AppAccount.client_id, AppAccount.id)
