@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from .. import audit
 from ..accounts.models import AppRole, User, UserRole
@@ -47,9 +47,8 @@ def user_required(user: User) -> bool:
     return db.session.get(UserRequirement, user.id) is not None
 
 
-def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
-    """Whether the user is enrolled, is required by an admin, and holds a role of the app
-    that requires a second factor: one statement, as the flow asks on every authorization."""
+def _stored_facts_statement() -> Select[tuple[bool, bool, bool]]:
+    user_id, client_id = bindparam("facts_user"), bindparam("facts_client")
     enrolled = select(TotpAuthenticator.user_id).where(
         TotpAuthenticator.user_id == user_id).exists()
     by_admin = select(UserRequirement.user_id).where(
@@ -61,7 +60,18 @@ def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
         .where(UserRole.user_id == user_id, AppRole.client_id == client_id)
         .exists()
     )
-    row = db.session.execute(select(enrolled, by_admin, by_role)).one()
+    return select(enrolled, by_admin, by_role)
+
+
+#: Built once: the flow asks on every authorization.
+_STORED_FACTS = _stored_facts_statement()
+
+
+def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
+    """Whether the user is enrolled, is required by an admin, and holds a role of the app
+    that requires a second factor: one statement."""
+    row = db.session.connection().execute(
+        _STORED_FACTS, {"facts_user": user_id, "facts_client": client_id}).one()
     return bool(row[0]), bool(row[1]), bool(row[2])
 
 
