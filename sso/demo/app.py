@@ -4,7 +4,8 @@ It uses Authlib's Flask OAuth client and nothing of the provider's internals exc
 translations: discovery, the code flow with PKCE (S256), ``state`` and ``nonce``, ID-token
 validation against the JWKS, userinfo, and RP-initiated logout (``id_token_hint``,
 ``post_logout_redirect_uri``, ``state``). ``sso demo`` runs it three times (ERP, CRM,
-inventory); ``sso demo-app`` runs one.
+inventory); ``sso demo-app`` runs one. With ``receives_events`` it also takes the provider's
+Security Event Tokens at ``/sso/events`` (:mod:`.events`) and lists the accounts they created.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from authlib.integrations.flask_client import OAuth
 from flask import (
     Flask,
     abort,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -31,12 +33,15 @@ from werkzeug.wrappers import Response
 
 from .. import i18n
 from ..i18n import gettext as _
+from .events import MAX_BYTES, MEDIA_TYPE, LocalAccounts, SETRejected, verify
 
 SCOPE = "openid profile email phone offline_access roles"
 #: The provider's cookies live on the same host (cookies ignore ports), so each app names its own.
 COOKIE_PREFIX = "demo_app_"
 SESSION_USER = "user"
 SESSION_CSRF = "csrf"
+#: Where an app that ``receives_events`` takes Security Event Tokens (its events endpoint).
+EVENTS_PATH = "/sso/events"
 
 
 def _blurb(client_id: str) -> str:
@@ -60,11 +65,14 @@ def create_demo_app(
     scope: str = SCOPE,
     secret_key: str | None = None,
     neighbours: list[dict[str, Any]] | None = None,
+    receives_events: bool = False,
+    accounts_file: str | None = None,
 ) -> Flask:
     """Build one relying-party app served at ``http://{host}:{port}``.
 
     ``neighbours`` (name and url of the other demo apps) are linked from the page so a signed-in
-    user can see single sign-on at work.
+    user can see single sign-on at work. ``receives_events`` serves :data:`EVENTS_PATH`; the
+    local accounts the events create are kept in ``accounts_file`` (JSON), else in memory.
     """
     from .. import _template_folder  # noqa: PLC0415
 
@@ -81,7 +89,10 @@ def create_demo_app(
         DEMO_ISSUER=issuer.rstrip("/"),
         DEMO_ACCENT=accent,
         DEMO_NEIGHBOURS=list(neighbours or []),
+        DEMO_RECEIVES_EVENTS=receives_events,
     )
+    local_accounts = LocalAccounts(accounts_file)
+    app.extensions["demo_local_accounts"] = local_accounts
     i18n.init_app(app)
     oauth = OAuth(app)
     provider = oauth.register(
@@ -96,7 +107,7 @@ def create_demo_app(
     def canonical_host() -> Response | None:
         # The flow's state lives in this app's cookie, which the browser only sends back to
         # the host it was set for: send "localhost" visitors to the registered address first.
-        if request.host != urlsplit(base_url).netloc:
+        if request.host != urlsplit(base_url).netloc and request.path != EVENTS_PATH:
             return redirect(base_url + request.full_path.rstrip("?"))
         return None
 
@@ -119,7 +130,31 @@ def create_demo_app(
             except OAuthError:
                 notice = _("This sign-out response does not belong to this browser; "
                            "nothing was changed.")
-        return render_template("demo/home.html", user=session.get(SESSION_USER), notice=notice)
+        user = session.get(SESSION_USER)
+        provisioned = local_accounts.records() if receives_events and user else None
+        return render_template("demo/home.html", user=user, notice=notice,
+                               provisioned=provisioned)
+
+    def set_error(code: str, description: str) -> tuple[Response, int]:
+        """An RFC 8935 §2.4 error: the provider does not retry it."""
+        return jsonify(err=code, description=description), 400
+
+    def security_events() -> tuple[Response | str, int]:
+        """Receive a pushed SET (RFC 8935): verify it, act on it, answer 202."""
+        if request.mimetype != MEDIA_TYPE:
+            return set_error("invalid_request", f"The media type must be {MEDIA_TYPE}.")
+        if (request.content_length or 0) > MAX_BYTES:
+            return set_error("invalid_request", "The SET is too large.")
+        try:
+            claims = verify(request.get_data(), provider.fetch_jwk_set,
+                            app.config["DEMO_ISSUER"], client_id)
+        except SETRejected as rejected:
+            return set_error(rejected.code, rejected.description)
+        local_accounts.apply(claims)  # a jti seen before is accepted and ignored
+        return "", 202
+
+    if receives_events:
+        app.add_url_rule(EVENTS_PATH, view_func=security_events, methods=["POST"])
 
     @app.get("/login")
     def login() -> Response:

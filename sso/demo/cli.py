@@ -17,7 +17,7 @@ from typing import Any
 import click
 import requests
 
-from .seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, base_url
+from .seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, LIFECYCLE_USERS, base_url
 
 DEFAULT_ISSUER = "http://127.0.0.1:5000"
 #: How long ``sso demo`` waits for the provider to answer before giving up.
@@ -104,7 +104,22 @@ def _banner(issuer: str) -> str:
                           for app_id, names in user["roles"].items())
         admin = ", provider admin" if user["admin"] else ""
         lines.append(f"  {user['username']:10} ({roles}{admin})")
-    lines += ["", "Open an app, sign in, then open another app: no second password.", ""]
+    for user in LIFECYCLE_USERS:
+        roles = "; ".join(f"{app_id}: {', '.join(names)}"
+                          for app_id, names in user["roles"].items())
+        lines.append(f"  {user['username']:10} ({roles}; {user['shows']})")
+    lines += [
+        "",
+        "Try (docs/demo.md):",
+        "  ERP requires two-step verification (provider admins: every app);",
+        "  Inventory activates new users on approval: sign in there as alice, then run",
+        "    .venv/bin/sso apps approve inventory alice",
+        "  ERP lists the accounts the SSO activated there (signed events);",
+        "  the sign-in page's 'Scan to sign in' tab: approve from a second window or a phone.",
+        "",
+        "Open an app, sign in, then open another app: no second password.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -186,12 +201,17 @@ def demo_app_command(name: str, client_id: str, client_secret: str, port: int, h
     known = next((a for a in DEMO_APPS if a["client_id"] == client_id), None)
     neighbours = [{"name": a["name"], "url": base_url(a)}
                   for a in DEMO_APPS if a["client_id"] != client_id]
+    receives_events = bool(known and known["settings"].get("events_endpoint"))
+    instance = os.environ.get("SSO_INSTANCE_PATH")
+    accounts_file = (os.path.join(instance, f"demo-{client_id}-accounts.json")
+                     if instance and receives_events else None)
     # The redirect URIs are registered on 127.0.0.1, whatever address we listen on.
     public_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     app = create_demo_app(
         name, port, issuer, client_id, client_secret, host=public_host,
         accent=known["accent"] if known else "#1f5fbf",
         neighbours=neighbours if known else None,
+        receives_events=receives_events, accounts_file=accounts_file,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True)

@@ -1,4 +1,10 @@
-"""Seed the demo: an admin, three users and the ERP, CRM and inventory apps with their roles.
+"""Seed the demo: an admin, three users and the ERP, CRM and inventory apps with their roles,
+plus one invited user (``newhire``) and one who must change the initial password (``trainee``).
+
+Each app's sign-in policy is in its ``settings`` (ERP requires MFA and receives Security Event
+Tokens, inventory activates accounts on approval). Seeded users are the company's existing
+employees: in an app that does not activate everyone (``approval``, ``invite``), those with
+roles there are provisioned, so their first sign-in activates their account.
 
 Running it again changes nothing that is already there, except that each demo app's
 registration (redirect URIs, scopes, ``settings``) is brought back in line with
@@ -13,14 +19,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..accounts import lifecycle
 from ..accounts import service as accounts
+from ..accounts.models import User
+from ..apps import service as app_accounts
 from ..extensions import db
 from ..oidc import clients
+from ..oidc.models import Client
 from ..security import hash_token, new_token, same
 
 DEMO_PASSWORD = "Demo-SSO-2024"
 SECRETS_FILE = "demo-client-secrets.json"
 SCOPE = "openid profile email phone offline_access roles"
+
+#: Where the demo ERP receives Security Event Tokens (``sso.demo.app``, EVENTS_PATH).
+ERP_EVENTS_ENDPOINT = "http://127.0.0.1:5001/sso/events"
 
 #: The demo apps. ``settings`` goes into the client's settings (its sign-in policy, e.g.
 #: ``mfa_required`` or ``activation``): change a demo app's policy here, then rerun the seed.
@@ -28,7 +41,7 @@ DEMO_APPS: list[dict[str, Any]] = [
     {
         "name": "ERP", "client_id": "erp", "port": 5001, "accent": "#1f5fbf",
         "roles": {"accountant": "Posts journal entries", "approver": "Approves purchases"},
-        "settings": {},
+        "settings": {"mfa_required": True, "events_endpoint": ERP_EVENTS_ENDPOINT},
     },
     {
         "name": "CRM", "client_id": "crm", "port": 5002, "accent": "#0f7b6c",
@@ -38,7 +51,7 @@ DEMO_APPS: list[dict[str, Any]] = [
     {
         "name": "Inventory", "client_id": "inventory", "port": 5003, "accent": "#9a5b13",
         "roles": {"clerk": "Books goods in and out", "auditor": "Counts and reconciles stock"},
-        "settings": {},
+        "settings": {"activation": "approval"},
     },
 ]
 
@@ -56,6 +69,18 @@ DEMO_USERS: list[dict[str, Any]] = [
     {"username": "warehouse", "name": "Warehouse Demo", "email": "warehouse@example.com",
      "admin": False, "phone": None,
      "roles": {"inventory": ["clerk"], "erp": ["accountant"]}},
+]
+
+#: Users who show the account lifecycle: ``newhire`` is invited by email (the activation link
+#: waits in the development outbox, /dev/outbox); ``trainee`` has the demo password as an
+#: initial password and must change it at the first sign-in.
+LIFECYCLE_USERS: list[dict[str, Any]] = [
+    {"username": "newhire", "name": "New Hire", "email": "newhire@example.com",
+     "invited": True, "roles": {"erp": ["accountant"]},
+     "shows": "invited: open the activation link at /dev/outbox, set a password"},
+    {"username": "trainee", "name": "Trainee", "email": "trainee@example.com",
+     "invited": False, "roles": {"crm": ["sales-rep"]},
+     "shows": "must change the initial password at the first sign-in"},
 ]
 
 
@@ -91,13 +116,13 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
             demo_app["name"], redirect_uris, post_logout_redirect_uris=logout_uris,
             grant_types=["authorization_code", "refresh_token"], scope=SCOPE,
             first_party=True, client_id=demo_app["client_id"],
-            settings=dict(demo_app["settings"]),
+            settings=_checked_settings(demo_app["settings"]),
         )
         assert secret is not None  # noqa: S101 - a confidential client always has one
     else:
         client.redirect_uris = redirect_uris
         client.post_logout_redirect_uris = logout_uris
-        client.settings = {**(client.settings or {}), **demo_app["settings"]}
+        client.settings = _checked_settings(demo_app["settings"], client.settings)
         if known_secret and client.secret_hash and same(hash_token(known_secret),
                                                         client.secret_hash):
             secret = known_secret
@@ -110,16 +135,50 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
     return secret
 
 
-def _seed_user(spec: dict[str, Any]) -> None:
+def _checked_settings(settings: dict[str, Any], current: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """``current`` updated with ``settings``, whose activation policy and events endpoint are
+    validated by sso.apps (an empty events endpoint removes it)."""
+    checked = app_accounts.settings_for(settings.get("activation"),
+                                        settings.get("events_endpoint"))
+    others = {k: v for k, v in settings.items() if k not in ("activation", "events_endpoint")}
+    merged = {**(current or {}), **others, **checked}
+    if "events_endpoint" in settings and "events_endpoint" not in checked:
+        merged.pop("events_endpoint", None)
+    return merged
+
+
+def _seed_user(spec: dict[str, Any]) -> User:
     user = accounts.find_by_login(spec["username"])
     if user is None:
         user = accounts.create_user(
             spec["username"], email=spec["email"], phone=spec["phone"], name=spec["name"],
             password=DEMO_PASSWORD, is_admin=spec["admin"],
         )
-    for client_id, roles in spec["roles"].items():
-        for role in roles:
-            accounts.grant_role(user, client_id, role)
+    return user
+
+
+def _seed_lifecycle_user(spec: dict[str, Any]) -> User:
+    user = accounts.find_by_login(spec["username"])
+    if user is None and spec["invited"]:
+        user, _channel = lifecycle.invite(spec["username"], email=spec["email"],
+                                          name=spec["name"], actor="demo seed")
+    elif user is None:
+        user = accounts.create_user(spec["username"], email=spec["email"], name=spec["name"],
+                                    password=DEMO_PASSWORD, must_change=True)
+    return user
+
+
+def _grant_roles(user: User, roles: dict[str, list[str]],
+                 apps_by_id: dict[str, Client | None]) -> None:
+    """Grant the roles; in an app that does not activate everyone, provision the user too."""
+    for client_id, names in roles.items():
+        for name in names:
+            accounts.grant_role(user, client_id, name)
+        client = apps_by_id[client_id]
+        if client is not None and (app_accounts.policy_of(client) != app_accounts.AUTO
+                and app_accounts.find(user.id, client_id) is None):
+            app_accounts.provision(user, client, actor="demo seed")
 
 
 def seed(instance_path: str, apps: list[dict[str, Any]] | None = None,
@@ -134,9 +193,15 @@ def seed(instance_path: str, apps: list[dict[str, Any]] | None = None,
     secrets = {}
     for demo_app in apps if apps is not None else DEMO_APPS:
         secrets[demo_app["client_id"]] = _seed_app(demo_app, known.get(demo_app["client_id"]))
-    seeded = {a["client_id"] for a in (apps if apps is not None else DEMO_APPS)}
+    seeded = {a["client_id"]: clients.get(a["client_id"])
+              for a in (apps if apps is not None else DEMO_APPS)}
     for spec in users if users is not None else DEMO_USERS:
-        _seed_user({**spec, "roles": {k: v for k, v in spec["roles"].items() if k in seeded}})
+        user = _seed_user(spec)
+        _grant_roles(user, {k: v for k, v in spec["roles"].items() if k in seeded}, seeded)
+    if users is None:
+        for spec in LIFECYCLE_USERS:
+            user = _seed_lifecycle_user(spec)
+            _grant_roles(user, {k: v for k, v in spec["roles"].items() if k in seeded}, seeded)
     db.session.commit()
     if secrets != {k: known.get(k) for k in secrets}:
         _write_secrets(path, {**known, **secrets})

@@ -1,6 +1,7 @@
 """``sso demo`` (what ``make run`` starts) end to end: it sets up an empty instance, serves the
-provider under gunicorn and the three demo apps, a sign-in through the ERP app works, and
-SIGTERM stops every process it started (no orphans), including the embedded Redis."""
+provider under gunicorn and the three demo apps, a sign-in through the apps without an MFA
+policy works with single sign-on between them, ERP leads to MFA enrolment, and SIGTERM stops
+every process it started (no orphans), including the embedded Redis."""
 
 from __future__ import annotations
 
@@ -97,24 +98,34 @@ def test_sso_demo_serves_signs_in_and_stops_cleanly(
                              timeout=10).json()
     assert discovery["issuer"] == "http://127.0.0.1:5000"
 
-    # Two demo apps without a sign-in policy (MFA, activation) take a password sign-in only.
-    plain = [a for a in DEMO_APPS if not a["settings"]]
-    assert len(plain) >= 2, "keep two DEMO_APPS without settings, or adapt this test"
-    first, second = (base_url(a) for a in plain[:2])
-    user = next(u for u in DEMO_USERS if plain[0]["client_id"] in u["roles"]
-                and plain[1]["client_id"] in u["roles"])
+    for lifecycle_user in ("newhire", "trainee"):
+        assert lifecycle_user in banner
+
+    # The demo apps without an MFA policy (CRM; inventory, which activates on approval, for a
+    # user the seed provisioned there) take a password sign-in, with single sign-on between.
+    no_mfa = [a for a in DEMO_APPS if not a["settings"].get("mfa_required")]
+    assert len(no_mfa) >= 2, "keep two DEMO_APPS without mfa_required, or adapt this test"
+    first_app, second_app = no_mfa[:2]
+    first, second = base_url(first_app), base_url(second_app)
+    user = next(u for u in DEMO_USERS if not u["admin"] and first_app["client_id"] in u["roles"]
+                and second_app["client_id"] in u["roles"])
     browser = requests.Session()
     landing = browse_until(browser, f"{first}/login", f"{first}/", user["username"],
                            DEMO_PASSWORD)
     page = browser.get(landing, timeout=10)
     assert page.url == f"{first}/"
-    for role in user["roles"][plain[0]["client_id"]]:
+    for role in user["roles"][first_app["client_id"]]:
         assert f"<span>{role}</span>" in page.text
     # Single sign-on: the second app signs the same browser in without a password.
     landing = browse_until(browser, f"{second}/login", f"{second}/", "nobody", "wrong password")
     page = browser.get(landing, timeout=10)
-    for role in user["roles"][plain[1]["client_id"]]:
+    for role in user["roles"][second_app["client_id"]]:
         assert f"<span>{role}</span>" in page.text
+    # The app that requires MFA leads the same user (no authenticator yet) to enrolment.
+    mfa_app = next(a for a in DEMO_APPS if a["settings"].get("mfa_required"))
+    enrol = browse_until(browser, f"{base_url(mfa_app)}/login",
+                         "http://127.0.0.1:5000/mfa/enrol", "nobody", "wrong password")
+    assert enrol.startswith("http://127.0.0.1:5000/mfa/enrol?")
 
     started = _descendants(process.pid)
     # The embedded Redis daemonizes (it is no child), so it is found through its pid file.

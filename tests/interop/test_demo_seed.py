@@ -84,3 +84,52 @@ def test_seed_applies_the_app_settings_of_demo_apps(app: Flask, instance: str) -
         seed(instance, apps=apps)
         client = get("erp")
         assert client is not None and client.settings["example_policy"] is True
+
+
+def test_seed_applies_the_demo_policies_and_provisions_existing_employees(
+        app: Flask, instance: str) -> None:
+    from sso.accounts.service import find_by_login
+    from sso.apps import service as app_accounts
+    from sso.oidc.clients import get
+    from sso.outbox import OutboxMessage
+
+    with app.app_context():
+        seed(instance)
+        seed(instance)
+        erp, crm, inventory = get("erp"), get("crm"), get("inventory")
+        assert erp.settings["mfa_required"] is True
+        assert erp.settings["events_endpoint"] == "http://127.0.0.1:5001/sso/events"
+        assert app_accounts.policy_of(inventory) == "approval"
+        assert app_accounts.policy_of(crm) == "auto" and not crm.settings
+
+        # Users with inventory roles are let in; alice (no inventory role) will have to wait.
+        provisioned = {account.user.username: account.status
+                       for account in app_accounts.list_accounts("inventory")}
+        assert provisioned == {"admin": "provisioned", "sales": "provisioned",
+                               "warehouse": "provisioned"}
+        assert app_accounts.list_accounts("erp") == []  # auto: the first sign-in activates
+
+        newhire, trainee = find_by_login("newhire"), find_by_login("trainee")
+        assert newhire.status == "invited" and newhire.password_hash is None
+        assert [(r.client_id, r.name) for r in newhire.roles] == [("erp", "accountant")]
+        assert trainee.status == "active" and trainee.must_change_password
+        # One invitation, however often the seed runs.
+        mails = OutboxMessage.query.filter_by(recipient="newhire@example.com").all()
+        assert [m.purpose for m in mails] == ["activation"]
+        assert "/activate/" in mails[0].body_text
+
+
+def test_seed_validates_settings_and_an_empty_events_endpoint_removes_it(
+        app: Flask, instance: str) -> None:
+    from sso.apps.service import AppsError
+    from sso.oidc.clients import get
+
+    erp = DEMO_APPS[0]
+    with app.app_context():
+        seed(instance, apps=[erp], users=[])
+        assert get("erp").settings["events_endpoint"] == "http://127.0.0.1:5001/sso/events"
+        seed(instance, apps=[{**erp, "settings": {"events_endpoint": "", "mfa_required": False}}],
+             users=[])
+        assert get("erp").settings == {"mfa_required": False}
+        with pytest.raises(AppsError):
+            seed(instance, apps=[{**erp, "settings": {"activation": "sometimes"}}], users=[])

@@ -8,19 +8,16 @@ never from the database.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import secrets
-import time
 from typing import Any
 from urllib.parse import urlencode
 
 import pyotp
 import pytest
 import requests
-import zxingcpp
-from PIL import Image
 
+from tests.browser import Authenticator, read_qr, sign_in_with_password
 from tests.conftest import PASSWORD, pkce_pair, query_of
 
 pytestmark = pytest.mark.browser
@@ -72,35 +69,6 @@ def _serve_app_callback(page: Any) -> list[str]:
     return received
 
 
-def _sign_in_with_password(page: Any) -> None:
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#password button[type=submit]")
-
-
-class Authenticator:
-    """An authenticator app: shows the code of a step not used yet, within the accepted
-    window; when the next unused step is too far ahead, it waits for the clock."""
-
-    def __init__(self, uri: str) -> None:
-        self.totp = pyotp.parse_uri(uri)
-        self.last_step = -1
-
-    def code(self) -> str:
-        step = max(self.last_step + 1, int(time.time()) // 30)
-        while step > int(time.time()) // 30 + 1:
-            time.sleep(1)
-        self.last_step = step
-        return str(self.totp.at(step * 30))
-
-
-def _decode_qr(page: Any) -> str:
-    png = page.locator("#mfa-qr svg").screenshot()
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(results) == 1, "the QR code on the page did not decode"
-    return str(results[0].text)
-
-
 def test_enrol_by_qr_sign_in_with_codes_and_step_up(live_provider: Any, browser_page: Any,
                                                     alice: Any, make_client: Any) -> None:
     payroll = make_client("Payroll", redirect_uris=[APP_CALLBACK],
@@ -111,9 +79,9 @@ def test_enrol_by_qr_sign_in_with_codes_and_step_up(live_provider: Any, browser_
 
     # 1. The app requires MFA; alice has none: the flow leads her through enrolment.
     page.goto(rp.authorize_url())
-    _sign_in_with_password(page)
+    sign_in_with_password(page, "alice", PASSWORD)
     page.wait_for_url("**/mfa/enrol?**")
-    uri = _decode_qr(page)
+    uri = read_qr(page.locator("#mfa-qr svg"))
     parsed = pyotp.parse_uri(uri)
     assert uri.startswith("otpauth://totp/") and parsed.issuer == "Company SSO"
     assert parsed.name == "alice@example.com" and parsed.digits == 6 and parsed.interval == 30
@@ -131,7 +99,7 @@ def test_enrol_by_qr_sign_in_with_codes_and_step_up(live_provider: Any, browser_
     # 2. A new browser session: password, then a recovery code instead of the phone.
     page.context.clear_cookies()
     page.goto(rp.authorize_url())
-    _sign_in_with_password(page)
+    sign_in_with_password(page, "alice", PASSWORD)
     page.wait_for_url("**/mfa/verify?**")
     page.fill("#mfa-verify input[name=code]", recovery_codes[0])
     page.click("#mfa-verify button[type=submit]")
@@ -141,7 +109,7 @@ def test_enrol_by_qr_sign_in_with_codes_and_step_up(live_provider: Any, browser_
     # The same recovery code does not work twice.
     page.context.clear_cookies()
     page.goto(rp.authorize_url())
-    _sign_in_with_password(page)
+    sign_in_with_password(page, "alice", PASSWORD)
     page.wait_for_url("**/mfa/verify?**")
     page.fill("#mfa-verify input[name=code]", recovery_codes[0])
     page.click("#mfa-verify button[type=submit]")
@@ -152,7 +120,7 @@ def test_enrol_by_qr_sign_in_with_codes_and_step_up(live_provider: Any, browser_
 
     # 3. The app asks for a fresh sign-in (prompt=login): password and code again.
     page.goto(rp.authorize_url(prompt="login"))
-    _sign_in_with_password(page)
+    sign_in_with_password(page, "alice", PASSWORD)
     page.wait_for_url("**/mfa/verify?**")
     page.fill("#mfa-verify input[name=code]", phone.code())
     page.click("#mfa-verify button[type=submit]")

@@ -5,7 +5,6 @@ confirms, and the desktop lands at the app's redirect URI signed in as the phone
 from __future__ import annotations
 
 import base64
-import io
 import json
 import threading
 from collections.abc import Iterator
@@ -15,9 +14,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-import zxingcpp
-from PIL import Image
 
+from tests.browser import read_qr, sign_in_with_password
 from tests.conftest import PASSWORD, free_port, pkce_pair
 
 pytestmark = pytest.mark.browser
@@ -64,22 +62,13 @@ def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
         desktop.goto(f"{url}/authorize?{urlencode(params)}")
         desktop.get_by_role("tab", name="Scan to sign in").click()
         desktop.locator("#qr-status", has_text="Scan this code").wait_for()
-        image = desktop.locator("#qr-image")
-        for _ in range(100):  # wait_for_function would need 'unsafe-eval', which CSP refuses
-            if image.evaluate("img => img.complete && img.naturalWidth > 0"):
-                break
-            desktop.wait_for_timeout(100)
-        shot = image.screenshot()
-        [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)).convert("L"))
-        scanned_url = barcode.text
+        scanned_url = read_qr(desktop.locator("#qr-image"))
         assert scanned_url.startswith(f"{url}/qr/s/")
 
         phone = phone_context.new_page()
         phone.set_default_timeout(15_000)
         phone.goto(f"{url}/login")
-        phone.fill("input[name=username]", "alice")
-        phone.fill("input[name=password]", PASSWORD)
-        phone.click("form#password button[type=submit]")
+        sign_in_with_password(phone, "alice", PASSWORD)
         phone.wait_for_url(f"{url}/")
         phone.goto(scanned_url)
         assert "Chrome" in phone.locator("#qr-device").inner_text()
