@@ -57,6 +57,9 @@ def _bearer_token() -> tuple[str | None, str | None]:
     return (value.strip() or None) if header else form_token, None
 
 
+_USERINFO_USER = select(User).where(User.subject == bindparam("subject"))
+
+
 def userinfo() -> Response:
     token, problem = _bearer_token()
     if problem:
@@ -69,7 +72,7 @@ def userinfo() -> Response:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     if "openid" not in info.scopes:
         return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
-    user = db.session.scalar(db.select(User).where(User.subject == info.claims.get("sub")))
+    user = db.session.scalars(_USERINFO_USER, {"subject": info.claims.get("sub")}).first()
     if user is None or user.status != "active":
         return _bearer_error(401, "invalid_token", "The user is no longer active.")
     response = jsonify(user_claims(user, info.scopes, info.client_id))

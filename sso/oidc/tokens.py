@@ -295,8 +295,11 @@ def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> N
                      count=len(families))
 
 
+_USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
+
+
 def user_for_token(user_id: int) -> User | None:
-    user = db.session.get(User, user_id)
+    user = db.session.scalars(_USER_BY_ID, {"user_id": user_id}).first()
     if user is None or user.status != UserStatus.ACTIVE:
         return None
     return user
