@@ -296,6 +296,11 @@ def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> N
 
 
 _USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
+_USER_AND_SESSION = (
+    select(User, SSOSession.ended_at, SSOSession.expires_at)
+    .outerjoin(SSOSession, SSOSession.id == bindparam("session_id"))
+    .where(User.id == bindparam("user_id"))
+)
 
 
 def user_for_token(user_id: int) -> User | None:
@@ -303,6 +308,21 @@ def user_for_token(user_id: int) -> User | None:
     if user is None or user.status != UserStatus.ACTIVE:
         return None
     return user
+
+
+def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
+                            ) -> tuple[User | None, datetime | None]:
+    """The active user a token is for and, read in the same statement, when the SSO session
+    the token is bound to expires (None: no session, or it is gone or has ended)."""
+    if session_id is None:
+        return user_for_token(user_id), None
+    row = db.session.execute(_USER_AND_SESSION,
+                             {"user_id": user_id, "session_id": session_id}).first()
+    if row is None:
+        return None, None
+    user, ended_at, expires_at = row
+    live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
+    return (user if user.status == UserStatus.ACTIVE else None), live
 
 
 def purge_expired(now: datetime | None = None) -> int:
