@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--time-only", action="store_true",
                         help="no profiler: print the CPU time per iteration only")
+    parser.add_argument("--show-sql", action="store_true",
+                        help="print each SQL statement of one iteration")
+    parser.add_argument("--dump", metavar="FILE", help="write the cProfile stats to FILE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sso-profile-") as tmp:
         os.environ.update({
@@ -112,6 +115,8 @@ def main() -> None:
         @event.listens_for(Engine, "before_cursor_execute")
         def _count(conn: object, cursor: object, statement: str, *rest: object) -> None:
             statements.append(statement.split(None, 1)[0].upper())
+            if args.show_sql:
+                print("  " + " ".join(statement.split())[:300])
 
         one()
         print(f"{args.workload}: {len(statements)} SQL statements per iteration "
@@ -129,6 +134,8 @@ def main() -> None:
         for _ in range(args.requests):
             one()
         profiler.disable()
+        if args.dump:
+            profiler.dump_stats(args.dump)
         stats = pstats.Stats(profiler)
         print(f"{args.workload}: {stats.total_tt / args.requests * 1e6:.0f} µs per iteration "
               f"(profiled), {stats.total_calls / args.requests:.0f} Python function calls")

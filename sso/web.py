@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
@@ -88,6 +90,21 @@ def allow_form_action(uri: str) -> None:
         g.setdefault("csp_form_action", []).append(f"{parts.scheme}://{parts.netloc}")
 
 
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session (the ``sso_flow`` cookie), with its serializer built once
+    per set of keys: Flask builds a new one on every request, cookie or not."""
+
+    _serializer: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != keys:
+            cached = (keys, super().get_signing_serializer(app))
+            self._serializer = cached
+        return cached[1]
+
+
 def init_app(app: Flask) -> None:
     proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
     if proxies:
@@ -95,6 +112,7 @@ def init_app(app: Flask) -> None:
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
         )
     app.before_request(_refuse_nul)
+    app.session_interface = CookieSessionInterface()
     app.before_request(_check_csrf)
     app.after_request(_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

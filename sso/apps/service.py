@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, notify
@@ -98,6 +98,17 @@ def find(user_id: int, client_id: str) -> AppAccount | None:
         select(AppAccount).where(AppAccount.user_id == user_id,
                                  AppAccount.client_id == client_id)
     )
+
+
+_STATUS = select(AppAccount.status).where(AppAccount.user_id == bindparam("status_user"),
+                                          AppAccount.client_id == bindparam("status_client"))
+
+
+def status_of(user_id: int, client_id: str) -> str | None:
+    """The status of the user's account in the app (None: no account yet), read alone."""
+    db.session.flush()  # an account changed earlier in this transaction counts
+    return db.session.connection().execute(
+        _STATUS, {"status_user": user_id, "status_client": client_id}).scalar()
 
 
 def list_accounts(client_id: str | None = None, status: str | None = None

@@ -31,13 +31,17 @@ def step(request: flow.Request, session: SSOSession | None, now: datetime
          ) -> flow.Interaction | None:
     if session is None:
         return None
-    client = db.session.get(Client, request.client_id)
-    if client is None:
-        return REFUSED
     if consent.step(request, session, now) is not None:
         # A third-party app learns nothing (no account, no event with the user's claims)
         # before the user has agreed to share them: the consent step goes first.
         return None
+    if service.status_of(session.user_id, request.client_id) == service.Status.ACTIVE:
+        # The common case, every sign-in after the first: one column of one row, and
+        # nothing to record. Anything else goes through the full decision below.
+        return None
+    client = db.session.get(Client, request.client_id)
+    if client is None:
+        return REFUSED
     decision = service.on_sign_in(session.user, client, interactive=request.interactive,
                                   origin=origin(), now=now)
     if decision.recorded:

@@ -14,17 +14,17 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from .. import audit
-from ..accounts.models import AppRole, User
+from ..accounts.models import AppRole, User, UserRole
 from ..audit import Origin
 from ..extensions import db
 from ..flow import Interaction, Request
 from ..sessions.models import SSOSession
 from ..sessions.service import ACR_MULTI_FACTOR, SECOND_FACTORS
 from . import service
-from .models import RoleRequirement, UserRequirement
+from .models import RoleRequirement, TotpAuthenticator, UserRequirement
 
 STEP_ORDER = 30
 STEP_NAME = "mfa"
@@ -36,6 +36,8 @@ class Requirement:
     #: The request itself demands a fresh second factor (acr_values, prompt=login, max_age),
     #: so a remembered device does not stand in for a code.
     explicit: bool
+    #: The user has an authenticator (read with the other facts, in the same statement).
+    enrolled: bool = False
 
 
 def user_required(user: User) -> bool:
@@ -45,26 +47,47 @@ def user_required(user: User) -> bool:
     return db.session.get(UserRequirement, user.id) is not None
 
 
-def role_required(user: User, client_id: str) -> bool:
-    role_ids = [role.id for role in user.roles if role.client_id == client_id]
-    if not role_ids:
-        return False
-    return db.session.scalar(
-        select(RoleRequirement.role_id).where(RoleRequirement.role_id.in_(role_ids)).limit(1)
-    ) is not None
+def _stored_facts_statement() -> Select[tuple[bool, bool, bool]]:
+    user_id, client_id = bindparam("facts_user"), bindparam("facts_client")
+    enrolled = select(TotpAuthenticator.user_id).where(
+        TotpAuthenticator.user_id == user_id).exists()
+    by_admin = select(UserRequirement.user_id).where(
+        UserRequirement.user_id == user_id).exists()
+    by_role = (
+        select(RoleRequirement.role_id)
+        .join(UserRole, UserRole.role_id == RoleRequirement.role_id)
+        .join(AppRole, AppRole.id == RoleRequirement.role_id)
+        .where(UserRole.user_id == user_id, AppRole.client_id == client_id)
+        .exists()
+    )
+    return select(enrolled, by_admin, by_role)
+
+
+#: Built once: the flow asks on every authorization.
+_STORED_FACTS = _stored_facts_statement()
+
+
+def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
+    """Whether the user is enrolled, is required by an admin, and holds a role of the app
+    that requires a second factor: one statement."""
+    row = db.session.connection().execute(
+        _STORED_FACTS, {"facts_user": user_id, "facts_client": client_id}).one()
+    return bool(row[0]), bool(row[1]), bool(row[2])
 
 
 def requirement(user: User, request: Request) -> Requirement:
     asked = ACR_MULTI_FACTOR in request.acr_values
+    enrolled, by_admin, by_role = _stored_facts(user.id, request.client_id)
     required = (
         asked
         or bool(request.policy.get("mfa_required"))
-        or service.is_enrolled(user.id)
-        or user_required(user)
-        or role_required(user, request.client_id)
+        or enrolled
+        or by_admin
+        or (user.is_admin and current_app.config["MFA_REQUIRED_FOR_ADMINS"])
+        or by_role
     )
     explicit = asked or "login" in request.prompts or request.max_age is not None
-    return Requirement(required, explicit)
+    return Requirement(required, explicit, enrolled)
 
 
 def remember_allowed(request: Request, explicit: bool) -> bool:
@@ -80,7 +103,7 @@ def step(request: Request, session: SSOSession | None, now: datetime) -> Interac
     need = requirement(user, request)
     if not need.required:
         return None
-    if not service.is_enrolled(user.id):
+    if not need.enrolled:
         return Interaction("mfa.enrol", "interaction_required",
                            "The user must set up two-step verification.")
     remember = remember_allowed(request, need.explicit)

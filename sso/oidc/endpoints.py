@@ -8,11 +8,9 @@ from typing import Any
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from flask import current_app, jsonify, request
-from sqlalchemy import bindparam, select
 from werkzeug.wrappers import Response
 
 from .. import audit
-from ..accounts.models import User
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..web import origin
@@ -64,12 +62,12 @@ def userinfo() -> Response:
     if not token:
         return _bearer_error(401, None)
     try:
-        info = token_service().validate_access_token(token)
+        info = token_service().validate_access_token(token, with_user=True)
     except InvalidJWS:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     if "openid" not in info.scopes:
         return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
-    user = db.session.scalar(db.select(User).where(User.subject == info.claims.get("sub")))
+    user = info.user
     if user is None or user.status != "active":
         return _bearer_error(401, "invalid_token", "The user is no longer active.")
     response = jsonify(user_claims(user, info.scopes, info.client_id))
@@ -129,7 +127,7 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
             "iat": int(row.created_at.timestamp()),
         }
     try:
-        info = token_service().validate_access_token(token)
+        info = token_service().validate_access_token(token, with_user=True)
     except InvalidJWS:
         return inactive
     audience = info.claims.get("aud")
@@ -138,14 +136,11 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
         return inactive
     payload: dict[str, Any] = {"active": True, "token_type": "Bearer", **info.claims}
     if info.claims.get("sub") != info.client_id:
-        user = db.session.execute(_USER_BY_SUBJECT, {"sub": info.claims.get("sub")}).first()
+        user = info.user
         if user is None or user.status != "active":
             return inactive
         payload["username"] = user.username
     return payload
-
-
-_USER_BY_SUBJECT = select(User.username, User.status).where(User.subject == bindparam("sub"))
 
 
 def revoke() -> Response:

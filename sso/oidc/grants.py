@@ -101,6 +101,11 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
             raise InvalidRequestError("Missing 'redirect_uri'.")
         return default
 
+    def generate_authorization_code(self) -> str:
+        """256 random bits in one call; Authlib draws each of its 48 characters with a
+        ``SystemRandom().choice`` (one ``os.urandom`` each)."""
+        return new_token()
+
     def save_authorization_code(self, code: str, request: Any) -> None:
         signed_in: SignedIn = request.user
         session = signed_in.session
@@ -156,7 +161,9 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         """Nothing to delete: the code stays, consumed, until it expires (replay detection)."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        return tokens.user_for_token(authorization_code.user_id)
+        user, self.session_expires = tokens.user_and_session_expiry(
+            authorization_code.user_id, authorization_code.session_id, utcnow())
+        return user
 
     def generate_token(self, user: Any = None, scope: Any = None, grant_type: Any = None,
                        expires_in: Any = None, include_refresh_token: bool = True) -> dict:
@@ -165,7 +172,8 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
                            auth_time=code.auth_time, acr=code.acr, amr=list(code.amr or []),
                            nonce=code.nonce)
         token = self.issue(self.request.client, user, scope, facts,
-                           with_refresh=include_refresh_token, first_of_grant=True)
+                           with_refresh=include_refresh_token, first_of_grant=True,
+                           session_expires=getattr(self, "session_expires", None))
         audit.record("token.issue", origin=origin(), user_id=user.id,
                      client_id=self.request.client.client_id, grant="authorization_code")
         return token
@@ -250,11 +258,11 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         now = utcnow()
         row = tokens.claim_refresh_token_by_value(refresh_token, now)
         if row is not None:
-            self.session_expires = None
-            if row.session_id is not None:
-                self.session_expires = tokens.live_session_expiry(row.session_id, now)
-                if self.session_expires is None:
-                    return None
+            # The user is read now, with the session, for authenticate_user.
+            self.token_user, self.session_expires = tokens.user_and_session_expiry(
+                row.user_id, row.session_id, now)
+            if row.session_id is not None and self.session_expires is None:
+                return None
             return row
         row = tokens.find_refresh_token(refresh_token)
         if row is None or row.revoked_at is not None or row.expires_at <= now:
@@ -277,6 +285,8 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         db.session.commit()
 
     def authenticate_user(self, refresh_token: RefreshToken) -> User | None:
+        if hasattr(self, "token_user"):
+            return self.token_user  # type: ignore[no-any-return]
         return tokens.user_for_token(refresh_token.user_id)
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:

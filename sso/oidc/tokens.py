@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, exists, literal, select, update
 
 from .. import audit
 from ..accounts.models import User, UserStatus
@@ -53,6 +53,9 @@ class AccessTokenInfo:
     """A validated access token."""
 
     claims: dict[str, Any]
+    #: The user the token is for, read with the revocation check when the caller asked
+    #: (``with_user``); None for a client's own token or a user that no longer exists.
+    user: User | None = None
 
     @property
     def scopes(self) -> list[str]:
@@ -104,8 +107,12 @@ class TokenService:
         token = encode_jws(self.keys.active(self.access_alg), claims, typ=ACCESS_TYPE)
         return token, expires
 
-    def validate_access_token(self, token: str, now: datetime | None = None) -> AccessTokenInfo:
-        """Check signature, type, issuer, expiry and revocation; raise InvalidJWS if any fails."""
+    def validate_access_token(self, token: str, now: datetime | None = None, *,
+                              with_user: bool = False) -> AccessTokenInfo:
+        """Check signature, type, issuer, expiry and revocation; raise InvalidJWS if any fails.
+
+        ``with_user`` also loads the token's user, in the revocation check's statement.
+        """
         claims = decode_jws(self.keys, token, typ=ACCESS_TYPE)
         now_ts = (now or utcnow()).timestamp()
         if claims.get("iss") != self.issuer:
@@ -116,9 +123,14 @@ class TokenService:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not isinstance(claims.get("client_id"), str):
             raise InvalidJWS("malformed")
-        if is_revoked(jti):
+        user = None
+        if with_user and claims.get("sub") != claims["client_id"]:
+            revoked, user = revocation_and_user(jti, str(claims.get("sub")))
+        else:
+            revoked = is_revoked(jti)
+        if revoked:
             raise InvalidJWS("revoked")
-        return AccessTokenInfo(claims)
+        return AccessTokenInfo(claims, user)
 
     # ID tokens.
 
@@ -254,6 +266,21 @@ def is_revoked(jti: str) -> bool:
     return connection.execute(_REVOKED, {"jti": jti}).first() is not None
 
 
+_ONE_ROW = select(literal(1).label("one")).subquery()
+_REVOKED_AND_USER = (
+    select(exists().where(RevokedAccessToken.jti == bindparam("jti")), User)
+    .select_from(_ONE_ROW)
+    .outerjoin(User, User.subject == bindparam("sub"))
+)
+
+
+def revocation_and_user(jti: str, subject: str) -> tuple[bool, User | None]:
+    """Whether the token is revoked, and its user (None if gone): one statement, one row."""
+    db.session.flush()  # a revocation added earlier in this transaction counts
+    row = db.session.execute(_REVOKED_AND_USER, {"jti": jti, "sub": subject}).one()
+    return bool(row[0]), row[1]
+
+
 def revoke_access_token(jti: str, expires_at: datetime) -> None:
     if db.session.get(RevokedAccessToken, jti) is None:
         db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
@@ -295,11 +322,34 @@ def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> N
                      count=len(families))
 
 
+_USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
+_USER_AND_SESSION = (
+    select(User, SSOSession.ended_at, SSOSession.expires_at)
+    .outerjoin(SSOSession, SSOSession.id == bindparam("session_id"))
+    .where(User.id == bindparam("user_id"))
+)
+
+
 def user_for_token(user_id: int) -> User | None:
-    user = db.session.get(User, user_id)
+    user = db.session.scalars(_USER_BY_ID, {"user_id": user_id}).first()
     if user is None or user.status != UserStatus.ACTIVE:
         return None
     return user
+
+
+def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
+                            ) -> tuple[User | None, datetime | None]:
+    """The active user a token is for and, read in the same statement, when the SSO session
+    the token is bound to expires (None: no session, or it is gone or has ended)."""
+    if session_id is None:
+        return user_for_token(user_id), None
+    row = db.session.execute(_USER_AND_SESSION,
+                             {"user_id": user_id, "session_id": session_id}).first()
+    if row is None:
+        return None, None
+    user, ended_at, expires_at = row
+    live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
+    return (user if user.status == UserStatus.ACTIVE else None), live
 
 
 def purge_expired(now: datetime | None = None) -> int:

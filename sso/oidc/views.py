@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
@@ -25,8 +26,14 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 CORS_ENDPOINTS = {"oidc.discovery", "oidc.jwks", "oidc.token", "oidc.userinfo", "oidc.revoke"}
 
 
+@functools.lru_cache(maxsize=8)
+def _etag(body: bytes) -> str:
+    """The ETag of a cached document; the documents change only with a key rotation."""
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
 def _cached_json(body: bytes, max_age: int) -> Response:
-    etag = hashlib.sha256(body).hexdigest()[:32]
+    etag = _etag(body)
     if etag in request.if_none_match:
         response = Response(status=304)
     else:

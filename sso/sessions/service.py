@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .. import audit
 from ..accounts.models import User
@@ -85,14 +85,16 @@ def open_session(
     return session, secret
 
 
+#: Built once: every authorization looks the browser's session up.
+_BY_TOKEN_HASH = select(SSOSession).where(SSOSession.token_hash == bindparam("token_hash"))
+
+
 def find_by_secret(secret: str | None, now: datetime | None = None) -> SSOSession | None:
     """The live session whose cookie secret this is, or None."""
     if not secret or len(secret) > 128:
         return None
     now = now or utcnow()
-    session = db.session.scalar(
-        select(SSOSession).where(SSOSession.token_hash == hash_token(secret))
-    )
+    session = db.session.scalars(_BY_TOKEN_HASH, {"token_hash": hash_token(secret)}).first()
     if session is None or not session.is_active(now):
         return None
     if session.user.status != "active":

@@ -13,6 +13,7 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from playwright.sync_api import expect
 
 from sso.accounts import captcha, lifecycle
 from sso.extensions import get_redis
@@ -113,7 +114,7 @@ def test_lockout_and_captcha_appear_and_lift(app: Any, live_provider: Any, brows
         _sign_in(live_provider, page, "alice", "Wrong-guess-1")
         assert "Incorrect username or password" in page.inner_text("#login-error")
     assert page.locator("#captcha-image").is_visible()
-    page.wait_for_function("document.getElementById('captcha-image').complete")
+    expect(page.locator("#captcha-image")).to_have_js_property("complete", True)
     size = page.evaluate("document.getElementById('captcha-image').naturalWidth")
     assert size == 180  # the picture really loaded
     page.fill("input[name=username]", "alice")

@@ -65,8 +65,8 @@ def test_refresh_claims_and_loads_in_one_statement(flow: Flow) -> None:
                                   headers=basic(flow.app_client))
     assert response.status_code == 200
     assert seen[0].startswith("UPDATE refresh_tokens SET")
-    # claim, session state, user, new refresh token, audit event (+ the user's roles)
-    assert len(_without_roles(seen)) == 5, seen
+    # claim, the user with the session's state, new refresh token, audit event (+ roles)
+    assert len(_without_roles(seen)) == 4, seen
 
 
 def test_code_exchange_claims_and_loads_in_one_statement(flow: Flow) -> None:
@@ -75,14 +75,29 @@ def test_code_exchange_claims_and_loads_in_one_statement(flow: Flow) -> None:
         assert flow.token(code).status_code == 200
     assert seen[0].startswith("UPDATE authorization_codes SET")
     assert not any(s.startswith("SELECT authorization_codes") for s in seen), seen
-    # claim, user, session state, new refresh token, audit event (+ the user's roles)
-    assert len(_without_roles(seen)) == 5, seen
+    # claim, the user with the session's state, new refresh token, audit event (+ roles)
+    assert len(_without_roles(seen)) == 4, seen
 
 
-def test_introspection_costs_two_lookups(flow: Flow) -> None:
+def test_authorize_of_a_signed_in_user_reads_each_fact_once(flow: Flow) -> None:
+    flow.authorize()  # signs in and activates the app account
+    with statements() as seen:
+        assert "code" in flow.authorize()
+    reads = [s for s in seen if s.startswith("SELECT")]
+    writes = [s.split(" (")[0] for s in seen if s.startswith("INSERT")]
+    # nonce replay check, SSO session with its user, MFA facts (one statement), app account
+    # status (a first-party app: no consent lookup)
+    assert sum("mfa_" in s for s in reads) == 1, reads
+    assert sum("app_accounts" in s for s in reads) == 1, reads
+    assert not any(s.startswith("SELECT clients") for s in reads), reads
+    assert len(reads) == 4, reads
+    assert writes == ["INSERT INTO authorization_codes", "INSERT INTO audit_events"], seen
+
+
+def test_introspection_costs_one_lookup(flow: Flow) -> None:
     access = _tokens(flow)["access_token"]
     with statements() as seen:
         response = flow.http.post("/introspect", data={"token": access},
                                   headers=basic(flow.app_client))
     assert response.get_json()["active"] is True
-    assert len(seen) == 2, seen  # revocation, user
+    assert len(seen) == 1, seen  # revocation and user together
