@@ -44,20 +44,26 @@ def users_require_mfa(login: str, off: bool) -> None:
 
 @click.command("reset-mfa")
 @click.argument("login")
+@click.option("--keep-sessions", is_flag=True,
+              help="Leave the user's SSO sessions open (by default they are ended).")
 @with_appcontext
-def users_reset_mfa(login: str) -> None:
+def users_reset_mfa(login: str, keep_sessions: bool) -> None:
     """Remove user LOGIN's authenticator, recovery codes and remembered devices (lost phone).
 
-    If MFA is still required of the user, they set up a new authenticator at their next
-    sign-in.
+    The user's SSO sessions end too, unless --keep-sessions: whoever holds the lost phone may
+    hold a signed-in session on it. If MFA is still required of the user, they set up a new
+    authenticator at their next sign-in.
     """
+    from ..sessions import service as sessions  # noqa: PLC0415
     from . import service  # noqa: PLC0415
 
     user = _user(login)
     had = service.remove(user, origin=None, event="mfa.reset")
+    ended = 0 if keep_sessions else sessions.end_user_sessions(user.id, reason="mfa.reset")
     _commit()
     click.echo(f"{user.username}: two-step verification reset"
-               + ("" if had else " (no authenticator was set up)"))
+               + ("" if had else " (no authenticator was set up)")
+               + (f"; {ended} session(s) ended" if ended else ""))
 
 
 @click.command("require-mfa")

@@ -109,6 +109,17 @@ def test_admin_reset(runner: Any, alice: Any, enrol: Any, app: Any) -> None:
     run(runner, "users", "reset-mfa", "nobody", ok=False)
 
 
+def test_admin_reset_ends_the_users_sessions_unless_asked_not_to(runner: Any, flow: Flow,
+                                                                 app: Any) -> None:
+    """A lost phone may hold a signed-in session: resetting MFA signs the user out."""
+    flow.login()
+    assert flow.http.get("/").status_code == 200
+    run(runner, "users", "reset-mfa", "alice", "--keep-sessions")
+    assert flow.http.get("/").status_code == 200
+    assert "1 session(s) ended" in run(runner, "users", "reset-mfa", "alice").output
+    assert flow.http.get("/").status_code == 302
+
+
 def test_require_for_user_on_and_off(runner: Any, alice: Any, app: Any) -> None:
     run(runner, "users", "require-mfa", "alice")
     assert json.loads(run(runner, "mfa", "status", "alice").output)["required"] is True
