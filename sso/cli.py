@@ -438,6 +438,13 @@ def purge_command() -> None:
 # Serving.
 
 
+def _gunicorn_has_control_socket() -> bool:
+    """gunicorn 25.1 added a control socket at ~/.gunicorn/gunicorn.ctl, on by default."""
+    import gunicorn  # noqa: PLC0415
+
+    return tuple(gunicorn.version_info[:2]) >= (25, 1)
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -455,6 +462,9 @@ def serve_command(host: str, port: int, workers: int) -> None:
         "--workers", str(workers), "--bind", f"{host}:{port}",
         "--worker-connections", "20000", "--graceful-timeout", "5",
     ]
+    if _gunicorn_has_control_socket():
+        # Unused here, and one fixed path per OS user: two servers on one host would fight over it.
+        args.append("--no-control-socket")
     if access_log := os.environ.get("SSO_ACCESS_LOG"):
         args += ["--access-logfile", access_log]
     args.append("sso.wsgi:app")
