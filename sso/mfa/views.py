@@ -20,6 +20,7 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import web as flow_web
 from ..i18n import gettext as _
+from ..sessions.models import SSOSession
 from ..web import allow_form_action, origin
 from . import policy, service
 
@@ -92,6 +93,18 @@ def _to_login(target: Target) -> Response:
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
 
 
+def _target_and_session() -> tuple[Target, SSOSession] | Response:
+    """Where to go afterwards, and the SSO session the second factor is for (or the page that
+    answers instead: an expired flow, a bad ``next``, the sign-in page)."""
+    target = _target()
+    if isinstance(target, Response):
+        return target
+    sso_session = flow_web.current_session()
+    if sso_session is None:
+        return _to_login(target)
+    return target, sso_session
+
+
 def _finish(user: User, target: Target) -> Response:
     """Step the session up with "otp" and go on to the flow, ``next`` or the account page."""
     response = flow_web.complete_sign_in(user, ["otp"], target.flow_id)
@@ -134,12 +147,10 @@ def _verify_page(target: Target, user: User, error: str | None = None,
 
 @bp.get("/verify")
 def verify() -> Response:
-    target = _target()
-    if isinstance(target, Response):
-        return target
-    sso_session = flow_web.current_session()
-    if sso_session is None:
-        return _to_login(target)
+    found = _target_and_session()
+    if isinstance(found, Response):
+        return found
+    target, sso_session = found
     user = sso_session.user
     if not service.is_enrolled(user.id):
         return redirect(url_for("mfa.enrol", **target.query()))  # type: ignore[return-value]
@@ -165,12 +176,10 @@ def verify() -> Response:
 
 @bp.post("/verify")
 def verify_submit() -> Response:
-    target = _target()
-    if isinstance(target, Response):
-        return target
-    sso_session = flow_web.current_session()
-    if sso_session is None:
-        return _to_login(target)
+    found = _target_and_session()
+    if isinstance(found, Response):
+        return found
+    target, sso_session = found
     user = sso_session.user
     if _limited(user):
         return _verify_page(target, user, _("Too many attempts. Please wait a few minutes."),
@@ -229,12 +238,10 @@ def _continue_url(target: Target) -> str:
 
 @bp.post("/enrol")
 def enrol_submit() -> Response:
-    target = _target()
-    if isinstance(target, Response):
-        return target
-    sso_session = flow_web.current_session()
-    if sso_session is None:
-        return _to_login(target)
+    found = _target_and_session()
+    if isinstance(found, Response):
+        return found
+    target, sso_session = found
     user = sso_session.user
     enrolment_id = request.form.get("enrolment", "")
     enrolment = service.pending_enrolment(user, enrolment_id)
