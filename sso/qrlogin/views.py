@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -286,9 +287,9 @@ def _phone_checks(qr: QRSession) -> tuple[SSOSession | None, Response | None]:
     return None, redirect(target)  # type: ignore[return-value]
 
 
-@bp.get("/qr/s/<qr_id>")
-def phone(qr_id: str) -> Response:
-    """Opened by scanning: mark the code scanned and ask the user to confirm."""
+def _approving_phone(qr_id: str) -> SSOSession | Response:
+    """The phone's SSO session, if it may scan or approve this code now; else the page that
+    answers instead (unknown code, sign in first, step up)."""
     loaded = _load(qr_id)
     if isinstance(loaded, Response):
         return loaded
@@ -296,12 +297,30 @@ def phone(qr_id: str) -> Response:
     if redirect_response is not None:
         return redirect_response
     assert session is not None  # noqa: S101
+    return session
+
+
+def _committed(transition: Callable[[], Outcome]) -> Outcome | Response:
+    """Run a phone-side transition and commit its audit rows; with Redis down, the 503 page
+    and nothing recorded."""
     try:
-        outcome = service.scan(qr_store(), qr_id, session.user, origin())
+        outcome = transition()
     except Unavailable:
         db.session.rollback()
         return _message(_("Unavailable"), _unavailable_message(), 503)
     db.session.commit()
+    return outcome
+
+
+@bp.get("/qr/s/<qr_id>")
+def phone(qr_id: str) -> Response:
+    """Opened by scanning: mark the code scanned and ask the user to confirm."""
+    session = _approving_phone(qr_id)
+    if isinstance(session, Response):
+        return session
+    outcome = _committed(lambda: service.scan(qr_store(), qr_id, session.user, origin()))
+    if isinstance(outcome, Response):
+        return outcome
     if not outcome.ok or outcome.session is None:
         return _outcome_page(outcome)
     return _confirm_page(outcome.session, session.user)
@@ -329,20 +348,14 @@ def phone_resume() -> Response:
 
 @bp.post("/qr/s/<qr_id>/approve")
 def phone_approve(qr_id: str) -> Response:
-    loaded = _load(qr_id)
-    if isinstance(loaded, Response):
-        return loaded
-    session, redirect_response = _phone_checks(loaded)
-    if redirect_response is not None:
-        return redirect_response
-    assert session is not None  # noqa: S101
+    session = _approving_phone(qr_id)
+    if isinstance(session, Response):
+        return session
     number = parse_json_number(request.form.get("number"))
-    try:
-        outcome = service.approve(qr_store(), qr_id, session.user, session, number, origin())
-    except Unavailable:
-        db.session.rollback()
-        return _message(_("Unavailable"), _unavailable_message(), 503)
-    db.session.commit()
+    outcome = _committed(lambda: service.approve(qr_store(), qr_id, session.user, session,
+                                                 number, origin()))
+    if isinstance(outcome, Response):
+        return outcome
     if not outcome.ok:
         return _outcome_page(outcome)
     return _message(_("Approved"), _("You are being signed in on your computer."), 200)
@@ -356,12 +369,9 @@ def phone_deny(qr_id: str) -> Response:
     session = flow_web.current_session()
     if session is None:
         return _sign_in_first(loaded)
-    try:
-        outcome = service.deny(qr_store(), qr_id, session.user, origin())
-    except Unavailable:
-        db.session.rollback()
-        return _message(_("Unavailable"), _unavailable_message(), 503)
-    db.session.commit()
+    outcome = _committed(lambda: service.deny(qr_store(), qr_id, session.user, origin()))
+    if isinstance(outcome, Response):
+        return outcome
     if not outcome.ok:
         return _outcome_page(outcome)
     return _message(_("Sign-in cancelled"), _("Nobody was signed in on the computer."), 200)
