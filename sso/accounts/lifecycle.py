@@ -173,19 +173,27 @@ def check_activation_link(raw: str | None, now: datetime | None = None) -> token
 def activate_with_link(raw: str | None, password: str, origin: Origin | None = None,
                        now: datetime | None = None) -> User:
     """Set the first password through the emailed link; the link works once."""
+    user = _redeem_link(raw, tokens.INVITE, UserStatus.INVITED, password, "account.activate",
+                        origin, now)
+    _activate(user, password, origin, tokens.EMAIL)
+    return user
+
+
+def _redeem_link(raw: str | None, purpose: str, status: str, password: str, event: str,
+                 origin: Origin | None, now: datetime | None) -> User:
+    """The user a valid ``purpose`` link is for, once the new password passes the policy and
+    the link is consumed (exactly one of two racing redemptions gets here)."""
     now = now or utcnow()
-    found = tokens.look_up_link(raw, tokens.INVITE, now)
+    found = tokens.look_up_link(raw, purpose, now)
     if found.state != tokens.VALID or found.token is None:
         raise LinkError(found.state)
     user = db.session.get(User, found.token.user_id)
-    if user is None or user.status != UserStatus.INVITED:
+    if user is None or user.status != status:
         raise LinkError(tokens.USED)
     policy.check(password, _config(), _hasher(), user=user)
     if not tokens.consume(found.token, now):
-        audit.record("account.activate", audit.FAILURE, origin=origin, user_id=user.id,
-                     reason="race")
+        audit.record(event, audit.FAILURE, origin=origin, user_id=user.id, reason="race")
         raise LinkError(tokens.USED)
-    _activate(user, password, origin, tokens.EMAIL)
     return user
 
 
@@ -353,18 +361,8 @@ def check_reset_link(raw: str | None, now: datetime | None = None) -> tokens.Lin
 
 def reset_with_link(raw: str | None, password: str, origin: Origin | None = None,
                     now: datetime | None = None) -> User:
-    now = now or utcnow()
-    found = tokens.look_up_link(raw, tokens.RESET, now)
-    if found.state != tokens.VALID or found.token is None:
-        raise LinkError(found.state)
-    user = db.session.get(User, found.token.user_id)
-    if user is None or user.status != UserStatus.ACTIVE:
-        raise LinkError(tokens.USED)
-    policy.check(password, _config(), _hasher(), user=user)
-    if not tokens.consume(found.token, now):
-        audit.record("password.reset", audit.FAILURE, origin=origin, user_id=user.id,
-                     reason="race")
-        raise LinkError(tokens.USED)
+    user = _redeem_link(raw, tokens.RESET, UserStatus.ACTIVE, password, "password.reset",
+                        origin, now)
     _finish_reset(user, password, origin, tokens.EMAIL)
     return user
 
