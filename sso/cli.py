@@ -93,7 +93,7 @@ def users_group() -> None:
 
 
 def _find_user(login: str) -> Any:
-    from .accounts.service import find_by_login  # noqa: PLC0415
+    from .users.service import find_by_login  # noqa: PLC0415
 
     user = find_by_login(login)
     if user is None:
@@ -132,8 +132,8 @@ def users_list() -> None:
     """List users."""
     from sqlalchemy import select  # noqa: PLC0415
 
-    from .accounts.models import User  # noqa: PLC0415
     from .extensions import db  # noqa: PLC0415
+    from .users.models import User  # noqa: PLC0415
 
     for user in db.session.scalars(select(User).order_by(User.username)):
         flags = " admin" if user.is_admin else ""
@@ -308,12 +308,15 @@ def _require_client(client_id: str) -> None:
 @with_appcontext
 def roles_define(client_id: str, name: str, description: str | None) -> None:
     """Define role NAME in app CLIENT_ID."""
-    from .accounts.service import AccountError, define_role  # noqa: PLC0415
+    from .users.service import (
+        UserError,  # noqa: PLC0415
+        define_role,  # noqa: PLC0415
+    )
 
     _require_client(client_id)
     try:
         define_role(client_id, name, description)
-    except AccountError as error:
+    except UserError as error:
         _fail(str(error))
     _commit()
     click.echo(f"role {name} defined in {client_id}")
@@ -324,7 +327,7 @@ def roles_define(client_id: str, name: str, description: str | None) -> None:
 @with_appcontext
 def roles_list(client_id: str) -> None:
     """List the roles of app CLIENT_ID and who has them."""
-    from .accounts.service import roles_of_app  # noqa: PLC0415
+    from .users.service import roles_of_app  # noqa: PLC0415
 
     _require_client(client_id)
     for role in roles_of_app(client_id):
@@ -339,12 +342,15 @@ def roles_list(client_id: str) -> None:
 @with_appcontext
 def roles_grant(login: str, client_id: str, name: str) -> None:
     """Give user LOGIN the role NAME in app CLIENT_ID."""
-    from .accounts.service import AccountError, grant_role  # noqa: PLC0415
+    from .users.service import (
+        UserError,  # noqa: PLC0415
+        grant_role,  # noqa: PLC0415
+    )
 
     _require_client(client_id)
     try:
         grant_role(_find_user(login), client_id, name)
-    except AccountError as error:
+    except UserError as error:
         _fail(str(error))
     _commit()
     click.echo(f"{login} has role {name} in {client_id}")
@@ -357,7 +363,7 @@ def roles_grant(login: str, client_id: str, name: str) -> None:
 @with_appcontext
 def roles_revoke(login: str, client_id: str, name: str) -> None:
     """Take role NAME in app CLIENT_ID away from user LOGIN."""
-    from .accounts.service import revoke_role  # noqa: PLC0415
+    from .users.service import revoke_role  # noqa: PLC0415
 
     revoke_role(_find_user(login), client_id, name)
     _commit()
@@ -370,11 +376,14 @@ def roles_revoke(login: str, client_id: str, name: str) -> None:
 @with_appcontext
 def roles_delete(client_id: str, name: str) -> None:
     """Delete role NAME of app CLIENT_ID (and every grant of it)."""
-    from .accounts.service import AccountError, delete_role  # noqa: PLC0415
+    from .users.service import (
+        UserError,  # noqa: PLC0415
+        delete_role,  # noqa: PLC0415
+    )
 
     try:
         delete_role(client_id, name)
-    except AccountError as error:
+    except UserError as error:
         _fail(str(error))
     _commit()
     click.echo(f"role {name} deleted from {client_id}")

@@ -7,3 +7,4 @@ from .mfa import models as mfa_models  # noqa: F401
 from .oidc import models as oidc_models  # noqa: F401
 from .outbox import OutboxMessage  # noqa: F401
 from .sessions import models as sessions_models  # noqa: F401
+from .users import models as users_models  # noqa: F401

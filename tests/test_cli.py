@@ -89,9 +89,9 @@ def test_clients_delete_removes_roles_and_tokens(runner: Any, flow: Any, erp: An
     flow.token(flow.authorize()["code"])
     run(runner, "clients", "delete", erp.client_id)
     with app.app_context():
-        from sso.accounts.models import AppRole
         from sso.extensions import db
         from sso.oidc.models import RefreshToken
+        from sso.users.models import AppRole
 
         assert db.session.scalars(db.select(AppRole)).all() == []
         assert db.session.scalars(db.select(RefreshToken)).all() == []

@@ -1,8 +1,5 @@
-"""Users, passwords and roles per app; the account lifecycle (invitation, activation,
-registration, reset, lockout) and the ``password_change`` step of the sign-in flow.
-
-Nothing is imported at package level: ``sso.accounts.models`` is imported by the flow's own
-dependencies, so importing the flow here would be circular."""
+"""Passwords and the account lifecycle (invitation, activation, registration, reset,
+lockout), and the ``password_change`` step of the sign-in flow."""
 
 from __future__ import annotations
 

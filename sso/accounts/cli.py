@@ -79,7 +79,7 @@ def register(cli: click.Group) -> None:
         from sqlalchemy import select  # noqa: PLC0415
 
         from ..extensions import db  # noqa: PLC0415
-        from .models import User, UserStatus  # noqa: PLC0415
+        from ..users.models import User, UserStatus  # noqa: PLC0415
 
         for user in db.session.scalars(select(User).where(User.status == UserStatus.PENDING)
                                        .order_by(User.created_at)):

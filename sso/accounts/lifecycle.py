@@ -22,8 +22,8 @@ from ..extensions import db
 from ..security import PasswordHashing
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
+from ..users.models import User, UserStatus
 from . import lockout, policy, tokens
-from .models import User, UserStatus
 from .service import (
     AccountError,
     create_user,

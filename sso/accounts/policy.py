@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..security import PasswordHashing
-from .models import PasswordHistory, User
+from ..users.models import User
+from .models import PasswordHistory
 
 COMMON_PASSWORDS = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 MAX_LENGTH = 256

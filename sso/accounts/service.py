@@ -1,8 +1,7 @@
-"""Create users, check passwords, manage roles. No Flask request in here."""
+"""Create users with a password, check passwords. No Flask request in here."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from flask import current_app
@@ -13,43 +12,27 @@ from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import PasswordHashing
+from ..users.models import User, UserStatus
+from ..users.service import (
+    EMAIL_PATTERN,
+    PHONE_PATTERN,
+    USERNAME_PATTERN,
+    UserError,
+    find_by_login,
+    normalise_email,
+    normalise_phone,
+    normalise_username,
+)
 from . import lockout, policy
-from .models import AppRole, User, UserRole, UserStatus
-
-USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-PHONE_PATTERN = re.compile(r"^\+?[0-9]{6,15}$")
-ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
-class AccountError(ValueError):
+class AccountError(UserError):
     """A request about accounts that cannot be carried out; the message is for the operator."""
 
 
 def passwords() -> PasswordHashing:
     return current_app.extensions["sso_passwords"]  # type: ignore[no-any-return]
 
-
-def normalise_username(username: str) -> str:
-    return username.strip().lower()
-
-
-def normalise_email(email: str | None) -> str | None:
-    return email.strip().lower() if email and email.strip() else None
-
-
-def normalise_phone(phone: str | None) -> str | None:
-    if not phone or not phone.strip():
-        return None
-    return re.sub(r"[\s()-]", "", phone.strip())
-
-
-def find_by_login(login: str) -> User | None:
-    """The user whose username or email is ``login`` (any case)."""
-    key = login.strip().lower()
-    if not key or len(key) > 254:
-        return None
-    return db.session.scalar(select(User).where(or_(User.username == key, User.email == key)))
 
 
 def create_user(
@@ -166,57 +149,3 @@ def set_password(user: User, password: str, origin: Origin | None = None, *,
     policy.remember(user, user.password_hash, config)
     audit.record("user.password_set", origin=origin, user_id=user.id, reason=reason,
                  actor=actor, must_change=must_change)
-
-
-# Roles per app.
-
-
-def define_role(client_id: str, name: str, description: str | None = None) -> AppRole:
-    if not ROLE_PATTERN.match(name):
-        raise AccountError("role: 1-64 characters, letters, digits, '.', '_', ':' or '-'")
-    role = db.session.scalar(
-        select(AppRole).where(AppRole.client_id == client_id, AppRole.name == name)
-    )
-    if role is None:
-        role = AppRole(client_id=client_id, name=name, description=description)
-        db.session.add(role)
-        db.session.flush()
-        audit.record("role.define", client_id=client_id, role=name)
-    elif description is not None:
-        role.description = description
-    return role
-
-
-def roles_of_app(client_id: str) -> list[AppRole]:
-    return list(db.session.scalars(
-        select(AppRole).where(AppRole.client_id == client_id).order_by(AppRole.name)
-    ))
-
-
-def grant_role(user: User, client_id: str, name: str) -> None:
-    role = db.session.scalar(
-        select(AppRole).where(AppRole.client_id == client_id, AppRole.name == name)
-    )
-    if role is None:
-        raise AccountError(f"the app has no role named {name!r}; define it first")
-    if role not in user.roles:
-        user.roles.append(role)
-        audit.record("role.grant", user_id=user.id, client_id=client_id, role=name)
-
-
-def revoke_role(user: User, client_id: str, name: str) -> None:
-    for role in list(user.roles):
-        if role.client_id == client_id and role.name == name:
-            user.roles.remove(role)
-            audit.record("role.revoke", user_id=user.id, client_id=client_id, role=name)
-
-
-def delete_role(client_id: str, name: str) -> None:
-    role = db.session.scalar(
-        select(AppRole).where(AppRole.client_id == client_id, AppRole.name == name)
-    )
-    if role is None:
-        raise AccountError(f"the app has no role named {name!r}")
-    db.session.execute(db.delete(UserRole).where(UserRole.role_id == role.id))
-    db.session.delete(role)
-    audit.record("role.delete", client_id=client_id, role=name)

@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..security import hash_token, new_token, same
-from .models import AccountToken, User
+from ..users.models import User
+from .models import AccountToken
 
 INVITE, RESET, VERIFY = "invite", "reset", "verify"
 EMAIL, SMS = "email", "sms"

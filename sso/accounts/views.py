@@ -20,9 +20,9 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import web as flow_web
 from ..i18n import gettext as _
+from ..users.models import User
 from ..web import origin
 from . import captcha, lifecycle, tokens
-from .models import User
 from .policy import PasswordRejected, Problem
 from .service import AccountError
 

@@ -21,8 +21,8 @@ def _actor() -> str:
 
 
 def _load(client_id: str, login: str) -> tuple[Any, Any]:
-    from ..accounts.service import find_by_login  # noqa: PLC0415
     from ..oidc.clients import get  # noqa: PLC0415
+    from ..users.service import find_by_login  # noqa: PLC0415
 
     client = get(client_id)
     if client is None:

@@ -24,7 +24,6 @@ from flask import current_app
 from sqlalchemy import select
 
 from .. import audit, outbox
-from ..accounts.models import User
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -32,6 +31,7 @@ from ..oidc.claims import user_claims
 from ..oidc.models import Client
 from ..oidc.secevent import MEDIA_TYPE, encode_set
 from ..outbox import GiveUp, OutboxMessage
+from ..users.models import User
 
 log = logging.getLogger(__name__)
 

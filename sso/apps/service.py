@@ -23,13 +23,13 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, notify
-from ..accounts.models import User
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc.models import Client, RefreshToken
 from ..oidc.tokens import revoke_family
 from ..outbox import OutboxMessage
+from ..users.models import User
 from . import events
 from .models import AppAccount
 from .models import AppAccountStatus as Status

@@ -14,6 +14,7 @@ from ..extensions import db
 from ..flow import web as flow_web
 from ..i18n import LANG_COOKIE, SUPPORTED
 from ..i18n import gettext as _
+from ..users import service as users
 from ..web import allow_form_action, origin
 
 bp = Blueprint("auth", __name__)
@@ -76,7 +77,7 @@ def login_submit() -> Response:
                            username, status=429)
     if not username or not password:
         return _login_page(pending, _("Enter your username and password."), username)
-    known = accounts.find_by_login(username)
+    known = users.find_by_login(username)
     subject = known.id if known else lockout.unknown_subject(username)
     if lockout.captcha_required(request.remote_addr, subject) and not captcha.verify(
             request.form.get("captcha_id"), request.form.get("captcha")):

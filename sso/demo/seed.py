@@ -21,12 +21,13 @@ from typing import Any
 
 from ..accounts import lifecycle
 from ..accounts import service as accounts
-from ..accounts.models import User
 from ..apps import service as app_accounts
 from ..extensions import db
 from ..oidc import clients
 from ..oidc.models import Client
 from ..security import hash_token, new_token, same
+from ..users import service as users
+from ..users.models import User
 
 DEMO_PASSWORD = "Demo-SSO-2024"
 SECRETS_FILE = "demo-client-secrets.json"
@@ -131,7 +132,7 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
             secret = new_token(clients.SECRET_PREFIX)
             client.secret_hash = hash_token(secret)
     for role, description in demo_app["roles"].items():
-        accounts.define_role(demo_app["client_id"], role, description)
+        users.define_role(demo_app["client_id"], role, description)
     return secret
 
 
@@ -149,7 +150,7 @@ def _checked_settings(settings: dict[str, Any], current: dict[str, Any] | None =
 
 
 def _seed_user(spec: dict[str, Any]) -> User:
-    user = accounts.find_by_login(spec["username"])
+    user = users.find_by_login(spec["username"])
     if user is None:
         user = accounts.create_user(
             spec["username"], email=spec["email"], phone=spec["phone"], name=spec["name"],
@@ -159,7 +160,7 @@ def _seed_user(spec: dict[str, Any]) -> User:
 
 
 def _seed_lifecycle_user(spec: dict[str, Any]) -> User:
-    user = accounts.find_by_login(spec["username"])
+    user = users.find_by_login(spec["username"])
     if user is None and spec["invited"]:
         user, _channel = lifecycle.invite(spec["username"], email=spec["email"],
                                           name=spec["name"], actor="demo seed")
@@ -174,7 +175,7 @@ def _grant_roles(user: User, roles: dict[str, list[str]],
     """Grant the roles; in an app that does not activate everyone, provision the user too."""
     for client_id, names in roles.items():
         for name in names:
-            accounts.grant_role(user, client_id, name)
+            users.grant_role(user, client_id, name)
         client = apps_by_id[client_id]
         if client is not None and (app_accounts.policy_of(client) != app_accounts.AUTO
                 and app_accounts.find(user.id, client_id) is None):

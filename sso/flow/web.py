@@ -19,12 +19,12 @@ from flask import current_app, g, redirect, render_template, request, session, u
 from werkzeug.wrappers import Response
 
 from .. import audit
-from ..accounts.models import User
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..i18n import gettext as _
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
+from ..users.models import User
 from ..web import origin
 
 FLOWS_KEY = "flows"

@@ -14,7 +14,7 @@ def _fail(message: str) -> None:
 
 
 def _user(login: str) -> Any:
-    from ..accounts.service import find_by_login  # noqa: PLC0415
+    from ..users.service import find_by_login  # noqa: PLC0415
 
     user = find_by_login(login)
     if user is None:
@@ -75,8 +75,8 @@ def roles_require_mfa(client_id: str, role: str, off: bool) -> None:
     """Require two-step verification of holders of ROLE when they sign in to CLIENT_ID."""
     from sqlalchemy import select  # noqa: PLC0415
 
-    from ..accounts.models import AppRole  # noqa: PLC0415
     from ..extensions import db  # noqa: PLC0415
+    from ..users.models import AppRole  # noqa: PLC0415
     from . import policy  # noqa: PLC0415
 
     found = db.session.scalar(

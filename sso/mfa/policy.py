@@ -17,12 +17,12 @@ from flask import current_app
 from sqlalchemy import Select, bindparam, select
 
 from .. import audit
-from ..accounts.models import AppRole, User, UserRole
 from ..audit import Origin
 from ..extensions import db
 from ..flow import Interaction, Request
 from ..sessions.models import SSOSession
 from ..sessions.service import ACR_MULTI_FACTOR, SECOND_FACTORS
+from ..users.models import AppRole, User, UserRole
 from . import service
 from .models import RoleRequirement, TotpAuthenticator, UserRequirement
 

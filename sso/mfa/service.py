@@ -26,11 +26,11 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import audit
 from ..accounts import lockout
-from ..accounts.models import User
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db, get_redis
 from ..security import hash_token, new_token, same
+from ..users.models import User
 from . import crypto
 from .models import RecoveryCode, RememberedDevice, SessionProof, TotpAuthenticator
 

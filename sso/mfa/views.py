@@ -15,12 +15,12 @@ from werkzeug.wrappers import Response
 
 from .. import audit, ratelimit
 from ..accounts import service as accounts
-from ..accounts.models import User
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import web as flow_web
 from ..i18n import gettext as _
 from ..sessions.models import SSOSession
+from ..users.models import User
 from ..web import allow_form_action, origin
 from . import policy, service
 

@@ -20,11 +20,11 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 
 from .. import audit
-from ..accounts.models import User
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
+from ..users.models import User
 from ..web import origin
 from . import tokens
 from .models import USER_SCOPES, AuthorizationCode, Client, RefreshToken

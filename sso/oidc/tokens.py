@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, literal, select, update
 
 from .. import audit
-from ..accounts.models import User, UserStatus
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
+from ..users.models import User, UserStatus
 from .claims import user_claims
 from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
 from .models import Client, RefreshToken, RevokedAccessToken

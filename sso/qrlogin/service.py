@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import audit, flow
-from ..accounts.models import User
 from ..audit import Origin
 from ..extensions import db
 from ..oidc.models import Client
 from ..sessions.models import SSOSession
 from ..sessions.service import SECOND_FACTORS
+from ..users.models import User
 from .store import Created, Outcome, QRSession, QRStore
 
 QR_SCOPE = "qr.approve"

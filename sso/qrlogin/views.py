@@ -22,7 +22,6 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from .. import audit, ratelimit
-from ..accounts.models import User
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import web as flow_web
@@ -31,6 +30,7 @@ from ..oidc.keys import InvalidJWS
 from ..oidc.models import Client
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
+from ..users.models import User
 from ..web import allow_form_action, csrf_exempt, origin
 from . import broker as broker_module
 from . import qr_broker, qr_store, service

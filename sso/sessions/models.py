@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..accounts.models import User
 from ..dbtypes import UTCDateTime, utcnow
 from ..extensions import db
+from ..users.models import User
 
 
 class SSOSession(db.Model):  # type: ignore[name-defined,misc]

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select
 
 from .. import audit
-from ..accounts.models import User
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
+from ..users.models import User
 from .models import SSOSession
 
 #: Authentication Context Class References this provider asserts (advertised in discovery).

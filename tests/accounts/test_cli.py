@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sso.accounts import lifecycle
-from sso.accounts.service import authenticate, find_by_login
+from sso.accounts.service import authenticate
 from sso.cli import cli
 from sso.extensions import db
+from sso.users.service import find_by_login
 from tests.accounts.helpers import in_app, last_link, messages
 from tests.conftest import PASSWORD
 

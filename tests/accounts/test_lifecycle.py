@@ -10,13 +10,15 @@ import pytest
 from sqlalchemy import select
 
 from sso.accounts import lifecycle, lockout, tokens
-from sso.accounts.models import AccountToken, User, UserStatus
+from sso.accounts.models import AccountToken
 from sso.accounts.policy import PasswordRejected
-from sso.accounts.service import AccountError, authenticate, find_by_login, passwords
+from sso.accounts.service import AccountError, authenticate, passwords
 from sso.audit import AuditEvent, Origin
 from sso.dbtypes import utcnow
 from sso.extensions import db
 from sso.sessions import service as sessions
+from sso.users.models import User, UserStatus
+from sso.users.service import find_by_login
 from tests.accounts.helpers import last_code, last_link, messages, token_of
 from tests.conftest import PASSWORD
 

@@ -201,8 +201,8 @@ def test_activation_by_code_resumes_the_pending_flow(app: Any, client: Any, erp:
 def test_expired_password_must_be_changed_when_expiry_is_on(app: Any, flow: Flow) -> None:
     from datetime import timedelta
 
-    from sso.accounts.service import find_by_login
     from sso.dbtypes import utcnow
+    from sso.users.service import find_by_login
 
     with app.app_context():
         find_by_login("alice").password_changed_at = utcnow() - timedelta(days=100)

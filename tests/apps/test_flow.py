@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from sso.accounts.service import define_role, find_by_login, grant_role
 from sso.apps import service
 from sso.extensions import db
 from sso.oidc.clients import get
 from sso.oidc.keys import decode_jws
+from sso.users.service import define_role, find_by_login, grant_role
 from tests.apps.conftest import app_result, run_flow
 from tests.conftest import Flow, basic, csrf_of
 

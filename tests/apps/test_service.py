@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from sso import audit
-from sso.accounts.models import User
 from sso.apps import service
 from sso.apps.models import AppAccount
 from sso.apps.models import AppAccountStatus as Status
 from sso.extensions import db
 from sso.oidc.models import Client, RefreshToken
 from sso.outbox import OutboxMessage
+from sso.users.models import User
 
 
 def _load(user: Any, client: Any) -> tuple[User, Client]:

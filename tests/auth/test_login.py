@@ -122,8 +122,8 @@ def test_language_switch_is_remembered_and_not_an_open_redirect(client: Any) -> 
 
 def test_disabled_user_cannot_sign_in(client: Any, alice: Any, app: Any) -> None:
     with app.app_context():
-        from sso.accounts.service import find_by_login
         from sso.extensions import db
+        from sso.users.service import find_by_login
 
         find_by_login("alice").status = "disabled"
         db.session.commit()

@@ -30,8 +30,8 @@ def _admin(live: LiveProvider, *args: str) -> str:
 
 def test_invited_employee_activates_and_lands_in_erp_with_roles(
         live_provider: LiveProvider, demo_erp: DemoERP, browser_page: Any) -> None:
-    from sso.accounts.service import find_by_login
     from sso.apps.service import find
+    from sso.users.service import find_by_login
 
     # The admin invites and grants the ERP role (CLI; the admin console reuses the services).
     _admin(live_provider, "users", "invite", "--username", "newhire",

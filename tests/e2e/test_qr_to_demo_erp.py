@@ -22,10 +22,10 @@ pytestmark = pytest.mark.browser
 
 def _enrol(live: LiveProvider, username: str) -> str:
     """Enrol through the service, confirmed with a code of a past step; return the seed."""
-    from sso.accounts.service import find_by_login
     from sso.dbtypes import utcnow
     from sso.extensions import db
     from sso.mfa import service
+    from sso.users.service import find_by_login
 
     with live.app.app_context():
         user = find_by_login(username)

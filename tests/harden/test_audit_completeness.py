@@ -89,10 +89,10 @@ def _enrol(w: World) -> Any:
 
 
 def _mfa_verify_fail(w: World) -> None:
-    from sso.accounts.service import find_by_login
     from sso.dbtypes import utcnow
     from sso.extensions import db
     from sso.mfa import service
+    from sso.users.service import find_by_login
 
     _enrol(w)
     with w.app.app_context():
@@ -104,10 +104,10 @@ def _mfa_verify_fail(w: World) -> None:
 def _mfa_verify(w: World) -> None:
     import pyotp
 
-    from sso.accounts.service import find_by_login
     from sso.dbtypes import utcnow
     from sso.extensions import db
     from sso.mfa import service
+    from sso.users.service import find_by_login
 
     seed = _enrol(w)
     later = utcnow()

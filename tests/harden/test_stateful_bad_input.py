@@ -23,10 +23,10 @@ ODD_NUMBERS = ["abc", "9" * 50, "-1", "1e3", "1.5", "", "１２", "[1]", "null",
 
 
 def _enrol(app: Flask) -> None:
-    from sso.accounts.service import find_by_login
     from sso.dbtypes import utcnow
     from sso.extensions import db
     from sso.mfa import service
+    from sso.users.service import find_by_login
 
     with app.app_context():
         user = find_by_login("alice")

@@ -38,7 +38,7 @@ def crm_served(live_provider: LiveProvider) -> Iterator[SeededApp]:
 
 
 def _subject_of(live: LiveProvider, username: str) -> str:
-    from sso.accounts.service import find_by_login
+    from sso.users.service import find_by_login
 
     with live.app.app_context():
         user = find_by_login(username)

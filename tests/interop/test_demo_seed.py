@@ -18,8 +18,8 @@ def instance(tmp_path: Path) -> str:
 
 
 def _state(app: Flask) -> dict[str, Any]:
-    from sso.accounts.service import find_by_login
     from sso.oidc.clients import get
+    from sso.users.service import find_by_login
 
     with app.app_context():
         users = {}
@@ -34,8 +34,9 @@ def _state(app: Flask) -> dict[str, Any]:
 
 
 def test_seed_creates_the_demo_and_a_rerun_changes_nothing(app: Flask, instance: str) -> None:
-    from sso.accounts.service import find_by_login, passwords
+    from sso.accounts.service import passwords
     from sso.oidc.clients import get
+    from sso.users.service import find_by_login
 
     with app.app_context():
         first = seed(instance)
@@ -88,10 +89,10 @@ def test_seed_applies_the_app_settings_of_demo_apps(app: Flask, instance: str) -
 
 def test_seed_applies_the_demo_policies_and_provisions_existing_employees(
         app: Flask, instance: str) -> None:
-    from sso.accounts.service import find_by_login
     from sso.apps import service as app_accounts
     from sso.oidc.clients import get
     from sso.outbox import OutboxMessage
+    from sso.users.service import find_by_login
 
     with app.app_context():
         seed(instance)

@@ -82,9 +82,9 @@ class Apache:
 
 
 def _client_for_apache(live: LiveProvider, port: int) -> str:
-    from sso.accounts import service as accounts
     from sso.extensions import db
     from sso.oidc.clients import create_client
+    from sso.users import service as users
 
     base = f"http://127.0.0.1:{port}"
     with live.app.app_context():
@@ -93,12 +93,12 @@ def _client_for_apache(live: LiveProvider, port: int) -> str:
             post_logout_redirect_uris=[f"{base}/"], first_party=True, client_id=CLIENT_ID,
             scope="openid profile email roles",
         )
-        accounts.define_role(CLIENT_ID, "reader")
-        accounts.define_role(CLIENT_ID, "editor")
-        alice = accounts.find_by_login("alice")
+        users.define_role(CLIENT_ID, "reader")
+        users.define_role(CLIENT_ID, "editor")
+        alice = users.find_by_login("alice")
         assert alice is not None
-        accounts.grant_role(alice, CLIENT_ID, "reader")
-        accounts.grant_role(alice, CLIENT_ID, "editor")
+        users.grant_role(alice, CLIENT_ID, "reader")
+        users.grant_role(alice, CLIENT_ID, "editor")
         db.session.commit()
     assert secret is not None
     return secret
@@ -161,7 +161,7 @@ def _error_log(apache: Apache) -> str:
 
 def test_mod_auth_openidc_signs_in_passes_claims_and_logs_out(
         apache: Apache, live_provider: LiveProvider) -> None:
-    from sso.accounts.service import find_by_login
+    from sso.users.service import find_by_login
 
     browser = requests.Session()
     protected = f"{apache.url}/protected/index.html"

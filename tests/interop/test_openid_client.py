@@ -44,9 +44,9 @@ def _variant_client(live: LiveProvider, erp: SeededApp, auth_method: str, alg: s
     client registered for it (public, or with ES256 ID tokens) that has ERP's roles."""
     if auth_method == "client_secret_basic" and alg == "RS256":
         return erp.client_id, erp.secret, erp.url
-    from sso.accounts import service as accounts
     from sso.extensions import db
     from sso.oidc.clients import create_client
+    from sso.users import service as users
 
     base = f"http://127.0.0.1:{free_port()}"  # nothing listens: the test stops at the redirect
     with live.app.app_context():
@@ -56,10 +56,10 @@ def _variant_client(live: LiveProvider, erp: SeededApp, auth_method: str, alg: s
             first_party=True, id_token_alg=alg,
         )
         for role in ("accountant", "approver"):
-            accounts.define_role(client.client_id, role)
-            alice = accounts.find_by_login("alice")
+            users.define_role(client.client_id, role)
+            alice = users.find_by_login("alice")
             assert alice is not None
-            accounts.grant_role(alice, client.client_id, role)
+            users.grant_role(alice, client.client_id, role)
         db.session.commit()
         return client.client_id, secret or "", base
 

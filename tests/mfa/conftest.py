@@ -31,10 +31,10 @@ def enrol(app: Flask) -> Any:
     codes of the current window are still unused."""
 
     def run(username: str = "alice") -> Enrolled:
-        from sso.accounts.service import find_by_login
         from sso.dbtypes import utcnow
         from sso.extensions import db
         from sso.mfa import service
+        from sso.users.service import find_by_login
 
         with app.app_context():
             user = find_by_login(username)

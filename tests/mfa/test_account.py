@@ -157,8 +157,8 @@ def test_rotate_key_command(runner: Any, app: Any, alice: Any, enrol: Any) -> No
         assert "re-encrypted 1" in run(runner, "mfa", "rotate-key").output
         app.config["MFA_ENCRYPTION_KEYS"] = "new-key-material-0123456789"
         with app.app_context():
-            from sso.accounts.service import find_by_login
             from sso.mfa import service
+            from sso.users.service import find_by_login
 
             user = find_by_login("alice")
             assert service.verify(user, enrolled.code(), origin=None, now=utcnow()) == "otp"

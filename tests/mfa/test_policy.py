@@ -9,12 +9,12 @@ import pyotp
 import pytest
 
 from sso import flow
-from sso.accounts.service import find_by_login
 from sso.audit import Origin
 from sso.dbtypes import utcnow
 from sso.extensions import db
 from sso.mfa import policy, service
 from sso.sessions import service as sessions
+from sso.users.service import find_by_login
 
 
 def _request(**overrides: Any) -> flow.Request:

@@ -10,11 +10,11 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from sso.accounts.service import find_by_login
 from sso.audit import AuditEvent
 from sso.extensions import db
 from sso.mfa import crypto, service
 from sso.mfa.models import RecoveryCode, TotpAuthenticator
+from sso.users.service import find_by_login
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 

@@ -72,8 +72,8 @@ def test_client_credentials_token_is_not_for_userinfo(make_client: Any, client: 
 def test_userinfo_refuses_tokens_of_a_disabled_user(flow: Flow, tokens: dict[str, Any],
                                                     app: Any) -> None:
     with app.app_context():
-        from sso.accounts.service import find_by_login
         from sso.extensions import db
+        from sso.users.service import find_by_login
 
         find_by_login("alice").status = "disabled"
         db.session.commit()

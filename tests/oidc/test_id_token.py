@@ -60,14 +60,14 @@ def test_roles_claim_holds_only_this_apps_roles(flow: Flow, app: Any, erp: Any,
                                                 make_client: Any) -> None:
     crm = make_client("CRM", redirect_uris=["https://crm.example.com/cb"])
     with app.app_context():
-        from sso.accounts import service
         from sso.extensions import db
+        from sso.users import service as users
 
-        alice = service.find_by_login("alice")
-        service.define_role(erp.client_id, "accountant")
-        service.define_role(crm.client_id, "sales")
-        service.grant_role(alice, erp.client_id, "accountant")
-        service.grant_role(alice, crm.client_id, "sales")
+        alice = users.find_by_login("alice")
+        users.define_role(erp.client_id, "accountant")
+        users.define_role(crm.client_id, "sales")
+        users.grant_role(alice, erp.client_id, "accountant")
+        users.grant_role(alice, crm.client_id, "sales")
         db.session.commit()
     body = flow.token(flow.authorize()["code"]).get_json()
     assert _verify(flow.http, body["id_token"], "RS256")["roles"] == ["accountant"]

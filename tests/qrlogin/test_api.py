@@ -76,10 +76,10 @@ def test_number_matching_through_the_api(desktop: Desktop, token: str, app: Any,
 
 
 def _expired_token(app: Any, mobile: Any, alice: Any) -> str:
-    from sso.accounts.models import User
     from sso.dbtypes import utcnow
     from sso.extensions import db
     from sso.oidc.models import Client
+    from sso.users.models import User
 
     with app.app_context():
         service = app.extensions["sso_tokens"]

@@ -14,8 +14,8 @@ from tests.qrlogin.conftest import Desktop, Phone
 
 
 def _subject(app: Any, username: str) -> str:
-    from sso.accounts.models import User
     from sso.extensions import db
+    from sso.users.models import User
 
     with app.app_context():
         return db.session.scalar(db.select(User.subject).where(User.username == username))
