@@ -21,7 +21,6 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import PasswordHashing
 from ..sessions import service as sessions
-from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from . import lockout, policy, tokens
 from .service import (
@@ -80,20 +79,6 @@ def _may_send(user: User) -> bool:
     """At most a few messages per user per window, whoever asks (stops mail and SMS floods)."""
     return ratelimit.allow("account-msg", str(user.id),
                            str(current_app.config["RATE_LIMIT_MESSAGES_PER_USER"]))
-
-
-def _end_sessions(user: User, reason: str, origin: Origin | None,
-                  keep: str | None = None) -> int:
-    now = utcnow()
-    live = db.session.scalars(select(SSOSession).where(
-        SSOSession.user_id == user.id, SSOSession.ended_at.is_(None),
-        SSOSession.expires_at > now)).all()
-    ended = 0
-    for session in live:
-        if session.id != keep:
-            sessions.end_session(session, reason=reason, origin=origin, now=now)
-            ended += 1
-    return ended
 
 
 # Invitation and activation.
@@ -308,7 +293,7 @@ def deny(user: User, actor: str | None = None, origin: Origin | None = None) -> 
 def disable(user: User, actor: str | None = None, origin: Origin | None = None) -> int:
     """No more sign-ins; every live SSO session ends (and with it its refresh tokens)."""
     user.status = UserStatus.DISABLED
-    ended = _end_sessions(user, "disabled", origin)
+    ended = sessions.end_user_sessions(user.id, reason="disabled", origin=origin)
     audit.record("account.disable", origin=origin, user_id=user.id, actor=actor,
                  sessions_ended=ended)
     return ended
@@ -377,7 +362,7 @@ def _finish_reset(user: User, password: str, origin: Origin | None, via: str) ->
     lockout.unlock(user.id, origin, actor="password-reset")
     ended = 0
     if current_app.config["PASSWORD_RESET_ENDS_SESSIONS"]:
-        ended = _end_sessions(user, "password_reset", origin)
+        ended = sessions.end_user_sessions(user.id, reason="password_reset", origin=origin)
     audit.record("password.reset", origin=origin, user_id=user.id, channel=via,
                  sessions_ended=ended)
     _tell_password_changed(user, origin)
@@ -394,7 +379,8 @@ def change_password(user: User, current: str, new: str, origin: Origin | None = 
     set_password(user, new, origin, reason="change")
     ended = 0
     if current_app.config["PASSWORD_RESET_ENDS_SESSIONS"]:
-        ended = _end_sessions(user, "password_change", origin, keep=session_id)
+        ended = sessions.end_user_sessions(user.id, reason="password_change", origin=origin,
+                                           keep=session_id)
     audit.record("password.change", origin=origin, user_id=user.id, sessions_ended=ended)
     _tell_password_changed(user, origin)
 

@@ -62,23 +62,6 @@ class RememberedDevice(db.Model):  # type: ignore[name-defined,misc]
         return self.revoked_at is None and self.expires_at > now
 
 
-class SessionProof(db.Model):  # type: ignore[name-defined,misc]
-    """When and how the second factor was last proven in an SSO session.
-
-    ``auth_time`` moves with every sign-in method, so ``prompt=login`` and ``max_age`` need
-    this to know whether the second factor itself is fresh.
-    """
-
-    __tablename__ = "mfa_session_proofs"
-
-    session_id: Mapped[str] = mapped_column(
-        String(43), ForeignKey("sso_sessions.id", ondelete="CASCADE"), primary_key=True
-    )
-    #: "otp", "recovery" or "device" (a remembered browser stood in for the code).
-    method: Mapped[str] = mapped_column(String(16))
-    verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
 class UserRequirement(db.Model):  # type: ignore[name-defined,misc]
     """An admin requires two-step verification of this user."""
 

@@ -32,7 +32,7 @@ from ..extensions import db, get_redis
 from ..security import hash_token, new_token, same
 from ..users.models import User
 from . import crypto
-from .models import RecoveryCode, RememberedDevice, SessionProof, TotpAuthenticator
+from .models import RecoveryCode, RememberedDevice, TotpAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -300,39 +300,6 @@ def remove(user: User, *, origin: Origin | None, actor_id: int | None = None,
     audit.record(event, origin=origin, user_id=user.id, actor_id=actor_id,
                  had_authenticator=record is not None)
     return record is not None
-
-
-# Proof of the second factor in an SSO session.
-
-
-@dataclass(frozen=True)
-class Proof:
-    method: str
-    at: datetime
-
-
-def record_proof(session_id: str, method: str, now: datetime) -> None:
-    proof = db.session.get(SessionProof, session_id)
-    if proof is None:
-        db.session.add(SessionProof(session_id=session_id, method=method, verified_at=now))
-    else:
-        proof.method = method
-        proof.verified_at = now
-
-
-def proof_of(session_id: str, amr: list[str], created_at: datetime,
-             second_factors: frozenset[str]) -> Proof | None:
-    """When the session last proved a second factor.
-
-    A session opened with a second factor already in its ``amr`` (QR sign-in from a phone
-    that did MFA) has no row here: its proof is the session's creation.
-    """
-    row = db.session.get(SessionProof, session_id)
-    if row is not None:
-        return Proof(row.method, row.verified_at)
-    if second_factors.intersection(amr):
-        return Proof("session", created_at)
-    return None
 
 
 # Remembered devices.

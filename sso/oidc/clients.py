@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..audit import Origin
 from ..extensions import db
+from ..flow import AppPolicy
 from ..security import hash_token, new_token
 from .models import USER_SCOPES, Client
 
@@ -66,10 +67,14 @@ def create_client(
     first_party: bool = False,
     id_token_alg: str = "RS256",
     client_id: str | None = None,
-    settings: dict[str, object] | None = None,
+    policy: dict[str, Any] | None = None,
     origin: Origin | None = None,
 ) -> tuple[Client, str | None]:
-    """Register a client; return it and its secret (None for public clients)."""
+    """Register a client; return it and its secret (None for public clients).
+
+    ``policy`` sets the app's sign-in policy columns (:data:`POLICY_FIELDS`), already
+    validated by the package that owns each (apps: activation and events endpoint).
+    """
     name = name.strip()
     if not name or len(name) > 128:
         raise ClientError("name: 1-128 characters")
@@ -106,12 +111,44 @@ def create_client(
         token_endpoint_auth_method="none" if public else "client_secret_basic",
         first_party=first_party,
         id_token_signed_response_alg=id_token_alg,
-        settings=dict(settings or {}),
     )
+    _set_policy(client, policy or {})
     db.session.add(client)
     db.session.flush()
     audit.record("client.create", origin=origin, client_id=client.client_id, public=public)
     return client, secret
+
+
+#: The typed policy columns of a client, and who reads them.
+POLICY_FIELDS = ("first_party", "mfa_required", "remember_device", "activation",
+                 "qr_number_matching", "events_endpoint")
+
+
+def _set_policy(client: Client, changes: dict[str, Any]) -> None:
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise ClientError(f"unknown policy setting(s): {', '.join(sorted(unknown))}")
+    for name, value in changes.items():
+        setattr(client, name, value)
+
+
+def update_policy(client: Client, *, origin: Origin | None = None, **changes: Any) -> None:
+    """Change an app's sign-in policy columns (the one place that writes them) and audit it."""
+    _set_policy(client, changes)
+    if changes:
+        audit.record("client.update", origin=origin, client_id=client.client_id,
+                     **{name: value for name, value in changes.items()})
+
+
+def policy_of(client: Client) -> AppPolicy:
+    """The app's sign-in policy, as the flow's steps read it."""
+    return AppPolicy(
+        first_party=bool(client.first_party),
+        mfa_required=bool(client.mfa_required),
+        remember_device=client.remember_device is not False,
+        activation=client.activation or "auto",
+        qr_number_matching=bool(client.qr_number_matching),
+    )
 
 
 def list_clients() -> list[Client]:

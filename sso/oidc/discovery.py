@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, url_for
 
-from ..sessions.service import ACR_VALUES
+from ..sessions.models import ACR_VALUES
 from .claims import CLAIMS_SUPPORTED
 from .keys import ALGORITHMS
 

@@ -7,9 +7,8 @@ Access tokens are self-contained JWTs (RFC 9068); only revoked ones are remember
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import UTCDateTime, utcnow
@@ -36,8 +35,20 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="RS256")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    #: Room for per-app policies that later features add (MFA, activation, QR matching).
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # The app's sign-in policy (read as one ``flow.AppPolicy``, written only through
+    # ``oidc.clients.update_policy``).
+    #: How users get an account in the app at their first sign-in: auto, approval, invite.
+    activation: Mapped[str] = mapped_column(String(16), default="auto", server_default="auto")
+    #: Users need a second factor to sign in to this app.
+    mfa_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: A remembered browser may stand in for the second factor here.
+    remember_device: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    #: Scan-to-sign-in approvals pick the number the desktop shows.
+    qr_number_matching: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                     server_default=false())
+    #: Where account events are pushed as Security Event Tokens (RFC 8935); None: not sent.
+    events_endpoint: Mapped[str | None] = mapped_column(String(512))
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name}>"

@@ -1,8 +1,10 @@
-"""The SSO session: who signed in to this browser, when, and how."""
+"""The SSO session: who signed in to this browser, when, and each proof they gave."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -10,6 +12,61 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..dbtypes import UTCDateTime, utcnow
 from ..extensions import db
 from ..users.models import User
+
+#: Authentication Context Class References this provider asserts (advertised in discovery).
+ACR_SINGLE_FACTOR = "urn:sso:loa:1"
+ACR_MULTI_FACTOR = "urn:sso:loa:2"
+ACR_VALUES = (ACR_SINGLE_FACTOR, ACR_MULTI_FACTOR)
+
+#: What each kind of proof adds to ``amr`` (RFC 8176 values where one exists). A recovery code
+#: is a one-time password; a remembered browser stands in for a second factor without being
+#: one, so it adds nothing.
+AMR_OF = {
+    "pwd": "pwd",
+    "otp": "otp",
+    "recovery": "otp",
+    "sms": "sms",
+    "hwk": "hwk",
+    "swk": "swk",
+    "qr": "qr",
+    "device": None,
+}
+#: ``amr`` values that count as a second factor.
+SECOND_FACTOR_AMR = frozenset({"otp", "hwk", "swk", "sms"})
+#: Proofs that satisfy a second-factor requirement (a remembered device only where the app's
+#: policy lets it stand in for a code).
+SECOND_FACTOR_PROOFS = frozenset({"otp", "recovery", "sms", "hwk", "swk", "device"})
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One thing the user proved in this session, and when (the newest of its kind is kept)."""
+
+    method: str
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        # Microseconds kept: a proof is compared with when the request started.
+        return {"m": self.method, "t": round(self.at.timestamp(), 6)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Proof:
+        return cls(str(data["m"]), datetime.fromtimestamp(float(data["t"]), UTC))
+
+
+def amr_of(proofs: list[Proof]) -> list[str]:
+    """RFC 8176 ``amr``: each method once, in the order first proved, plus ``mfa`` when a
+    second factor joined another method."""
+    values = list(dict.fromkeys(
+        value for proof in proofs if (value := AMR_OF.get(proof.method)) is not None))
+    if SECOND_FACTOR_AMR.intersection(values) and len(values) > 1:
+        values.append("mfa")
+    return values
+
+
+def acr_of(amr: list[str]) -> str:
+    """Two kinds of proof, one of them a second factor, make a multi-factor sign-in."""
+    return ACR_MULTI_FACTOR if "mfa" in amr else ACR_SINGLE_FACTOR
 
 
 class SSOSession(db.Model):  # type: ignore[name-defined,misc]
@@ -23,10 +80,12 @@ class SSOSession(db.Model):  # type: ignore[name-defined,misc]
         Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    #: When the user last proved who they are (``auth_time``); step-up and re-login move it.
+    #: When the user last proved who they are (``auth_time``); every sign-in and step-up
+    #: moves it.
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
-    acr: Mapped[str] = mapped_column(String(64))
+    #: Each proof of the session, ``[{"m": method, "t": unix time}]``, the newest per method:
+    #: ``amr``, ``acr`` and whether a second factor is fresh enough are computed from it.
+    proof_log: Mapped[list[dict[str, Any]]] = mapped_column("proofs", JSON, default=list)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -37,3 +96,28 @@ class SSOSession(db.Model):  # type: ignore[name-defined,misc]
 
     def is_active(self, now: datetime) -> bool:
         return self.ended_at is None and self.expires_at > now
+
+    @property
+    def proofs(self) -> list[Proof]:
+        return [Proof.from_json(entry) for entry in self.proof_log or []]
+
+    def add_proofs(self, added: list[Proof]) -> None:
+        """Record new proofs; a method proved again replaces its older entry."""
+        kept = [p for p in self.proofs if all(p.method != a.method for a in added)]
+        self.proof_log = [p.to_json() for p in [*kept, *added]]
+
+    @property
+    def amr(self) -> list[str]:
+        return amr_of(self.proofs)
+
+    @property
+    def acr(self) -> str:
+        return acr_of(self.amr)
+
+    def second_factor(self, accepted: frozenset[str]) -> Proof | None:
+        """The newest proof of one of the ``accepted`` second factors, if the session also
+        holds a proof of another kind (a code that was the only proof is a first factor)."""
+        found = [p for p in self.proofs if p.method in accepted]
+        if not found or all(p.method in SECOND_FACTOR_PROOFS for p in self.proofs):
+            return None
+        return max(found, key=lambda p: p.at)

@@ -1,10 +1,12 @@
-"""Open, find, step up and end SSO sessions. No Flask here: callers pass what they know."""
+"""Open, find, step up and end SSO sessions. No Flask request here: callers pass what they
+know."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from flask import Flask, current_app
 from sqlalchemy import bindparam, select
 
 from .. import audit
@@ -13,49 +15,50 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
 from ..users.models import User
-from .models import SSOSession
+from .models import Proof, SSOSession
 
-#: Authentication Context Class References this provider asserts (advertised in discovery).
-ACR_SINGLE_FACTOR = "urn:sso:loa:1"
-ACR_MULTI_FACTOR = "urn:sso:loa:2"
-ACR_VALUES = (ACR_SINGLE_FACTOR, ACR_MULTI_FACTOR)
-#: ``amr`` values (RFC 8176 where one exists) that count as a second factor.
-SECOND_FACTORS = frozenset({"otp", "hwk", "swk", "sms"})
+EndListener = Callable[[SSOSession, Origin | None], None]
 
 
-def acr_for(amr: list[str]) -> str:
-    return ACR_MULTI_FACTOR if SECOND_FACTORS.intersection(amr) else ACR_SINGLE_FACTOR
+class Sessions:
+    """Per-app registry: who wants to hear that a session ended (oidc revokes its tokens)."""
+
+    def __init__(self) -> None:
+        self.end_listeners: list[EndListener] = []
 
 
-def _merge_amr(existing: list[str], added: list[str]) -> list[str]:
-    merged = list(dict.fromkeys([*existing, *added]))
-    merged = [m for m in merged if m != "mfa"]
-    if SECOND_FACTORS.intersection(merged) and len(merged) > 1:
-        merged.append("mfa")
-    return merged
+def init_app(app: Flask) -> None:
+    app.extensions["sso_sessions"] = Sessions()
 
 
-def open_session(
+def on_end(app: Flask, listener: EndListener) -> None:
+    """Call ``listener`` whenever a session of ``app`` ends."""
+    listeners = app.extensions["sso_sessions"].end_listeners
+    if listener not in listeners:
+        listeners.append(listener)
+
+
+def sign_in(
     user: User,
-    amr: list[str],
+    proofs: list[Proof],
     *,
     lifetime: int,
     origin: Origin,
     now: datetime | None = None,
     previous: SSOSession | None = None,
 ) -> tuple[SSOSession, str]:
-    """Sign ``user`` in; return the session and the secret for the browser's cookie.
+    """Record what ``user`` proved; return the session and the secret for the browser's cookie.
 
-    If the browser already holds a live session of the same user, it is stepped up in place
-    (``amr`` merged, ``auth_time`` moved) so the ``sid`` the apps know stays the same; the
-    cookie secret is replaced either way, which defeats session fixation.
+    If the browser already holds a live session of the same user, the proofs are added to it
+    in place (``auth_time`` moves) so the ``sid`` the apps know stays the same; the cookie
+    secret is replaced either way, which defeats session fixation. A live session of another
+    user ends.
     """
     now = now or utcnow()
     secret = new_token()
     if previous is not None and previous.user_id == user.id and previous.is_active(now):
         session = previous
-        session.amr = _merge_amr(session.amr or [], amr)
-        session.acr = acr_for(session.amr)
+        session.add_proofs(proofs)
         session.auth_time = now
         session.token_hash = hash_token(secret)
         session.last_seen_at = now
@@ -64,7 +67,6 @@ def open_session(
         return session, secret
     if previous is not None and previous.is_active(now):
         end_session(previous, reason="replaced", origin=origin, now=now)
-    merged = _merge_amr([], amr)
     session = SSOSession(
         id=new_token(nbytes=16),
         token_hash=hash_token(secret),
@@ -72,16 +74,16 @@ def open_session(
         user=user,
         created_at=now,
         auth_time=now,
-        amr=merged,
-        acr=acr_for(merged),
+        proof_log=[],
         last_seen_at=now,
         expires_at=now + timedelta(seconds=lifetime),
         ip=origin.ip,
         user_agent=(origin.user_agent or "")[:255] or None,
     )
+    session.add_proofs(proofs)
     db.session.add(session)
     audit.record("session.open", origin=origin, user_id=user.id, session_id=session.id,
-                 amr=merged)
+                 amr=session.amr)
     return session, secret
 
 
@@ -106,16 +108,6 @@ def get(session_id: str) -> SSOSession | None:
     return db.session.get(SSOSession, session_id)
 
 
-EndListener = Callable[[SSOSession, Origin | None], None]
-_end_listeners: list[EndListener] = []
-
-
-def on_end(listener: EndListener) -> None:
-    """Call ``listener`` whenever a session ends (oidc revokes the session's refresh tokens)."""
-    if listener not in _end_listeners:
-        _end_listeners.append(listener)
-
-
 def end_session(
     session: SSOSession, *, reason: str, origin: Origin | None = None,
     now: datetime | None = None,
@@ -123,16 +115,22 @@ def end_session(
     session.ended_at = now or utcnow()
     audit.record("session.end", origin=origin, user_id=session.user_id, session_id=session.id,
                  reason=reason)
-    for listener in _end_listeners:
+    for listener in current_app.extensions["sso_sessions"].end_listeners:
         listener(session, origin)
 
 
-def end_user_sessions(user_id: int, *, reason: str, origin: Origin | None = None) -> int:
-    """End every live session of a user (password reset, admin action); return how many."""
+def end_user_sessions(user_id: int, *, reason: str, origin: Origin | None = None,
+                      keep: str | None = None) -> int:
+    """End every live session of a user but ``keep`` (password change, reset, admin action);
+    return how many ended."""
     now = utcnow()
     live = db.session.scalars(
-        select(SSOSession).where(SSOSession.user_id == user_id, SSOSession.ended_at.is_(None))
+        select(SSOSession).where(SSOSession.user_id == user_id, SSOSession.ended_at.is_(None),
+                                 SSOSession.expires_at > now)
     ).all()
+    ended = 0
     for session in live:
-        end_session(session, reason=reason, origin=origin, now=now)
-    return len(live)
+        if session.id != keep:
+            end_session(session, reason=reason, origin=origin, now=now)
+            ended += 1
+    return ended
