@@ -21,7 +21,7 @@ def _actor() -> str:
 
 
 def _load(client_id: str, login: str) -> tuple[Any, Any]:
-    from ..oidc.clients import get  # noqa: PLC0415
+    from ..oidc.public import get  # noqa: PLC0415
     from ..users.service import find_by_login  # noqa: PLC0415
 
     client = get(client_id)

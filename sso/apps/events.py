@@ -27,9 +27,8 @@ from .. import audit, outbox
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
-from ..oidc.claims import user_claims
-from ..oidc.models import Client
-from ..oidc.secevent import MEDIA_TYPE, encode_set
+from ..oidc.public import SET_MEDIA_TYPE as MEDIA_TYPE
+from ..oidc.public import Client, encode_set, user_claims
 from ..outbox import GiveUp, OutboxMessage
 from ..users.models import User
 
@@ -76,7 +75,7 @@ def enqueue(client: Client, user: User, event_type: str, details: dict[str, Any]
     scopes release (the same the ID token would), so the app can create or update its record
     without another round trip.
     """
-    endpoint = (client.settings or {}).get("events_endpoint")
+    endpoint = client.events_endpoint
     if not endpoint:
         return None
     payload = {**details, "client_id": client.client_id,

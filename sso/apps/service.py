@@ -1,6 +1,6 @@
 """Activate users in each app (DESIGN.md §3 step 4): policies, admin decisions, events.
 
-Each app (client) has an activation policy in ``Client.settings["activation"]``:
+Each app (client) has an activation policy (``Client.activation``):
 
 * ``auto`` (default): the first sign-in activates the user's account in the app;
 * ``approval``: the first sign-in files a request; an admin approves or denies it;
@@ -14,6 +14,7 @@ endpoint, sent to it as a Security Event Token. No Flask request in here: views 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,7 @@ from .. import audit, notify
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
-from ..oidc.models import Client, RefreshToken
-from ..oidc.tokens import revoke_family
+from ..oidc.public import Client, revoke_grants, update_policy
 from ..outbox import OutboxMessage
 from ..users.models import User
 from . import events
@@ -51,46 +51,53 @@ class Decision:
     outcome: str
     #: Why a sign-in is refused: "refused", "revoked" or "not_provisioned".
     reason: str = ""
-    #: Queued events, to be tried at once after the caller commits.
+    #: What the decision causes (an account activated, a request filed, a refusal audited),
+    #: run by the caller once, after deciding; returns the events it queued.
+    effect: Callable[[], list[OutboxMessage | None]] | None = None
+    #: Events queued by the effect (``on_sign_in`` runs it).
     events: list[OutboxMessage | None] = field(default_factory=list)
-    #: Whether anything was recorded that the caller must commit.
-    recorded: bool = True
 
 
 def policy_of(client: Client) -> str:
-    return str((client.settings or {}).get("activation", DEFAULT_POLICY))
+    return client.activation or DEFAULT_POLICY
 
 
-def _validated(settings: dict[str, Any] | None, activation: str | None,
-               events_endpoint: str | None) -> dict[str, Any]:
-    result = dict(settings or {})
-    if activation is not None:
-        if activation not in POLICIES:
-            raise AppsError(f"activation must be one of {', '.join(POLICIES)}")
-        result["activation"] = activation
-    if events_endpoint is not None:
-        if not events_endpoint.strip():
-            result.pop("events_endpoint", None)
-            return result
-        try:
-            result["events_endpoint"] = events.check_endpoint(events_endpoint)
-        except events.EndpointError as error:
-            raise AppsError(str(error)) from None
-    return result
+def check_activation(activation: str) -> str:
+    if activation not in POLICIES:
+        raise AppsError(f"activation must be one of {', '.join(POLICIES)}")
+    return activation
 
 
-def settings_for(activation: str | None, events_endpoint: str | None) -> dict[str, Any]:
-    """Validated settings for a new client (``sso clients create``)."""
-    return _validated({}, activation, events_endpoint)
+def check_events_endpoint(events_endpoint: str) -> str | None:
+    """A valid events endpoint, or None for an empty value (no events)."""
+    if not events_endpoint.strip():
+        return None
+    try:
+        return events.check_endpoint(events_endpoint)
+    except events.EndpointError as error:
+        raise AppsError(str(error)) from None
+
+
+def checked_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    """``policy`` (client policy columns) with its activation policy and events endpoint
+    validated (an empty events endpoint becomes None: no events)."""
+    checked = dict(policy)
+    if checked.get("activation") is not None:
+        checked["activation"] = check_activation(checked["activation"])
+    if "events_endpoint" in checked:
+        checked["events_endpoint"] = check_events_endpoint(checked["events_endpoint"] or "")
+    return checked
 
 
 def configure(client: Client, *, activation: str | None = None,
               events_endpoint: str | None = None, origin: Origin | None = None) -> None:
     """Set the app's activation policy and/or events endpoint (an empty endpoint removes it)."""
-    client.settings = _validated(client.settings, activation, events_endpoint)
-    audit.record("client.update", origin=origin, client_id=client.client_id,
-                 activation=client.settings.get("activation", DEFAULT_POLICY),
-                 events_endpoint=client.settings.get("events_endpoint"))
+    changes: dict[str, Any] = {}
+    if activation is not None:
+        changes["activation"] = check_activation(activation)
+    if events_endpoint is not None:
+        changes["events_endpoint"] = check_events_endpoint(events_endpoint)
+    update_policy(client, origin=origin, **changes)
 
 
 def find(user_id: int, client_id: str) -> AppAccount | None:
@@ -167,51 +174,80 @@ def _activate(account: AppAccount, user: User, client: Client, *, via: str, now:
     }, now)
 
 
-def on_sign_in(user: User, client: Client, *, interactive: bool, origin: Origin | None,
-               now: datetime | None = None) -> Decision:
-    """Decide whether ``user``, signed in, may go on to ``client``; record what happened.
+def decide_sign_in(user: User, client: Client, *, interactive: bool, origin: Origin | None,
+                   now: datetime | None = None) -> Decision:
+    """Decide whether ``user``, signed in, may go on to ``client``, without changing anything;
+    the decision's ``effect`` records what follows from it.
 
     ``interactive`` is False for ``prompt=none``: then no approval request is filed (the
     user never saw a page that said so), but an ``auto`` activation, which shows none, is.
     """
     now = now or utcnow()
     account = find(user.id, client.client_id)
+    policy = policy_of(client)
     if account is None:
-        policy = policy_of(client)
         if policy == AUTO:
-            account, created = _find_or_create(user, client, Status.ACTIVE, now)
-            if created:
-                return Decision(PASS, events=[_activate(account, user, client, via=AUTO,
-                                                        now=now, origin=origin)])
-        elif policy == APPROVAL:
+            return Decision(PASS, effect=lambda: _activate_new(user, client, now, origin))
+        if policy == APPROVAL:
             if not interactive:
-                return Decision(WAIT, recorded=False)
-            account, created = _find_or_create(user, client, Status.PENDING, now)
-            if created:
-                account.requested_at = now
-                audit.record("app.request", origin=origin, user_id=user.id,
-                             client_id=client.client_id)
-                _tell_admins(user, client)
                 return Decision(WAIT)
-        else:
-            # invite, or a policy this version does not know: closed unless provisioned.
-            audit.record("app.refuse", audit.FAILURE, origin=origin, user_id=user.id,
-                         client_id=client.client_id, reason="not_provisioned")
-            return Decision(REFUSE, "not_provisioned")
+            return Decision(WAIT, effect=lambda: _file_request(user, client, now, origin))
+        # invite, or a policy this version does not know: closed unless provisioned.
+        return Decision(REFUSE, "not_provisioned",
+                        effect=lambda: _refusal(user, client, "not_provisioned", origin))
     if account.status == Status.ACTIVE:
-        return Decision(PASS, recorded=False)
-    if account.status == Status.PENDING and policy_of(client) != AUTO:
-        return Decision(WAIT, recorded=False)
+        return Decision(PASS)
+    if account.status == Status.PENDING and policy != AUTO:
+        return Decision(WAIT)
     if account.status in (Status.PROVISIONED, Status.PENDING):
         # Provisioned by an admin, or waiting for an app that has since opened to everyone.
         via = "provisioned" if account.status == Status.PROVISIONED else AUTO
-        if not _claim(account, now):
-            return Decision(PASS, recorded=False)  # another tab activated it just now
-        return Decision(PASS, events=[_activate(account, user, client, via=via, now=now,
-                                                origin=origin)])
+        return Decision(PASS, effect=lambda: _activate_claimed(account, user, client, via,
+                                                               now, origin))
+    reason = account.status
+    return Decision(REFUSE, reason, effect=lambda: _refusal(user, client, reason, origin))
+
+
+def on_sign_in(user: User, client: Client, *, interactive: bool, origin: Origin | None,
+               now: datetime | None = None) -> Decision:
+    """Decide, and record what the decision causes (the sign-in flow does the two apart)."""
+    decision = decide_sign_in(user, client, interactive=interactive, origin=origin, now=now)
+    if decision.effect is not None:
+        decision.events = decision.effect()
+    return decision
+
+
+def _activate_new(user: User, client: Client, now: datetime, origin: Origin | None
+                  ) -> list[OutboxMessage | None]:
+    account, created = _find_or_create(user, client, Status.ACTIVE, now)
+    if not created:
+        return []  # another tab activated it just now
+    return [_activate(account, user, client, via=AUTO, now=now, origin=origin)]
+
+
+def _file_request(user: User, client: Client, now: datetime, origin: Origin | None
+                  ) -> list[OutboxMessage | None]:
+    account, created = _find_or_create(user, client, Status.PENDING, now)
+    if created:
+        account.requested_at = now
+        audit.record("app.request", origin=origin, user_id=user.id,
+                     client_id=client.client_id)
+        _tell_admins(user, client)
+    return []
+
+
+def _activate_claimed(account: AppAccount, user: User, client: Client, via: str,
+                      now: datetime, origin: Origin | None) -> list[OutboxMessage | None]:
+    if not _claim(account, now):
+        return []  # another tab activated it just now
+    return [_activate(account, user, client, via=via, now=now, origin=origin)]
+
+
+def _refusal(user: User, client: Client, reason: str, origin: Origin | None
+             ) -> list[OutboxMessage | None]:
     audit.record("app.refuse", audit.FAILURE, origin=origin, user_id=user.id,
-                 client_id=client.client_id, reason=account.status)
-    return Decision(REFUSE, account.status)
+                 client_id=client.client_id, reason=reason)
+    return []
 
 
 # Admin decisions (CLI now; the admin console will call the same functions).
@@ -270,18 +306,10 @@ def revoke(user: User, client: Client, *, actor: str, origin: Origin | None = No
         raise AppsError(f"{user.username} has no open account in {client.client_id}")
     account.status = Status.REVOKED
     account.decided_at, account.decided_by = now, actor
-    families = db.session.scalars(
-        select(RefreshToken.family_id)
-        .where(RefreshToken.user_id == user.id, RefreshToken.client_id == client.client_id,
-               RefreshToken.revoked_at.is_(None))
-        .distinct()
-    ).all()
-    for family in families:
-        revoke_family(family, reason="app_account_revoked",
-                      access_ttl=current_app.config["ACCESS_TOKEN_TTL"], origin=origin,
-                      client_id=client.client_id, user_id=user.id)
+    grants = revoke_grants(user.id, client_id=client.client_id, reason="app_account_revoked",
+                           origin=origin)
     audit.record("app.revoke", origin=origin, user_id=user.id, client_id=client.client_id,
-                 actor=actor, grants=len(families))
+                 actor=actor, grants=grants)
     message = events.enqueue(client, user, events.REVOKED, {"status": Status.REVOKED}, now)
     return account, message
 

@@ -100,7 +100,7 @@ def roles_require_mfa(client_id: str, role: str, off: bool) -> None:
 def clients_set_mfa(client_id: str, required: bool | None, remember_device: bool | None
                     ) -> None:
     """Set the two-step verification policy of app CLIENT_ID."""
-    from ..oidc.clients import get  # noqa: PLC0415
+    from ..oidc.public import get  # noqa: PLC0415
     from . import policy  # noqa: PLC0415
 
     if required is None and remember_device is None:
@@ -108,12 +108,10 @@ def clients_set_mfa(client_id: str, required: bool | None, remember_device: bool
     client = get(client_id)
     if client is None:
         _fail(f"no client {client_id!r}")
-    settings = policy.set_client_policy(client, required=required,
-                                        remember_device=remember_device)
+    policy.set_client_policy(client, required=required, remember_device=remember_device)
     _commit()
-    click.echo(json.dumps({"client_id": client_id,
-                           "mfa_required": bool(settings.get("mfa_required", False)),
-                           "remember_device": settings.get("remember_device", True)}))
+    click.echo(json.dumps({"client_id": client_id, "mfa_required": client.mfa_required,
+                           "remember_device": client.remember_device}))
 
 
 @click.group("mfa")

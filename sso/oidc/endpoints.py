@@ -14,7 +14,7 @@ from .. import audit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..web import origin
-from . import tokens
+from . import protector, tokens
 from .claims import user_claims
 from .grants import token_service
 from .keys import InvalidJWS
@@ -25,52 +25,11 @@ CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
 
-def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
-    realm = current_app.config["ISSUER"]
-    challenge = f'Bearer realm="{realm}"'
-    body: dict[str, str] = {}
-    if error:
-        challenge += f', error="{error}"'
-        body["error"] = error
-        if description:
-            challenge += f', error_description="{description}"'
-            body["error_description"] = description
-    response = jsonify(body) if body else Response(status=status)
-    response.status_code = status
-    response.headers["WWW-Authenticate"] = challenge
-    return response
-
-
-def _bearer_token() -> tuple[str | None, str | None]:
-    """The access token from the header or (RFC 6750 §2.2) the form body, never the query."""
-    header = request.headers.get("Authorization", "")
-    form_token = request.form.get("access_token") if request.method == "POST" else None
-    scheme, _, value = header.partition(" ")
-    if header and scheme.lower() != "bearer":
-        return None, "unsupported authentication scheme"
-    if header and form_token:
-        return None, "use one way to send the token"
-    if "access_token" in request.args:
-        return None, "tokens in the query string are not accepted"
-    return (value.strip() or None) if header else form_token, None
-
-
 def userinfo() -> Response:
-    token, problem = _bearer_token()
-    if problem:
-        return _bearer_error(400, "invalid_request", problem)
-    if not token:
-        return _bearer_error(401, None)
-    try:
-        info = token_service().validate_access_token(token, with_user=True)
-    except InvalidJWS:
-        return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
-    if "openid" not in info.scopes:
-        return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
-    user = info.user
-    if user is None or user.status != "active":
-        return _bearer_error(401, "invalid_token", "The user is no longer active.")
-    response = jsonify(user_claims(user, info.scopes, info.client_id))
+    info = protector.require("openid")
+    if info.user is None:  # a client's own token: there is no user to describe
+        raise protector.BearerError(401, "invalid_token", "The token has no user.")
+    response = jsonify(user_claims(info.user, info.scopes, info.client_id))
     response.headers.extend(NO_STORE)
     return response
 

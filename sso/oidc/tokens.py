@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import bindparam, delete, exists, literal, select, update
 
 from .. import audit
@@ -302,6 +303,23 @@ def revoke_family(
     revoke_access_token(family_id, now + timedelta(seconds=access_ttl))
     audit.record("grant.revoke", origin=origin, client_id=client_id, user_id=user_id,
                  grant_id=family_id, reason=reason)
+
+
+def revoke_grants(user_id: int, *, client_id: str | None = None, reason: str,
+                  origin: Origin | None = None) -> int:
+    """Revoke every live grant (refresh-token family, with its access tokens) of a user, at
+    one app or at all; return how many."""
+    query = (select(RefreshToken.family_id, RefreshToken.client_id)
+             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+             .distinct())
+    if client_id is not None:
+        query = query.where(RefreshToken.client_id == client_id)
+    families = db.session.execute(query).all()
+    access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
+    for family, family_client in families:
+        revoke_family(family, reason=reason, access_ttl=access_ttl, origin=origin,
+                      client_id=family_client, user_id=user_id)
+    return len(families)
 
 
 def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> None:

@@ -1,10 +1,14 @@
-"""Scan to sign in (扫码登录): a signed-in phone approves a desktop sign-in (DESIGN.md §4)."""
+"""Scan to sign in (扫码登录): a signed-in phone approves a desktop sign-in (DESIGN.md §4).
+
+Three audiences, a module each: the desktop (:mod:`.desktop`), the phone's web pages
+(:mod:`.phone`) and the phone as a native app (:mod:`.api`).
+"""
 
 from __future__ import annotations
 
 from flask import Flask, current_app
 
-from ..auth import register_sign_in_method
+from .. import flow
 from .broker import Broker
 from .service import QR_SCOPE
 from .store import QRStore
@@ -25,11 +29,15 @@ def init_app(app: Flask) -> None:
     if QR_SCOPE not in scopes:
         scopes.append(QR_SCOPE)
 
-    from .views import api, bp  # noqa: PLC0415
+    from .api import api  # noqa: PLC0415
+    from .desktop import bp as desktop  # noqa: PLC0415
+    from .phone import bp as phone  # noqa: PLC0415
 
-    app.register_blueprint(bp)
+    app.register_blueprint(desktop)
+    app.register_blueprint(phone)
     app.register_blueprint(api)
-    register_sign_in_method(app, "qrlogin.desktop", TAB_LABEL)
+    flow.register_method(app, flow.Method("qr", "qrlogin.desktop", TAB_LABEL,
+                                          cross_device=True))
 
 
 def qr_store() -> QRStore:

@@ -13,17 +13,18 @@ from typing import Any
 from .. import audit, flow
 from ..audit import Origin
 from ..extensions import db
-from ..oidc.models import Client
-from ..sessions.models import SSOSession
-from ..sessions.service import SECOND_FACTORS
+from ..oidc.public import get as get_client
+from ..oidc.public import policy_of, update_policy
+from ..sessions.models import SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import User
 from .store import Created, Outcome, QRSession, QRStore
 
 QR_SCOPE = "qr.approve"
-NUMBER_MATCHING = "qr_number_matching"
-#: ``amr`` value of a sign-in approved by a phone (RFC 8176 has none for it).
+#: The proof (and ``amr`` value) of a sign-in approved by a phone (RFC 8176 has none for it).
 AMR_QR = "qr"
 TOO_OLD = "too_old"
+#: The phone's proofs that travel to the desktop: second factors, not a remembered browser.
+CARRIED_PROOFS = SECOND_FACTOR_PROOFS - {"device"}
 
 
 @dataclass(frozen=True)
@@ -34,22 +35,18 @@ class StepUp:
     interaction: flow.Interaction | None = None
 
 
-def client_policy(client_id: str) -> dict[str, Any]:
+def app_policy(client_id: str) -> flow.AppPolicy:
     """The policy of the app the desktop signs in to, as the flow's steps read it."""
-    client = db.session.get(Client, client_id) if client_id else None
-    if client is None:
-        return {}
-    return {"first_party": client.first_party, **(client.settings or {})}
+    client = get_client(client_id) if client_id else None
+    return policy_of(client) if client is not None else flow.AppPolicy()
 
 
 def set_number_matching(client_id: str, enabled: bool, origin: Origin | None = None) -> None:
     """Turn number matching on or off for one app (``sso qr number-matching``)."""
-    client = db.session.get(Client, client_id)
+    client = get_client(client_id)
     if client is None:
         raise LookupError(client_id)
-    client.settings = {**(client.settings or {}), NUMBER_MATCHING: bool(enabled)}
-    audit.record("client.update", origin=origin, client_id=client_id,
-                 setting=NUMBER_MATCHING, value=bool(enabled))
+    update_policy(client, origin=origin, qr_number_matching=bool(enabled))
 
 
 def _details(qr: QRSession | None, phone: Origin | None = None) -> dict[str, Any]:
@@ -67,7 +64,7 @@ def start(store: QRStore, *, client_id: str, client_name: str, acr_values: str,
     created = store.create(
         client_id=client_id, client_name=client_name, desktop_ip=desktop.ip or "",
         desktop_ua=desktop.user_agent or "", acr_values=acr_values,
-        number_matching=bool(client_policy(client_id).get(NUMBER_MATCHING)),
+        number_matching=app_policy(client_id).qr_number_matching,
     )
     audit.record("qr.create", origin=desktop, client_id=client_id or None,
                  **_details(created.session))
@@ -86,9 +83,9 @@ def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age
     request = flow.Request(
         flow_id="", started_at=datetime.fromtimestamp(qr.created_at, UTC),
         client_id=qr.client_id, client_name=qr.client_name, scopes=(),
-        acr_values=tuple(qr.acr_values.split()), policy=client_policy(qr.client_id),
+        acr_values=tuple(qr.acr_values.split()), policy=app_policy(qr.client_id),
     )
-    interaction = flow.next_interaction(request, phone_session, now, only={"mfa"})
+    interaction, _effects = flow.decide(request, phone_session, now, only={"mfa"})
     return StepUp("mfa", interaction) if interaction is not None else None
 
 
@@ -102,7 +99,8 @@ def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
 
 def approve(store: QRStore, qr_id: str, user: User, phone_session: SSOSession,
             number: int | None, phone: Origin) -> Outcome:
-    factors = sorted(SECOND_FACTORS.intersection(phone_session.amr or []))
+    factors = [f"{proof.method}@{proof.at.timestamp():.6f}"
+               for proof in phone_session.proofs if proof.method in CARRIED_PROOFS]
     outcome = store.approve(qr_id, user.id, number, factors, phone.ip or "",
                             phone.user_agent or "")
     audit.record("qr.approve", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
@@ -119,9 +117,10 @@ def deny(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
     return outcome
 
 
-def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin
-            ) -> tuple[Outcome, User | None, list[str]]:
-    """Consume an approved session; return the phone's user and the desktop's ``amr``."""
+def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin, now: datetime
+            ) -> tuple[Outcome, User | None, list[Proof]]:
+    """Consume an approved session; return the phone's user and the desktop's proofs: the
+    scan itself, and the phone's second factors with the times they were proved."""
     outcome = store.consume(qr_id, secret)
     qr = outcome.session
     user = db.session.get(User, qr.user_id) if outcome.ok and qr and qr.user_id else None
@@ -132,8 +131,13 @@ def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin
                  origin=desktop, user_id=qr.user_id if qr else None,
                  client_id=_client(outcome), result=outcome.result,
                  **_details(qr))
-    amr = [AMR_QR, *(qr.factors if qr else ())]
-    return outcome, user, amr
+    proofs = [Proof(AMR_QR, now), *(_carried(factor) for factor in (qr.factors if qr else ()))]
+    return outcome, user, proofs
+
+
+def _carried(factor: str) -> Proof:
+    method, _sep, at = factor.partition("@")
+    return Proof(method, datetime.fromtimestamp(float(at or 0), UTC))
 
 
 def _client(outcome: Outcome) -> str | None:

@@ -1,0 +1,18 @@
+"""What the rest of the provider may use of the protocol; everything else in ``sso.oidc`` is
+internal. Method packages (accounts, mfa, qrlogin, apps) and the admin services import from
+here and from :mod:`.protector` only (a test checks it)."""
+
+from __future__ import annotations
+
+from .claims import user_claims
+from .clients import ClientError, get, policy_of, update_policy
+from .models import Client
+from .protector import BearerError, require
+from .secevent import MEDIA_TYPE as SET_MEDIA_TYPE
+from .secevent import encode_set
+from .tokens import revoke_grants
+
+__all__ = [
+    "SET_MEDIA_TYPE", "BearerError", "Client", "ClientError", "encode_set", "get",
+    "policy_of", "require", "revoke_grants", "update_policy", "user_claims",
+]

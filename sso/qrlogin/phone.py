@@ -1,0 +1,136 @@
+"""Scan to sign in, the phone's web pages: opened by scanning the code, they show what is
+being signed in and let the signed-in user confirm or cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ..dbtypes import utcnow
+from ..extensions import db
+from ..flow import passage
+from ..i18n import gettext as _
+from ..sessions.models import SSOSession
+from ..users.models import User
+from ..web import origin
+from . import qr_store, service
+from .pages import message, outcome_page, unavailable_message
+from .store import ID_PATTERN, MISSING, Outcome, QRSession, Unavailable, parse_json_number
+from .useragent import describe
+
+bp = Blueprint("qrlogin_phone", __name__)
+
+
+def _phone_path(qr_id: str) -> str:
+    return url_for("qrlogin_phone.phone", qr_id=qr_id)
+
+
+def _load(qr_id: str) -> QRSession | Response:
+    if not ID_PATTERN.match(qr_id):
+        return outcome_page(Outcome(MISSING))
+    try:
+        qr = qr_store().get(qr_id)
+    except Unavailable:
+        return message(_("Unavailable"), unavailable_message(), 503)
+    return qr if qr is not None else outcome_page(Outcome(MISSING))
+
+
+def _sign_in_first(qr: QRSession) -> Response:
+    """Send the phone to the sign-in page; it comes back to the code afterwards."""
+    return redirect(url_for("auth.login", next=_phone_path(qr.id)))  # type: ignore[return-value]
+
+
+def _phone_checks(qr: QRSession) -> tuple[SSOSession | None, Response | None]:
+    session = passage.current_session()
+    if session is None:
+        return None, _sign_in_first(qr)
+    step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
+    if step is None:
+        return session, None
+    if step.interaction is None:
+        return None, _sign_in_first(qr)
+    target = url_for(step.interaction.endpoint, next=_phone_path(qr.id), **step.interaction.args)
+    return None, redirect(target)  # type: ignore[return-value]
+
+
+def _approving_phone(qr_id: str) -> SSOSession | Response:
+    """The phone's SSO session, if it may scan or approve this code now; else the page that
+    answers instead (unknown code, sign in first, step up)."""
+    loaded = _load(qr_id)
+    if isinstance(loaded, Response):
+        return loaded
+    session, redirect_response = _phone_checks(loaded)
+    if redirect_response is not None:
+        return redirect_response
+    assert session is not None  # noqa: S101
+    return session
+
+
+def _committed(transition: Callable[[], Outcome]) -> Outcome | Response:
+    """Run a phone-side transition and commit its audit rows; with Redis down, the 503 page
+    and nothing recorded."""
+    try:
+        outcome = transition()
+    except Unavailable:
+        db.session.rollback()
+        return message(_("Unavailable"), unavailable_message(), 503)
+    db.session.commit()
+    return outcome
+
+
+@bp.get("/qr/s/<qr_id>")
+def phone(qr_id: str) -> Response:
+    """Opened by scanning: mark the code scanned and ask the user to confirm."""
+    session = _approving_phone(qr_id)
+    if isinstance(session, Response):
+        return session
+    outcome = _committed(lambda: service.scan(qr_store(), qr_id, session.user, origin()))
+    if isinstance(outcome, Response):
+        return outcome
+    if not outcome.ok or outcome.session is None:
+        return outcome_page(outcome)
+    return _confirm_page(outcome.session, session.user)
+
+
+def _confirm_page(qr: QRSession, user: User) -> Response:
+    browser, system = describe(qr.desktop_ua)
+    html = render_template(
+        "qrlogin/phone.html", qr=qr, user=user, browser=browser, system=system,
+        seconds=max(int(time.time() - qr.created_at), 0),
+        app_name=qr.client_name or _("Company sign-in"),
+    )
+    return Response(html, mimetype="text/html")
+
+
+@bp.post("/qr/s/<qr_id>/approve")
+def phone_approve(qr_id: str) -> Response:
+    session = _approving_phone(qr_id)
+    if isinstance(session, Response):
+        return session
+    number = parse_json_number(request.form.get("number"))
+    outcome = _committed(lambda: service.approve(qr_store(), qr_id, session.user, session,
+                                                 number, origin()))
+    if isinstance(outcome, Response):
+        return outcome
+    if not outcome.ok:
+        return outcome_page(outcome)
+    return message(_("Approved"), _("You are being signed in on your computer."), 200)
+
+
+@bp.post("/qr/s/<qr_id>/deny")
+def phone_deny(qr_id: str) -> Response:
+    loaded = _load(qr_id)
+    if isinstance(loaded, Response):
+        return loaded
+    session = passage.current_session()
+    if session is None:
+        return _sign_in_first(loaded)
+    outcome = _committed(lambda: service.deny(qr_store(), qr_id, session.user, origin()))
+    if isinstance(outcome, Response):
+        return outcome
+    if not outcome.ok:
+        return outcome_page(outcome)
+    return message(_("Sign-in cancelled"), _("Nobody was signed in on the computer."), 200)
