@@ -41,22 +41,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         apps,
         auth,
         errors,
+        flow,
         i18n,
         mfa,
         notify,
         oidc,
         outbox,
         qrlogin,
+        sessions,
         web,
     )
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
+    from .signin import STEPS  # noqa: PLC0415
 
     db.init_app(app)
     init_redis(app)
     i18n.init_app(app)
     web.init_app(app)
     errors.init_app(app)
+    sessions.init_app(app)
+    flow.init_app(app, STEPS)
     app.extensions["sso_passwords"] = PasswordHashing(
         app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_TIME_COST"],
         app.config["ARGON2_PARALLELISM"],

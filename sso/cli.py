@@ -168,6 +168,8 @@ def clients_group() -> None:
 
 
 def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
+    from .oidc.clients import POLICY_FIELDS  # noqa: PLC0415
+
     data = {
         "client_id": client.client_id,
         "name": client.name,
@@ -177,7 +179,8 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "grant_types": client.grant_types,
         "scope": client.scope,
-        "settings": client.settings or {},
+        "policy": {name: getattr(client, name) for name in POLICY_FIELDS
+                   if name != "first_party"},
     }
     if secret:
         data["client_secret"] = secret
@@ -209,16 +212,20 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
                    activation: str | None, events_endpoint: str | None,
                    mfa_required: bool, as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
-    from .apps.service import AppsError, settings_for  # noqa: PLC0415
+    from .apps.service import AppsError, checked_policy  # noqa: PLC0415
     from .oidc.clients import ClientError, create_client  # noqa: PLC0415
 
+    policy: dict[str, Any] = {"mfa_required": mfa_required}
+    if activation is not None:
+        policy["activation"] = activation
+    if events_endpoint is not None:
+        policy["events_endpoint"] = events_endpoint
     try:
-        settings = settings_for(activation, events_endpoint)
         client, secret = create_client(
             name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
             public=public, grant_types=list(grant_types) or None, scope=scope,
             first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
-            settings={**settings, **({"mfa_required": True} if mfa_required else {})},
+            policy=checked_policy(policy),
         )
     except (ClientError, AppsError) as error:
         _fail(str(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import redis
 from flask import Flask, current_app, jsonify, render_template, request
@@ -18,8 +19,12 @@ from .i18n import gettext as _
 
 log = logging.getLogger(__name__)
 
-#: Endpoints that speak JSON to programs rather than HTML to people.
-JSON_ENDPOINTS: set[str] = set()
+JSON_ENDPOINTS_EXTENSION = "sso_json_endpoints"
+
+
+def speaks_json(app: Flask, endpoints: Iterable[str]) -> None:
+    """Answer errors on these endpoints in JSON (they serve programs, not people)."""
+    app.extensions[JSON_ENDPOINTS_EXTENSION].update(endpoints)
 
 
 def _messages() -> dict[int, tuple[str, str]]:
@@ -59,7 +64,7 @@ def _endpoint(error: HTTPException) -> str | None:
 
 def _handle_http(error: HTTPException) -> Response:
     status = error.code or 500
-    if _endpoint(error) in JSON_ENDPOINTS:
+    if _endpoint(error) in current_app.extensions[JSON_ENDPOINTS_EXTENSION]:
         response = jsonify(error="invalid_request" if status < 500 else "server_error",
                            error_description=error.name)
         response.status_code = status
@@ -85,6 +90,7 @@ def _handle_unexpected(error: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    app.extensions[JSON_ENDPOINTS_EXTENSION] = set()
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(redis.RedisError, _handle_redis)
     if not app.config.get("PROPAGATE_EXCEPTIONS"):

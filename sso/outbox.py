@@ -15,9 +15,9 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import JSON, Integer, String, Text, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from flask import Flask, current_app, g, has_request_context
+from sqlalchemy import JSON, Integer, String, Text, event, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
@@ -184,7 +184,48 @@ class DeliveryLoop:
             _wake.clear()
 
 
+# Events to apps that a request committed are tried at once, after its work is done, so an
+# app can have its record before the user lands there; the request that caused them does not
+# have to know (the sign-in flow's effects queue them). Mail and SMS wait for the loop: a slow
+# mail server must never hold a user's request.
+INLINE_CHANNELS = frozenset({"event"})
+_NEW = "sso_outbox_new"
+_COMMITTED = "sso_outbox_committed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_new(session: Session, _context: Any) -> None:
+    ids = [obj.id for obj in session.new
+           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS]
+    if ids:
+        session.info.setdefault(_NEW, []).extend(ids)
+
+
+@event.listens_for(Session, "after_commit")
+def _note_committed(session: Session) -> None:
+    ids = session.info.pop(_NEW, None)
+    if ids and has_request_context():
+        g.setdefault(_COMMITTED, []).extend(ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_new(session: Session) -> None:
+    session.info.pop(_NEW, None)
+
+
+def deliver_soon(message_ids: Collection[int]) -> None:
+    """These committed messages should go out now: a first attempt, in this process."""
+    if message_ids:
+        deliver_due(current_app.config, only=list(message_ids))
+
+
+def _deliver_committed(response: Any) -> Any:
+    deliver_soon(g.pop(_COMMITTED, []))
+    return response
+
+
 def init_app(app: Flask) -> None:
+    app.after_request(_deliver_committed)
     loop = DeliveryLoop(app)
     app.extensions["sso_outbox"] = loop
     if app.config.get("OUTBOX_DELIVERY", not app.config["TESTING"]):

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from flask import Flask, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
@@ -23,6 +24,13 @@ _CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; "
     "frame-ancestors 'none'"
 )
+
+
+class StaleForm(BadRequest):
+    """A form posted without this browser's current CSRF token (forged, or a tab left open
+    across a sign-in, which rotates the token)."""
+
+    description = "csrf"
 
 
 def csrf_exempt(view: F) -> F:
@@ -48,7 +56,7 @@ def _check_csrf() -> None:
     sent = request.form.get(CSRF_FIELD, "") or request.headers.get("X-CSRF-Token", "")
     expected = session.get("csrf")
     if not expected or not sent or not same(str(sent), str(expected)):
-        abort(400, description="csrf")
+        raise StaleForm()
 
 
 def _refuse_nul() -> None:

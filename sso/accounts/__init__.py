@@ -1,5 +1,5 @@
 """Passwords and the account lifecycle (invitation, activation, registration, reset,
-lockout), and the ``password_change`` step of the sign-in flow."""
+lockout), and the ``password_change`` step of the sign-in flow (a row of ``sso.signin``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from ..flow import register_step  # noqa: PLC0415
-    from .step import PASSWORD_CHANGE_STEP_ORDER, password_change_step  # noqa: PLC0415
     from .views import bp  # noqa: PLC0415
 
     app.register_blueprint(bp)
-    register_step(PASSWORD_CHANGE_STEP_ORDER, "password_change", password_change_step)

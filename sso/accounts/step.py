@@ -10,8 +10,6 @@ from ..flow import Interaction, Request
 from ..sessions.models import SSOSession
 from . import policy
 
-PASSWORD_CHANGE_STEP_ORDER = 20
-
 
 def password_change_step(request: Request, session: SSOSession | None,
                          now: datetime) -> Interaction | None:

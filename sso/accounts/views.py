@@ -3,23 +3,16 @@ and the picture challenge. Routes parse and commit; :mod:`.lifecycle` does the w
 
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from .. import ratelimit
 from ..dbtypes import utcnow
 from ..extensions import db
-from ..flow import web as flow_web
+from ..flow import passage
+from ..flow import pending as pending_flows
 from ..i18n import gettext as _
+from ..sessions.models import Proof
 from ..users.models import User
 from ..web import origin
 from . import captcha, lifecycle, tokens
@@ -87,7 +80,18 @@ def _new_password(errors: list[str]) -> str | None:
 
 def _flow_id() -> str:
     flow_id = request.values.get("flow", "")
-    return flow_id if flow_web.get(flow_id) else ""
+    return flow_id if pending_flows.get(flow_id) else ""
+
+
+def _target() -> pending_flows.Target:
+    """The pending request this page serves, if any (else the account page)."""
+    return pending_flows.Target(pending_flows.get(_flow_id()))
+
+
+def _password_proof() -> list[Proof]:
+    """A new password set through a link or code, or the current one retyped, proves who the
+    user is."""
+    return [Proof("pwd", utcnow())]
 
 
 # Activation.
@@ -112,8 +116,8 @@ def activate(token: str) -> Response:
                 db.session.commit()
                 return _bad_link(error.state, "invite")
             else:
-                session["csrf"] = None
-                return flow_web.complete_sign_in(user, ["pwd"], _flow_id() or None)
+                return passage.finish(_target(), door="activation-link", user=user,
+                                      proofs=_password_proof())
     assert found.token is not None  # noqa: S101
     user = db.session.get(User, found.token.user_id)
     return _page("accounts/set_password.html", 400 if errors else 200, errors=errors,
@@ -146,8 +150,8 @@ def _code_form(purpose: str) -> Response:
                 errors = [link_problem(error.state)]
             else:
                 if purpose == "invite":
-                    session["csrf"] = None
-                    return flow_web.complete_sign_in(user, ["pwd"], _flow_id() or None)
+                    return passage.finish(_target(), door="activation-code", user=user,
+                                          proofs=_password_proof())
                 db.session.commit()
                 return _page("accounts/done.html", title=_("Password changed"),
                              message=_("Your password has been changed. Sign in with the new "
@@ -324,7 +328,7 @@ def reset(token: str) -> Response:
 
 @bp.route("/password/change", methods=["GET", "POST"])
 def change_password() -> Response:
-    sso_session = flow_web.current_session()
+    sso_session = passage.current_session()
     flow_id = _flow_id()
     if sso_session is None:
         return redirect(url_for("auth.login", flow=flow_id or None))  # type: ignore[return-value]
@@ -345,10 +349,10 @@ def change_password() -> Response:
                 db.session.commit()  # the failure counts toward the lockout
                 errors = [_("Your current password is not correct.")]
             else:
+                if flow_id:
+                    return passage.finish(_target(), door="password-change", user=user,
+                                          proofs=_password_proof())
                 db.session.commit()
-                pending = flow_web.get(flow_id)
-                if pending is not None:
-                    return redirect(pending.resume_url())  # type: ignore[return-value]
                 return _page("accounts/done.html", title=_("Password changed"),
                              message=_("Your password has been changed."), account=True)
     forced = user.must_change_password or bool(flow_id)

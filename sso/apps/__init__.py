@@ -3,20 +3,17 @@
 DESIGN.md §3 step 4: on the first sign-in to each app, the app's activation policy
 (``auto``, ``approval``, ``invite``) decides; each activation, approval, refusal and
 revocation is pushed to the app as a signed Security Event Token. See docs/apps.md.
+The step itself is a row of the step table (``sso.signin``).
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from .. import flow
-
 
 def init_app(app: Flask) -> None:
     from . import events  # noqa: PLC0415
-    from .step import ACTIVATION_STEP_ORDER, step  # noqa: PLC0415
     from .views import bp  # noqa: PLC0415
 
-    flow.register_step(ACTIVATION_STEP_ORDER, "activation", step)
     events.register()
     app.register_blueprint(bp)

@@ -1,18 +1,18 @@
-"""The flow step "activation" (order 40): may this signed-in user go on to this app?"""
+"""The flow step "activation": may this signed-in user go on to this app?
+
+It runs after consent in the step table, so a third-party app learns nothing (no account,
+no event with the user's claims) before the user has agreed to share them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from .. import flow
-from ..extensions import db
-from ..oidc import consent
-from ..oidc.models import Client
+from ..oidc.public import get as get_client
 from ..sessions.models import SSOSession
 from ..web import origin
-from . import events, service
-
-ACTIVATION_STEP_ORDER = 40
+from . import service
 
 #: prompt=none while an admin has not decided: the user could see the waiting page, so the
 #: app may retry interactively (OIDC Core §3.1.2.6 ``interaction_required``).
@@ -27,29 +27,18 @@ REFUSED = flow.Interaction(
 )
 
 
-def step(request: flow.Request, session: SSOSession | None, now: datetime
-         ) -> flow.Interaction | None:
+def activation_step(request: flow.Request, session: SSOSession | None, now: datetime
+                    ) -> flow.StepResult:
     if session is None:
-        return None
-    if consent.step(request, session, now) is not None:
-        # A third-party app learns nothing (no account, no event with the user's claims)
-        # before the user has agreed to share them: the consent step goes first.
         return None
     if service.status_of(session.user_id, request.client_id) == service.Status.ACTIVE:
         # The common case, every sign-in after the first: one column of one row, and
         # nothing to record. Anything else goes through the full decision below.
         return None
-    client = db.session.get(Client, request.client_id)
+    client = get_client(request.client_id)
     if client is None:
         return REFUSED
-    decision = service.on_sign_in(session.user, client, interactive=request.interactive,
-                                  origin=origin(), now=now)
-    if decision.recorded:
-        # The activation (or the request for approval) is a fact of its own, whatever the
-        # rest of the flow does; it is committed here so that its event can leave at once,
-        # before the browser is sent to the app.
-        db.session.commit()
-        events.deliver_now(decision.events)
-    if decision.outcome == service.PASS:
-        return None
-    return WAITING if decision.outcome == service.WAIT else REFUSED
+    decision = service.decide_sign_in(session.user, client, interactive=request.interactive,
+                                      origin=origin(), now=now)
+    interaction = {service.PASS: None, service.WAIT: WAITING}.get(decision.outcome, REFUSED)
+    return flow.Decision(interaction, decision.effect)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from werkzeug.wrappers import Response
 
-from ..extensions import db
-from ..flow import web as flow_web
-from ..oidc import authorize
-from ..oidc.models import Client
-from ..web import allow_form_action
+from ..flow import passage
+from ..flow import pending as pending_flows
+from ..oidc.public import Client
+from ..oidc.public import get as get_client
 from . import service
 from .models import AppAccount
 from .models import AppAccountStatus as Status
@@ -18,16 +17,14 @@ from .step import REFUSED
 bp = Blueprint("apps", __name__, url_prefix="/apps")
 
 
-def _context() -> tuple[flow_web.Pending, Client, AppAccount | None] | None:
-    pending = flow_web.get(request.values.get("flow"))
-    session = flow_web.current_session()
+def _context() -> tuple[pending_flows.Pending, Client, AppAccount | None] | None:
+    pending = pending_flows.get(request.values.get("flow"))
+    session = passage.current_session()
     if pending is None or session is None:
         return None
-    client = db.session.get(Client, pending.params.get("client_id", ""))
+    client = get_client(pending.params.get("client_id", ""))
     if client is None:
         return None
-    if uri := pending.params.get("redirect_uri") or client.get_default_redirect_uri():
-        allow_form_action(uri)
     return pending, client, service.find(session.user_id, client.client_id)
 
 
@@ -36,10 +33,10 @@ def waiting() -> Response:
     """Shown until an admin decides; it reloads itself and moves on once they have."""
     found = _context()
     if found is None:
-        return flow_web.expired_page()
+        return pending_flows.expired_page()
     pending, client, account = found
     if account is None or account.status != Status.PENDING:
-        return redirect(pending.resume_url())  # type: ignore[return-value]
+        return passage.finish(pending_flows.Target(pending), door="activation-decided")
     html = render_template(
         "apps/waiting.html", client=client, flow=pending.flow_id,
         refresh=current_app.config["APPS_WAITING_REFRESH"],
@@ -51,11 +48,11 @@ def waiting() -> Response:
 def refused() -> Response:
     found = _context()
     if found is None:
-        return flow_web.expired_page()
+        return pending_flows.expired_page()
     pending, client, account = found
     if account is not None and account.status in (Status.ACTIVE, Status.PENDING,
                                                   Status.PROVISIONED):
-        return redirect(pending.resume_url())  # type: ignore[return-value]
+        return passage.finish(pending_flows.Target(pending), door="activation-decided")
     reason = account.status if account is not None else "not_provisioned"
     html = render_template("apps/refused.html", client=client, flow=pending.flow_id,
                            reason=reason)
@@ -65,11 +62,14 @@ def refused() -> Response:
 @bp.post("/refused")
 def refused_back() -> Response:
     """Back to the app, which learns ``access_denied``."""
-    return authorize.cancel(request.form.get("flow"), REFUSED.description)
+    return passage.abort(pending_flows.get(request.form.get("flow")),
+                         door="activation-refused", description=REFUSED.description)
 
 
 @bp.post("/waiting")
 def waiting_cancel() -> Response:
     """The user gives up waiting: the app learns ``access_denied``."""
-    return authorize.cancel(request.form.get("flow"),
-                            "The user stopped waiting for an administrator's approval.")
+    return passage.abort(pending_flows.get(request.form.get("flow")),
+                         door="activation-wait-cancel",
+                         description="The user stopped waiting for an administrator's "
+                                     "approval.")

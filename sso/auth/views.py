@@ -4,32 +4,37 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import audit, ratelimit
+from .. import audit, flow, ratelimit
 from ..accounts import captcha, lockout
 from ..accounts import service as accounts
+from ..dbtypes import utcnow
 from ..extensions import db
-from ..flow import web as flow_web
+from ..flow import passage
+from ..flow.pending import Target, target_from_request
 from ..i18n import LANG_COOKIE, SUPPORTED
 from ..i18n import gettext as _
+from ..sessions.models import Proof
 from ..users import service as users
-from ..web import allow_form_action, origin
+from ..web import origin
 
 bp = Blueprint("auth", __name__)
 
 
-def _login_page(pending: flow_web.Pending | None, error: str | None = None,
-                username: str = "", status: int = 200, challenge: bool = False,
+def _login_page(target: Target, error: str | None = None, username: str = "",
+                status: int = 200, challenge: bool = False,
                 help_endpoint: str | None = None) -> Response:
-    if pending is not None and (uri := pending.params.get("redirect_uri")):
-        allow_form_action(uri)
+    pending = target.pending
+    # A sign-in that returns to a page of this site (a phone about to approve a scanned
+    # code) offers only the methods that work on this very device.
+    methods = [m for m in flow.registry().methods if not (target.next and m.cross_device)]
     html = render_template(
-        "auth/login.html", flow=pending.flow_id if pending else "",
-        client_name=pending.client_name if pending else None, error=error,
+        "auth/login.html", flow=target.flow_id or "", next=target.next or "",
+        target_query=target.query(), client_name=target.client_name, error=error,
         username=username or (pending.params.get("login_hint", "") if pending else ""),
-        sign_in_methods=current_app.extensions.get("sso_sign_in_methods", []),
+        sign_in_methods=methods,
         captcha_id=captcha.create() if challenge else None, help_endpoint=help_endpoint,
         self_registration=current_app.config["SELF_REGISTRATION"],
     )
@@ -59,24 +64,25 @@ def _refusal(result: accounts.SignInResult) -> tuple[str, str | None]:
 
 @bp.get("/login")
 def login() -> Response:
-    pending = flow_web.get(request.args.get("flow"))
-    if request.args.get("flow") and pending is None:
-        return flow_web.expired_page()
-    return _login_page(pending, challenge=lockout.captcha_required(request.remote_addr))
+    target = target_from_request()
+    if isinstance(target, Response):
+        return target
+    return _login_page(target, challenge=lockout.captcha_required(request.remote_addr))
 
 
 @bp.post("/login")
 def login_submit() -> Response:
-    flow_id = request.form.get("flow") or None
-    pending = flow_web.get(flow_id)
+    target = target_from_request()
+    if isinstance(target, Response):
+        return target
     username = request.form.get("username", "")[:254]
     password = request.form.get("password", "")
     if not ratelimit.allow("login-ip", request.remote_addr or "-",
                            current_app.config["RATE_LIMIT_LOGIN_IP"]):
-        return _login_page(pending, _("Too many sign-in attempts. Please wait a few minutes."),
+        return _login_page(target, _("Too many sign-in attempts. Please wait a few minutes."),
                            username, status=429)
     if not username or not password:
-        return _login_page(pending, _("Enter your username and password."), username)
+        return _login_page(target, _("Enter your username and password."), username)
     known = users.find_by_login(username)
     subject = known.id if known else lockout.unknown_subject(username)
     if lockout.captcha_required(request.remote_addr, subject) and not captcha.verify(
@@ -84,22 +90,22 @@ def login_submit() -> Response:
         # The password is not even checked until the picture is answered.
         audit.record_now("signin.captcha", audit.FAILURE, origin=origin(),
                          user_id=known.id if known else None, subject=username)
-        return _login_page(pending, _("Type the characters shown in the picture."), username,
+        return _login_page(target, _("Type the characters shown in the picture."), username,
                            status=400, challenge=True)
     result = accounts.authenticate(username, password, origin())
     if result.user is None:
         db.session.commit()
         message, help_endpoint = _refusal(result)
-        return _login_page(pending, message, username,
+        return _login_page(target, message, username,
                            challenge=lockout.captcha_required(request.remote_addr, subject),
                            help_endpoint=help_endpoint)
-    session["csrf"] = None
-    return flow_web.complete_sign_in(result.user, ["pwd"], pending.flow_id if pending else None)
+    return passage.finish(target, door="password", user=result.user,
+                          proofs=[Proof("pwd", utcnow())])
 
 
 @bp.get("/")
 def account() -> Response:
-    sso_session = flow_web.current_session()
+    sso_session = passage.current_session()
     if sso_session is None:
         return redirect(url_for("auth.login"))  # type: ignore[return-value]
     if sso_session.user.must_change_password:

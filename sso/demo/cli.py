@@ -201,7 +201,7 @@ def demo_app_command(name: str, client_id: str, client_secret: str, port: int, h
     known = next((a for a in DEMO_APPS if a["client_id"] == client_id), None)
     neighbours = [{"name": a["name"], "url": base_url(a)}
                   for a in DEMO_APPS if a["client_id"] != client_id]
-    receives_events = bool(known and known["settings"].get("events_endpoint"))
+    receives_events = bool(known and known["policy"].get("events_endpoint"))
     instance = os.environ.get("SSO_INSTANCE_PATH")
     accounts_file = (os.path.join(instance, f"demo-{client_id}-accounts.json")
                      if instance and receives_events else None)

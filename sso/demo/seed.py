@@ -1,13 +1,13 @@
 """Seed the demo: an admin, three users and the ERP, CRM and inventory apps with their roles,
 plus one invited user (``newhire``) and one who must change the initial password (``trainee``).
 
-Each app's sign-in policy is in its ``settings`` (ERP requires MFA and receives Security Event
+Each app's sign-in policy is in its ``policy`` (ERP requires MFA and receives Security Event
 Tokens, inventory activates accounts on approval). Seeded users are the company's existing
 employees: in an app that does not activate everyone (``approval``, ``invite``), those with
 roles there are provisioned, so their first sign-in activates their account.
 
 Running it again changes nothing that is already there, except that each demo app's
-registration (redirect URIs, scopes, ``settings``) is brought back in line with
+registration (redirect URIs, scopes, ``policy``) is brought back in line with
 :data:`DEMO_APPS`. The apps' client secrets are generated once and kept in the instance folder
 (git-ignored), so the demo apps keep working across restarts.
 """
@@ -36,23 +36,23 @@ SCOPE = "openid profile email phone offline_access roles"
 #: Where the demo ERP receives Security Event Tokens (``sso.demo.app``, EVENTS_PATH).
 ERP_EVENTS_ENDPOINT = "http://127.0.0.1:5001/sso/events"
 
-#: The demo apps. ``settings`` goes into the client's settings (its sign-in policy, e.g.
+#: The demo apps. ``policy`` sets the client's sign-in policy columns (e.g.
 #: ``mfa_required`` or ``activation``): change a demo app's policy here, then rerun the seed.
 DEMO_APPS: list[dict[str, Any]] = [
     {
         "name": "ERP", "client_id": "erp", "port": 5001, "accent": "#1f5fbf",
         "roles": {"accountant": "Posts journal entries", "approver": "Approves purchases"},
-        "settings": {"mfa_required": True, "events_endpoint": ERP_EVENTS_ENDPOINT},
+        "policy": {"mfa_required": True, "events_endpoint": ERP_EVENTS_ENDPOINT},
     },
     {
         "name": "CRM", "client_id": "crm", "port": 5002, "accent": "#0f7b6c",
         "roles": {"sales-rep": "Works leads and deals", "sales-manager": "Owns the pipeline"},
-        "settings": {},
+        "policy": {},
     },
     {
         "name": "Inventory", "client_id": "inventory", "port": 5003, "accent": "#9a5b13",
         "roles": {"clerk": "Books goods in and out", "auditor": "Counts and reconciles stock"},
-        "settings": {"activation": "approval"},
+        "policy": {"activation": "approval"},
     },
 ]
 
@@ -117,13 +117,13 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
             demo_app["name"], redirect_uris, post_logout_redirect_uris=logout_uris,
             grant_types=["authorization_code", "refresh_token"], scope=SCOPE,
             first_party=True, client_id=demo_app["client_id"],
-            settings=_checked_settings(demo_app["settings"]),
+            policy=_checked_policy(demo_app["policy"]),
         )
         assert secret is not None  # noqa: S101 - a confidential client always has one
     else:
         client.redirect_uris = redirect_uris
         client.post_logout_redirect_uris = logout_uris
-        client.settings = _checked_settings(demo_app["settings"], client.settings)
+        clients.update_policy(client, **_checked_policy(demo_app["policy"]))
         if known_secret and client.secret_hash and same(hash_token(known_secret),
                                                         client.secret_hash):
             secret = known_secret
@@ -136,17 +136,17 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
     return secret
 
 
-def _checked_settings(settings: dict[str, Any], current: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
-    """``current`` updated with ``settings``, whose activation policy and events endpoint are
-    validated by sso.apps (an empty events endpoint removes it)."""
-    checked = app_accounts.settings_for(settings.get("activation"),
-                                        settings.get("events_endpoint"))
-    others = {k: v for k, v in settings.items() if k not in ("activation", "events_endpoint")}
-    merged = {**(current or {}), **others, **checked}
-    if "events_endpoint" in settings and "events_endpoint" not in checked:
-        merged.pop("events_endpoint", None)
-    return merged
+#: A demo app's policy columns when its entry in :data:`DEMO_APPS` does not name them.
+DEFAULT_POLICY: dict[str, Any] = {
+    "activation": "auto", "mfa_required": False, "remember_device": True,
+    "qr_number_matching": False, "events_endpoint": None,
+}
+
+
+def _checked_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    """The app's whole sign-in policy as :data:`DEMO_APPS` states it, validated by sso.apps
+    (an empty events endpoint removes it)."""
+    return app_accounts.checked_policy({**DEFAULT_POLICY, **policy})
 
 
 def _seed_user(spec: dict[str, Any]) -> User:

@@ -1,25 +1,52 @@
 """The sign-in flow: the steps between "who are you" and "here is your code" (DESIGN.md §3).
 
 The protocol layer (``sso.oidc``) hands the flow a protocol-free :class:`Request` (which app,
-which scopes, which prompts) and asks :func:`next_interaction` what is still owed. Each step is
-a function registered with :func:`register_step`; it looks at the request and the browser's
-SSO session and either passes or names the page the user must visit next. Packages add their
-steps in their ``init_app`` (accounts: activation; mfa: second factor; oidc: consent), so the
-flow never imports them.
+its policy, which scopes, which prompts) and asks :func:`advance` what is still owed. The
+steps run in the order of the one table the app was built with (``sso.signin.STEPS``); each
+is a function that only *decides*: it looks at the request and the browser's SSO session and
+returns nothing (satisfied), the :class:`Interaction` still owed, or a :class:`Decision` that
+also names what the decision causes (an app account activated, a request for approval
+filed). Steps never commit, mail or call out: :func:`advance` runs the effects of the
+decisions taken, once, after every step has decided, in the caller's transaction, and
+whatever they send leaves through the outbox after the caller commits.
 
-A step decides from facts that are already recorded (the session's ``auth_time`` and ``amr``,
-a stored consent and when it was given) compared with when the request started, so a flow
-needs no "done" flags and cannot loop.
+A step decides from facts already recorded (the session's proofs and their times, a stored
+consent and when it was given) compared with when the request started, so a flow needs no
+"done" flags and cannot loop.
+
+A sign-in page ends in one of the passage's two exits (:mod:`.passage`): ``finish`` when the
+user proved something, ``abort`` when the user or the app gave up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from flask import Flask, current_app
+
+from ..extensions import db
 from ..sessions.models import SSOSession
+
+#: App-account activation policies (DESIGN.md §3 step 4).
+ACTIVATION_AUTO = "auto"
+ACTIVATION_APPROVAL = "approval"
+ACTIVATION_INVITE = "invite"
+ACTIVATION_POLICIES = (ACTIVATION_AUTO, ACTIVATION_APPROVAL, ACTIVATION_INVITE)
+
+
+@dataclass(frozen=True)
+class AppPolicy:
+    """An app's sign-in policy: what the steps of its flow read (typed client columns)."""
+
+    first_party: bool = False
+    mfa_required: bool = False
+    #: Whether a remembered browser may stand in for the second factor at this app.
+    remember_device: bool = True
+    activation: str = ACTIVATION_AUTO
+    #: Scan-to-sign-in approvals for this app pick the number the desktop shows.
+    qr_number_matching: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,8 +64,7 @@ class Request:
     #: The ``sub`` of a valid ``id_token_hint``: the user the app expects.
     expected_subject: str | None = None
     acr_values: tuple[str, ...] = ()
-    #: The app's policies (first_party, mfa_required, activation, ...), read by the steps.
-    policy: dict[str, Any] = field(default_factory=dict)
+    policy: AppPolicy = field(default_factory=AppPolicy)
 
     @property
     def interactive(self) -> bool:
@@ -55,43 +81,117 @@ class Interaction:
     args: dict[str, str] = field(default_factory=dict)
 
 
-Step = Callable[[Request, SSOSession | None, datetime], Interaction | None]
-
-_steps: list[tuple[int, str, Step]] = []
-
-
-def register_step(order: int, name: str, step: Step) -> None:
-    """Add a step; lower ``order`` runs first. Registering a name again replaces it."""
-    global _steps
-    _steps = sorted(
-        [s for s in _steps if s[1] != name] + [(order, name, step)], key=lambda s: s[0]
-    )
+#: What a decision causes; its return value (e.g. the messages it queued) is not used.
+Effect = Callable[[], object]
 
 
-def next_interaction(
-    request: Request, session: SSOSession | None, now: datetime, *,
-    only: Collection[str] | None = None,
-) -> Interaction | None:
-    """The first step still owed, or None when a code may be issued.
+@dataclass(frozen=True)
+class Decision:
+    """A step's decision that causes something: ``effect`` runs once every step has decided
+    (in the caller's transaction); ``interaction`` is the page still owed, or None."""
 
-    ``only`` runs just the steps of those names: QR login asks whether the approving phone's
-    session satisfies the app's MFA policy with ``only={"mfa"}``.
-    """
-    for _order, name, step in _steps:
-        if only is not None and name not in only:
-            continue
-        interaction = step(request, session, now)
-        if interaction is not None:
-            return interaction
-    return None
+    interaction: Interaction | None = None
+    effect: Effect | None = None
+
+
+StepResult = Interaction | Decision | None
+StepFunction = Callable[[Request, SSOSession | None, datetime], StepResult]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of the step table: a name (for ``only=``, tests and docs) and its check."""
+
+    name: str
+    check: StepFunction
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to sign in offered on the sign-in page as a tab beside the password form."""
+
+    name: str
+    #: The page of the tab; it gets the ``flow`` id (or ``next``) as query arguments.
+    endpoint: str
+    #: The tab's label, translated on the page (the method's catalogue has it).
+    label: str
+    #: Needs a second device (scan a code with a phone): not offered on a phone that signs
+    #: in to approve another device.
+    cross_device: bool = False
+
+
+class Passage:
+    """The app's step table and sign-in methods, fixed when the app is built."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        names = [step.name for step in steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a step is listed twice: {names}")
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.methods: list[Method] = []
+
+
+def init_app(app: Flask, steps: Sequence[Step]) -> None:
+    from .passage import init_app as init_exits  # noqa: PLC0415
+
+    app.extensions["sso_passage"] = Passage(steps)
+    init_exits(app)
+
+
+def registry() -> Passage:
+    return current_app.extensions["sso_passage"]  # type: ignore[no-any-return]
+
+
+def register_method(app: Flask, method: Method) -> None:
+    """Offer another way to sign in (a tab on the sign-in page); see docs/architecture.md."""
+    methods = app.extensions["sso_passage"].methods
+    if all(m.name != method.name for m in methods):
+        methods.append(method)
 
 
 def step_names() -> list[str]:
-    return [name for _order, name, _step in _steps]
+    return [step.name for step in registry().steps]
+
+
+def decide(
+    request: Request, session: SSOSession | None, now: datetime, *,
+    only: Collection[str] | None = None,
+) -> tuple[Interaction | None, list[Effect]]:
+    """Run the steps in table order until one owes an interaction; return it (None: a code
+    may be issued) and the effects of the decisions taken, in order, not yet run.
+
+    ``only`` runs just the steps of those names: scan-to-sign-in asks whether the approving
+    phone's session satisfies the app's second-factor policy with ``only={"mfa"}``.
+    """
+    effects: list[Effect] = []
+    for step in registry().steps:
+        if only is not None and step.name not in only:
+            continue
+        result = step.check(request, session, now)
+        if isinstance(result, Decision):
+            if result.effect is not None:
+                effects.append(result.effect)
+            result = result.interaction
+        if result is not None:
+            return result, effects
+    return None, effects
+
+
+def advance(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:
+    """Decide, then run what the decisions cause (once, in order) and commit it: an app
+    account activated or a request filed is a fact of its own, whatever the rest of the
+    request does (and what it sends leaves through the outbox after this commit). Return the
+    interaction still owed."""
+    interaction, effects = decide(request, session, now)
+    for effect in effects:
+        effect()
+    if effects:
+        db.session.commit()
+    return interaction
 
 
 def identify(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:
-    """Step 1: someone must have signed in, recently enough, as the user the app expects."""
+    """Someone must have signed in, recently enough, as the user the app expects."""
     login = Interaction("auth.login", "login_required")
     if session is None:
         return login
@@ -105,6 +205,3 @@ def identify(request: Request, session: SSOSession | None, now: datetime) -> Int
     if request.expected_subject and request.expected_subject != session.user.subject:
         return login
     return None
-
-
-register_step(10, "identify", identify)

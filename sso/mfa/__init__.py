@@ -1,4 +1,5 @@
-"""Two-step verification: TOTP with a QR enrolment, recovery codes, per-app step-up."""
+"""Two-step verification: TOTP with a QR enrolment, recovery codes, per-app step-up; the
+``mfa`` step of the sign-in flow (a row of ``sso.signin``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from ..flow import register_step  # noqa: PLC0415
-    from . import policy  # noqa: PLC0415
     from .views import account_context, bp  # noqa: PLC0415
 
     _check_keys(app)
     app.register_blueprint(bp)
-    register_step(policy.STEP_ORDER, policy.STEP_NAME, policy.step)
     app.jinja_env.globals["mfa_account"] = account_context
 
 

@@ -20,8 +20,8 @@ from .. import audit
 from ..audit import Origin
 from ..extensions import db
 from ..flow import Interaction, Request
-from ..sessions.models import SSOSession
-from ..sessions.service import ACR_MULTI_FACTOR, SECOND_FACTORS
+from ..oidc.public import Client, update_policy
+from ..sessions.models import ACR_MULTI_FACTOR, SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import AppRole, User, UserRole
 from . import service
 from .models import RoleRequirement, TotpAuthenticator, UserRequirement
@@ -80,7 +80,7 @@ def requirement(user: User, request: Request) -> Requirement:
     enrolled, by_admin, by_role = _stored_facts(user.id, request.client_id)
     required = (
         asked
-        or bool(request.policy.get("mfa_required"))
+        or request.policy.mfa_required
         or enrolled
         or by_admin
         or (user.is_admin and current_app.config["MFA_REQUIRED_FOR_ADMINS"])
@@ -92,11 +92,12 @@ def requirement(user: User, request: Request) -> Requirement:
 
 def remember_allowed(request: Request, explicit: bool) -> bool:
     return (current_app.config["MFA_REMEMBER_DAYS"] > 0
-            and request.policy.get("remember_device", True) is not False and not explicit)
+            and request.policy.remember_device and not explicit)
 
 
-def step(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:
-    """Step 3: a second factor, proven recently enough for this request, when one is needed."""
+def second_factor_step(request: Request, session: SSOSession | None, now: datetime
+                       ) -> Interaction | None:
+    """A second factor, proven recently enough for this request, when one is needed."""
     if session is None:
         return None
     user = session.user
@@ -107,18 +108,16 @@ def step(request: Request, session: SSOSession | None, now: datetime) -> Interac
         return Interaction("mfa.enrol", "interaction_required",
                            "The user must set up two-step verification.")
     remember = remember_allowed(request, need.explicit)
-    proof = service.proof_of(session.id, session.amr or [], session.created_at,
-                             SECOND_FACTORS)
-    if proof is not None and _fresh(proof, request, now) and (
-        proof.method != "device" or remember
-    ):
+    accepted = SECOND_FACTOR_PROOFS if remember else SECOND_FACTOR_PROOFS - {"device"}
+    proof = session.second_factor(accepted)
+    if proof is not None and _fresh(proof, request, now):
         return None
     return Interaction("mfa.verify", "interaction_required",
                        "The user must enter a verification code.",
                        args={"remember": "1"} if remember else {})
 
 
-def _fresh(proof: service.Proof, request: Request, now: datetime) -> bool:
+def _fresh(proof: Proof, request: Request, now: datetime) -> bool:
     if proof.at >= request.started_at:
         return True  # proven during this very request: never ask twice (max_age=0)
     if "login" in request.prompts and proof.at < request.started_at:
@@ -148,21 +147,16 @@ def require_for_role(role: AppRole, required: bool, *, origin: Origin | None = N
                  required=required)
 
 
-def set_client_policy(client: Any, *, required: bool | None = None,
+def set_client_policy(client: Client, *, required: bool | None = None,
                       remember_device: bool | None = None,
-                      origin: Origin | None = None) -> dict[str, Any]:
-    """Set ``mfa_required`` / ``remember_device`` in a client's settings (any object with a
-    ``settings`` dict and a ``client_id``; the CLI hands in the oidc Client)."""
-    settings = dict(client.settings or {})
+                      origin: Origin | None = None) -> None:
+    """Require a second factor at an app, and/or let remembered browsers stand in for it."""
+    changes: dict[str, Any] = {}
     if required is not None:
-        settings["mfa_required"] = required
+        changes["mfa_required"] = required
     if remember_device is not None:
-        settings["remember_device"] = remember_device
-    client.settings = settings
-    audit.record("mfa.policy.client", origin=origin, client_id=client.client_id,
-                 mfa_required=settings.get("mfa_required", False),
-                 remember_device=settings.get("remember_device", True))
-    return settings
+        changes["remember_device"] = remember_device
+    update_policy(client, origin=origin, **changes)
 
 
 def status(user: User) -> dict[str, Any]:

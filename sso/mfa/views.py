@@ -7,9 +7,6 @@ account page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -17,60 +14,17 @@ from .. import audit, ratelimit
 from ..accounts import service as accounts
 from ..dbtypes import utcnow
 from ..extensions import db
-from ..flow import web as flow_web
+from ..flow import passage
+from ..flow.pending import Target, target_from_request
 from ..i18n import gettext as _
-from ..sessions.models import SSOSession
+from ..sessions.models import Proof, SSOSession
 from ..users.models import User
-from ..web import allow_form_action, origin
+from ..web import origin
 from . import policy, service
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 DEVICE_COOKIE = "sso_mfa_device"
-
-
-def safe_next(value: str | None) -> str | None:
-    """``value`` if it is a path on this site (no scheme, host or protocol-relative form)."""
-    if not value or len(value) > 2048 or not value.startswith("/") or value.startswith("//"):
-        return None
-    if "\\" in value or any(ord(c) < 0x20 for c in value):
-        return None
-    parts = urlsplit(value)
-    return value if not parts.scheme and not parts.netloc else None
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the browser goes once the second factor is done."""
-
-    flow_id: str | None = None
-    next: str | None = None
-    client_name: str | None = None
-
-    def query(self) -> dict[str, str]:
-        """The query arguments that carry this target to another mfa page."""
-        if self.flow_id:
-            return {"flow": self.flow_id}
-        return {"next": self.next} if self.next else {}
-
-
-def _target() -> Target | Response:
-    flow_id = request.values.get("flow") or None
-    next_path = request.values.get("next") or None
-    if flow_id:
-        pending = flow_web.get(flow_id)
-        if pending is None:
-            return flow_web.expired_page()
-        if uri := pending.params.get("redirect_uri"):
-            # The form's answer may redirect straight to the app; CSP form-action covers that.
-            allow_form_action(uri)
-        return Target(flow_id=flow_id, client_name=pending.client_name)
-    if next_path:
-        if safe_next(next_path) is None:
-            return _page("error.html", status=400, title=_("Invalid link"),
-                         message=_("This link does not lead back to this site."))
-        return Target(next=next_path)
-    return Target()
 
 
 def _page(template: str, status: int = 200, **context: object) -> Response:
@@ -83,34 +37,24 @@ def device_cookie_name() -> str:
 
 
 def _signed_in() -> User | None:
-    sso_session = flow_web.current_session()
+    sso_session = passage.current_session()
     return sso_session.user if sso_session else None
 
 
 def _to_login(target: Target) -> Response:
-    if target.flow_id:
-        return redirect(url_for("auth.login", flow=target.flow_id))  # type: ignore[return-value]
-    return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    return redirect(url_for("auth.login", **target.query()))  # type: ignore[return-value]
 
 
 def _target_and_session() -> tuple[Target, SSOSession] | Response:
     """Where to go afterwards, and the SSO session the second factor is for (or the page that
     answers instead: an expired flow, a bad ``next``, the sign-in page)."""
-    target = _target()
+    target = target_from_request()
     if isinstance(target, Response):
         return target
-    sso_session = flow_web.current_session()
+    sso_session = passage.current_session()
     if sso_session is None:
         return _to_login(target)
     return target, sso_session
-
-
-def _finish(user: User, target: Target) -> Response:
-    """Step the session up with "otp" and go on to the flow, ``next`` or the account page."""
-    response = flow_web.complete_sign_in(user, ["otp"], target.flow_id)
-    if target.next:
-        response.headers["Location"] = target.next
-    return response
 
 
 CODE_ERRORS = {
@@ -163,14 +107,10 @@ def verify() -> Response:
         if device is not None:
             # The flow step decides again whether a remembered device suffices here.
             device.last_used_at = now
-            service.record_proof(sso_session.id, "device", now)
             audit.record("mfa.verify", origin=origin(), user_id=user.id, method="device",
                          session_id=sso_session.id, device_id=device.id)
-            db.session.commit()
-            destination = target.next or (
-                flow_web.get(target.flow_id).resume_url()  # type: ignore[union-attr]
-                if target.flow_id else url_for("auth.account"))
-            return redirect(destination)  # type: ignore[return-value]
+            return passage.finish(target, door="remembered-device", user=user,
+                                  proofs=[Proof("device", now)])
     return _verify_page(target, user)
 
 
@@ -190,12 +130,12 @@ def verify_submit() -> Response:
     except service.CodeError as error:
         db.session.commit()
         return _verify_page(target, user, _code_error(error.reason))
-    service.record_proof(sso_session.id, method, now)
     cookie = None
     days = current_app.config["MFA_REMEMBER_DAYS"]
     if request.form.get("remember") == "1" and request.form.get("remember_device") and days > 0:
         _device, cookie = service.remember_device(user, origin=origin(), now=now, days=days)
-    response = _finish(user, target)
+    response = passage.finish(target, door="recovery-code" if method == "recovery" else "totp",
+                              user=user, proofs=[Proof(method, now)])
     if cookie:
         response.set_cookie(
             device_cookie_name(), cookie, max_age=days * 24 * 3600, path="/",
@@ -215,7 +155,7 @@ def _enrol_page(target: Target, user: User, enrolment: service.Enrolment,
 
 @bp.get("/enrol")
 def enrol() -> Response:
-    target = _target()
+    target = target_from_request()
     if isinstance(target, Response):
         return target
     user = _signed_in()
@@ -224,16 +164,8 @@ def enrol() -> Response:
     if service.is_enrolled(user.id):
         return _page("mfa/done.html", title=_("Two-step verification is already on"),
                      message=_("Your account already has an authenticator app."),
-                     continue_url=_continue_url(target))
+                     continue_url=target.url())
     return _enrol_page(target, user, service.begin_enrolment(user))
-
-
-def _continue_url(target: Target) -> str:
-    if target.next:
-        return target.next
-    if target.flow_id and (pending := flow_web.get(target.flow_id)):
-        return pending.resume_url()
-    return url_for("auth.account")
 
 
 @bp.post("/enrol")
@@ -261,7 +193,7 @@ def enrol_submit() -> Response:
                          title=_("Two-step verification is already on"),
                          message=_("Another setup of two-step verification finished first. "
                                    "Use the authenticator you set up there."),
-                         continue_url=_continue_url(target))
+                         continue_url=target.url())
         return _enrol_page(target, user, service.begin_enrolment(user),
                            _("This setup has expired. Scan the new code."))
     except service.CodeError as error:
@@ -271,8 +203,7 @@ def enrol_submit() -> Response:
                      "your app shows now.") if error.reason == "wrong"
                    else _code_error(error.reason))
         return _enrol_page(target, user, enrolment, message)
-    service.record_proof(sso_session.id, "otp", now)
-    done = _finish(user, target)
+    done = passage.finish(target, door="mfa-enrol", user=user, proofs=[Proof("otp", now)])
     page = _page("mfa/recovery_codes.html", codes=codes, continue_url=done.headers["Location"],
                  enrolled=True)
     for cookie in done.headers.getlist("Set-Cookie"):

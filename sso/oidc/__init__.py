@@ -1,12 +1,15 @@
-"""The protocol: OAuth 2.0 and OpenID Connect, knowing nothing of how users prove who they are."""
+"""The protocol: OAuth 2.0 and OpenID Connect, knowing nothing of how users prove who they are.
+
+Other packages use :mod:`.public` and :mod:`.protector` only; the rest is internal.
+"""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from .. import flow
+from .. import errors
 from ..sessions import service as sessions
-from . import consent
+from . import protector
 from .discovery import metadata_json
 from .grants import (
     AuthorizationCodeGrant,
@@ -35,10 +38,12 @@ def init_app(app: Flask) -> None:
 
     app.config.setdefault("SCOPES_SUPPORTED",
                           [*USER_SCOPES, *app.extensions.get("sso_extra_scopes", [])])
-    flow.register_step(consent.CONSENT_STEP_ORDER, "consent", consent.step)
-    sessions.on_end(lambda session, origin: revoke_session_tokens(session.id, origin=origin))
+    sessions.on_end(app, lambda session, origin: revoke_session_tokens(session.id,
+                                                                       origin=origin))
+    protector.init_app(app)
 
-    from .views import bp  # noqa: PLC0415
+    from .views import JSON_ENDPOINTS, bp  # noqa: PLC0415
 
     app.register_blueprint(bp)
+    errors.speaks_json(app, JSON_ENDPOINTS)
     app.extensions["sso_discovery"] = metadata_json(app)

@@ -7,7 +7,6 @@ any other error goes back to the app's redirect URI with ``error``, ``state`` an
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -19,8 +18,10 @@ from werkzeug.wrappers import Response
 from .. import audit, flow
 from ..dbtypes import utcnow
 from ..extensions import db
-from ..flow import web as flow_web
+from ..flow import passage
+from ..flow import pending as pending_flows
 from ..web import origin
+from .clients import policy_of
 from .grants import SignedIn, token_service
 from .models import Client
 from .server import ProtocolRequest, current_request, query_client
@@ -144,11 +145,8 @@ def _expected_subject(params: MultiDict[str, str], client: Client) -> str | None
     return str(claims["sub"])
 
 
-def client_policy(client: Client) -> dict[str, Any]:
-    return {"first_party": client.first_party, **(client.settings or {})}
-
-
-def handle(params: MultiDict[str, str], pending: flow_web.Pending | None = None) -> Response:
+def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = None
+           ) -> Response:
     """Answer one authorization request, fresh from the app or resumed after a step."""
     if len(params.getlist("ui_locales")) == 1:
         g.ui_locales = params["ui_locales"]
@@ -183,10 +181,10 @@ def handle(params: MultiDict[str, str], pending: flow_web.Pending | None = None)
         login_hint=params.get("login_hint"),
         expected_subject=expected_subject,
         acr_values=tuple(params.get("acr_values", "").split()),
-        policy=client_policy(client),
+        policy=policy_of(client),
     )
-    session = flow_web.current_session()
-    interaction = flow.next_interaction(flow_request, session, now)
+    session = passage.current_session()
+    interaction = flow.advance(flow_request, session, now)
     if interaction is not None:
         if not flow_request.interactive:
             return error_response(_Error(interaction.error, interaction.description or
@@ -194,7 +192,8 @@ def handle(params: MultiDict[str, str], pending: flow_web.Pending | None = None)
                                   params, grant.redirect_uri)
         if pending is None:
             stored = {k: params[k] for k in KNOWN_PARAMS if k in params}
-            pending = flow_web.start(stored, RESUME_ENDPOINT, client.name)
+            pending = pending_flows.start(stored, RESUME_ENDPOINT, client.name,
+                                          pending_flows.origin_of(grant.redirect_uri))
         return redirect(url_for(interaction.endpoint, flow=pending.flow_id, **interaction.args))
 
     assert session is not None  # the identify step guarantees it  # noqa: S101
@@ -207,27 +206,23 @@ def handle(params: MultiDict[str, str], pending: flow_web.Pending | None = None)
         return error_response(error, params, grant.redirect_uri)
     db.session.commit()
     if pending is not None:
-        flow_web.finish(pending.flow_id)
+        passage.answered(pending)
     location = dict(headers)["Location"]
     return redirect(add_params_to_uri(location, [("iss", issuer())]), code=status)
 
 
 def resume(flow_id: str | None) -> Response:
-    pending = flow_web.get(flow_id)
+    """Continue a pending request after a sign-in page's exit; an aborted one goes back to
+    the app with its error."""
+    pending = pending_flows.get(flow_id)
     if pending is None:
-        return flow_web.expired_page()
-    return handle(MultiDict(pending.params), pending)
-
-
-def cancel(flow_id: str | None, description: str = "The user declined.") -> Response:
-    """The user declined (or may not go on) on one of our pages: tell the app
-    ``access_denied``."""
-    pending = flow_web.get(flow_id)
-    if pending is None:
-        return flow_web.expired_page()
+        return pending_flows.expired_page()
     params = MultiDict(pending.params)
-    flow_web.finish(pending.flow_id)
+    if pending.aborted is None:
+        return handle(params, pending)
+    passage.answered(pending)
     redirect_uri = _trusted_redirect_uri(params)
     if redirect_uri is None:
-        return flow_web.expired_page()
-    return error_response(_Error("access_denied", description), params, redirect_uri)
+        return pending_flows.expired_page()
+    error, description = pending.aborted
+    return error_response(_Error(error, description), params, redirect_uri)

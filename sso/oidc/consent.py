@@ -14,8 +14,6 @@ from ..flow import Interaction, Request
 from ..sessions.models import SSOSession
 from .models import Consent
 
-CONSENT_STEP_ORDER = 50
-
 
 def find(user_id: int, client_id: str) -> Consent | None:
     return db.session.scalar(
@@ -23,11 +21,13 @@ def find(user_id: int, client_id: str) -> Consent | None:
     )
 
 
-def step(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:
+def consent_step(request: Request, session: SSOSession | None, now: datetime
+                 ) -> Interaction | None:
+    """Third-party apps ask once per scope set (and again on ``prompt=consent``)."""
     if session is None:
         return None
     asked = "consent" in request.prompts
-    if request.policy.get("first_party") and not asked:
+    if request.policy.first_party and not asked:
         return None
     consent = find(session.user_id, request.client_id)
     if consent is None:

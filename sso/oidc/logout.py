@@ -16,13 +16,10 @@ from flask import current_app, redirect, render_template
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .. import audit
-from ..extensions import db
-from ..flow import web as flow_web
+from ..flow import passage
 from ..i18n import gettext as _
 from ..security import same
-from ..sessions import service as sessions
-from ..web import allow_form_action, origin
+from ..web import allow_form_action
 from .grants import token_service
 from .models import Client
 from .server import query_client
@@ -72,7 +69,7 @@ def parse(params: MultiDict[str, str]) -> LogoutRequest:
 
 
 def _hint_matches_session(request: LogoutRequest) -> bool:
-    session = flow_web.current_session()
+    session = passage.current_session()
     if session is None or request.hint is None:
         return False
     if request.hint.get("sid"):
@@ -85,7 +82,7 @@ def handle(params: MultiDict[str, str]) -> Response:
         request = parse(params)
     except LogoutError as error:
         return _error_page(str(error))
-    if flow_web.current_session() is None:
+    if passage.current_session() is None:
         return _finish(request)
     if _hint_matches_session(request):
         return sign_out(request)
@@ -107,15 +104,8 @@ def confirm(form: MultiDict[str, str]) -> Response:
 
 
 def sign_out(request: LogoutRequest) -> Response:
-    session = flow_web.current_session()
-    if session is not None:
-        sessions.end_session(session, reason="logout", origin=origin())
-        audit.record("signout", origin=origin(), user_id=session.user_id, session_id=session.id,
-                     client_id=request.client.client_id if request.client else None)
-        db.session.commit()
-    response = _finish(request)
-    flow_web.clear_session_cookie(response)
-    return response
+    return passage.sign_out(passage.current_session(), _finish(request), door="logout",
+                            client_id=request.client.client_id if request.client else None)
 
 
 def _finish(request: LogoutRequest) -> Response:

@@ -10,10 +10,10 @@ from flask import Blueprint, current_app, render_template, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from ..errors import JSON_ENDPOINTS
 from ..extensions import db
-from ..flow import web as flow_web
-from ..web import allow_form_action, csrf_exempt, origin
+from ..flow import passage
+from ..flow import pending as pending_flows
+from ..web import csrf_exempt, origin
 from . import authorize as authorize_module
 from . import consent as consent_module
 from . import endpoints, logout
@@ -68,29 +68,26 @@ def resume() -> Response:
 
 @bp.post("/authorize/cancel")
 def cancel() -> Response:
-    return authorize_module.cancel(request.form.get("flow"))
+    """The user gave up on a sign-in page: the app learns ``access_denied``."""
+    return passage.abort(pending_flows.get(request.form.get("flow")), door="cancel")
 
 
 @bp.route("/consent", methods=["GET", "POST"])
 def consent() -> Response:
-    pending = flow_web.get(request.values.get("flow"))
-    session = flow_web.current_session()
+    pending = pending_flows.get(request.values.get("flow"))
+    session = passage.current_session()
     if pending is None or session is None:
-        return flow_web.expired_page()
+        return pending_flows.expired_page()
     client = query_client(pending.params.get("client_id"))
     if client is None:
-        return flow_web.expired_page()
+        return pending_flows.expired_page()
     scopes = client.get_allowed_scope(pending.params.get("scope")).split()
     if request.method == "POST":
         if request.form.get("decision") == "allow":
             consent_module.grant(session.user_id, client.client_id, scopes, origin())
-            db.session.commit()
-            return authorize_module.resume(pending.flow_id)
+            return passage.finish(pending_flows.Target(pending), door="consent")
         consent_module.deny(session.user_id, client.client_id, origin())
-        return authorize_module.cancel(pending.flow_id)
-    redirect_uri = pending.params.get("redirect_uri") or client.get_default_redirect_uri()
-    if redirect_uri:
-        allow_form_action(redirect_uri)
+        return passage.abort(pending, door="consent-deny")
     html = render_template("oidc/consent.html", client=client, scopes=scopes,
                            user=session.user, flow=pending.flow_id)
     return Response(html, mimetype="text/html")
@@ -183,5 +180,6 @@ def _api_headers(response: Response) -> Response:
     return response
 
 
-JSON_ENDPOINTS.update({"oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke",
-                       "oidc.jwks", "oidc.discovery"})
+#: Endpoints that speak JSON to programs, errors included.
+JSON_ENDPOINTS = ("oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke", "oidc.jwks",
+                  "oidc.discovery")

@@ -1,0 +1,148 @@
+"""The passage's exits: every sign-in page leaves through :func:`finish` or :func:`abort`.
+
+Whatever a method checked (a password, a code, a scanned QR code, a consent, an admin's
+decision), its page ends here, so what every exit must do happens in one place: the SSO
+session is opened or stepped up with the new proofs, its cookie secret replaced (session
+fixation), the CSRF token rotated, the exit audited, and the browser sent on to the pending
+request, a safe path on this site, or the account page. A page that serves a pending request
+already allows the app's origin as a form target (:func:`sso.flow.pending.get`), so the
+redirect chain after its form POST is not blocked by the page's own CSP.
+
+Each call names its ``door`` (the method, for the audit log and for the test that checks
+every door has a browser test).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, redirect, request, session
+from werkzeug.wrappers import Response
+
+from .. import audit
+from ..dbtypes import utcnow
+from ..errors import render_error
+from ..extensions import db
+from ..i18n import gettext as _
+from ..sessions import service as sessions
+from ..sessions.models import Proof, SSOSession
+from ..users.models import User
+from ..web import StaleForm, origin
+from .pending import Pending, Target, drop, expired_page, get, mark_aborted
+
+SESSION_COOKIE = "sso_session"
+
+
+def session_cookie_name() -> str:
+    # The __Host- prefix pins the cookie to this host, path / and HTTPS (RFC 6265bis §4.1.3).
+    secure = current_app.config["SESSION_COOKIE_SECURE"]
+    return f"__Host-{SESSION_COOKIE}" if secure else SESSION_COOKIE
+
+
+def current_session() -> SSOSession | None:
+    """The live SSO session of this browser (looked up once per request)."""
+    if "sso_session" not in g:
+        g.sso_session = sessions.find_by_secret(request.cookies.get(session_cookie_name()))
+    return g.sso_session  # type: ignore[no-any-return]
+
+
+def _set_session_cookie(response: Response, secret: str) -> None:
+    config = current_app.config
+    response.set_cookie(
+        session_cookie_name(), secret, max_age=config["SESSION_TTL"], path="/",
+        secure=config["SESSION_COOKIE_SECURE"], httponly=True, samesite="Lax",
+    )
+
+
+def _clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(
+        session_cookie_name(), path="/", secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True, samesite="Lax",
+    )
+
+
+def _rotate_csrf() -> None:
+    """A new CSRF token after every exit: a token seen before the exit is worth nothing."""
+    session["csrf"] = None
+
+
+def finish(target: Target, *, door: str, user: User | None = None,
+           proofs: list[Proof] | None = None) -> Response:
+    """The interaction is done: record what the user proved (if anything) and go on.
+
+    With ``user`` and ``proofs`` the browser's SSO session is opened, or stepped up if it is
+    the same user's. Without them (a consent given, an approval that arrived) the session
+    stays as it is and only the flow moves on. The caller commits nothing: this commits.
+    """
+    response = redirect(target.url())
+    if user is not None and proofs:
+        previous = current_session()
+        sso_session, secret = sessions.sign_in(
+            user, proofs, lifetime=current_app.config["SESSION_TTL"], origin=origin(),
+            previous=previous, now=utcnow(),
+        )
+        g.sso_session = sso_session
+        _set_session_cookie(response, secret)
+        audit.record("signin", origin=origin(), user_id=user.id, session_id=sso_session.id,
+                     door=door, amr=sso_session.amr, client=target.client_name)
+    else:
+        signed_in = current_session()
+        audit.record("flow.continue", origin=origin(),
+                     user_id=signed_in.user_id if signed_in else None, door=door,
+                     client=target.client_name)
+    db.session.commit()
+    _rotate_csrf()
+    return response  # type: ignore[return-value]
+
+
+def abort(pending: Pending | None, *, door: str, error: str = "access_denied",
+          description: str = "The user declined.") -> Response:
+    """The user or the policy gave up on the pending request: the app hears ``error``.
+
+    The answer itself is the protocol's (it knows the app's redirect URI and ``state``): the
+    flow is marked aborted and resumed, and the protocol answers with the error.
+    """
+    if pending is None:
+        return expired_page()
+    signed_in = current_session()
+    audit.record("flow.abort", audit.FAILURE, origin=origin(),
+                 user_id=signed_in.user_id if signed_in else None, door=door, error=error,
+                 client=pending.client_name)
+    db.session.commit()
+    mark_aborted(pending, error, description)
+    _rotate_csrf()
+    return redirect(pending.resume_url())  # type: ignore[return-value]
+
+
+def sign_out(sso_session: SSOSession | None, destination: Response, *, door: str,
+             client_id: str | None = None) -> Response:
+    """End the browser's SSO session and send it to ``destination`` (a page or a redirect
+    to the app's registered post-logout URI, which the caller checked)."""
+    if sso_session is not None:
+        sessions.end_session(sso_session, reason=door, origin=origin())
+        audit.record("signout", origin=origin(), user_id=sso_session.user_id,
+                     session_id=sso_session.id, client_id=client_id, door=door)
+        db.session.commit()
+        g.sso_session = None
+    _clear_session_cookie(destination)
+    _rotate_csrf()
+    return destination
+
+
+def _stale_form(error: StaleForm) -> Response:
+    """A form from a tab left open across a sign-in in another tab: the browser is signed in
+    now, so its pending request simply goes on (what the form would have led to); anything
+    else gets the "form expired" page. Only a request this browser itself started can be
+    resumed, so nothing is done that the browser did not ask for."""
+    pending = get(request.values.get("flow"))
+    if pending is not None and current_session() is not None and pending.aborted is None:
+        return redirect(pending.resume_url())  # type: ignore[return-value]
+    return render_error(400, message=_("The form expired. Go back, reload the page and try "
+                                       "again."))
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(StaleForm, _stale_form)
+
+
+def answered(pending: Pending) -> None:
+    """The protocol answered the pending request: forget it."""
+    drop(pending.flow_id)
