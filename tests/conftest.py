@@ -280,10 +280,13 @@ class Flow:
         return {k: v for k, v in params.items() if v is not None}
 
     def login(self, username: str = "alice", password: str = PASSWORD,
-              flow_id: str = "") -> Any:
-        page = self.http.get(f"/login?flow={flow_id}" if flow_id else "/login")
+              flow_id: str = "", next_path: str = "") -> Any:
+        """Sign in on the sign-in page for a pending request (``flow_id``), a page of this
+        site to return to (``next_path``), or neither (the account page)."""
+        query = {"flow": flow_id} if flow_id else {"next": next_path} if next_path else {}
+        page = self.http.get("/login", query_string=query)
         return self.http.post("/login", data={
-            "csrf_token": csrf_of(page.get_data(as_text=True)), "flow": flow_id,
+            "csrf_token": csrf_of(page.get_data(as_text=True)), **query,
             "username": username, "password": password,
         })
 
@@ -310,6 +313,15 @@ class Flow:
         data.update(extra)
         data = {k: v for k, v in data.items() if v is not None}
         return self.http.post("/token", data=data, headers=basic(self.app_client))
+
+
+def resumed(http: FlaskClient, response: Any) -> Any:
+    """Follow the passage's hop back to the protocol (``/authorize/resume``), which answers
+    the app: the response the app's browser gets in the end."""
+    while (response.status_code == 302
+           and response.headers["Location"].startswith("/authorize/resume")):
+        response = http.get(response.headers["Location"])
+    return response
 
 
 def basic(app_client: Any) -> dict[str, str]:

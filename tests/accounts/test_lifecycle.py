@@ -17,6 +17,7 @@ from sso.audit import AuditEvent, Origin
 from sso.dbtypes import utcnow
 from sso.extensions import db
 from sso.sessions import service as sessions
+from sso.sessions.models import Proof
 from sso.users.models import User, UserStatus
 from sso.users.service import find_by_login
 from tests.accounts.helpers import last_code, last_link, messages, token_of
@@ -24,6 +25,11 @@ from tests.conftest import PASSWORD
 
 NEW = "Fresh-Lantern-42"
 ORIGIN = Origin(ip="198.51.100.7", user_agent="pytest")
+
+
+def password_proof() -> list[Proof]:
+    """A password proved now."""
+    return [Proof("pwd", utcnow())]
 
 
 def invite(username: str = "bob", **kwargs: Any) -> User:
@@ -194,7 +200,7 @@ def test_reset_by_link_ends_sessions_and_tells_the_user(app: Any, ctx: None,
                                                         make_user: Any) -> None:
     make_user("alice")
     alice = find_by_login("alice")
-    session, _secret = sessions.open_session(alice, ["pwd"], lifetime=3600, origin=ORIGIN)
+    session, _secret = sessions.sign_in(alice, password_proof(), lifetime=3600, origin=ORIGIN)
     lockout.register_failure(alice.id)
     db.session.commit()
     lifecycle.request_reset("alice@example.com", origin=ORIGIN)
@@ -247,8 +253,8 @@ def test_change_password_keeps_this_session_and_refuses_reuse(app: Any, ctx: Non
                                                               make_user: Any) -> None:
     make_user("alice")
     alice = find_by_login("alice")
-    mine, _ = sessions.open_session(alice, ["pwd"], lifetime=3600, origin=ORIGIN)
-    other, _ = sessions.open_session(alice, ["pwd"], lifetime=3600, origin=ORIGIN)
+    mine, _ = sessions.sign_in(alice, password_proof(), lifetime=3600, origin=ORIGIN)
+    other, _ = sessions.sign_in(alice, password_proof(), lifetime=3600, origin=ORIGIN)
     db.session.commit()
     with pytest.raises(lifecycle.LinkError):
         lifecycle.change_password(alice, "wrong", NEW, ORIGIN, mine.id)
@@ -300,7 +306,7 @@ def test_disable_ends_sessions_and_enable_restores(app: Any, ctx: None,
                                                    make_user: Any) -> None:
     make_user("alice")
     alice = find_by_login("alice")
-    session, secret = sessions.open_session(alice, ["pwd"], lifetime=3600, origin=ORIGIN)
+    session, secret = sessions.sign_in(alice, password_proof(), lifetime=3600, origin=ORIGIN)
     db.session.commit()
     assert lifecycle.disable(alice, actor="cli") == 1
     db.session.commit()

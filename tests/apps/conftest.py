@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from tests.apps.set_receiver import Receiver
-from tests.conftest import ISSUER, Flow, query_of
+from tests.conftest import ISSUER, Flow, query_of, resumed
 
 
 @pytest.fixture
@@ -18,10 +18,10 @@ def make_app(make_client: Any) -> Any:
 
     def make(activation: str = "auto", events_endpoint: str | None = None,
              name: str = "ERP", **kwargs: Any) -> Any:
-        settings: dict[str, Any] = {"activation": activation}
+        policy: dict[str, Any] = {"activation": activation}
         if events_endpoint:
-            settings["events_endpoint"] = events_endpoint
-        return make_client(name, settings=settings, **kwargs)
+            policy["events_endpoint"] = events_endpoint
+        return make_client(name, policy=policy, **kwargs)
 
     return make
 
@@ -55,6 +55,7 @@ def run_flow(flow: Flow, **overrides: Any) -> Any:
 
 def app_result(response: Any, flow: Flow) -> dict[str, str]:
     """The query the app receives at its redirect URI."""
+    response = resumed(flow.http, response)
     assert response.status_code == 302, response.get_data(as_text=True)[:400]
     location = response.headers["Location"]
     assert location.startswith(flow.params["redirect_uri"]), location

@@ -65,7 +65,7 @@ def test_approval_app_waits_for_the_admin_then_the_user_gets_in_with_roles(
         quick_refresh: None, erp_site: tuple[str, list[str]]) -> None:
     live = live_provider.app
     callback, landed = erp_site
-    erp = make_client("ERP", [callback], settings={"activation": "approval"})
+    erp = make_client("ERP", [callback], policy={"activation": "approval"})
     admin = live.test_cli_runner()
     for args in (["roles", "define", erp.client_id, "clerk"],
                  ["roles", "grant", "alice", erp.client_id, "clerk"]):

@@ -22,17 +22,19 @@ def test_clients_create_and_update_set_the_policies(runner: Any) -> None:
                              "--activation", "approval",
                              "--events-endpoint", "https://erp.example.com/events",
                              "--json").output)
-    assert created["settings"] == {"activation": "approval",
-                                   "events_endpoint": "https://erp.example.com/events"}
+    assert created["policy"] == {"activation": "approval", "mfa_required": False,
+                                 "remember_device": True, "qr_number_matching": False,
+                                 "events_endpoint": "https://erp.example.com/events"}
     client_id = created["client_id"]
     run(runner, "clients", "update", client_id, "--activation", "invite",
         "--events-endpoint", "http://127.0.0.1:8080/events")
     listed = json.loads(run(runner, "clients", "list", "--json").output)
-    assert listed[0]["settings"] == {"activation": "invite",
-                                     "events_endpoint": "http://127.0.0.1:8080/events"}
+    assert listed[0]["policy"]["activation"] == "invite"
+    assert listed[0]["policy"]["events_endpoint"] == "http://127.0.0.1:8080/events"
     run(runner, "clients", "update", client_id, "--events-endpoint", "")
     listed = json.loads(run(runner, "clients", "list", "--json").output)
-    assert listed[0]["settings"] == {"activation": "invite"}
+    assert listed[0]["policy"]["activation"] == "invite"
+    assert listed[0]["policy"]["events_endpoint"] is None
 
 
 @pytest.mark.parametrize("args", [

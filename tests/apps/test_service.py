@@ -144,10 +144,11 @@ def test_revoke_revokes_the_apps_refresh_tokens_only(ctx: None, alice: Any,
     (None, "https://user:pw@erp.example.com/events"),
     (None, "/events"),
 ])
-def test_bad_settings_are_refused(ctx: None, activation: str | None,
-                                  endpoint: str | None) -> None:
+def test_a_bad_policy_is_refused(ctx: None, activation: str | None,
+                                 endpoint: str | None) -> None:
+    policy = {"activation": activation} if activation else {"events_endpoint": endpoint}
     with pytest.raises(service.AppsError):
-        service.settings_for(activation, endpoint)
+        service.checked_policy(policy)
 
 
 @pytest.mark.parametrize("activation", ["auto", "invite"])

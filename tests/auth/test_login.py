@@ -61,7 +61,7 @@ def test_https_issuer_uses_secure_host_only_cookies(app_config: dict[str, Any]) 
     secure_app = create_app({**app_config, "ISSUER": "https://sso.example.com"})
     assert secure_app.config["SESSION_COOKIE_SECURE"] is True
     with secure_app.test_request_context():
-        from sso.flow.web import session_cookie_name
+        from sso.flow.passage import session_cookie_name
 
         assert session_cookie_name() == "__Host-sso_session"
 

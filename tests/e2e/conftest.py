@@ -48,8 +48,8 @@ def demo_erp(live_provider: LiveProvider) -> Iterator[DemoERP]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     demo_app = {**ERP, "port": port,
-                "settings": {**ERP["settings"], "events_endpoint": url + EVENTS_PATH}}
-    assert demo_app["settings"]["mfa_required"] is True
+                "policy": {**ERP["policy"], "events_endpoint": url + EVENTS_PATH}}
+    assert demo_app["policy"]["mfa_required"] is True
     with live_provider.app.app_context():
         secrets = seed(live_provider.app.instance_path, apps=[demo_app], users=DEMO_USERS)
     rp = create_demo_app("ERP", port, live_provider.url, "erp", secrets["erp"],

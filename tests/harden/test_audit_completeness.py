@@ -144,7 +144,7 @@ def _qr(w: World, deny: bool = False) -> None:
 def _app_approval(w: World) -> None:
     from tests.apps.conftest import run_flow
 
-    crm = w.make_client("CRM", ["https://crm.example.com/cb"], settings={"activation": "approval"})
+    crm = w.make_client("CRM", ["https://crm.example.com/cb"], policy={"activation": "approval"})
     run_flow(Flow(w.app.test_client(), crm))
     w.cli("apps", "approve", crm.client_id, "alice")
 

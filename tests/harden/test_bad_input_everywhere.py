@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import Rule
 
-from sso.errors import JSON_ENDPOINTS
+from sso.oidc.views import JSON_ENDPOINTS
 from tests.conftest import Flow, csrf_of
 
 ROOT = Path(__file__).parent.parent.parent

@@ -57,7 +57,7 @@ def test_odd_second_factor_codes_are_refused(app: Flask, flow: Flow) -> None:
 
 def test_odd_picked_numbers_cancel_the_qr_sign_in(app: Flask, make_client: Any,
                                                  alice: Any) -> None:
-    erp = make_client("ERP", settings={"qr_number_matching": True})
+    erp = make_client("ERP", policy={"qr_number_matching": True})
     phone_http = app.test_client()
     phone_http.environ_base["HTTP_USER_AGENT"] = PHONE_UA
     phone = Phone(phone_http)

@@ -37,10 +37,10 @@ class SeededApp:
 def seed_demo_app(live: LiveProvider, index: int = 0) -> SeededApp:
     """Seed the demo users and DEMO_APPS[index] on a free port (through the seed service).
 
-    The app gets no sign-in policy (``settings``), whatever the demo configures, so these
+    The app gets no sign-in policy (``policy``), whatever the demo configures, so these
     tests see the plain password sign-in."""
     port = free_port()
-    demo_app = {**DEMO_APPS[index], "port": port, "settings": {}}
+    demo_app = {**DEMO_APPS[index], "port": port, "policy": {}}
     with live.app.app_context():
         secrets = seed(live.app.instance_path, apps=[demo_app])
     return SeededApp(demo_app["client_id"], secrets[demo_app["client_id"]],

@@ -103,7 +103,7 @@ def test_sso_demo_serves_signs_in_and_stops_cleanly(
 
     # The demo apps without an MFA policy (CRM; inventory, which activates on approval, for a
     # user the seed provisioned there) take a password sign-in, with single sign-on between.
-    no_mfa = [a for a in DEMO_APPS if not a["settings"].get("mfa_required")]
+    no_mfa = [a for a in DEMO_APPS if not a["policy"].get("mfa_required")]
     assert len(no_mfa) >= 2, "keep two DEMO_APPS without mfa_required, or adapt this test"
     first_app, second_app = no_mfa[:2]
     first, second = base_url(first_app), base_url(second_app)
@@ -122,7 +122,7 @@ def test_sso_demo_serves_signs_in_and_stops_cleanly(
     for role in user["roles"][second_app["client_id"]]:
         assert f"<span>{role}</span>" in page.text
     # The app that requires MFA leads the same user (no authenticator yet) to enrolment.
-    mfa_app = next(a for a in DEMO_APPS if a["settings"].get("mfa_required"))
+    mfa_app = next(a for a in DEMO_APPS if a["policy"].get("mfa_required"))
     enrol = browse_until(browser, f"{base_url(mfa_app)}/login",
                          "http://127.0.0.1:5000/mfa/enrol", "nobody", "wrong password")
     assert enrol.startswith("http://127.0.0.1:5000/mfa/enrol?")

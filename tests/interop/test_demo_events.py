@@ -24,7 +24,7 @@ def erp_with_events(live_provider: LiveProvider) -> Iterator[tuple[SeededApp, An
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     demo_app = {**DEMO_APPS[0], "port": port,
-                "settings": {"events_endpoint": url + EVENTS_PATH}}
+                "policy": {"events_endpoint": url + EVENTS_PATH}}
     with live_provider.app.app_context():
         secrets = seed(live_provider.app.instance_path, apps=[demo_app])
     rp = create_demo_app("ERP", port, live_provider.url, "erp", secrets["erp"],

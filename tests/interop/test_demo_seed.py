@@ -77,14 +77,15 @@ def test_seed_issues_a_new_secret_when_the_stored_one_is_lost(app: Flask, instan
         assert not client.check_client_secret(first["crm"])
 
 
-def test_seed_applies_the_app_settings_of_demo_apps(app: Flask, instance: str) -> None:
+def test_seed_applies_the_app_policy_of_demo_apps(app: Flask, instance: str) -> None:
     from sso.oidc.clients import get
 
-    apps = [{**DEMO_APPS[0], "settings": {"example_policy": True}}]
+    apps = [{**DEMO_APPS[0], "policy": {"qr_number_matching": True}}]
     with app.app_context():
         seed(instance, apps=apps)
         client = get("erp")
-        assert client is not None and client.settings["example_policy"] is True
+        assert client is not None and client.qr_number_matching is True
+        assert client.mfa_required is False  # what the entry does not name is the default
 
 
 def test_seed_applies_the_demo_policies_and_provisions_existing_employees(
@@ -98,10 +99,11 @@ def test_seed_applies_the_demo_policies_and_provisions_existing_employees(
         seed(instance)
         seed(instance)
         erp, crm, inventory = get("erp"), get("crm"), get("inventory")
-        assert erp.settings["mfa_required"] is True
-        assert erp.settings["events_endpoint"] == "http://127.0.0.1:5001/sso/events"
+        assert erp.mfa_required is True
+        assert erp.events_endpoint == "http://127.0.0.1:5001/sso/events"
         assert app_accounts.policy_of(inventory) == "approval"
-        assert app_accounts.policy_of(crm) == "auto" and not crm.settings
+        assert app_accounts.policy_of(crm) == "auto" and not crm.mfa_required
+        assert crm.events_endpoint is None
 
         # Users with inventory roles are let in; alice (no inventory role) will have to wait.
         provisioned = {account.user.username: account.status
@@ -120,7 +122,7 @@ def test_seed_applies_the_demo_policies_and_provisions_existing_employees(
         assert "/activate/" in mails[0].body_text
 
 
-def test_seed_validates_settings_and_an_empty_events_endpoint_removes_it(
+def test_seed_validates_the_policy_and_an_empty_events_endpoint_removes_it(
         app: Flask, instance: str) -> None:
     from sso.apps.service import AppsError
     from sso.oidc.clients import get
@@ -128,9 +130,9 @@ def test_seed_validates_settings_and_an_empty_events_endpoint_removes_it(
     erp = DEMO_APPS[0]
     with app.app_context():
         seed(instance, apps=[erp], users=[])
-        assert get("erp").settings["events_endpoint"] == "http://127.0.0.1:5001/sso/events"
-        seed(instance, apps=[{**erp, "settings": {"events_endpoint": "", "mfa_required": False}}],
+        assert get("erp").events_endpoint == "http://127.0.0.1:5001/sso/events"
+        seed(instance, apps=[{**erp, "policy": {"events_endpoint": "", "mfa_required": False}}],
              users=[])
-        assert get("erp").settings == {"mfa_required": False}
+        assert get("erp").events_endpoint is None and get("erp").mfa_required is False
         with pytest.raises(AppsError):
-            seed(instance, apps=[{**erp, "settings": {"activation": "sometimes"}}], users=[])
+            seed(instance, apps=[{**erp, "policy": {"activation": "sometimes"}}], users=[])

@@ -72,7 +72,7 @@ def _serve_app_callback(page: Any) -> list[str]:
 def test_enrol_by_qr_sign_in_with_codes_and_step_up(live_provider: Any, browser_page: Any,
                                                     alice: Any, make_client: Any) -> None:
     payroll = make_client("Payroll", redirect_uris=[APP_CALLBACK],
-                          settings={"mfa_required": True})
+                          policy={"mfa_required": True})
     rp = RelyingApp(live_provider.url, payroll)
     page = browser_page
     received = _serve_app_callback(page)

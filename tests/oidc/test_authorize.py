@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ISSUER, PASSWORD, Flow, csrf_of, query_of
+from tests.conftest import ISSUER, PASSWORD, Flow, csrf_of, query_of, resumed
 
 
 def _get(flow: Flow, **overrides: Any) -> Any:
@@ -16,6 +16,7 @@ def _get(flow: Flow, **overrides: Any) -> Any:
 
 
 def _error_redirect(response: Any, flow: Flow) -> dict[str, str]:
+    response = resumed(flow.http, response)
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
     location = response.headers["Location"]
     assert location.startswith(flow.app_client.redirect_uri)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Flow, csrf_of, query_of
+from tests.conftest import Flow, csrf_of, query_of, resumed
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def _decide(flow: Flow, location: str, decision: str) -> Any:
     response = flow.http.post("/consent", data={
         "csrf_token": csrf_of(page.get_data(as_text=True)),
         "flow": query_of(location)["flow"], "decision": decision})
+    response = resumed(flow.http, response)
     assert response.status_code == 302
     assert response.headers["Location"].startswith(flow.app_client.redirect_uri)
     return response

@@ -164,11 +164,10 @@ def test_a_phone_session_that_is_too_old_must_sign_in_again(desktop: Desktop, ph
             row.auth_time = row.auth_time - timedelta(seconds=app.config["QR_PHONE_MAX_AGE"] + 60)
         db.session.commit()
     response = phone.open(code["id"])
-    assert response.status_code == 302 and "/login?flow=" in response.headers["Location"]
-    flow_id = response.headers["Location"].split("flow=")[1]
-    again = Flow(phone.http, None).login(flow_id=flow_id)
-    back = phone.http.get(again.headers["Location"])
-    assert back.headers["Location"].endswith(f"/qr/s/{code['id']}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/login?next=/qr/s/{code['id']}"
+    again = Flow(phone.http, None).login(next_path=f"/qr/s/{code['id']}")
+    assert again.headers["Location"] == f"/qr/s/{code['id']}"
     assert phone.approve(code["id"]).status_code == 200
 
 
@@ -178,11 +177,13 @@ def test_a_phone_that_is_not_signed_in_signs_in_and_comes_back(desktop: Desktop,
     fresh = Phone(app.test_client())
     response = fresh.open(code["id"])
     assert response.status_code == 302
-    location = response.headers["Location"]
-    assert location.startswith("/login?flow=")
-    signed_in = Flow(fresh.http, None).login(flow_id=location.split("flow=")[1])
-    resumed = fresh.http.get(signed_in.headers["Location"])
-    assert resumed.headers["Location"].endswith(f"/qr/s/{code['id']}")
+    assert response.headers["Location"] == f"/login?next=/qr/s/{code['id']}"
+    page = fresh.http.get(response.headers["Location"]).get_data(as_text=True)
+    # The phone is the device that approves: no "continue to ...", no scan tab, no cancel.
+    assert "Scan to sign in" not in page and "Cancel and return" not in page
+    assert "to continue to" not in page
+    signed_in = Flow(fresh.http, None).login(next_path=f"/qr/s/{code['id']}")
+    assert signed_in.headers["Location"] == f"/qr/s/{code['id']}"
     assert fresh.approve(code["id"]).status_code == 200
 
 
@@ -221,24 +222,27 @@ def test_number_matching_per_app(desktop: Desktop, phone: Phone, app: Any, erp: 
 
 def test_the_phone_steps_up_when_the_app_needs_mfa(desktop: Desktop, phone: Phone, app: Any,
                                                    erp: Any) -> None:
-    """A stand-in "mfa" step (the mfa package registers the real one): the app's policy wants
-    a second factor that the phone's session lacks, so the phone is sent to that step's page
+    """A stand-in "mfa" step (the step table has the real one): the app's policy wants a
+    second factor that the phone's session lacks, so the phone is sent to that step's page
     with ``next`` and can approve once its session has one."""
     from sso import flow as sso_flow
+    from sso.dbtypes import utcnow
     from sso.extensions import db
     from sso.oidc.models import Client
-    from sso.sessions.models import SSOSession
+    from sso.sessions.models import Proof, SSOSession
 
     def mfa_step(request: Any, session: Any, now: Any) -> Any:
-        if request.policy.get("mfa_required") and "otp" not in (session.amr or []):
+        if request.policy.mfa_required and "otp" not in session.amr:
             return sso_flow.Interaction("auth.account", "interaction_required")
         return None
 
     with app.app_context():
-        db.session.get(Client, erp.client_id).settings = {"mfa_required": True}
+        db.session.get(Client, erp.client_id).mfa_required = True
         db.session.commit()
-    previous = [s for s in sso_flow._steps if s[1] == "mfa"]
-    sso_flow.register_step(30, "mfa", mfa_step)
+    passage = app.extensions["sso_passage"]
+    previous = passage.steps
+    passage.steps = tuple(sso_flow.Step("mfa", mfa_step) if s.name == "mfa" else s
+                          for s in previous)
     try:
         code = desktop.start()
         response = phone.open(code["id"])
@@ -246,7 +250,7 @@ def test_the_phone_steps_up_when_the_app_needs_mfa(desktop: Desktop, phone: Phon
         assert response.headers["Location"] == f"/?next=/qr/s/{code['id']}"
         with app.app_context():
             for row in db.session.scalars(db.select(SSOSession)).all():
-                row.amr = ["pwd", "otp", "mfa"]
+                row.add_proofs([Proof("otp", utcnow())])
             db.session.commit()
         assert phone.approve(code["id"]).status_code == 200
         back = desktop.complete()
@@ -255,8 +259,7 @@ def test_the_phone_steps_up_when_the_app_needs_mfa(desktop: Desktop, phone: Phon
 
             signin = db.session.scalars(db.select(AuditEvent).where(
                 AuditEvent.event == "signin")).all()[-1]
-            assert signin.details["amr"] == ["qr", "otp"]
+            assert signin.details["amr"] == ["qr", "otp", "mfa"]
         assert back.status_code == 302
     finally:
-        sso_flow._steps[:] = [s for s in sso_flow._steps if s[1] != "mfa"] + previous
-        sso_flow._steps.sort(key=lambda s: s[0])
+        passage.steps = previous
