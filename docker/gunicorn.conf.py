@@ -14,3 +14,16 @@ forwarded_allow_ips = os.environ.get("SSO_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("SSO_ACCESS_LOG") or None
 # gunicorn ≥ 25.1 opens a control socket at one fixed path per OS user; it is not used here.
 control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Check the settings once in the master, before any worker imports the app: a refusal
+    (production without SSO_DATABASE_URL, say) is one line instead of a traceback per worker."""
+    import sys  # noqa: PLC0415
+
+    from sso.config import ConfigError, instance_path, resolve  # noqa: PLC0415
+
+    try:
+        resolve(instance_path())
+    except ConfigError as error:
+        sys.exit(f"sso: {error}")
