@@ -79,6 +79,16 @@ def load_app() -> Flask:
     return app
 
 
+def load_settings() -> dict[str, Any]:
+    """The provider's settings without building it; a refusal is click's one-line error."""
+    from .config import ConfigError, instance_path, resolve  # noqa: PLC0415
+
+    try:
+        return resolve(instance_path())
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def with_app(command: F) -> F:
     """Run ``command`` inside an app context (Flask's ``with_appcontext``, which this mirrors,
     would import Flask as the module loads). The app comes from the context object when one
@@ -137,12 +147,18 @@ def db_upgrade(revision: str) -> None:
 
 
 @db_group.command("current")
-@with_app
-def db_current() -> None:
+@click.pass_obj
+def db_current(loader: Any) -> None:
     """Show the applied revision."""
-    from . import migrate  # noqa: PLC0415
+    from .schema_version import SchemaVersionError, applied_revision  # noqa: PLC0415
 
-    click.echo(migrate.current_revision(_current_app()) or "(empty)")
+    # The settings are enough (the database driver reads the revision): no app to build.
+    settings = loader.load_app().config if loader is not None else load_settings()
+    try:
+        revision = applied_revision(settings["SQLALCHEMY_DATABASE_URI"])
+    except SchemaVersionError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(revision or "(empty)")
 
 
 @db_group.command("check")
@@ -185,19 +201,14 @@ def _gunicorn_has_control_socket() -> bool:
               help="gunicorn worker processes (each a gevent loop holding many connections).")
 def serve_command(host: str, port: int, workers: int) -> None:
     """Run the provider under gunicorn with gevent workers (the production server)."""
-    from .config import ConfigError, instance_path, resolve  # noqa: PLC0415
-
-    instance = instance_path()
-    try:
-        # Checked here, so a refusal is one line rather than a traceback from every worker.
-        settings = resolve(instance)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    # Checked here, so a refusal is one line rather than a traceback from every worker.
+    settings = load_settings()
     if settings["REDIS_EMBEDDED"]:
+        from .config import instance_path  # noqa: PLC0415
         from .embedded import ensure_redis  # noqa: PLC0415
 
         # The workers find it through the environment; they start nothing themselves.
-        os.environ["SSO_REDIS_URL"] = ensure_redis(str(instance))
+        os.environ["SSO_REDIS_URL"] = ensure_redis(str(instance_path()))
     args = [
         sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
         "--workers", str(workers), "--bind", f"{host}:{port}",
