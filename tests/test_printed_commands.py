@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +223,7 @@ def _command_of(args: tuple[str, ...]) -> tuple[tuple[str, ...], click.Command, 
     command: click.Command = cli
     path: list[str] = []
     rest = list(args)
-    while isinstance(command, click.Group) and rest:
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
         found = command.get_command(context, name)
         assert found is not None, f"there is no command `sso {' '.join([*path, name])}`"
@@ -234,6 +236,8 @@ def _command_of(args: tuple[str, ...]) -> tuple[tuple[str, ...], click.Command, 
 def _problem(args: tuple[str, ...]) -> str | None:
     """Why ``args`` is not a whole command (click's own message), or None."""
     path, command, rest = _command_of(tuple(_runtime(word, RUNTIME) for word in args))
+    if "--help" in rest:
+        return None
     if isinstance(command, click.Group):
         return f"`sso {' '.join(path)}` needs a subcommand"
     # Click would take the next option's name as a value; a synopsis means "a value here".
@@ -375,6 +379,22 @@ class DemoInstance:
         if socket.exists():
             redis.Redis(unix_socket_path=str(socket)).flushall()
 
+    def clone(self, home: Path) -> DemoInstance:
+        """The same set-up in another folder, as a second checkout's ``make run`` would have
+        it: the instance and keys copied, the settings file naming the copy's keys, and an
+        embedded Redis of its own (started by the first command that needs it)."""
+        instance = home / "instance"
+        shutil.copytree(self.home / "keys", home / "keys")
+        shutil.copytree(self.instance, instance, ignore=shutil.ignore_patterns("redis.*"))
+        settings = instance / "settings.env"
+        settings.write_text(settings.read_text().replace(str(self.home), str(home)))
+        return DemoInstance(home, instance, self.saved, self.values)
+
+    def stop(self) -> None:
+        from sso.embedded import stop_redis
+
+        stop_redis(str(self.instance))
+
 
 @pytest.fixture(scope="module")
 def demo_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInstance]:
@@ -413,22 +433,50 @@ def demo_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInst
             shutil.copy2(path, saved / path.name)
         yield DemoInstance(home, instance, saved, {"<event id>": message_id})
     finally:
-        from sso.embedded import stop_redis
-
-        stop_redis(str(instance))
+        DemoInstance(home, instance, home, {}).stop()
 
 
-@pytest.mark.parametrize("run", RUNS, ids=[run.where for run in RUNS])
-def test_printed_commands_work_as_printed(run: Run, demo_instance: DemoInstance) -> None:
+def _perform(run: Run, demo: DemoInstance) -> list[str]:
+    """Type each of the run's sequences from the set-up's state; what failed, with output."""
     failures = []
     for sequence in run.sequences:
-        demo_instance.restore()
+        demo.restore()
         for typed in sequence:
-            env = {**_user_environment(demo_instance.home, demo_instance.instance),
-                   **dict(typed.env)}
-            args = [_runtime(word, demo_instance.values) for word in typed.args]
+            env = {**_user_environment(demo.home, demo.instance), **dict(typed.env)}
+            args = [_runtime(word, demo.values) for word in typed.args]
             result = _sso(env, *args, check=False)
             if result.returncode != 0:
                 failures.append(f"sso {shlex.join(args)}\n{result.stdout}{result.stderr}")
                 break
-    assert not failures, f"{run.where}:\n" + "\n".join(failures)
+    return failures
+
+
+@pytest.fixture(scope="module")
+def outcomes(demo_instance: DemoInstance, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[dict[Run, list[str]]]:
+    """Every run's failures. The runs are independent, so a few copies of the instance take
+    them in parallel (each command is a whole process that builds the app)."""
+    workers = max(1, min(4, os.cpu_count() or 1))
+    clones = [demo_instance.clone(tmp_path_factory.mktemp("clone")) for _ in range(workers - 1)]
+    free: queue.Queue[DemoInstance] = queue.Queue()
+    for demo in (demo_instance, *clones):
+        free.put(demo)
+
+    def perform(run: Run) -> tuple[Run, list[str]]:
+        demo = free.get()
+        try:
+            return run, _perform(run, demo)
+        finally:
+            free.put(demo)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            yield dict(pool.map(perform, RUNS))
+    finally:
+        for clone in clones:
+            clone.stop()
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[run.where for run in RUNS])
+def test_printed_commands_work_as_printed(run: Run, outcomes: dict[Run, list[str]]) -> None:
+    assert not outcomes[run], f"{run.where}:\n" + "\n".join(outcomes[run])
