@@ -159,19 +159,13 @@ def set_up(port: int) -> tuple[Any, dict[str, str]]:
     ``sso`` command finds them, ``sso.config.SETTINGS_FILE``), starts the embedded Redis
     unless ``SSO_REDIS_URL`` names one, migrates the database, creates the keys and seeds.
     """
-    from .. import create_app, migrate  # noqa: PLC0415
-    from ..config import ConfigError, instance_path, write_settings_file  # noqa: PLC0415
+    from .. import migrate  # noqa: PLC0415
+    from ..cli import load_app  # noqa: PLC0415
+    from ..config import instance_path, write_settings_file  # noqa: PLC0415
     from .seed import seed  # noqa: PLC0415
 
     write_settings_file(instance_path(), _choose_settings(port), SETTINGS_HEADER)
-    try:
-        app = create_app()
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-    if app.config["REDIS_EMBEDDED"]:
-        from ..embedded import ensure_redis  # noqa: PLC0415
-
-        ensure_redis(app.instance_path)
+    app = load_app()  # and the embedded Redis, unless SSO_REDIS_URL names one
     with app.app_context():
         migrate.upgrade(app)
         app.extensions["sso_keys"].ensure()
