@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import sys
 
 bind = os.environ.get("SSO_BIND", "0.0.0.0:5000")
 worker_class = "gevent"
@@ -14,3 +15,18 @@ forwarded_allow_ips = os.environ.get("SSO_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("SSO_ACCESS_LOG") or None
 # gunicorn ≥ 25.1 opens a control socket at one fixed path per OS user; it is not used here.
 control_socket_disable = True
+
+
+def _check_settings() -> None:
+    """Check the settings once, as gunicorn reads this file and before any worker imports the
+    app: a refusal (production without SSO_DATABASE_URL, say) is one line, not a traceback
+    from every worker."""
+    from sso.config import ConfigError, instance_path, resolve  # noqa: PLC0415
+
+    try:
+        resolve(instance_path())
+    except ConfigError as error:
+        sys.exit(f"sso: {error}")
+
+
+_check_settings()

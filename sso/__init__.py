@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from . import config as config_module
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def _template_folder() -> str:
@@ -20,20 +20,21 @@ def _template_folder() -> str:
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the provider. ``config`` overrides the environment (tests use it)."""
-    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("SSO_INSTANCE_PATH")
+    """Build the provider. ``config`` overrides the environment (tests use it).
+
+    Building starts nothing: in development the settings may name the embedded Redis
+    (``REDIS_EMBEDDED``), which the commands that run the provider start (``sso.embedded``).
+    """
+    from flask import Flask  # noqa: PLC0415 - `sso --help` and the settings need no Flask
+
     app = Flask(
         __name__,
-        instance_path=str(Path(instance_path).absolute()) if instance_path else None,
+        instance_path=str(config_module.instance_path(config)),
         instance_relative_config=False,
         template_folder=_template_folder(),
         static_folder="static",
     )
     config_module.load(app, config)
-    if not app.config.get("REDIS_URL"):
-        from .embedded import ensure_redis  # noqa: PLC0415
-
-        app.config["REDIS_URL"] = ensure_redis(app.instance_path)
     logging.getLogger("authlib").setLevel(logging.INFO)
 
     from . import (  # noqa: PLC0415

@@ -1,46 +1,123 @@
-"""The ``sso`` command: set up, administer and serve the provider."""
+"""The ``sso`` command: set up, serve and administer the provider.
+
+This module keeps setup (``init``, ``db``) and serving (``serve``). The admin commands live in
+:mod:`sso.admin.cli` (beside the service the admin console will share) and the demo's in
+:mod:`sso.demo.cli`; both are loaded only when named or listed by ``--help``
+(:data:`LAZY_COMMANDS`). Nothing here imports Flask, the database or the demo at load time,
+so ``sso --help`` is quick and works with no settings at all, and a server installed without
+the demo's dependencies (the Docker image) runs every command but the demo's.
+"""
 
 from __future__ import annotations
 
-import json
+import functools
+import importlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
 
-from . import audit, create_app, migrate
+if TYPE_CHECKING:
+    from flask import Flask
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Commands defined in other modules: name -> "module:attribute", imported when needed.
+LAZY_COMMANDS = {
+    "apps": "sso.admin.cli:apps_group",
+    "clients": "sso.admin.cli:clients_group",
+    "demo": "sso.demo.cli:demo_command",
+    "demo-app": "sso.demo.cli:demo_app_command",
+    "keys": "sso.admin.cli:keys_group",
+    "mfa": "sso.admin.cli:mfa_group",
+    "purge": "sso.admin.cli:purge_command",
+    "qr": "sso.admin.cli:qr_group",
+    "roles": "sso.admin.cli:roles_group",
+    "users": "sso.admin.cli:users_group",
+}
 
 
-def _make_app() -> Any:
-    return create_app()
+class LazyGroup(click.Group):
+    """A group whose commands from :data:`LAZY_COMMANDS` are imported only when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=FlaskGroup, create_app=_make_app, add_default_commands=False,
-             add_version_option=False)
+@click.group(cls=LazyGroup)
 def cli() -> None:
     """Single sign-on provider (OAuth 2.0 / OpenID Connect)."""
 
 
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
+def load_app() -> Flask:
+    """The provider as the settings describe it, for a command to work on.
+
+    A setting that cannot run safely stops the command with its one-line message (click's
+    ``Error: ...``), not a traceback. With development settings that use the embedded Redis,
+    it is started here if it is not running (``create_app`` itself starts nothing).
+    """
+    from . import create_app  # noqa: PLC0415
+    from .config import ConfigError  # noqa: PLC0415
+
+    try:
+        app = create_app()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if app.config["REDIS_EMBEDDED"]:
+        from .embedded import ensure_redis  # noqa: PLC0415
+
+        ensure_redis(app.instance_path)
+    return app
 
 
-def _commit() -> None:
-    from .extensions import db  # noqa: PLC0415
+def load_settings() -> dict[str, Any]:
+    """The provider's settings without building it; a refusal is click's one-line error."""
+    from .config import ConfigError, instance_path, resolve  # noqa: PLC0415
 
-    db.session.commit()
+    try:
+        return resolve(instance_path())
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def with_app(command: F) -> F:
+    """Run ``command`` inside an app context (Flask's ``with_appcontext``, which this mirrors,
+    would import Flask as the module loads). The app comes from the context object when one
+    was given (``app.test_cli_runner()`` passes a Flask ``ScriptInfo``), else from
+    :func:`load_app`."""
+
+    @click.pass_context
+    def run(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        from flask import current_app  # noqa: PLC0415
+
+        if not current_app:
+            app = ctx.obj.load_app() if ctx.obj is not None else load_app()
+            ctx.with_resource(app.app_context())
+        return ctx.invoke(command, *args, **kwargs)
+
+    return functools.update_wrapper(run, command)  # type: ignore[return-value]
 
 
 # Setup.
 
 
 @cli.command("init")
-@with_appcontext
+@with_app
 def init_command() -> None:
     """Create or upgrade the database and create the signing keys."""
+    from flask import current_app  # noqa: PLC0415
+
+    from . import migrate  # noqa: PLC0415
+
     migrate.upgrade(current_app._get_current_object())  # type: ignore[attr-defined]
     created = current_app.extensions["sso_keys"].ensure()
     click.echo(f"database: {current_app.config['SQLALCHEMY_DATABASE_URI']} (up to date)")
@@ -52,403 +129,56 @@ def db_group() -> None:
     """Database migrations (Alembic)."""
 
 
+def _current_app() -> Flask:
+    from flask import current_app  # noqa: PLC0415
+
+    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
 @db_group.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
-@with_appcontext
+@with_app
 def db_upgrade(revision: str) -> None:
     """Apply migrations."""
-    migrate.upgrade(current_app._get_current_object(), revision)  # type: ignore[attr-defined]
+    from . import migrate  # noqa: PLC0415
+
+    migrate.upgrade(_current_app(), revision)
     click.echo("database upgraded")
 
 
 @db_group.command("current")
-@with_appcontext
-def db_current() -> None:
+@click.pass_obj
+def db_current(loader: Any) -> None:
     """Show the applied revision."""
-    click.echo(migrate.current_revision(current_app._get_current_object()) or "(empty)")  # type: ignore[attr-defined]
+    from .schema_version import SchemaVersionError, applied_revision  # noqa: PLC0415
+
+    # The settings are enough (the database driver reads the revision): no app to build.
+    settings = loader.load_app().config if loader is not None else load_settings()
+    try:
+        revision = applied_revision(settings["SQLALCHEMY_DATABASE_URI"])
+    except SchemaVersionError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(revision or "(empty)")
 
 
 @db_group.command("check")
-@with_appcontext
+@with_app
 def db_check() -> None:
     """Fail if the models have changes no migration covers."""
-    migrate.check(current_app._get_current_object())  # type: ignore[attr-defined]
+    from . import migrate  # noqa: PLC0415
+
+    migrate.check(_current_app())
     click.echo("models and migrations agree")
 
 
 @db_group.command("revision")
 @click.option("-m", "--message", required=True)
-@with_appcontext
+@with_app
 def db_revision(message: str) -> None:
     """Generate a migration from model changes (for developers)."""
-    migrate.revision(current_app._get_current_object(), message)  # type: ignore[attr-defined]
+    from . import migrate  # noqa: PLC0415
 
-
-# Users.
-
-
-@cli.group("users")
-def users_group() -> None:
-    """Manage users."""
-
-
-def _find_user(login: str) -> Any:
-    from .users.service import find_by_login  # noqa: PLC0415
-
-    user = find_by_login(login)
-    if user is None:
-        _fail(f"no user {login!r}")
-    return user
-
-
-@users_group.command("create")
-@click.option("--username", required=True)
-@click.option("--email")
-@click.option("--phone")
-@click.option("--name")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-@click.option("--admin", is_flag=True, help="Give the user the admin role of the provider.")
-@click.option("--must-change", is_flag=True,
-              help="An initial password: the user must replace it at the first sign-in.")
-@with_appcontext
-def users_create(username: str, email: str | None, phone: str | None, name: str | None,
-                 password: str, admin: bool, must_change: bool) -> None:
-    """Create an active user with a password."""
-    from .accounts.policy import PasswordRejected  # noqa: PLC0415
-    from .accounts.service import AccountError, create_user  # noqa: PLC0415
-
-    try:
-        user = create_user(username, email=email, phone=phone, name=name, password=password,
-                           is_admin=admin, must_change=must_change)
-    except (AccountError, PasswordRejected) as error:
-        _fail(str(error))
-    _commit()
-    click.echo(f"created user {user.username} (sub {user.subject})")
-
-
-@users_group.command("list")
-@with_appcontext
-def users_list() -> None:
-    """List users."""
-    from sqlalchemy import select  # noqa: PLC0415
-
-    from .extensions import db  # noqa: PLC0415
-    from .users.models import User  # noqa: PLC0415
-
-    for user in db.session.scalars(select(User).order_by(User.username)):
-        flags = " admin" if user.is_admin else ""
-        click.echo(f"{user.username:24} {user.email or '-':32} {user.status}{flags}")
-
-
-@users_group.command("set-password")
-@click.argument("login")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-@click.option("--must-change", is_flag=True,
-              help="The user must replace it at the next sign-in.")
-@with_appcontext
-def users_set_password(login: str, password: str, must_change: bool) -> None:
-    """Set a user's password (it must satisfy the password policy)."""
-    from .accounts.policy import PasswordRejected  # noqa: PLC0415
-    from .accounts.service import set_password  # noqa: PLC0415
-
-    try:
-        set_password(_find_user(login), password, must_change=must_change, actor="cli")
-    except PasswordRejected as error:
-        _fail(f"password refused: {error}")
-    _commit()
-    click.echo("password set")
-
-
-# Clients.
-
-
-@cli.group("clients")
-def clients_group() -> None:
-    """Register and manage client apps."""
-
-
-def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
-    from .oidc.clients import POLICY_FIELDS  # noqa: PLC0415
-
-    data = {
-        "client_id": client.client_id,
-        "name": client.name,
-        "public": client.is_public,
-        "first_party": client.first_party,
-        "redirect_uris": client.redirect_uris,
-        "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "grant_types": client.grant_types,
-        "scope": client.scope,
-        "policy": {name: getattr(client, name) for name in POLICY_FIELDS
-                   if name != "first_party"},
-    }
-    if secret:
-        data["client_secret"] = secret
-    return data
-
-
-@clients_group.command("create")
-@click.option("--name", required=True)
-@click.option("--redirect-uri", "redirect_uris", multiple=True)
-@click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True)
-@click.option("--public", is_flag=True, help="No secret; PKCE is required (SPA, mobile).")
-@click.option("--grant-type", "grant_types", multiple=True,
-              type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
-@click.option("--scope", help="Space-separated scopes the client may request.")
-@click.option("--first-party", is_flag=True, help="The company's own app: no consent page.")
-@click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256",
-              show_default=True)
-@click.option("--client-id", help="Choose the client_id instead of a random one.")
-@click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
-              help="How users get an account in the app at first sign-in (default: auto).")
-@click.option("--events-endpoint", help="URL that receives account events as signed SETs.")
-@click.option("--mfa-required", is_flag=True,
-              help="Users need two-step verification to sign in to this app.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@with_appcontext
-def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
-                   public: bool, grant_types: tuple[str, ...], scope: str | None,
-                   first_party: bool, id_token_alg: str, client_id: str | None,
-                   activation: str | None, events_endpoint: str | None,
-                   mfa_required: bool, as_json: bool) -> None:
-    """Register a client; its secret is printed this once and never again."""
-    from .apps.service import AppsError, checked_policy  # noqa: PLC0415
-    from .oidc.clients import ClientError, create_client  # noqa: PLC0415
-
-    policy: dict[str, Any] = {"mfa_required": mfa_required}
-    if activation is not None:
-        policy["activation"] = activation
-    if events_endpoint is not None:
-        policy["events_endpoint"] = events_endpoint
-    try:
-        client, secret = create_client(
-            name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
-            public=public, grant_types=list(grant_types) or None, scope=scope,
-            first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
-            policy=checked_policy(policy),
-        )
-    except (ClientError, AppsError) as error:
-        _fail(str(error))
-    _commit()
-    if as_json:
-        click.echo(json.dumps(_client_dict(client, secret)))
-        return
-    click.echo(f"client_id:     {client.client_id}")
-    if secret:
-        click.echo(f"client_secret: {secret}")
-        click.echo("(the secret is shown once; store it now)")
-
-
-@clients_group.command("update")
-@click.argument("client_id")
-@click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
-              help="How users get an account in the app at first sign-in.")
-@click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
-@with_appcontext
-def clients_update(client_id: str, activation: str | None, events_endpoint: str | None) -> None:
-    """Change a client's policies."""
-    from .apps.service import AppsError, configure  # noqa: PLC0415
-    from .oidc.clients import get  # noqa: PLC0415
-
-    client = get(client_id)
-    if client is None:
-        _fail(f"no client {client_id!r}")
-    try:
-        configure(client, activation=activation, events_endpoint=events_endpoint)
-    except AppsError as error:
-        _fail(str(error))
-    _commit()
-    click.echo(f"updated {client_id}")
-
-
-@clients_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@with_appcontext
-def clients_list(as_json: bool) -> None:
-    """List registered clients."""
-    from .oidc.clients import list_clients  # noqa: PLC0415
-
-    clients = list_clients()
-    if as_json:
-        click.echo(json.dumps([_client_dict(c) for c in clients]))
-        return
-    for client in clients:
-        kind = "public" if client.is_public else "confidential"
-        party = " first-party" if client.first_party else ""
-        click.echo(f"{client.client_id:24} {client.name:24} {kind}{party}")
-
-
-@clients_group.command("delete")
-@click.argument("client_id")
-@with_appcontext
-def clients_delete(client_id: str) -> None:
-    """Remove a client, its roles, consents and tokens."""
-    from .oidc.clients import ClientError, delete_client  # noqa: PLC0415
-
-    try:
-        delete_client(client_id)
-    except ClientError as error:
-        _fail(str(error))
-    _commit()
-    click.echo(f"deleted {client_id}")
-
-
-# Roles.
-
-
-@cli.group("roles")
-def roles_group() -> None:
-    """Define roles per app and grant them to users (they travel in the ``roles`` claim)."""
-
-
-def _require_client(client_id: str) -> None:
-    from .oidc.clients import get  # noqa: PLC0415
-
-    if get(client_id) is None:
-        _fail(f"no client {client_id!r}")
-
-
-@roles_group.command("define")
-@click.argument("client_id")
-@click.argument("name")
-@click.option("--description")
-@with_appcontext
-def roles_define(client_id: str, name: str, description: str | None) -> None:
-    """Define role NAME in app CLIENT_ID."""
-    from .users.service import (
-        UserError,  # noqa: PLC0415
-        define_role,  # noqa: PLC0415
-    )
-
-    _require_client(client_id)
-    try:
-        define_role(client_id, name, description)
-    except UserError as error:
-        _fail(str(error))
-    _commit()
-    click.echo(f"role {name} defined in {client_id}")
-
-
-@roles_group.command("list")
-@click.argument("client_id")
-@with_appcontext
-def roles_list(client_id: str) -> None:
-    """List the roles of app CLIENT_ID and who has them."""
-    from .users.service import roles_of_app  # noqa: PLC0415
-
-    _require_client(client_id)
-    for role in roles_of_app(client_id):
-        holders = ", ".join(sorted(u.username for u in role.users)) or "-"
-        click.echo(f"{role.name:24} {holders}")
-
-
-@roles_group.command("grant")
-@click.argument("login")
-@click.argument("client_id")
-@click.argument("name")
-@with_appcontext
-def roles_grant(login: str, client_id: str, name: str) -> None:
-    """Give user LOGIN the role NAME in app CLIENT_ID."""
-    from .users.service import (
-        UserError,  # noqa: PLC0415
-        grant_role,  # noqa: PLC0415
-    )
-
-    _require_client(client_id)
-    try:
-        grant_role(_find_user(login), client_id, name)
-    except UserError as error:
-        _fail(str(error))
-    _commit()
-    click.echo(f"{login} has role {name} in {client_id}")
-
-
-@roles_group.command("revoke")
-@click.argument("login")
-@click.argument("client_id")
-@click.argument("name")
-@with_appcontext
-def roles_revoke(login: str, client_id: str, name: str) -> None:
-    """Take role NAME in app CLIENT_ID away from user LOGIN."""
-    from .users.service import revoke_role  # noqa: PLC0415
-
-    revoke_role(_find_user(login), client_id, name)
-    _commit()
-    click.echo(f"{login} no longer has role {name} in {client_id}")
-
-
-@roles_group.command("delete")
-@click.argument("client_id")
-@click.argument("name")
-@with_appcontext
-def roles_delete(client_id: str, name: str) -> None:
-    """Delete role NAME of app CLIENT_ID (and every grant of it)."""
-    from .users.service import (
-        UserError,  # noqa: PLC0415
-        delete_role,  # noqa: PLC0415
-    )
-
-    try:
-        delete_role(client_id, name)
-    except UserError as error:
-        _fail(str(error))
-    _commit()
-    click.echo(f"role {name} deleted from {client_id}")
-
-
-# Keys.
-
-
-@cli.group("keys")
-def keys_group() -> None:
-    """Signing keys (keys/)."""
-
-
-@keys_group.command("generate")
-@with_appcontext
-def keys_generate() -> None:
-    """Create any missing key (an active and a next key per algorithm)."""
-    created = current_app.extensions["sso_keys"].ensure()
-    click.echo("keys created" if created else "keys already present")
-
-
-@keys_group.command("rotate")
-@click.option("--alg", type=click.Choice(["RS256", "ES256"]), multiple=True,
-              help="Rotate only these algorithms (default: all).")
-@with_appcontext
-def keys_rotate(alg: tuple[str, ...]) -> None:
-    """Promote the published next key to signing, retire the old one, publish a new next key."""
-    from .oidc.keys import ALGORITHMS  # noqa: PLC0415
-
-    keys = current_app.extensions["sso_keys"]
-    keys.rotate(alg or ALGORITHMS)
-    active = [e["kid"] for e in keys.describe() if e["state"] == "active"]
-    audit.record("keys.rotate", actor="cli", algorithms=list(alg or ALGORITHMS), active=active)
-    _commit()
-    click.echo("keys rotated; retired keys stay in the JWKS for "
-               f"{current_app.config['KEY_RETIREMENT_GRACE']} s")
-
-
-@keys_group.command("list")
-@with_appcontext
-def keys_list() -> None:
-    """Show each key's algorithm, kid and state."""
-    for entry in current_app.extensions["sso_keys"].describe():
-        click.echo(f"{entry['alg']:6} {entry['state']:8} {entry['kid']}")
-
-
-# Maintenance.
-
-
-@cli.command("purge")
-@with_appcontext
-def purge_command() -> None:
-    """Delete expired codes, tokens and revocations (run daily from cron)."""
-    from .oidc.tokens import purge_expired  # noqa: PLC0415
-
-    removed = purge_expired()
-    _commit()
-    click.echo(f"removed {removed} expired rows")
+    migrate.revision(_current_app(), message)
 
 
 # Serving.
@@ -456,8 +186,11 @@ def purge_command() -> None:
 
 def _gunicorn_has_control_socket() -> bool:
     """gunicorn 25.1 added a control socket at ~/.gunicorn/gunicorn.ctl, on by default."""
-    import gunicorn  # noqa: PLC0415
-
+    try:
+        import gunicorn  # noqa: PLC0415
+    except ImportError:
+        raise click.ClickException(
+            "sso serve needs gunicorn and gevent: pip install 'sso[server]'") from None
     return tuple(gunicorn.version_info[:2]) >= (25, 1)
 
 
@@ -468,11 +201,14 @@ def _gunicorn_has_control_socket() -> bool:
               help="gunicorn worker processes (each a gevent loop holding many connections).")
 def serve_command(host: str, port: int, workers: int) -> None:
     """Run the provider under gunicorn with gevent workers (the production server)."""
-    if not os.environ.get("SSO_REDIS_URL"):
+    # Checked here, so a refusal is one line rather than a traceback from every worker.
+    settings = load_settings()
+    if settings["REDIS_EMBEDDED"]:
+        from .config import instance_path  # noqa: PLC0415
         from .embedded import ensure_redis  # noqa: PLC0415
 
-        instance = os.environ.get("SSO_INSTANCE_PATH") or create_app_instance_path()
-        os.environ["SSO_REDIS_URL"] = ensure_redis(instance)
+        # The workers find it through the environment; they start nothing themselves.
+        os.environ["SSO_REDIS_URL"] = ensure_redis(str(instance_path()))
     args = [
         sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
         "--workers", str(workers), "--bind", f"{host}:{port}",
@@ -485,23 +221,3 @@ def serve_command(host: str, port: int, workers: int) -> None:
         args += ["--access-logfile", access_log]
     args.append("sso.wsgi:app")
     os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
-
-
-def create_app_instance_path() -> str:
-    """The instance folder Flask would pick, without building an app."""
-    from flask import Flask  # noqa: PLC0415
-
-    return Flask("sso").instance_path
-
-
-from .accounts import cli as accounts_cli  # noqa: E402
-from .apps import cli as apps_cli  # noqa: E402
-from .demo import cli as demo_cli  # noqa: E402
-from .mfa import cli as mfa_cli  # noqa: E402
-from .qrlogin import cli as qrlogin_cli  # noqa: E402
-
-accounts_cli.register(cli)
-apps_cli.register(cli)
-mfa_cli.register(cli)
-qrlogin_cli.register(cli)
-demo_cli.register(cli)

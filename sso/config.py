@@ -1,19 +1,29 @@
 """Settings from ``SSO_*`` environment variables, with defaults that work on a laptop.
 
-Order of precedence (lowest first): :class:`DefaultConfig`, the environment (``SSO_X`` sets
-``X``; values are JSON-parsed, so ``SSO_SELF_REGISTRATION=true`` is a bool), then the mapping
-handed to :func:`sso.create_app`. Nothing here reads the environment at import time.
+Order of precedence (lowest first): :class:`DefaultConfig`, the instance folder's settings file
+(:data:`SETTINGS_FILE`, ``SSO_X=value`` lines, which ``sso demo`` writes so that every ``sso``
+command reaches the provider it runs), the environment (``SSO_X`` sets ``X``; values are
+JSON-parsed, so ``SSO_SELF_REGISTRATION=true`` is a bool), then the mapping handed to
+:func:`sso.create_app`. Nothing here reads the environment at import time, and nothing here
+imports Flask: the ``sso`` command checks settings before (and without) building the app.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 DEV_SECRET_FILE = "dev-secret-key"
+#: ``SSO_X=value`` lines in the instance folder, read before the environment.
+SETTINGS_FILE = "settings.env"
+#: The Unix socket of the embedded development Redis (``sso.embedded``) in the instance folder.
+EMBEDDED_REDIS_SOCKET = "redis.sock"
 
 
 class ConfigError(RuntimeError):
@@ -27,9 +37,11 @@ class DefaultConfig:
 
     ISSUER = "http://127.0.0.1:5000"
     SECRET_KEY: str | None = None
-    #: SQLAlchemy URL; the default is a SQLite file in the instance folder.
+    #: SQLAlchemy URL. Required in production; development falls back to a SQLite file in
+    #: the instance folder.
     DATABASE_URL: str | None = None
-    #: Unset: an embedded Redis is started for development (see ``sso.embedded``).
+    #: Required in production; development falls back to the embedded Redis (``sso.embedded``),
+    #: which the ``sso`` commands start when they need it (``REDIS_EMBEDDED`` says so).
     REDIS_URL: str | None = None
     #: Every Redis key and channel starts with this, so tests and tenants can share a server.
     REDIS_PREFIX = "sso:"
@@ -128,27 +140,118 @@ class DefaultConfig:
 
 def load(app: Any, overrides: dict[str, Any] | None) -> None:
     """Fill ``app.config`` in the documented order, then derive and validate."""
-    app.config.from_object(DefaultConfig)
-    app.config.from_prefixed_env("SSO")
-    if overrides:
-        app.config.update(overrides)
-    _derive(app)
-    validate(app.config)
+    app.config.update(resolve(Path(app.instance_path), overrides))
 
 
-def _derive(app: Any) -> None:
-    config = app.config
-    instance = Path(app.instance_path)
+def resolve(instance: Path, overrides: Mapping[str, Any] | None = None,
+            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings of the provider whose instance folder is ``instance``, derived and
+    validated, without building an app (the ``sso`` command checks them before it serves)."""
+    config = {name: getattr(DefaultConfig, name) for name in dir(DefaultConfig)
+              if name.isupper()}
+    config.update(_prefixed(read_settings_file(instance)))
+    config.update(_prefixed(os.environ if environ is None else environ))
+    config.update(overrides or {})
+    _derive(config, instance)
+    validate(config)
+    return config
+
+
+def _prefixed(variables: Mapping[str, str]) -> dict[str, Any]:
+    """``SSO_X`` variables as ``X`` settings, JSON-parsed where they parse (as Flask's
+    ``from_prefixed_env`` does)."""
+    settings: dict[str, Any] = {}
+    for name in sorted(variables):
+        if name.startswith("SSO_") and len(name) > 4:
+            try:
+                settings[name[4:]] = json.loads(variables[name])
+            except ValueError:
+                settings[name[4:]] = variables[name]
+    return settings
+
+
+def instance_path(overrides: Mapping[str, Any] | None = None) -> Path:
+    """The instance folder: ``INSTANCE_PATH`` in ``overrides``, else ``SSO_INSTANCE_PATH``,
+    else :func:`default_instance_path`."""
+    chosen = (overrides or {}).get("INSTANCE_PATH") or os.environ.get("SSO_INSTANCE_PATH")
+    return Path(chosen).absolute() if chosen else default_instance_path()
+
+
+def default_instance_path() -> Path:
+    """``instance/`` beside the package in a checkout, ``<prefix>/var/sso-instance`` when it
+    is installed: Flask's own rule (``Flask.auto_find_instance_path``), without importing it."""
+    package_parent = Path(__file__).absolute().parent.parent
+    prefix = Path(sys.prefix).absolute()
+    if package_parent.is_relative_to(prefix):  # installed into this Python
+        return prefix / "var" / "sso-instance"
+    if package_parent.name.lower() == "site-packages":  # installed into another prefix
+        lib = package_parent.parent
+        if lib.name.lower() == "lib":  # prefix/lib/site-packages
+            root = lib.parent
+        elif lib.parent.name.lower() == "lib":  # prefix/lib/pythonX.Y/site-packages
+            root = lib.parent.parent
+        else:  # prefix/site-packages
+            root = lib
+        return root / "var" / "sso-instance"
+    return package_parent / "instance"
+
+
+def read_settings_file(instance: Path) -> dict[str, str]:
+    """The ``SSO_X=value`` lines of the instance's settings file (none if there is no file).
+
+    One setting per line, the value as in the environment (no quotes, no expansion); blank
+    lines and lines starting with ``#`` are skipped.
+    """
+    path = instance / SETTINGS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals or not name.strip().startswith("SSO_"):
+            raise ConfigError(f"{path}, line {number}: expected SSO_NAME=value")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def write_settings_file(instance: Path, values: Mapping[str, str], header: str) -> Path:
+    """Replace the instance's settings file with ``values`` (readable by its owner only)."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / SETTINGS_FILE
+    partial = path.with_name(path.name + ".partial")
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"{name}={value}" for name, value in sorted(values.items())]
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.chmod(0o600)
+    partial.replace(path)
+    return path
+
+
+def _derive(config: dict[str, Any], instance: Path) -> None:
+    relaxed = config["ENV"] == "development" or config["TESTING"]
+    missing = [f"SSO_{name}" for name in ("DATABASE_URL", "REDIS_URL") if not config.get(name)]
+    if missing and not relaxed:
+        raise ConfigError(
+            f"set {' and '.join(missing)}: production has no built-in database or Redis "
+            "(SSO_ENV=development uses SQLite and an embedded Redis)")
     config["ISSUER"] = str(config["ISSUER"]).rstrip("/")
     if not config.get("DATABASE_URL"):
         instance.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance / 'sso.sqlite3'}"
+    config["REDIS_EMBEDDED"] = not config.get("REDIS_URL")
+    if config["REDIS_EMBEDDED"]:
+        config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
-    if not config.get("SECRET_KEY") and (config["ENV"] == "development" or config["TESTING"]):
+    if not config.get("SECRET_KEY") and relaxed:
         config["SECRET_KEY"] = _development_secret(instance)
     secure = config["ISSUER"].startswith("https://")
     config["SESSION_COOKIE_SECURE"] = secure

@@ -113,3 +113,17 @@ def test_db_commands(runner: Any) -> None:
 
 def test_purge_removes_expired_rows(runner: Any) -> None:
     assert "removed" in run(runner, "purge").output
+
+
+def test_db_current_reads_what_alembic_reads(app: Any, runner: Any, tmp_path: Any) -> None:
+    """The driver-only reader (``sso db current``) agrees with Alembic's, and an untouched
+    database is (empty)."""
+    from sso import migrate
+    from sso.schema_version import applied_revision
+
+    revision = migrate.current_revision(app)
+    assert revision and applied_revision(app.config["SQLALCHEMY_DATABASE_URI"]) == revision
+    assert run(runner, "db", "current").output.strip() == revision
+    assert applied_revision(f"sqlite:///{tmp_path / 'new.sqlite3'}") is None
+    (tmp_path / "blank.sqlite3").touch()
+    assert applied_revision(f"sqlite:///{tmp_path / 'blank.sqlite3'}") is None

@@ -1,5 +1,10 @@
 """``sso demo`` (the provider and the three demo apps, what ``make run`` starts) and
-``sso demo-app`` (one demo app)."""
+``sso demo-app`` (one demo app).
+
+Only click and the standard library load with this module (``sso --help`` lists these
+commands); the demo's own dependencies (``requests``, the ``demo`` extra) load when a demo
+command runs, so a server installed without them still runs every other command.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +17,31 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
-import requests
-
-from .seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, LIFECYCLE_USERS, base_url
 
 DEFAULT_ISSUER = "http://127.0.0.1:5000"
 #: How long ``sso demo`` waits for the provider to answer before giving up.
 STARTUP_SECONDS = 60
 STOP_SECONDS = 10
+SETTINGS_HEADER = """\
+Written by `sso demo` (make run) each time it starts: the settings it runs the provider with,
+so that every `sso` command using this instance folder reaches the same provider.
+Environment variables override these lines."""
 
 
 class _Stop(Exception):
     """Ctrl-C, SIGTERM or SIGHUP arrived: shut everything down."""
 
 
-def register(cli_group: click.Group) -> None:
-    cli_group.add_command(demo_command)
-    cli_group.add_command(demo_app_command)
+def _require_demo_extra() -> None:
+    try:
+        import requests  # noqa: F401, PLC0415
+    except ImportError:
+        raise click.ClickException(
+            "the demo needs its extra dependencies: pip install 'sso[demo]'") from None
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -74,6 +84,8 @@ def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
 
 
 def _wait_until_ready(url: str, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    import requests  # noqa: PLC0415
+
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         for name, child in children:
@@ -88,6 +100,8 @@ def _wait_until_ready(url: str, children: list[tuple[str, subprocess.Popen[bytes
 
 
 def _banner(issuer: str) -> str:
+    from .seed import DEMO_APPS, DEMO_PASSWORD, DEMO_USERS, LIFECYCLE_USERS, base_url  # noqa: PLC0415
+
     width = max(len(a["name"]) for a in DEMO_APPS) + 2
     lines = [
         "",
@@ -123,28 +137,57 @@ def _banner(issuer: str) -> str:
     return "\n".join(lines)
 
 
+def _choose_settings(port: int) -> dict[str, str]:
+    """Put the demo's development defaults into the environment (its children inherit it) and
+    return the settings to remember: those defaults, every ``SSO_*`` variable the user started
+    it with, and the keys folder made absolute, so that a command run from another folder
+    finds the same keys."""
+    os.environ.setdefault("SSO_ENV", "development")
+    os.environ.setdefault("SSO_ISSUER", f"http://127.0.0.1:{port}")
+    os.environ["SSO_KEYS_DIR"] = str(Path(os.environ.get("SSO_KEYS_DIR") or "keys").absolute())
+    # The instance folder holds the file; the demo apps' secret is for one child only.
+    skip = {"SSO_INSTANCE_PATH", "SSO_DEMO_CLIENT_SECRET"}
+    return {name: value for name, value in os.environ.items()
+            if name.startswith("SSO_") and name not in skip}
+
+
+def set_up(port: int) -> tuple[Any, dict[str, str]]:
+    """Everything ``sso demo`` does before it serves; returns the app and the demo apps'
+    client secrets.
+
+    It writes the settings it chose to the instance folder's settings file (where every
+    ``sso`` command finds them, ``sso.config.SETTINGS_FILE``), starts the embedded Redis
+    unless ``SSO_REDIS_URL`` names one, migrates the database, creates the keys and seeds.
+    """
+    from .. import migrate  # noqa: PLC0415
+    from ..cli import load_app  # noqa: PLC0415
+    from ..config import instance_path, write_settings_file  # noqa: PLC0415
+    from .seed import seed  # noqa: PLC0415
+
+    write_settings_file(instance_path(), _choose_settings(port), SETTINGS_HEADER)
+    app = load_app()  # and the embedded Redis, unless SSO_REDIS_URL names one
+    with app.app_context():
+        migrate.upgrade(app)
+        app.extensions["sso_keys"].ensure()
+        client_secrets = seed(app.instance_path)
+    return app, client_secrets
+
+
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address the provider and the demo apps listen on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="The provider's port.")
 def demo_command(host: str, port: int) -> None:
     """Set up and run the provider with the ERP, CRM and inventory demo apps (``make run``)."""
-    from .. import create_app, migrate  # noqa: PLC0415
-    from .seed import seed  # noqa: PLC0415
+    from .seed import DEMO_APPS  # noqa: PLC0415
 
-    os.environ.setdefault("SSO_ENV", "development")
-    os.environ.setdefault("SSO_ISSUER", f"http://127.0.0.1:{port}")
+    _require_demo_extra()
     busy = [p for p in [port, *(a["port"] for a in DEMO_APPS)] if not _port_free(host, p)]
     if busy:
         raise click.ClickException(
             f"port(s) {', '.join(map(str, busy))} on {host} are in use; stop what uses them "
             "(another `make run`?) and try again")
-    embedded_redis = not os.environ.get("SSO_REDIS_URL")
-    app = create_app()
-    with app.app_context():
-        migrate.upgrade(app)
-        app.extensions["sso_keys"].ensure()
-        client_secrets = seed(app.instance_path)
+    app, client_secrets = set_up(port)
     issuer = app.config["ISSUER"]
     env = {**os.environ, "SSO_INSTANCE_PATH": app.instance_path,
            "SSO_REDIS_URL": app.config["REDIS_URL"], "SSO_KEYS_DIR": app.config["KEYS_DIR"]}
@@ -176,7 +219,7 @@ def demo_command(host: str, port: int) -> None:
         click.echo("\nstopping ...")
     finally:
         _stop(children)
-        if embedded_redis:
+        if app.config["REDIS_EMBEDDED"]:
             from ..embedded import stop_redis  # noqa: PLC0415
 
             stop_redis(app.instance_path)
@@ -194,9 +237,11 @@ def demo_command(host: str, port: int) -> None:
 def demo_app_command(name: str, client_id: str, client_secret: str, port: int, host: str,
                      issuer: str) -> None:
     """Run one demo app (a relying party) on http://HOST:PORT."""
+    _require_demo_extra()
     from werkzeug.serving import make_server  # noqa: PLC0415
 
     from .app import create_demo_app  # noqa: PLC0415
+    from .seed import DEMO_APPS, base_url  # noqa: PLC0415
 
     known = next((a for a in DEMO_APPS if a["client_id"] == client_id), None)
     neighbours = [{"name": a["name"], "url": base_url(a)}

@@ -127,6 +127,19 @@ def test_sso_demo_serves_signs_in_and_stops_cleanly(
                          "http://127.0.0.1:5000/mfa/enrol", "nobody", "wrong password")
     assert enrol.startswith("http://127.0.0.1:5000/mfa/enrol?")
 
+    # A second terminal, while the demo runs: the banner's command with only what a user's
+    # shell has; the demo's settings reach it through the instance's settings file.
+    printed = next(line.split() for line in output if "sso apps approve" in line)
+    second = subprocess.run(
+        [str(Path(sys.executable).with_name("sso")), *printed[1:]],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+             "SSO_INSTANCE_PATH": str(tmp_path / "instance"),
+             **{name: os.environ[name] for name in ("PYTHONDONTWRITEBYTECODE",
+                                                    "PYTHONPYCACHEPREFIX") if name in os.environ}},
+        capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "SSO_ENV=development" in (tmp_path / "instance" / "settings.env").read_text()
+
     started = _descendants(process.pid)
     # The embedded Redis daemonizes (it is no child), so it is found through its pid file.
     redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())

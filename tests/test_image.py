@@ -1,0 +1,235 @@
+"""The Docker image's install and start, reproduced without a Docker engine.
+
+The test reads ``docker/Dockerfile``: the files its build stage copies, the extras it installs
+(``'.[postgres,server]'``), the environment and the entrypoint of the final stage. It installs
+exactly that into a clean virtual environment (pip, from this machine's package index), then
+runs the entrypoint script itself (migrations, keys, gunicorn with the image's config) against
+a fresh PostgreSQL database and the Redis of the tests under a prefix of its own, and fetches
+the discovery document. A production dependency on something only the demo or the tests
+install (``requests`` was one) fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import redis
+
+from tests.conftest import DEFAULT_REDIS, _pg_admin_url, _pg_available
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+#: Where the image keeps its files; the test puts them in a temporary folder instead.
+IMAGE_HOME = "/app"
+
+
+@dataclass
+class Image:
+    """What the Dockerfile says, read from it."""
+
+    #: (source in the build context, destination in the build stage's WORKDIR)
+    build_copies: list[tuple[str, str]]
+    #: The pip requirement the build stage installs, e.g. ".[postgres,server]".
+    requirement: str
+    #: (source in the build context, destination) of the final stage.
+    final_copies: list[tuple[str, str]]
+    env: dict[str, str]
+    entrypoint: str
+    workdir: str
+
+
+def read_dockerfile(path: Path = DOCKERFILE) -> Image:
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
+    stages = re.split(r"^FROM .*$", text, flags=re.M)[1:]
+    assert len(stages) == 2, "the test expects a build stage and a final stage"
+    build, final = stages
+
+    def copies(stage: str) -> list[tuple[str, str]]:
+        found = []
+        for line in re.findall(r"^COPY (?!--from)(.+)$", stage, flags=re.M):
+            *sources, destination = shlex.split(line)
+            found += [(source, destination) for source in sources]
+        return found
+
+    wheel = re.search(r"pip wheel .*?('\.\[[^']*\]'|\.\[[^\s]*\])", build)
+    assert wheel, "the build stage's `pip wheel ... .[extras]` was not found"
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", final, flags=re.M):
+        env.update(word.split("=", 1) for word in shlex.split(line))
+    entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"\]', final, flags=re.M)
+    workdir = re.findall(r"^WORKDIR (\S+)", final, flags=re.M)
+    assert entrypoint and workdir
+    return Image(copies(build), wheel.group(1).strip("'"), copies(final), env,
+                 entrypoint.group(1), workdir[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Installed:
+    image: Image
+    venv: Path
+    home: Path  # stands for /app
+
+    def path(self, image_path: str) -> str:
+        return image_path.replace(IMAGE_HOME, str(self.home), 1)
+
+    def environment(self, **settings: str) -> dict[str, str]:
+        """The container's environment: the Dockerfile's ENV, then the operator's settings."""
+        env = {"PATH": f"{self.venv / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin",
+               "HOME": str(self.home)}
+        env.update({name: self.path(value) for name, value in self.image.env.items()})
+        # How this Python caches bytecode changes nothing the image does; keep the run's choice.
+        env.update({name: os.environ[name] for name in ("PYTHONDONTWRITEBYTECODE",
+                                                        "PYTHONPYCACHEPREFIX")
+                    if name in os.environ})
+        env.update(settings)
+        return env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The image's install: the build stage's files and extras, in a clean venv."""
+    image = read_dockerfile()
+    work = tmp_path_factory.mktemp("image")
+    source = work / "src"
+    for copied, destination in image.build_copies:
+        target = source / destination
+        if (ROOT / copied).is_dir():
+            shutil.copytree(ROOT / copied, target, dirs_exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / copied, target / Path(copied).name)
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    requirement = str(source) + image.requirement.removeprefix(".")
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", requirement],
+                         capture_output=True, text=True, timeout=1200)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    home = work / "app"
+    for copied, destination in image.final_copies:
+        if destination.startswith(IMAGE_HOME):
+            target = Path(destination.replace(IMAGE_HOME, str(home), 1))
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / copied, target / Path(copied).name)
+    for folder in ("keys", "instance"):
+        (home / folder).mkdir(exist_ok=True)
+    return Installed(image, venv, home)
+
+
+@pytest.fixture
+def stores() -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database and a Redis prefix of this test's own."""
+    if not _pg_available():
+        if os.environ.get("SSO_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at {_pg_admin_url()} does not answer")
+        pytest.skip(f"PostgreSQL at {_pg_admin_url()} does not answer")
+    redis_url = os.environ.get("SSO_TEST_REDIS_URL", DEFAULT_REDIS)
+    name = f"sso_image_{secrets.token_hex(4)}"
+    admin = _pg_admin_url()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    prefix = f"ssoimage:{secrets.token_hex(4)}:"
+    try:
+        yield {"SSO_DATABASE_URL": urlsplit(admin)._replace(path=f"/{name}").geturl(),
+               "SSO_REDIS_URL": redis_url, "SSO_REDIS_PREFIX": prefix}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
+def _entrypoint(installed: Installed) -> Path:
+    """The entrypoint script with the image's paths moved to the test's folder."""
+    script = Path(installed.path(installed.image.entrypoint))
+    text = script.read_text(encoding="utf-8").replace(IMAGE_HOME + "/", f"{installed.home}/")
+    script.write_text(text, encoding="utf-8")
+    return script
+
+
+def test_the_image_installs_migrates_and_serves(installed: Installed,
+                                                stores: dict[str, str]) -> None:
+    port = _free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    env = installed.environment(SSO_ISSUER=issuer, SSO_SECRET_KEY=secrets.token_hex(32),
+                                # docker/gunicorn.conf.py: one worker, on loopback.
+                                SSO_BIND=f"127.0.0.1:{port}", SSO_WORKERS="1", **stores)
+    log = installed.home / "entrypoint.log"
+    with open(log, "w") as output:
+        server = subprocess.Popen(["sh", str(_entrypoint(installed))], env=env,
+                                  cwd=installed.path(installed.image.workdir), stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        discovery = None
+        while discovery is None:
+            assert server.poll() is None, f"the entrypoint ended:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no answer on {issuer}:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - our own loopback URL
+                        f"{issuer}/.well-known/openid-configuration", timeout=5) as answer:
+                    discovery = answer.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert f'"issuer":"{issuer}"' in discovery.replace(" ", "")
+        assert "database upgraded" in log.read_text()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+
+def test_the_image_refuses_to_start_without_its_stores(installed: Installed) -> None:
+    """In production a missing SSO_DATABASE_URL or SSO_REDIS_URL is one clear line, from the
+    entrypoint's first command and from gunicorn's config alike."""
+    env = installed.environment(SSO_ISSUER="https://sso.example.com",
+                                SSO_SECRET_KEY=secrets.token_hex(32))
+    home = installed.path(installed.image.workdir)
+    entrypoint = subprocess.run(["sh", str(_entrypoint(installed))], env=env, cwd=home,
+                                capture_output=True, text=True, timeout=300)
+    gunicorn = subprocess.run(
+        ["gunicorn", "--config", f"{installed.home}/gunicorn.conf.py", "sso.wsgi:app"],
+        env=env, cwd=home, capture_output=True, text=True, timeout=300)
+    for result in (entrypoint, gunicorn):
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "set SSO_DATABASE_URL and SSO_REDIS_URL" in lines[0]
+
+
+def test_the_image_has_no_demo_and_says_so(installed: Installed) -> None:
+    """The image installs no demo dependency: its `sso demo` says which extra it needs."""
+    python = installed.venv / "bin" / "python"
+    has_requests = subprocess.run([str(python), "-c", "import requests"],
+                                  capture_output=True, timeout=60).returncode == 0
+    if has_requests:
+        pytest.skip("a dependency of the image brought requests in")
+    result = subprocess.run(["sso", "demo"], env=installed.environment(), capture_output=True,
+                            text=True, timeout=300, cwd=installed.home)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: the demo needs its extra dependencies: " \
+                                    "pip install 'sso[demo]'"
