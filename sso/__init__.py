@@ -40,12 +40,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         accounts,
         apps,
         auth,
+        branding,
         errors,
         i18n,
         mfa,
         notify,
         oidc,
         outbox,
+        pages,
         qrlogin,
         web,
     )
@@ -57,6 +59,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     web.init_app(app)
     errors.init_app(app)
+    branding.init_app(app)
+    pages.init_app(app)
     app.extensions["sso_passwords"] = PasswordHashing(
         app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_TIME_COST"],
         app.config["ARGON2_PARALLELISM"],

@@ -80,7 +80,8 @@ def login_submit() -> Response:
     known = users.find_by_login(username)
     subject = known.id if known else lockout.unknown_subject(username)
     if lockout.captcha_required(request.remote_addr, subject) and not captcha.verify(
-            request.form.get("captcha_id"), request.form.get("captcha")):
+            request.form.get("captcha_id"), request.form.get("captcha"),
+            user_id=known.id if known else None):
         # The password is not even checked until the picture is answered.
         audit.record_now("signin.captcha", audit.FAILURE, origin=origin(),
                          user_id=known.id if known else None, subject=username)
