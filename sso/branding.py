@@ -204,9 +204,11 @@ class Brand:
         return url_for("branding.stylesheet", v=self.version)
 
     def logo_url(self, external: bool = False) -> str | None:
+        """The logo's path; ``external`` (mail) puts the issuer before it."""
         if self.logo is None:
             return None
-        return url_for("branding.logo", v=self.logo.version, _external=external)
+        path = url_for("branding.logo", v=self.logo.version)
+        return f"{current_app.config['ISSUER']}{path}" if external else path
 
     def icon_url(self) -> str:
         return url_for("branding.icon", v=self.version)
@@ -251,6 +253,22 @@ def check_logo_uri(uri: str) -> str:
     if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK):
         return uri
     raise LogoURIError("logo URI: use https (plain http only for 127.0.0.1)")
+
+
+def brand_client(client: Any, *, name_zh: str | None = None, logo_uri: str | None = None,
+                 origin: Any = None) -> None:
+    """Set an app's Chinese name and logo URI (None leaves one as it is, "" removes it)."""
+    from . import audit  # noqa: PLC0415
+
+    if name_zh is not None:
+        name_zh = name_zh.strip()
+        if len(name_zh) > 128:
+            raise LogoURIError("Chinese name: at most 128 characters")
+        client.name_zh = name_zh or None
+    if logo_uri is not None:
+        client.logo_uri = check_logo_uri(logo_uri) if logo_uri.strip() else None
+    audit.record("client.branding", origin=origin, client_id=client.client_id,
+                 name_zh=client.name_zh, logo_uri=client.logo_uri)
 
 
 @dataclass(frozen=True)

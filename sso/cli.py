@@ -178,6 +178,8 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
         "grant_types": client.grant_types,
         "scope": client.scope,
         "settings": client.settings or {},
+        "name_zh": client.name_zh,
+        "logo_uri": client.logo_uri,
     }
     if secret:
         data["client_secret"] = secret
@@ -201,15 +203,19 @@ def _client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
 @click.option("--events-endpoint", help="URL that receives account events as signed SETs.")
 @click.option("--mfa-required", is_flag=True,
               help="Users need two-step verification to sign in to this app.")
+@click.option("--name-zh", help="The app's name on Chinese pages.")
+@click.option("--logo-uri", help="https URL of the app's logo, shown on the sign-in pages.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_appcontext
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
                    public: bool, grant_types: tuple[str, ...], scope: str | None,
                    first_party: bool, id_token_alg: str, client_id: str | None,
                    activation: str | None, events_endpoint: str | None,
-                   mfa_required: bool, as_json: bool) -> None:
+                   mfa_required: bool, name_zh: str | None, logo_uri: str | None,
+                   as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
     from .apps.service import AppsError, settings_for  # noqa: PLC0415
+    from .branding import LogoURIError, brand_client  # noqa: PLC0415
     from .oidc.clients import ClientError, create_client  # noqa: PLC0415
 
     try:
@@ -220,7 +226,9 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
             first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
             settings={**settings, **({"mfa_required": True} if mfa_required else {})},
         )
-    except (ClientError, AppsError) as error:
+        if name_zh or logo_uri:
+            brand_client(client, name_zh=name_zh, logo_uri=logo_uri)
+    except (ClientError, AppsError, LogoURIError) as error:
         _fail(str(error))
     _commit()
     if as_json:
@@ -237,10 +245,14 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
 @click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
               help="How users get an account in the app at first sign-in.")
 @click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
+@click.option("--name-zh", help="The app's name on Chinese pages ('' removes it).")
+@click.option("--logo-uri", help="https URL of the app's logo ('' removes it).")
 @with_appcontext
-def clients_update(client_id: str, activation: str | None, events_endpoint: str | None) -> None:
-    """Change a client's policies."""
+def clients_update(client_id: str, activation: str | None, events_endpoint: str | None,
+                   name_zh: str | None, logo_uri: str | None) -> None:
+    """Change a client's policies, Chinese name and logo."""
     from .apps.service import AppsError, configure  # noqa: PLC0415
+    from .branding import LogoURIError, brand_client  # noqa: PLC0415
     from .oidc.clients import get  # noqa: PLC0415
 
     client = get(client_id)
@@ -248,7 +260,9 @@ def clients_update(client_id: str, activation: str | None, events_endpoint: str 
         _fail(f"no client {client_id!r}")
     try:
         configure(client, activation=activation, events_endpoint=events_endpoint)
-    except AppsError as error:
+        if name_zh is not None or logo_uri is not None:
+            brand_client(client, name_zh=name_zh, logo_uri=logo_uri)
+    except (AppsError, LogoURIError) as error:
         _fail(str(error))
     _commit()
     click.echo(f"updated {client_id}")

@@ -10,6 +10,11 @@
     setTimeout(function () { announcer.textContent = text; }, 50);
   }
 
+  // A form that came back with an error: the cursor goes to the first field in question (the
+  // error itself is read out by its role=alert and tied to the field by aria-describedby).
+  var invalid = document.querySelector("[aria-invalid=true]");
+  if (invalid) { invalid.focus(); }
+
   // Show / hide a password: one toggle button per field, its name fixed, its state pressed.
   Array.prototype.forEach.call(document.querySelectorAll("button.reveal"), function (button) {
     var field = document.getElementById(button.getAttribute("aria-controls"));

@@ -21,14 +21,28 @@ from urllib.parse import urlencode
 
 import pyotp
 
-from tests.conftest import PASSWORD, pkce_pair
+from tests.conftest import PASSWORD, free_port, pkce_pair, serve_in_thread
 
-#: Where the apps' redirect URIs point; the browser answers them itself (``page.route``).
-APP_ORIGIN = "https://apps.example.com"
+_APPS: list[str] = []
 DESKTOP = {"width": 1280, "height": 800}
 #: A Pixel 7's viewport.
 PHONE = {"width": 412, "height": 915}
 LANGUAGES = ("zh-CN", "en")
+
+
+def _app_page(environ: Any, start_response: Any) -> list[bytes]:
+    body = b"<!doctype html><html lang=en><title>App</title><main><h1>App</h1></main></html>"
+    start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def apps_origin() -> str:
+    """The apps' own web server (one per test process), where their redirect URIs point."""
+    if not _APPS:
+        port = free_port()
+        serve_in_thread(_app_page, port)
+        _APPS.append(f"http://127.0.0.1:{port}")
+    return _APPS[0]
 
 
 @dataclass
@@ -70,9 +84,9 @@ def build_world(app: Any) -> World:
         }
         for client_id, (name, first_party, settings) in policies.items():
             client, secret = create_client(
-                name, [f"{APP_ORIGIN}/{client_id}/callback"], client_id=client_id,
+                name, [f"{apps_origin()}/{client_id}/callback"], client_id=client_id,
                 first_party=first_party, settings=settings,
-                post_logout_redirect_uris=[f"{APP_ORIGIN}/{client_id}/"],
+                post_logout_redirect_uris=[f"{apps_origin()}/{client_id}/"],
             )
             world.clients[client_id] = {"client_id": client.client_id, "secret": secret}
         db.session.flush()
@@ -116,10 +130,6 @@ class Visit:
         self.contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)
-        page.route(f"{APP_ORIGIN}/**", lambda route: route.fulfill(
-            status=200, content_type="text/html",
-            body="<!doctype html><html lang=en><title>App</title><main><h1>App</h1></main>"))
-
         def note(response: Any) -> None:
             request = response.request
             if response.status >= 400 and request.resource_type != "document":
@@ -143,7 +153,7 @@ class Visit:
         """The app sends the browser to the provider; it lands on the sign-in page."""
         _verifier, challenge = pkce_pair()
         params = {"response_type": "code", "client_id": client_id,
-                  "redirect_uri": f"{APP_ORIGIN}/{client_id}/callback",
+                  "redirect_uri": f"{apps_origin()}/{client_id}/callback",
                   "scope": "openid profile email", "state": secrets.token_urlsafe(8),
                   "code_challenge": challenge, "code_challenge_method": "S256", **extra}
         (page or self.page).goto(f"{self.url}/authorize?{urlencode(params)}")
