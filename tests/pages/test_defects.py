@@ -58,6 +58,14 @@ def test_recovery_codes_never_break_and_can_be_copied_downloaded_and_printed(
         page.set_viewport_size(size)
         assert page.locator("#mfa-recovery-codes code").evaluate_all(
             "cs => cs.every(c => c.getClientRects().length === 1)")
+        # ... and none runs into its neighbour or out of the list.
+        assert page.locator("#mfa-recovery-codes code").evaluate_all("""cs => {
+          const list = cs[0].closest('ul').getBoundingClientRect();
+          const boxes = cs.map(c => c.getBoundingClientRect());
+          return boxes.every((a, i) => a.right <= list.right && boxes.every((b, j) =>
+            i === j || a.right <= b.left || b.right <= a.left || a.bottom <= b.top
+            || b.bottom <= a.top));
+        }""")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.click("#mfa-copy")
     copied = page.evaluate("() => navigator.clipboard.readText()")
