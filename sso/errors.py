@@ -16,7 +16,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
-from .i18n import current_locale
+from .i18n import current_locale, is_translation
 from .i18n import gettext as _
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ def describe_error(description: str | None) -> str:
     A description no catalogue knows is shown as it is to English readers; others get the
     general sentence, and the error code beside it says the rest."""
     text = str(description or "")
+    if is_translation(text):
+        return text
     if text in PROTOCOL_DESCRIPTIONS:
         return _(text)
     for pattern, source in _description_patterns():

@@ -519,6 +519,11 @@ def _wrong_redirect(visit: Visit) -> Any:
     return visit.page
 
 
+def _bad_logout(visit: Visit) -> Any:
+    visit.open("/logout?id_token_hint=not-a-token")
+    return visit.page
+
+
 def _expired_flow(visit: Visit) -> Any:
     visit.open("/login?flow=expired-or-foreign")
     return visit.page
@@ -586,5 +591,6 @@ PAGES: list[PageState] = [
     PageState("error-unknown-app", _unknown_app, "the library's description, translated"),
     PageState("error-wrong-redirect", _wrong_redirect),
     PageState("error-expired-flow", _expired_flow),
+    PageState("error-bad-logout", _bad_logout, "the page's own message, translated"),
     PageState("outbox", _outbox, "mail, SMS and signed events, inside the card"),
 ]

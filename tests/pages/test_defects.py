@@ -115,6 +115,8 @@ def test_an_unknown_library_message_is_never_shown_in_english_to_a_chinese_reade
     with app.test_request_context("/", headers={"Accept-Language": "zh-CN"}):
         assert describe_error("Something Authlib says one day.") == "请求无效。"
         assert describe_error("Parameter 'scope' is repeated.") == "参数“scope”重复出现。"
+        # A page's own message, already translated (sign-out errors), stays as it is.
+        assert describe_error("退出登录请求格式错误。") == "退出登录请求格式错误。"
     with app.test_request_context("/", headers={"Accept-Language": "en"}):
         assert describe_error("Something Authlib says one day.") == (
             "Something Authlib says one day.")
