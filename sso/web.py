@@ -19,7 +19,7 @@ from .security import same
 F = TypeVar("F", bound=Callable[..., Any])
 
 CSRF_FIELD = "csrf_token"
-_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$")
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _CSP = (
     "default-src 'self'; img-src 'self' data:{img_src}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; "
@@ -100,7 +100,7 @@ def allow_image(uri: str) -> None:
 
     parts = urlsplit(uri)
     # Only a plain host[:port]: anything else could smuggle a directive into the header.
-    if parts.scheme in ("http", "https") and _HOST_PORT.match(parts.netloc):
+    if parts.scheme in ("http", "https") and _HOST_PORT.fullmatch(parts.netloc):
         g.setdefault("csp_img_src", []).append(f"{parts.scheme}://{parts.netloc}")
 
 

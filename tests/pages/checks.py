@@ -73,6 +73,34 @@ def overflow(page: Any) -> str | None:
     return None
 
 
+_FOCUSED = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const style = getComputedStyle(el);
+  const ring = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2;
+  const name = el.id || el.getAttribute('name') || (el.textContent || '').trim().slice(0, 30);
+  return {key: el.tagName + '#' + name, ring: ring};
+}"""
+
+
+def focus_rings(page: Any, limit: int = 60) -> list[str]:
+    """Tab through the page from the top: every element that takes the focus must show it
+    (WCAG 2.4.7). Returns the ones that do not."""
+    # Start at the skip link, the page's first stop (the keyboard walks check it shows).
+    page.evaluate("() => document.querySelector('a.skip').focus()")
+    missing: list[str] = []
+    seen: set[str] = set()
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(_FOCUSED)
+        if focused is None or focused["key"] in seen:
+            break
+        seen.add(focused["key"])
+        if not focused["ring"]:
+            missing.append(f"no visible focus on {focused['key']}")
+    return missing
+
+
 _VISIBLE_TEXT = """() => {
   const skip = 'script, style, code, kbd, pre, [translate=no], [lang^=en]';
   const out = [document.title];

@@ -1,6 +1,7 @@
 """Every page state of :data:`catalogue.PAGES`, in Chinese and English, at a desktop and a phone
 width, in Debian's chromium: no axe-core violation at WCAG 2.1 AA, nothing wider than the
-screen, no part of the page failing to load, and (in Chinese) no English left and no ASCII
+screen, no part of the page failing to load, a visible focus on every stop of the Tab key,
+and (in Chinese) no English left and no ASCII
 punctuation beside Chinese text.
 
 The pages do not depend on the database backend, so this walk runs on SQLite only.
@@ -63,6 +64,7 @@ def test_page_state(state: PageState, visits: Any, axe_ready: None) -> None:
             problems[f"{locale} {width} axe"] = checks.axe(page)
             problems[f"{locale} {width} overflow"] = [
                 found for found in [checks.overflow(page)] if found]
+        problems[f"{locale} focus"] = checks.focus_rings(page)
         if locale == "zh-CN":
             texts = checks.visible_texts(page)
             problems["zh-CN untranslated"] = checks.untranslated(texts)
