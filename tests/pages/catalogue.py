@@ -240,6 +240,13 @@ def _qr_desktop(visit: Visit) -> Any:
     return visit.page
 
 
+def _qr_desktop_link(visit: Visit) -> Any:
+    page = _qr_desktop(visit)
+    page.click("#qr-link summary")
+    page.wait_for_selector("#qr-link-text")
+    return page
+
+
 def _qr_id(page: Any) -> str:
     found = re.search(r"/qr/sessions/([^/]+)/", page.locator("#qr-image").get_attribute("src"))
     assert found
@@ -555,6 +562,7 @@ PAGES: list[PageState] = [
     PageState("sign-in-captcha", _sign_in_captcha, "the picture and its alternative"),
     PageState("captcha-alternative", _captcha_alternative, "a code by mail or SMS instead"),
     PageState("qr-desktop", _qr_desktop, "the code, its status line, the link to type"),
+    PageState("qr-desktop-link", _qr_desktop_link, "the code's address to open on the phone"),
     PageState("qr-desktop-scanned", _qr_desktop_scanned, "the code is gone once scanned"),
     PageState("qr-phone-confirm", _qr_phone_confirm, "the desktop's context, Confirm/Cancel"),
     PageState("qr-phone-approved", _qr_phone_approved),
