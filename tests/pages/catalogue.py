@@ -115,6 +115,8 @@ class Visit:
     contexts: list[Any] = field(default_factory=list)
     #: Requests for parts of a page (not the page itself) that failed: none may.
     failed_parts: list[str] = field(default_factory=list)
+    #: Provider pages served with a CSP that allows inline script or style: none may.
+    loose_policies: list[str] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -134,6 +136,11 @@ class Visit:
             request = response.request
             if response.status >= 400 and request.resource_type != "document":
                 self.failed_parts.append(f"{response.status} {request.url}")
+            if request.resource_type == "document" and request.url.startswith(self.url + "/"):
+                policy = response.headers.get("content-security-policy", "")
+                if ("script-src 'self';" not in policy or "style-src 'self';" not in policy
+                        or "unsafe" in policy):
+                    self.loose_policies.append(f"{request.url}: {policy!r}")
 
         page.on("response", note)
         return page

@@ -1,7 +1,7 @@
 """Every page state of :data:`catalogue.PAGES`, in Chinese and English, at a desktop and a phone
 width, in Debian's chromium: no axe-core violation at WCAG 2.1 AA, nothing wider than the
 screen, no part of the page failing to load, a visible focus on every stop of the Tab key,
-and (in Chinese) no English left and no ASCII
+the strict CSP on every page of the way, and (in Chinese) no English left and no ASCII
 punctuation beside Chinese text.
 
 The pages do not depend on the database backend, so this walk runs on SQLite only.
@@ -70,4 +70,5 @@ def test_page_state(state: PageState, visits: Any, axe_ready: None) -> None:
             problems["zh-CN untranslated"] = checks.untranslated(texts)
             problems["zh-CN punctuation"] = checks.ascii_punctuation(texts)
         problems[f"{locale} failed requests"] = visit.failed_parts
+        problems[f"{locale} CSP"] = visit.loose_policies
     assert not any(problems.values()), checks.describe(problems)
