@@ -151,7 +151,7 @@ def _image_loaded(page: Any, selector: str) -> bool:
 @pytest.mark.browser
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_brand_and_the_apps_appear_on_the_pages_and_stay_accessible(
-        chromium: Any, branded: LiveProvider, app_logos: str) -> None:
+        chromium: Any, branded: LiveProvider, app_logos: str, axe_ready: None) -> None:
     world = build_world(branded.app)
     _brand_client(branded, "crm", "客户关系管理", f"{app_logos}/crm.png")
     visit = Visit(chromium, branded, world, "zh-CN")
@@ -194,7 +194,7 @@ def test_the_brand_and_the_apps_appear_on_the_pages_and_stay_accessible(
 @pytest.mark.browser
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_phone_confirmation_shows_the_apps_name_and_logo(
-        chromium: Any, branded: LiveProvider, app_logos: str) -> None:
+        chromium: Any, branded: LiveProvider, app_logos: str, axe_ready: None) -> None:
     world = build_world(branded.app)
     _brand_client(branded, "erp", "企业资源计划", f"{app_logos}/erp.png")
     visit = Visit(chromium, branded, world, "zh-CN")

@@ -22,18 +22,6 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
 
-@pytest.fixture(scope="session")
-def axe_ready() -> None:
-    try:
-        checks.install_axe()
-    except checks.AxeMissing as missing:
-        import os
-
-        if os.environ.get("SSO_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
-
-
 @pytest.fixture
 def visits(chromium: Any, live_provider: Any) -> Iterator[Any]:
     """Start a visit in a language; each starts from the same fresh world."""
