@@ -41,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         accounts,
         apps,
         auth,
+        branding,
         errors,
         flow,
         i18n,
@@ -48,6 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         notify,
         oidc,
         outbox,
+        pages,
         qrlogin,
         sessions,
         web,
@@ -63,6 +65,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     sessions.init_app(app)
     flow.init_app(app, STEPS)
+    branding.init_app(app)
+    pages.init_app(app)
     app.extensions["sso_passwords"] = PasswordHashing(
         app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_TIME_COST"],
         app.config["ARGON2_PARALLELISM"],

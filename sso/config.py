@@ -130,6 +130,14 @@ class DefaultConfig:
     APPS_WAITING_REFRESH = 10
     EVENTS_TIMEOUT = 3
 
+    # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
+    # JSON object of language -> text; the logo is a PNG, JPEG, GIF, WebP or SVG file; the
+    # colour must keep 4.5:1 contrast with white, or start-up refuses it.
+    BRAND_NAME: str | dict[str, str] | None = None
+    BRAND_LOGO: str | None = None
+    BRAND_PRIMARY_COLOR = "#1f5fbf"
+    BRAND_FOOTER: str | dict[str, str] | None = None
+
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
+from functools import cache
 
 import redis
 from flask import Flask, current_app, jsonify, render_template, request
@@ -15,6 +17,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
+from .i18n import current_locale, is_translation
 from .i18n import gettext as _
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,76 @@ def _messages() -> dict[int, tuple[str, str]]:
         503: (_("Temporarily unavailable"),
               _("A service this page needs is not reachable. Please try again shortly.")),
     }
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
+    """Mark ``message`` for the catalogues; it is translated where it is shown."""
+    return message
+
+
+#: The error descriptions the protocol layer (ours and Authlib's) may put on the error page:
+#: the page translates them (:func:`describe_error`); the app gets them in English, as
+#: RFC 6749 §4.1.2.1 asks of ``error_description``. ``%(x)s`` stands for a variable part.
+PROTOCOL_DESCRIPTIONS = (
+    N_("The client does not exist on this server."),
+    N_("'redirect_uri' is not registered for this client."),
+    N_("Missing 'redirect_uri'."),
+    N_("Missing 'redirect_uri' in request."),
+    N_("Missing 'client_id' parameter."),
+    N_("Redirect URI %(uri)s is not supported by client."),
+    N_("Parameter '%(name)s' is repeated."),
+    N_("Parameter '%(name)s' is too long."),
+    N_("Only 'response_mode=query' is supported."),
+    N_("Missing 'response_type'."),
+    N_("Only 'response_type=code' is supported."),
+    N_("The response type '%(type)s' is not supported by the server."),
+    N_("Unsupported 'prompt' value."),
+    N_("'prompt=none' cannot be combined with other values."),
+    N_("'max_age' must be a non-negative integer."),
+    N_("'id_token_hint' is not an ID token this provider issued to this client."),
+    N_("None of the requested scopes is allowed for this client."),
+    N_("The client may not request that scope."),
+    N_("The requested scope is invalid, unknown, or malformed."),
+    N_("Request objects are not supported."),
+    N_("'request_uri' is not supported."),
+    N_("'registration' is not supported."),
+    N_("Public clients must use PKCE: send 'code_challenge'."),
+    N_("Only 'code_challenge_method=S256' is supported."),
+    N_("'nonce' is too long."),
+    N_("The user declined."),
+    N_("The request was invalid."),
+)
+
+
+@cache
+def _description_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    patterns = []
+    for source in PROTOCOL_DESCRIPTIONS:
+        if "%(" in source:
+            names = re.findall(r"%\((\w+)\)s", source)
+            parts = re.split(r"%\(\w+\)s", source)
+            regex = "".join(re.escape(part) + (f"(?P<{names[i]}>.+?)" if i < len(names) else "")
+                            for i, part in enumerate(parts))
+            patterns.append((re.compile(f"^{regex}$"), source))
+    return tuple(patterns)
+
+
+def describe_error(description: str | None) -> str:
+    """A protocol error's description in the reader's language (the library writes English).
+
+    A description no catalogue knows is shown as it is to English readers; others get the
+    general sentence, and the error code beside it says the rest."""
+    text = str(description or "")
+    if is_translation(text):
+        return text
+    if text in PROTOCOL_DESCRIPTIONS:
+        return _(text)
+    for pattern, source in _description_patterns():
+        if found := pattern.match(text):
+            return _(source, **found.groupdict())
+    if current_locale() == "en" and text:
+        return text
+    return _("The request was invalid.")
 
 
 def render_error(status: int, title: str | None = None, message: str | None = None) -> Response:
@@ -91,6 +164,7 @@ def _handle_unexpected(error: Exception) -> Response:
 
 def init_app(app: Flask) -> None:
     app.extensions[JSON_ENDPOINTS_EXTENSION] = set()
+    app.jinja_env.globals["describe_error"] = describe_error
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(redis.RedisError, _handle_redis)
     if not app.config.get("PROPAGATE_EXCEPTIONS"):

@@ -19,6 +19,7 @@ SUPPORTED = ("zh-CN", "en")
 LANG_COOKIE = "lang"
 
 _catalogs: dict[str, dict[str, str]] = {}
+_translated: dict[str, frozenset[str]] = {}
 
 
 def _load() -> None:
@@ -73,6 +74,16 @@ def gettext(message: str, **variables: Any) -> str:
     if variables:
         text = text % variables
     return text
+
+
+def is_translation(text: str) -> bool:
+    """Whether ``text`` is already in the request's language: a translation the catalogue
+    holds (a page handed a message it translated itself)."""
+    locale = current_locale()
+    found = _translated.get(locale)
+    if found is None:
+        found = _translated[locale] = frozenset(_catalogs.get(locale, {}).values())
+    return text in found
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:

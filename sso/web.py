@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,8 +20,9 @@ from .security import same
 F = TypeVar("F", bound=Callable[..., Any])
 
 CSRF_FIELD = "csrf_token"
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data:{img_src}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; "
     "frame-ancestors 'none'"
 )
@@ -82,7 +84,9 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Referrer-Policy", "no-referrer")
     if response.mimetype == "text/html":
         form_action = " ".join(getattr(g, "csp_form_action", []))
-        headers.setdefault("Content-Security-Policy", _CSP.format(form_action=form_action))
+        img_src = "".join(f" {found}" for found in dict.fromkeys(getattr(g, "csp_img_src", [])))
+        headers.setdefault("Content-Security-Policy",
+                           _CSP.format(form_action=form_action, img_src=img_src))
         headers.setdefault("Cache-Control", "no-store")
     if current_app.config["SESSION_COOKIE_SECURE"]:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
@@ -96,6 +100,16 @@ def allow_form_action(uri: str) -> None:
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https") and parts.netloc:
         g.setdefault("csp_form_action", []).append(f"{parts.scheme}://{parts.netloc}")
+
+
+def allow_image(uri: str) -> None:
+    """Let this page load an image from ``uri``'s origin (the logo of the app it names)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(uri)
+    # Only a plain host[:port]: anything else could smuggle a directive into the header.
+    if parts.scheme in ("http", "https") and _HOST_PORT.fullmatch(parts.netloc):
+        g.setdefault("csp_img_src", []).append(f"{parts.scheme}://{parts.netloc}")
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

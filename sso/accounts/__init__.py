@@ -7,6 +7,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from .captcha_views import bp as captcha_bp  # noqa: PLC0415
     from .views import bp  # noqa: PLC0415
 
     app.register_blueprint(bp)
+    app.register_blueprint(captcha_bp)

@@ -4,6 +4,16 @@ The answer lives in Redis under a random id for a few minutes and is taken with 
 each picture answers once. Characters that look alike (0/O, 1/I/L) are left out, and each is
 rotated and placed unevenly over noise lines, which stops naive OCR without troubling people.
 If Redis is unreachable no challenge can be kept, so none is asked (and the outage is logged).
+
+**The alternative that does not depend on sight** is the one large providers use when they
+doubt a sign-in ("verify it's you"): a one-time code sent to the account's own email address
+or mobile number, typed where the picture's characters go (:func:`send_code`). A screen reader
+reads a mail or an SMS; no picture, sound or puzzle is involved (WCAG 2.1 SC 1.1.1; it is also
+what SC 3.3.8 of WCAG 2.2 asks of an authentication step). It stops a password-guessing bot
+better than the picture does, since the bot does not read the victim's mail. An audio
+challenge was the other choice: it needs a speech synthesiser on every node in two languages,
+fails deaf-blind users, and speech recognition solves it. The code is bound to the account it
+was sent to, so a code from one's own mailbox does not open the gate for guessing another's.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+from typing import Any
 
 import redis
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -23,6 +34,9 @@ log = logging.getLogger(__name__)
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 LENGTH = 5
 TTL = 300
+#: The emailed or texted alternative: its lifetime, and wrong tries before it is void.
+CODE_TTL = 600
+CODE_TRIES = 5
 WIDTH, HEIGHT = 180, 64
 
 
@@ -50,19 +64,56 @@ def answer_of(challenge_id: str) -> str | None:
     return value.decode() if value else None
 
 
-def verify(challenge_id: str | None, answer: str | None) -> bool:
-    """Check and use up the challenge; a wrong answer uses it up as well."""
-    if not challenge_id or not answer or len(challenge_id) > 64:
+def verify(challenge_id: str | None, answer: str | None, user_id: int | None = None) -> bool:
+    """Check and use up the challenge; a wrong answer uses it up as well. The answer may
+    instead be the code sent to ``user_id``'s own address (:func:`send_code`)."""
+    if not answer:
         return False
+    typed = answer.strip().upper().replace(" ", "")
     try:
-        expected = get_redis().client.getdel(_key(challenge_id))
+        expected = (get_redis().client.getdel(_key(challenge_id))
+                    if challenge_id and len(challenge_id) <= 64 else None)
+        if expected is not None and same(typed, expected.decode()):
+            return True
+        return user_id is not None and _check_code(user_id, typed)
     except redis.RedisError as exc:
         log.warning("captcha check skipped, Redis unavailable: %s", exc)
         return True
-    if expected is None:
+
+
+def _code_key(user_id: int) -> str:
+    return get_redis().key("captcha", "code", str(user_id))
+
+
+def _check_code(user_id: int, typed: str) -> bool:
+    client = get_redis().client
+    key = _code_key(user_id)
+    expected = client.get(key)
+    if expected is None or not typed.isdigit():
         return False
-    typed = answer.strip().upper().replace(" ", "")
-    return same(typed, expected.decode())
+    if same(typed, expected.decode()):
+        client.delete(key, key + ":tries")
+        return True
+    # A code has a million values: a few wrong tries void it, so it cannot be walked.
+    tries = client.incr(key + ":tries")
+    client.expire(key + ":tries", CODE_TTL)
+    if tries >= CODE_TRIES:
+        client.delete(key, key + ":tries")
+    return False
+
+
+def send_code(user: Any) -> str | None:
+    """Keep a new 6-digit code for ``user`` and return it (None when Redis cannot keep it);
+    the caller sends it to the user's own address."""
+    code = f"{secrets.randbelow(10**6):06d}"
+    try:
+        client = get_redis().client
+        client.set(_code_key(user.id), code, ex=CODE_TTL)
+        client.delete(_code_key(user.id) + ":tries")
+    except redis.RedisError as exc:
+        log.warning("captcha code not kept, Redis unavailable: %s", exc)
+        return None
+    return code
 
 
 def render(answer: str) -> bytes:

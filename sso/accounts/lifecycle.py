@@ -391,3 +391,32 @@ def _tell_password_changed(user: User, origin: Origin | None) -> None:
                     purpose="password-changed", user_id=user.id, user=user,
                     ip=(origin.ip if origin else None) or "-",
                     reset_link=_issuer() + "/password/reset")
+
+
+# The picture challenge's alternative (see sso.accounts.captcha).
+
+
+def send_captcha_code(login: str, origin: Origin | None = None) -> None:
+    """Send the account ``login`` names a one-time code that stands in for the picture's
+    characters: by email, else by SMS. Nothing tells the asker whether it was sent."""
+    from . import captcha  # noqa: PLC0415
+
+    user = find_for_code(login) if login.strip() else None
+    if (user is None or user.status != UserStatus.ACTIVE or not (user.email or user.phone)
+            or not _may_send(user)):
+        audit.record("signin.captcha_code", audit.FAILURE, origin=origin,
+                     user_id=user.id if user else None, subject=login[:254])
+        return
+    code = captcha.send_code(user)
+    if code is None:
+        return
+    minutes = str(captcha.CODE_TTL // 60)
+    if user.email:
+        notify.mail(user.email, "captcha_code", locale=_locale(user), purpose="captcha-code",
+                    user_id=user.id, user=user, code=code, minutes=minutes)
+        channel = tokens.EMAIL
+    else:
+        notify.sms(user.phone, "captcha_code", locale=_locale(user), user_id=user.id,
+                   params={"code": code, "minutes": minutes})
+        channel = tokens.SMS
+    audit.record("signin.captcha_code", origin=origin, user_id=user.id, channel=channel)

@@ -232,13 +232,16 @@ def clients_group() -> None:
 @click.option("--events-endpoint", help="URL that receives account events as signed SETs.")
 @click.option("--mfa-required", is_flag=True,
               help="Users need two-step verification to sign in to this app.")
+@click.option("--name-zh", help="The app's name on Chinese pages.")
+@click.option("--logo-uri", help="https URL of the app's logo, shown on the sign-in pages.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_app
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
                    public: bool, grant_types: tuple[str, ...], scope: str | None,
                    first_party: bool, id_token_alg: str, client_id: str | None,
                    activation: str | None, events_endpoint: str | None,
-                   mfa_required: bool, as_json: bool) -> None:
+                   mfa_required: bool, name_zh: str | None, logo_uri: str | None,
+                   as_json: bool) -> None:
     """Register a client; its secret is printed this once and never again."""
     service = _service()
     client, secret = service.create_client(
@@ -246,6 +249,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
         public=public, grant_types=list(grant_types) or None, scope=scope,
         first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
         activation=activation, events_endpoint=events_endpoint, mfa_required=mfa_required,
+        name_zh=name_zh, logo_uri=logo_uri,
     )
     if as_json:
         click.echo(json.dumps(service.describe_client(client, secret)))
@@ -261,10 +265,14 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
 @click.option("--activation", type=click.Choice(["auto", "approval", "invite"]),
               help="How users get an account in the app at first sign-in.")
 @click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
+@click.option("--name-zh", help="The app's name on Chinese pages ('' removes it).")
+@click.option("--logo-uri", help="https URL of the app's logo ('' removes it).")
 @with_app
-def clients_update(client_id: str, activation: str | None, events_endpoint: str | None) -> None:
-    """Change a client's policies."""
-    _service().update_client(client_id, activation=activation, events_endpoint=events_endpoint)
+def clients_update(client_id: str, activation: str | None, events_endpoint: str | None,
+                   name_zh: str | None, logo_uri: str | None) -> None:
+    """Change a client's policies, Chinese name and logo."""
+    _service().update_client(client_id, activation=activation, events_endpoint=events_endpoint,
+                             name_zh=name_zh, logo_uri=logo_uri)
     click.echo(f"updated {client_id}")
 
 

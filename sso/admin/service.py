@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from .. import branding
 from ..accounts import lifecycle
 from ..accounts import service as accounts
 from ..accounts.policy import PasswordRejected
@@ -69,7 +70,7 @@ def _refused(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return action(*args, **kwargs)
     except (users.UserError, PasswordRejected, clients.ClientError, apps.AppsError,
-            events.EventError) as error:
+            events.EventError, branding.LogoURIError) as error:
         raise AdminError(str(error)) from None
 
 
@@ -217,6 +218,8 @@ def describe_client(client: Client, secret: str | None = None) -> dict[str, Any]
         "scope": client.scope,
         "policy": {name: getattr(client, name) for name in clients.POLICY_FIELDS
                    if name != "first_party"},
+        "name_zh": client.name_zh,
+        "logo_uri": client.logo_uri,
     }
     if secret:
         data["client_secret"] = secret
@@ -227,7 +230,8 @@ def create_client(name: str, redirect_uris: list[str], *,
                   post_logout_redirect_uris: list[str], public: bool,
                   grant_types: list[str] | None, scope: str | None, first_party: bool,
                   id_token_alg: str, client_id: str | None, activation: str | None,
-                  events_endpoint: str | None, mfa_required: bool
+                  events_endpoint: str | None, mfa_required: bool,
+                  name_zh: str | None = None, logo_uri: str | None = None,
                   ) -> tuple[Client, str | None]:
     """Register a client; returns it and its secret (``None`` for a public client), which is
     stored only as a hash."""
@@ -243,14 +247,20 @@ def create_client(name: str, redirect_uris: list[str], *,
         id_token_alg=id_token_alg, client_id=client_id,
         policy=_refused(apps.checked_policy, policy),
     )
+    if name_zh or logo_uri:
+        _refused(branding.brand_client, client, name_zh=name_zh, logo_uri=logo_uri)
     db.session.commit()
     return client, secret
 
 
-def update_client(client_id: str, *, activation: str | None, events_endpoint: str | None
-                  ) -> Client:
+def update_client(client_id: str, *, activation: str | None, events_endpoint: str | None,
+                  name_zh: str | None = None, logo_uri: str | None = None) -> Client:
+    """Change an app's policy and its Chinese name and logo (None leaves a setting as it is,
+    an empty value removes an endpoint, name or logo)."""
     client = find_client(client_id)
     _refused(apps.configure, client, activation=activation, events_endpoint=events_endpoint)
+    if name_zh is not None or logo_uri is not None:
+        _refused(branding.brand_client, client, name_zh=name_zh, logo_uri=logo_uri)
     db.session.commit()
     return client
 

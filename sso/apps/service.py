@@ -319,7 +319,7 @@ def _tell_user(user: User, client: Client, template: str) -> None:
         # An admin's command has no browser language: the user's own, else the default.
         locale = user.locale or current_app.config["DEFAULT_LANGUAGE"]
         notify.mail(user.email, template, locale=locale, user_id=user.id,
-                    app=client.name, username=user.username)
+                    app=client.display_name(locale), username=user.username)
 
 
 def _tell_admins(user: User, client: Client) -> None:
@@ -331,5 +331,6 @@ def _tell_admins(user: User, client: Client) -> None:
     for admin in admins:
         locale = admin.locale or current_app.config["DEFAULT_LANGUAGE"]
         notify.mail(admin.email, "app_access_requested", locale=locale, user_id=admin.id,
-                    app=client.name, client_id=client.client_id, username=user.username,
+                    app=client.display_name(locale), client_id=client.client_id,
+                    username=user.username,
                     admin=admin.username)

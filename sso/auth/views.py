@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import audit, flow, ratelimit
+from .. import audit, ratelimit
 from ..accounts import captcha, lockout
 from ..accounts import service as accounts
 from ..dbtypes import utcnow
@@ -27,14 +27,10 @@ def _login_page(target: Target, error: str | None = None, username: str = "",
                 status: int = 200, challenge: bool = False,
                 help_endpoint: str | None = None) -> Response:
     pending = target.pending
-    # A sign-in that returns to a page of this site (a phone about to approve a scanned
-    # code) offers only the methods that work on this very device.
-    methods = [m for m in flow.registry().methods if not (target.next and m.cross_device)]
     html = render_template(
         "auth/login.html", flow=target.flow_id or "", next=target.next or "",
         target_query=target.query(), client_name=target.client_name, error=error,
         username=username or (pending.params.get("login_hint", "") if pending else ""),
-        sign_in_methods=methods,
         captcha_id=captcha.create() if challenge else None, help_endpoint=help_endpoint,
         self_registration=current_app.config["SELF_REGISTRATION"],
     )
@@ -86,7 +82,8 @@ def login_submit() -> Response:
     known = users.find_by_login(username)
     subject = known.id if known else lockout.unknown_subject(username)
     if lockout.captcha_required(request.remote_addr, subject) and not captcha.verify(
-            request.form.get("captcha_id"), request.form.get("captcha")):
+            request.form.get("captcha_id"), request.form.get("captcha"),
+            user_id=known.id if known else None):
         # The password is not even checked until the picture is answered.
         audit.record_now("signin.captcha", audit.FAILURE, origin=origin(),
                          user_id=known.id if known else None, subject=username)

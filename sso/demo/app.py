@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from functools import wraps
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,6 +119,18 @@ def create_demo_app(
         return {"app_name": _(name), "blurb": _blurb(client_id), "accent": accent,
                 "issuer": app.config["DEMO_ISSUER"], "csrf": session[SESSION_CSRF],
                 "neighbours": app.config["DEMO_NEIGHBOURS"]}
+
+    @app.get("/logo.svg")
+    def logo() -> Response:
+        """The app's logo (its ``logo_uri`` at the provider): its initial on its colour."""
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 40">'
+               f'<rect width="40" height="40" rx="9" fill="{escape(accent)}"/>'
+               f'<text x="20" y="27" font-family="sans-serif" font-size="20" font-weight="700" '
+               f'fill="#fff" text-anchor="middle">{escape(name[:1])}</text></svg>')
+        response = Response(svg, mimetype="image/svg+xml")
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        response.headers["Content-Security-Policy"] = "default-src 'none'"
+        return response
 
     @app.get("/")
     def home() -> Any:

@@ -40,17 +40,20 @@ ERP_EVENTS_ENDPOINT = "http://127.0.0.1:5001/sso/events"
 #: ``mfa_required`` or ``activation``): change a demo app's policy here, then rerun the seed.
 DEMO_APPS: list[dict[str, Any]] = [
     {
-        "name": "ERP", "client_id": "erp", "port": 5001, "accent": "#1f5fbf",
+        "name": "ERP", "name_zh": "企业资源计划", "client_id": "erp", "port": 5001,
+        "accent": "#1f5fbf",
         "roles": {"accountant": "Posts journal entries", "approver": "Approves purchases"},
         "policy": {"mfa_required": True, "events_endpoint": ERP_EVENTS_ENDPOINT},
     },
     {
-        "name": "CRM", "client_id": "crm", "port": 5002, "accent": "#0f7b6c",
+        "name": "CRM", "name_zh": "客户关系管理", "client_id": "crm", "port": 5002,
+        "accent": "#0f7b6c",
         "roles": {"sales-rep": "Works leads and deals", "sales-manager": "Owns the pipeline"},
         "policy": {},
     },
     {
-        "name": "Inventory", "client_id": "inventory", "port": 5003, "accent": "#9a5b13",
+        "name": "Inventory", "name_zh": "库存管理", "client_id": "inventory", "port": 5003,
+        "accent": "#9a5b13",
         "roles": {"clerk": "Books goods in and out", "auditor": "Counts and reconciles stock"},
         "policy": {"activation": "approval"},
     },
@@ -131,6 +134,9 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
             # The stored secret was lost (instance folder wiped): issue a new one.
             secret = new_token(clients.SECRET_PREFIX)
             client.secret_hash = hash_token(secret)
+    # Each demo app's Chinese name, and its logo as the app itself serves it (sso.demo.app).
+    client.name_zh = demo_app.get("name_zh")
+    client.logo_uri = f"{url}/logo.svg"
     for role, description in demo_app["roles"].items():
         users.define_role(demo_app["client_id"], role, description)
     return secret

@@ -36,6 +36,7 @@ SIGNED_HEADERS = "content-type;host;x-tc-action"
 TEMPLATE_PARAMS = {
     "activation_code": ("code", "minutes"),
     "reset_code": ("code", "minutes"),
+    "captcha_code": ("code", "minutes"),
 }
 
 

@@ -26,6 +26,11 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     secret_hash: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128))
+    #: The app's name for Chinese readers; ``name`` serves everyone else.
+    name_zh: Mapped[str | None] = mapped_column(String(128))
+    #: The app's logo (RFC 7591 ``logo_uri``), loaded from the app's origin by the pages that
+    #: name the app (see ``sso.branding``).
+    logo_uri: Mapped[str | None] = mapped_column(String(512))
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -52,6 +57,12 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name}>"
+
+    def display_name(self, locale: str | None) -> str:
+        """The name a reader of ``locale`` sees (``zh-CN`` gets ``name_zh`` when there is one)."""
+        if locale and locale.lower().startswith("zh") and self.name_zh:
+            return self.name_zh
+        return self.name
 
     @property
     def is_public(self) -> bool:

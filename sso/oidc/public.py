@@ -10,9 +10,11 @@ from .models import Client
 from .protector import BearerError, require
 from .secevent import MEDIA_TYPE as SET_MEDIA_TYPE
 from .secevent import encode_set
+from .server import query_cached_client as cached_client
 from .tokens import revoke_grants
 
 __all__ = [
-    "SET_MEDIA_TYPE", "BearerError", "Client", "ClientError", "encode_set", "get",
+    "SET_MEDIA_TYPE", "BearerError", "Client", "ClientError", "cached_client", "encode_set",
+    "get",
     "policy_of", "require", "revoke_grants", "update_policy", "user_claims",
 ]

@@ -10,6 +10,9 @@
   var status = document.getElementById("qr-status");
   var numberLine = document.getElementById("qr-number");
   var form = document.getElementById("qr-complete");
+  var scannedMark = document.getElementById("qr-scanned");
+  var linkBox = document.getElementById("qr-link");
+  var linkText = document.getElementById("qr-link-text");
   var FINAL = { consumed: true, denied: true, expired: true };
   var current = null;
   var source = null;
@@ -26,8 +29,18 @@
     if (source) { source.close(); source = null; }
   }
 
+  // Once scanned, the code leaves the screen: a second phone (or a camera over a shoulder)
+  // has nothing left to read, and the person sees that the phone took it.
+  function showCode(visible) {
+    frame.hidden = !visible;
+    scannedMark.hidden = visible;
+    if (!visible) { linkBox.hidden = true; linkBox.open = false; }
+  }
+
   function stale(key) {
     stop();
+    showCode(true);
+    linkBox.hidden = true;
     frame.className = "qr-frame stale";
     renew.hidden = false;
     numberLine.hidden = true;
@@ -40,6 +53,7 @@
     if (state === "pending") {
       say("msgPending");
     } else if (state === "scanned") {
+      showCode(false);
       say("msgScanned");
       if (current.number !== null && current.number !== undefined) {
         document.getElementById("qr-number-value").textContent = String(current.number);
@@ -95,6 +109,8 @@
     known = "";
     renew.hidden = true;
     numberLine.hidden = true;
+    showCode(true);
+    linkBox.hidden = true;
     frame.className = "qr-frame";
     say("msgLoading");
     fetch(root.dataset.createUrl, {
@@ -114,6 +130,9 @@
       current = result.body;
       image.src = current.image_url;
       image.hidden = false;
+      // The same address as the code, for whoever cannot scan it: to be opened on the phone.
+      linkText.value = root.dataset.phoneUrl + current.id;
+      linkBox.hidden = false;
       onState("pending");
       listen();
     }).catch(function () { stale("msgUnavailable"); });

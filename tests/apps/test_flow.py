@@ -54,7 +54,7 @@ def test_approval_shows_the_waiting_page_until_approved(
     page = run_flow(flow)
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "Waiting for approval" in html and 'http-equiv="refresh"' in html
+    assert "Waiting for approval" in html and 'data-poll-url="/apps/waiting?flow=' in html
     waiting_url = page.request.full_path
     again = client.get(waiting_url)
     assert "Waiting for approval" in again.get_data(as_text=True)

@@ -49,7 +49,7 @@ def test_phone_approves_and_the_desktop_lands_in_the_demo_erp(
         desktop.goto(demo_erp.url)
         desktop.click("#sign-in")
         desktop.wait_for_url(f"{live_provider.url}/login?**")
-        desktop.get_by_role("tab", name="Scan to sign in").click()
+        desktop.get_by_role("link", name="Scan to sign in").click()
         desktop.locator("#qr-status", has_text="Scan this code").wait_for()
         scanned_url = read_qr(desktop.locator("#qr-image"))
         assert scanned_url.startswith(f"{live_provider.url}/qr/s/")

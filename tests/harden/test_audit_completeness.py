@@ -186,6 +186,18 @@ def _client_update(w: World) -> None:
     w.cli("clients", "update", w.flow.app_client.client_id, "--activation", "approval")
 
 
+def _client_branding(w: World) -> None:
+    w.cli("clients", "update", w.flow.app_client.client_id, "--name-zh", "企业资源计划",
+          "--logo-uri", "https://erp.example.com/logo.png")
+
+
+def _captcha_code(w: World) -> None:
+    page = w.flow.http.get("/captcha/code").get_data(as_text=True)
+    response = w.flow.http.post("/captcha/code", data={"csrf_token": csrf_of(page),
+                                                       "login": "alice"})
+    assert response.status_code == 200
+
+
 def _client_lifecycle(w: World) -> None:
     w.cli("clients", "create", "--name", "Temp", "--redirect-uri", "https://t.example.com/cb",
           "--client-id", "temp-app")
@@ -243,6 +255,8 @@ EVENTS: list[tuple[str, str, Callable[[World], Any]]] = [
     ("client.create", "success", _client_lifecycle),
     ("client.update", "success", _client_update),
     ("client.delete", "success", _client_lifecycle),
+    ("client.branding", "success", _client_branding),
+    ("signin.captcha_code", "success", _captcha_code),
     ("keys.rotate", "success", _keys_rotate),
     ("signout", "success", _logout),
 ]

@@ -60,7 +60,7 @@ def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
         desktop = desktop_context.new_page()
         desktop.set_default_timeout(15_000)
         desktop.goto(f"{url}/authorize?{urlencode(params)}")
-        desktop.get_by_role("tab", name="Scan to sign in").click()
+        desktop.get_by_role("link", name="Scan to sign in").click()
         desktop.locator("#qr-status", has_text="Scan this code").wait_for()
         scanned_url = read_qr(desktop.locator("#qr-image"))
         assert scanned_url.startswith(f"{url}/qr/s/")

@@ -1,0 +1,118 @@
+"""Signing in with the keyboard alone, in Debian's chromium: the focus goes where a person
+expects, it can always be seen, and Enter submits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.pages.catalogue import Visit, apps_origin, build_world
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+
+_FOCUSED = """() => {
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  return {id: el.id || el.textContent.trim(), tag: el.tagName,
+          outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2};
+}"""
+
+
+@pytest.fixture
+def visit(chromium: Any, live_provider: Any) -> Iterator[Visit]:
+    one = Visit(chromium, live_provider, build_world(live_provider.app), "en")
+    yield one
+    one.close()
+
+
+def focused(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(_FOCUSED))
+
+
+def tab_until(page: Any, element_id: str, limit: int = 20) -> list[str]:
+    """Press Tab until ``element_id`` has the focus; every stop must show it has it."""
+    stops = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        now = focused(page)
+        assert now["outline"], f"no visible focus on {now}"
+        stops.append(now["id"])
+        if now["id"] == element_id:
+            return stops
+    raise AssertionError(f"Tab never reached #{element_id}: {stops}")
+
+
+def test_password_sign_in_with_the_keyboard(visit: Visit) -> None:
+    page = visit.page
+    visit.authorize("erp")
+    page.wait_for_selector("form#password")
+    # The page opens with the cursor in the username field.
+    assert focused(page)["id"] == "username"
+    # Back to the top of the page: the ways to sign in, languages, skip link; all visible.
+    stops = []
+    for _ in range(5):
+        page.keyboard.press("Shift+Tab")
+        now = focused(page)
+        assert now["outline"], f"no visible focus on {now}"
+        stops.append(now["id"])
+    assert stops == ["method-qrlogin-desktop", "method-password", "English", "中文",
+                     "Skip to the content"]
+    assert tab_until(page, "username")[-1] == "username"
+    page.keyboard.type("alice")
+    assert tab_until(page, "password-field") == ["password-field"]
+    page.keyboard.type(PASSWORD)
+    # The show-password button comes right after its field, and works from the keyboard.
+    assert tab_until(page, "Show") == ["Show"]
+    page.keyboard.press("Enter")
+    assert page.locator("#password-field").get_attribute("type") == "text"
+    assert page.locator("button.reveal").get_attribute("aria-pressed") == "true"
+    page.keyboard.press("Space")
+    assert page.locator("#password-field").get_attribute("type") == "password"
+    page.keyboard.press("Shift+Tab")
+    assert focused(page)["id"] == "password-field"
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{apps_origin()}/erp/callback**")
+
+
+def test_a_wrong_password_is_announced_and_tied_to_the_fields(visit: Visit) -> None:
+    page = visit.page
+    visit.authorize("erp")
+    page.keyboard.type("alice")
+    page.keyboard.press("Tab")
+    page.keyboard.type("wrong password")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#login-error")
+    assert page.locator("#login-error").get_attribute("role") == "alert"
+    for field in ("#username", "#password-field"):
+        assert "login-error" in page.locator(field).get_attribute("aria-describedby")
+        assert page.locator(field).get_attribute("aria-invalid") == "true"
+
+
+def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
+    page = visit.page
+    visit.authorize("payroll")
+    page.keyboard.type("bob")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mfa-verify")
+    assert focused(page)["id"] == "code"
+    # A wrong code: said aloud, tied to the field, the cursor back in it.
+    page.keyboard.type("000000")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mfa-error")
+    assert page.locator("#mfa-error").get_attribute("role") == "alert"
+    assert "mfa-error" in page.locator("#code").get_attribute("aria-describedby")
+    assert focused(page)["id"] == "code"
+    page.keyboard.type(visit.code("bob"))
+    # The remember-this-device box is the next stop and Space ticks it.
+    assert tab_until(page, "remember-device") == ["remember-device"]
+    page.keyboard.press("Space")
+    assert page.locator("#remember-device").is_checked()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{apps_origin()}/payroll/callback**")
