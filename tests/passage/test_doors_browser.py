@@ -230,7 +230,7 @@ def test_scan_to_sign_in(chromium: Any, phone_device: dict[str, Any],
         desktop.set_default_timeout(15_000)
         rp = make_app()
         desktop.goto(rp.authorize_url())
-        desktop.get_by_role("tab", name="Scan to sign in").click()
+        desktop.get_by_role("link", name="Scan to sign in").click()
         desktop.locator("#qr-status", has_text="Scan this code").wait_for()
         scanned = read_qr(desktop.locator("#qr-image"))
 
@@ -238,7 +238,7 @@ def test_scan_to_sign_in(chromium: Any, phone_device: dict[str, Any],
         phone.set_default_timeout(15_000)
         phone.goto(scanned)
         phone.wait_for_url("**/login?next=**")
-        assert phone.get_by_role("tab", name="Scan to sign in").count() == 0
+        assert phone.get_by_role("link", name="Scan to sign in").count() == 0
         sign_in_with_password(phone, "alice", PASSWORD)
         phone.wait_for_url(scanned)
         phone.click("#qr-confirm")
