@@ -128,7 +128,18 @@ class DefaultConfig:
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.
     APPS_WAITING_REFRESH = 10
-    EVENTS_TIMEOUT = 3
+    #: Total deadline (seconds) of one delivery of an event, from connecting to the last byte.
+    EVENTS_TIMEOUT = 5
+    #: What a request waits for the first delivery of its events (never more than 2 s).
+    EVENTS_INLINE_DEADLINE = 2
+    # Calls out (sso/outbound.py, docs/hardening.md): hosts or networks (CIDR) that may be
+    # private addresses; calls in flight per endpoint; failures that open an endpoint's
+    # circuit, and for how long.
+    OUTBOUND_ALLOW: list[str] | str = []
+    OUTBOUND_CONCURRENCY = 4
+    OUTBOUND_BREAKER_FAILURES = 3
+    OUTBOUND_BREAKER_SECONDS = 30
+    OUTBOX_CLAIM_SECONDS = 60
 
     # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
     # JSON object of language -> text; the logo is a PNG, JPEG, GIF, WebP or SVG file; the
