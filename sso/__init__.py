@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         apps,
         auth,
         branding,
+        database,
         errors,
         flow,
         i18n,
@@ -59,6 +60,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .signin import STEPS  # noqa: PLC0415
 
     db.init_app(app)
+    database.init_app(app)
     init_redis(app)
     i18n.init_app(app)
     web.init_app(app)

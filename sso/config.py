@@ -152,6 +152,18 @@ class DefaultConfig:
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
 
+    # Waits on the database (sso/database.py, docs/hardening.md), in seconds: connecting,
+    # a connection from the pool, one statement (0: no limit, e.g. for a long migration),
+    # a lock, and SQLite's wait for another writer.
+    DB_CONNECT_TIMEOUT = 3
+    DB_POOL_TIMEOUT = 5
+    DB_STATEMENT_TIMEOUT = 10
+    DB_LOCK_TIMEOUT = 5
+    DB_BUSY_TIMEOUT = 5
+    #: A refresh token presented again within this many seconds of its use gets the same
+    #: answer (a client retrying after a lost response), not the revocation of its grant.
+    REFRESH_REUSE_GRACE = 10
+
     # Maximum sizes of request parameters; larger ones are refused with invalid_request.
     MAX_PARAM_LENGTH = 2048
     MAX_REQUEST_BYTES = 64 * 1024
@@ -267,8 +279,10 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    from .database import engine_options  # noqa: PLC0415 - sqlalchemy only for an app
+
+    for name, value in engine_options(config).items():
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(name, value)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
     if not config.get("SECRET_KEY") and relaxed:
         config["SECRET_KEY"] = _development_secret(instance)
