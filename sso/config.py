@@ -92,8 +92,18 @@ class DefaultConfig:
     PASSWORD_HISTORY = 5
     #: Days after which a password must be changed; 0 never.
     PASSWORD_MAX_AGE_DAYS = 0
-    #: Failures (per IP or per account) after which sign-in asks for the picture's characters.
+    #: Failures for an account (from anywhere, or from one address) after which its sign-in
+    #: asks for the picture's characters; and failures from one address for any names (high:
+    #: a whole office may sign in through one NAT address; docs/hardening.md).
     CAPTCHA_AFTER = 3
+    CAPTCHA_AFTER_IP = 50
+    #: Second factor: consecutive wrong codes before it locks (cleared only by a right code),
+    #: and wrong codes allowed in 24 hours whatever succeeds in between.
+    MFA_LOCKOUT_THRESHOLD = 5
+    MFA_DAILY_FAILURES = 20
+    #: Account forms a stranger can post (reset, registration, activation) answer no sooner
+    #: than this after the request began, known name or not (sso/accounts/evenly.py).
+    EVEN_ANSWER_SECONDS = 0.25
     RATE_LIMIT_ACCOUNT_IP = "20/900"
     RATE_LIMIT_MESSAGES_PER_USER = "3/900"
     #: Tencent Cloud SMS (``SSO_SMS_TRANSPORT=tencent``).
