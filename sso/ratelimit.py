@@ -78,6 +78,11 @@ class LocalCounters:
             for key in keys:
                 self.values.pop(key, None)
 
+    def delete_prefix(self, prefix: str) -> None:
+        with self.lock:
+            for key in [k for k in self.values if k.startswith(prefix)]:
+                del self.values[key]
+
     def _evict(self, now: float) -> None:
         for key in [k for k, (_, expires) in self.values.items() if expires <= now]:
             del self.values[key]

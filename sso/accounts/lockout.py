@@ -104,8 +104,34 @@ class _Store:
 
     def delete(self, *keys: str, what: str) -> None:
         ratelimit.local.delete(*keys)
+        for key in keys:
+            ratelimit.local.delete_prefix(key + "|")
         try:
             self.redis.client.delete(*keys)
+        except redis.RedisError as exc:
+            log.warning("%s: Redis unavailable: %s", what, exc)
+
+    def hincr(self, key: str, field: str, ttl: int, what: str) -> int:
+        """Add one to ``field`` of hash ``key`` (all of an account's addresses in one key, so
+        that unlocking the account forgets them at once)."""
+        try:
+            pipe = self.redis.client.pipeline()
+            pipe.hincrby(key, field, 1)
+            pipe.expire(key, ttl)
+            return int(pipe.execute()[0])
+        except redis.RedisError as exc:
+            return int(self._fallback(exc, what).incr(f"{key}|{field}", ttl))
+
+    def hget(self, key: str, field: str, what: str) -> int:
+        try:
+            return int(self.redis.client.hget(key, field) or 0)
+        except redis.RedisError as exc:
+            return int(self._fallback(exc, what).get(f"{key}|{field}"))
+
+    def hdel(self, key: str, field: str, what: str) -> None:
+        ratelimit.local.delete(f"{key}|{field}")
+        try:
+            self.redis.client.hdel(key, field)
         except redis.RedisError as exc:
             log.warning("%s: Redis unavailable: %s", what, exc)
 
@@ -173,16 +199,16 @@ def clear_failures(user_id: Subject, factor: str = PASSWORD, ip: str | None = No
     """A success of this factor: forget its consecutive failures (not the lock history, not
     the second factor's daily cap)."""
     failures, _locked, _locks = _keys(user_id, factor)
-    keys = [failures]
+    store = _Store()
+    store.delete(failures, what="lockout reset")
     if ip is not None and factor == PASSWORD:
-        keys.append(_account_ip_key(user_id, ip))
-    _Store().delete(*keys, what="lockout reset")
+        store.hdel(_account_ip_key(user_id), ip, "lockout reset")
 
 
 def unlock(user_id: int, origin: Origin | None = None, actor: str | None = None) -> None:
     """An admin (or a password reset) lifts the locks and the history (``sso users unlock``)."""
     _Store().delete(*_keys(user_id), *_keys(user_id, SECOND), _daily_key(user_id),
-                    what="unlock")
+                    _account_ip_key(user_id), what="unlock")
     audit.record("account.unlock", origin=origin, user_id=user_id, actor=actor)
 
 
@@ -196,15 +222,17 @@ def _ip_key(ip: str | None) -> str:
     return get_redis().key("lockout", "ip", ip or "-")
 
 
-def _account_ip_key(user_id: Subject, ip: str | None) -> str:
-    return get_redis().key("lockout", "account-ip", str(user_id), ip or "-")
+def _account_ip_key(user_id: Subject) -> str:
+    """A hash of the account's failures per address."""
+    return get_redis().key("lockout", "account-ip", str(user_id))
 
 
 def register_ip_failure(ip: str | None, user_id: Subject | None = None) -> None:
     store = _Store()
     store.incr(_ip_key(ip), IP_MEMORY, "IP failure counter")
     if user_id is not None:
-        store.incr(_account_ip_key(user_id, ip), IP_MEMORY, "account and IP failure counter")
+        store.hincr(_account_ip_key(user_id), ip or "-", IP_MEMORY,
+                    "account and IP failure counter")
 
 
 def ip_failures(ip: str | None) -> int:
@@ -228,4 +256,4 @@ def captcha_required(ip: str | None, user_id: Subject | None = None) -> bool:
     if user_id is None:
         return False
     return (failures(user_id) >= threshold
-            or store.get(_account_ip_key(user_id, ip), "captcha") >= threshold)
+            or store.hget(_account_ip_key(user_id), ip or "-", "captcha") >= threshold)
