@@ -92,3 +92,6 @@ def _stores_back(request: pytest.FixtureRequest) -> Iterator[None]:
                         request.getfixturevalue("redis_server"))
 
 
+
+
+from tests.apps.conftest import make_app  # noqa: E402, F401 - fixture
