@@ -34,7 +34,15 @@ from werkzeug.wrappers import Response
 
 from .. import i18n
 from ..i18n import gettext as _
-from .events import MAX_BYTES, MEDIA_TYPE, LocalAccounts, SETRejected, verify
+from .events import (
+    MAX_BYTES,
+    MEDIA_TYPE,
+    KeyCache,
+    LocalAccounts,
+    SETRejected,
+    read_capped,
+    verify,
+)
 
 SCOPE = "openid profile email phone offline_access roles"
 #: The provider's cookies live on the same host (cookies ignore ports), so each app names its own.
@@ -152,14 +160,20 @@ def create_demo_app(
         """An RFC 8935 §2.4 error: the provider does not retry it."""
         return jsonify(err=code, description=description), 400
 
+    jwks = KeyCache(lambda: provider.fetch_jwk_set(force=True))
+    app.extensions["demo_jwks"] = jwks
+
     def security_events() -> tuple[Response | str, int]:
         """Receive a pushed SET (RFC 8935): verify it, act on it, answer 202."""
         if request.mimetype != MEDIA_TYPE:
             return set_error("invalid_request", f"The media type must be {MEDIA_TYPE}.")
         if (request.content_length or 0) > MAX_BYTES:
             return set_error("invalid_request", "The SET is too large.")
+        body = read_capped(request.stream)
+        if body is None:
+            return set_error("invalid_request", "The SET is too large.")
         try:
-            claims = verify(request.get_data(), provider.fetch_jwk_set,
+            claims = verify(body, jwks,
                             app.config["DEMO_ISSUER"], client_id)
         except SETRejected as rejected:
             return set_error(rejected.code, rejected.description)
