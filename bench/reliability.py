@@ -266,7 +266,7 @@ def enumeration(app: Any, tries: int) -> dict[str, Any]:
             keys = list(store.client.scan_iter(match=store.key("*")))
             if keys:
                 store.client.delete(*keys)
-    app.config["EVEN_ANSWER_SECONDS"] = 0.25
+    app.config["EVEN_ANSWER_SECONDS"] = 0.5
     return out
 
 

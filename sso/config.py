@@ -103,7 +103,7 @@ class DefaultConfig:
     MFA_DAILY_FAILURES = 20
     #: Account forms a stranger can post (reset, registration, activation) answer no sooner
     #: than this after the request began, known name or not (sso/accounts/evenly.py).
-    EVEN_ANSWER_SECONDS = 0.25
+    EVEN_ANSWER_SECONDS = 0.5
     RATE_LIMIT_ACCOUNT_IP = "20/900"
     RATE_LIMIT_MESSAGES_PER_USER = "3/900"
     #: Tencent Cloud SMS (``SSO_SMS_TRANSPORT=tencent``).

@@ -32,7 +32,7 @@ def even_answer(view: F) -> F:
         try:
             return view(*args, **kwargs)
         finally:
-            left = float(current_app.config.get("EVEN_ANSWER_SECONDS", 0.25)) - (
+            left = float(current_app.config.get("EVEN_ANSWER_SECONDS", 0.5)) - (
                 time.monotonic() - began)
             if left > 0:
                 time.sleep(left)
