@@ -128,6 +128,9 @@ class DefaultConfig:
     QR_HEARTBEAT = 15
     QR_LONG_POLL = 25
     RATE_LIMIT_QR_CREATE_IP = "30/60"
+    #: Seconds a waiting desktop keeps asking a Redis that stopped answering (a Sentinel
+    #: failover) before its QR code is given up; docs/deploy.md sizes Sentinel to fit.
+    QR_REDIS_GRACE = 6
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0

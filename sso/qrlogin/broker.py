@@ -59,8 +59,11 @@ class Waiter:
 
 
 class Broker:
-    def __init__(self, store: QRStore) -> None:
+    def __init__(self, store: QRStore, outage_grace: float = 0.0) -> None:
         self.store = store
+        #: How long a waiter keeps asking a Redis that stopped answering before it gives up
+        #: (a Sentinel failover takes a few seconds; the code's state is on the new master).
+        self.outage_grace = outage_grace
         self.connected = threading.Event()
         self.closing = False
         self._waiters: dict[str, set[Waiter]] = {}
@@ -171,7 +174,7 @@ class Broker:
                 log.warning("QR event subscription lost, retrying: %s", exc)
                 self._broadcast(RESYNC)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 2.0)
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(redis.RedisError, OSError):
@@ -278,8 +281,21 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
             # hundreds of wake-ups a second.
             if time.time() - read_at >= REREAD_HEARTBEATS * heartbeat:
                 break
-        try:
-            state = store.state(waiter.qr_id)
-        except Unavailable:
+        found = _state_across_outage(broker, waiter.qr_id)
+        if found is None:
             yield EXPIRED, "unavailable"
             return
+        state = found
+
+
+def _state_across_outage(broker: Broker, qr_id: str) -> str | None:
+    """The state, asked again for up to ``broker.outage_grace`` seconds while Redis does not
+    answer (a failover); ``None`` if it never does."""
+    deadline = time.monotonic() + broker.outage_grace
+    while True:
+        try:
+            return broker.store.state(qr_id)
+        except Unavailable:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.25)
