@@ -6,10 +6,10 @@ shared PostgreSQL or Redis beyond a database and a key prefix of its own.
 
 * :class:`Node`: ``sso serve`` (gunicorn with gevent workers, the production server command).
 * :class:`HAProxy`: Debian's ``haproxy`` with a generated configuration: round robin over the
-  nodes, an active health check of ``/readyz`` every 500 ms (out after 2 failures, back after
-  2 successes), requests that cannot connect re-dispatched to another node, a CSV stats page,
-  and two headers for tests: ``X-SSO-Node: n2`` pins a request to one node, and every answer
-  says which node served it in ``X-SSO-Served-By``.
+  nodes, an active health check of ``/readyz`` every 500 ms with a 2 s timeout (out after 2
+  failures, back after 2 successes), requests that cannot connect re-dispatched to another
+  node, a CSV stats page, and two headers for tests: ``X-SSO-Node: n2`` pins a request to
+  one node, and every answer says which node served it in ``X-SSO-Served-By``.
 * :class:`RedisServer`, :class:`Sentinel`: ``redis-server`` and ``redis-sentinel``.
 """
 
@@ -331,6 +331,8 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 5s
+    # A node busy at full load still answers /readyz within this; a dead one fails at once.
+    timeout check 2s
     # A request that cannot connect to its node is sent to another one.
     option redispatch
     retries 3
