@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         branding,
         errors,
         flow,
+        health,
         i18n,
         mfa,
         notify,
@@ -79,6 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     apps.init_app(app)
     accounts.init_app(app)
     mfa.init_app(app)
+    health.init_app(app)
     _ensure_keys(app)
     return app
 

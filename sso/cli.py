@@ -213,6 +213,8 @@ def serve_command(host: str, port: int, workers: int) -> None:
         sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
         "--workers", str(workers), "--bind", f"{host}:{port}",
         "--worker-connections", "20000", "--graceful-timeout", "5",
+        # The access log leaves out the load balancer's health probes.
+        "--logger-class", "sso.serverlog.AccessLog",
     ]
     if _gunicorn_has_control_socket():
         # Unused here, and one fixed path per OS user: two servers on one host would fight over it.

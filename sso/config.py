@@ -43,6 +43,13 @@ class DefaultConfig:
     #: Required in production; development falls back to the embedded Redis (``sso.embedded``),
     #: which the ``sso`` commands start when they need it (``REDIS_EMBEDDED`` says so).
     REDIS_URL: str | None = None
+    #: Redis Sentinel instead of a URL: "host:port,host:port", the monitored master's name,
+    #: the master's password and database, and the sentinels' own password (if they have one).
+    REDIS_SENTINELS: str | list[str] | None = None
+    REDIS_MASTER_NAME = "mymaster"
+    REDIS_PASSWORD: str | None = None
+    REDIS_DB = 0
+    REDIS_SENTINEL_PASSWORD: str | None = None
     #: Every Redis key and channel starts with this, so tests and tenants can share a server.
     REDIS_PREFIX = "sso:"
     #: Unset: ``keys/`` in the working directory.
@@ -121,6 +128,9 @@ class DefaultConfig:
     QR_HEARTBEAT = 15
     QR_LONG_POLL = 25
     RATE_LIMIT_QR_CREATE_IP = "30/60"
+    #: Seconds a waiting desktop keeps asking a Redis that stopped answering (a Sentinel
+    #: failover) before its QR code is given up; docs/deploy.md sizes Sentinel to fit.
+    QR_REDIS_GRACE = 6
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
@@ -242,7 +252,8 @@ def write_settings_file(instance: Path, values: Mapping[str, str], header: str) 
 
 def _derive(config: dict[str, Any], instance: Path) -> None:
     relaxed = config["ENV"] == "development" or config["TESTING"]
-    missing = [f"SSO_{name}" for name in ("DATABASE_URL", "REDIS_URL") if not config.get(name)]
+    missing = [f"SSO_{name}" for name in ("DATABASE_URL", "REDIS_URL") if not config.get(name)
+               and not (name == "REDIS_URL" and config.get("REDIS_SENTINELS"))]
     if missing and not relaxed:
         raise ConfigError(
             f"set {' and '.join(missing)}: production has no built-in database or Redis "
@@ -251,7 +262,7 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
     if not config.get("DATABASE_URL"):
         instance.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance / 'sso.sqlite3'}"
-    config["REDIS_EMBEDDED"] = not config.get("REDIS_URL")
+    config["REDIS_EMBEDDED"] = not config.get("REDIS_URL") and not config.get("REDIS_SENTINELS")
     if config["REDIS_EMBEDDED"]:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
@@ -308,8 +319,27 @@ def validate(config: Any) -> None:
     for name in ("ACCESS_TOKEN_ALG", "ID_TOKEN_ALG"):
         if config[name] not in ("RS256", "ES256"):
             raise ConfigError(f"SSO_{name} must be RS256 or ES256")
+    try:
+        parse_sentinels(config.get("REDIS_SENTINELS"))
+    except ValueError as error:
+        raise ConfigError(f"SSO_REDIS_SENTINELS: {error} (expected host:port,host:port)") from None
     if not str(config["REDIS_PREFIX"]).endswith(":"):
         raise ConfigError("SSO_REDIS_PREFIX must end with ':'")
+
+
+def parse_sentinels(value: Any) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (or a list of such strings) as (host, port) pairs."""
+    if not value:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    pairs = []
+    for item in items:
+        text = str(item).strip()
+        host, colon, port = text.rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"{text!r} is not host:port")
+        pairs.append((host.strip("[]"), int(port)))
+    return pairs
 
 
 def environment_flag(name: str) -> bool:
