@@ -36,6 +36,19 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+class CountingRedis(redis.Redis):
+    """A client that counts failed commands (``sso_redis_errors_total``)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)
+        except redis.RedisError:
+            from .metrics import redis_error  # noqa: PLC0415
+
+            redis_error()
+            raise
+
+
 class RedisStore:
     """One connection pool per process, with the key prefix every module uses.
 
@@ -53,7 +66,7 @@ class RedisStore:
         if self._client is None:
             if not self.url:
                 raise RuntimeError("Redis is not configured")
-            self._client = redis.Redis.from_url(
+            self._client = CountingRedis.from_url(
                 self.url,
                 socket_connect_timeout=1.0,
                 socket_timeout=2.0,
@@ -70,7 +83,8 @@ class RedisStore:
         """A client without a read timeout, for pub/sub listeners that wait on purpose."""
         if not self.url:
             raise RuntimeError("Redis is not configured")
-        return redis.Redis.from_url(self.url, socket_connect_timeout=1.0, health_check_interval=30)
+        return CountingRedis.from_url(self.url, socket_connect_timeout=1.0,
+                                      health_check_interval=30)
 
 
 def init_redis(app: Flask) -> RedisStore:
