@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         apps,
         auth,
         branding,
+        database,
         errors,
         flow,
         health,
@@ -62,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .signin import STEPS  # noqa: PLC0415
 
     db.init_app(app)
+    database.init_app(app)
     init_redis(app)
     logs.init_app(app)  # first: every later hook and audit row has the request id
     metrics.init_app(app)

@@ -157,7 +157,18 @@ class DefaultConfig:
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.
     APPS_WAITING_REFRESH = 10
-    EVENTS_TIMEOUT = 3
+    #: Total deadline (seconds) of one delivery of an event, from connecting to the last byte.
+    EVENTS_TIMEOUT = 5
+    #: What a request waits for the first delivery of its events (never more than 2 s).
+    EVENTS_INLINE_DEADLINE = 2
+    # Calls out (sso/outbound.py, docs/hardening.md): hosts or networks (CIDR) that may be
+    # private addresses; calls in flight per endpoint; failures that open an endpoint's
+    # circuit, and for how long.
+    OUTBOUND_ALLOW: list[str] | str = []
+    OUTBOUND_CONCURRENCY = 4
+    OUTBOUND_BREAKER_FAILURES = 3
+    OUTBOUND_BREAKER_SECONDS = 30
+    OUTBOX_CLAIM_SECONDS = 60
 
     # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
     # JSON object of language -> text; the logo is a PNG, JPEG, GIF, WebP or SVG file; the
@@ -169,6 +180,18 @@ class DefaultConfig:
 
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
+
+    # Waits on the database (sso/database.py, docs/hardening.md), in seconds: connecting,
+    # a connection from the pool, one statement (0: no limit, e.g. for a long migration),
+    # a lock, and SQLite's wait for another writer.
+    DB_CONNECT_TIMEOUT = 3
+    DB_POOL_TIMEOUT = 5
+    DB_STATEMENT_TIMEOUT = 10
+    DB_LOCK_TIMEOUT = 5
+    DB_BUSY_TIMEOUT = 5
+    #: A refresh token presented again within this many seconds of its use gets the same
+    #: answer (a client retrying after a lost response), not the revocation of its grant.
+    REFRESH_REUSE_GRACE = 10
 
     # Maximum sizes of request parameters; larger ones are refused with invalid_request.
     MAX_PARAM_LENGTH = 2048
@@ -288,8 +311,10 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    from .database import engine_options  # noqa: PLC0415 - sqlalchemy only for an app
+
+    for name, value in engine_options(config).items():
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(name, value)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
     if not config.get("SECRET_KEY") and relaxed:
         config["SECRET_KEY"] = _development_secret(instance)

@@ -338,9 +338,9 @@ def redeliver_event(message_id: int) -> OutboxMessage:
     after this first try."""
     message = _refused(events.redeliver, message_id)
     db.session.commit()
+    message_id = message.id
     events.deliver_now([message])
-    db.session.refresh(message)
-    return message
+    return db.session.get(OutboxMessage, message_id)
 
 
 # Keys and maintenance.

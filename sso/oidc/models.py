@@ -212,6 +212,9 @@ class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The answer its use gave (the successor pair), sealed with the server's secret, so that
+    #: the same token presented again within ``REFRESH_REUSE_GRACE`` gets the same answer.
+    successor: Mapped[str | None] = mapped_column(Text)
 
     # Authlib's TokenMixin, for the refresh grant.
 
