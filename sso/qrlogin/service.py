@@ -17,12 +17,15 @@ from ..oidc.public import get as get_client
 from ..oidc.public import policy_of, update_policy
 from ..sessions.models import SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import User
-from .store import Created, Outcome, QRSession, QRStore
+from .store import APPROVED, MISSING, WRONG_SECRET, Created, Outcome, QRSession, QRStore
 
 QR_SCOPE = "qr.approve"
 #: The proof (and ``amr`` value) of a sign-in approved by a phone (RFC 8176 has none for it).
 AMR_QR = "qr"
 TOO_OLD = "too_old"
+#: The audit outcome of what an attack looks like (a desktop's "Not me", "This wasn't me", a
+#: code used twice): the security team's query is ``outcome = 'alarm'``.
+ALARM = "alarm"
 #: The phone's proofs that travel to the desktop: second factors, not a remembered browser.
 CARRIED_PROOFS = SECOND_FACTOR_PROOFS - {"device"}
 
@@ -114,6 +117,31 @@ def deny(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
     audit.record("qr.deny", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
                  user_id=user.id, client_id=_client(outcome), result=outcome.result,
                  **_details(outcome.session, phone))
+    return outcome
+
+
+def approver(store: QRStore, qr_id: str, secret: str) -> tuple[QRSession, User] | Outcome:
+    """The approved code of this desktop and who approved it: what the desktop shows before
+    it continues ("Signed in as ..."); else why not (the secret is checked first)."""
+    qr = store.get(qr_id)
+    if qr is None:
+        return Outcome(MISSING)
+    if not store.owns(qr_id, secret):
+        return Outcome(WRONG_SECRET, qr)
+    if qr.state != APPROVED or qr.user_id is None:
+        return Outcome(qr.state, qr)
+    user = db.session.get(User, qr.user_id)
+    return (qr, user) if user is not None else Outcome(MISSING)
+
+
+def reject(store: QRStore, qr_id: str, secret: str, desktop: Origin) -> Outcome:
+    """The desktop's "Not me": someone else's phone approved this code (a session swap, or a
+    code seen over a shoulder or a shared screen). Nobody is signed in; audited as an alarm."""
+    outcome = store.reject(qr_id, secret)
+    qr = outcome.session
+    audit.record("qr.not_me", ALARM if outcome.ok else audit.FAILURE, origin=desktop,
+                 user_id=qr.user_id if qr else None, client_id=_client(outcome),
+                 result=outcome.result, **_details(qr))
     return outcome
 
 

@@ -140,6 +140,17 @@ return {'ok'}
 """
 
 
+# The desktop says the approver is not who sits in front of it (a session swap): only with
+# the desktop's secret, only while approved and not yet consumed.
+_REJECT = _STATE_OR_MISSING + """
+if redis.call('HGET', KEYS[1], 'secret_hash') ~= ARGV[1] then return {'wrong_secret'} end
+if state ~= 'approved' then return {state} end
+redis.call('HSET', KEYS[1], 'state', 'denied', 'denied_at', ARGV[2], 'rejected', '1')
+redis.call('PUBLISH', KEYS[2], 'denied')
+return {'ok'}
+"""
+
+
 class QRStore:
     """The QR sessions of one Redis (prefix), with their transitions."""
 
@@ -281,6 +292,12 @@ class QRStore:
         if not secret or len(secret) > 128:
             return self._outcome(WRONG_SECRET, qr_id) if self.get(qr_id) else Outcome(MISSING)
         return self._transition("consume", _CONSUME, qr_id, hash_token(secret),
+                                repr(time.time() if now is None else now))
+
+    def reject(self, qr_id: str, secret: str, now: float | None = None) -> Outcome:
+        if not secret or len(secret) > 128:
+            return self._outcome(WRONG_SECRET, qr_id) if self.get(qr_id) else Outcome(MISSING)
+        return self._transition("reject", _REJECT, qr_id, hash_token(secret),
                                 repr(time.time() if now is None else now))
 
     def _transition(self, name: str, source: str, qr_id: str, *args: Any) -> Outcome:
