@@ -121,6 +121,8 @@ class DefaultConfig:
     QR_HEARTBEAT = 15
     QR_LONG_POLL = 25
     RATE_LIMIT_QR_CREATE_IP = "30/60"
+    #: After "This wasn't me" on the phone, QR approvals of that user are refused this long.
+    QR_BLOCK_AFTER_REPORT = 15 * 60
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0

@@ -152,3 +152,27 @@ def phone_deny(qr_id: str) -> Response:
     if not outcome.ok:
         return outcome_page(outcome)
     return message(_("Sign-in cancelled"), _("Nobody was signed in on the computer."), 200)
+
+
+@bp.post("/qr/s/<qr_id>/report")
+def phone_report(qr_id: str) -> Response:
+    """"This wasn't me": cancel, alarm, pause this user's approvals, mail, tell the apps."""
+    loaded = _load(qr_id)
+    if isinstance(loaded, Response):
+        return loaded
+    session = passage.current_session()
+    if session is None:
+        return _sign_in_first(loaded)
+    config = current_app.config
+    outcome = _committed(lambda: service.report(
+        qr_store(), qr_id, session.user, origin(),
+        block_seconds=int(config["QR_BLOCK_AFTER_REPORT"]), issuer=config["ISSUER"],
+        keys=current_app.extensions["sso_keys"], now=utcnow()))
+    if isinstance(outcome, Response):
+        return outcome
+    if not outcome.ok:
+        return outcome_page(outcome)
+    return message(_("Thank you for reporting it"), _(
+        "Nobody was signed in. Scan to sign in is paused for your account for a while, and "
+        "we sent you an email about it. If someone sent you the code or a link, do not open "
+        "it again."), 200)

@@ -134,3 +134,79 @@ def test_a_session_swap_is_seen_on_the_desktop_and_refused(
     # The desktop holds no session: the app's sign-in asks again.
     desktop.goto(rp.authorize_url())
     desktop.wait_for_url("**/login?**")
+
+
+class EventsEndpoint:
+    """An app's events endpoint (RFC 8935 push): it keeps every SET it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        self.received.append(environ["wsgi.input"].read(length).decode())
+        start_response("202 Accepted", [("Content-Type", "text/plain")])
+        return [b""]
+
+
+def _claims(token: str) -> dict[str, Any]:
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_this_wasnt_me_cancels_alarms_mails_pauses_and_tells_the_apps(
+        devices: tuple[Any, Any], live_provider: LiveProvider, make_app: Any, alice: Any,
+        make_client: Any) -> None:
+    desktop, phone = devices
+    endpoint = EventsEndpoint()
+    port = free_port()
+    server = serve_in_thread(endpoint, port)
+    try:
+        hr = make_client("HR", ["https://hr.example.com/cb"],
+                         policy={"events_endpoint": f"http://127.0.0.1:{port}/events"})
+        rp = make_app()
+        scanned = show_code(desktop, rp)
+        sign_in_phone(phone, live_provider.url)
+        phone.goto(scanned)
+
+        # Decline first: Cancel comes before Confirm and is at least as large.
+        cancel, confirm = phone.locator("#qr-cancel"), phone.locator("#qr-confirm")
+        c_box, k_box = cancel.bounding_box(), confirm.bounding_box()
+        assert c_box["width"] * c_box["height"] >= k_box["width"] * k_box["height"]
+        assert c_box["y"] < k_box["y"]
+        assert cancel.evaluate("b => getComputedStyle(b).backgroundColor") == \
+            confirm.evaluate("b => getComputedStyle(b).backgroundColor")
+
+        phone.click("#qr-report")
+        phone.locator("h1", has_text="Thank you for reporting it").wait_for()
+        desktop.locator("#qr-status", has_text="cancelled on the phone").wait_for()
+        assert not rp.received
+        assert ("alarm", alice.id) in _audit(live_provider, "qr.report")
+
+        from sso import outbox
+        from sso.extensions import db
+        from sso.outbox import OutboxMessage
+
+        with live_provider.app.app_context():
+            mails = db.session.query(OutboxMessage).filter_by(channel="mail").all()
+            assert [(m.recipient, m.purpose) for m in mails] == [
+                ("alice@example.com", "qr-report")]
+            assert "This wasn't me" in (mails[0].body_text or "")
+            outbox.deliver_due(live_provider.app.config)
+            db.session.remove()
+        (token,) = endpoint.received
+        claims = _claims(token)
+        assert claims["aud"] == hr.client_id and claims["sub"] == alice.subject
+        assert "urn:sso:secevent:qr:reported" in claims["events"]
+
+        # Further approvals are refused for a while: a fresh code scanned by the same phone.
+        desktop.click("#qr-renew")
+        desktop.locator("#qr-status", has_text="Scan this code").wait_for()
+        phone.goto(read_qr(desktop.locator("#qr-image")))
+        phone.locator("h1", has_text="Scan to sign in is paused").wait_for()
+        assert phone.locator("#qr-confirm").count() == 0
+    finally:
+        server.shutdown()
