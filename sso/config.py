@@ -141,6 +141,8 @@ class DefaultConfig:
     #: Seconds a waiting desktop keeps asking a Redis that stopped answering (a Sentinel
     #: failover) before its QR code is given up; docs/deploy.md sizes Sentinel to fit.
     QR_REDIS_GRACE = 6
+    #: After "This wasn't me" on the phone, QR approvals of that user are refused this long.
+    QR_BLOCK_AFTER_REPORT = 15 * 60
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
