@@ -159,6 +159,15 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
     return sent
 
 
+_TASKS = "sso_outbox_tasks"
+
+
+def every_pass(app: Flask, task: Callable[[], None]) -> None:
+    """Run ``task`` (in an app context) on every pass of the delivery loop; it decides itself
+    how often to do real work (the session sweep, say)."""
+    app.extensions.setdefault(_TASKS, []).append(task)
+
+
 class DeliveryLoop:
     """One daemon thread (a greenlet under gevent) per process that drains the outbox."""
 
@@ -177,6 +186,8 @@ class DeliveryLoop:
             try:
                 with self.app.app_context():
                     deliver_due(self.app.config)
+                    for task in self.app.extensions.get(_TASKS, []):
+                        task()
                     db.session.remove()
             except Exception:  # noqa: BLE001 - the loop must survive a database outage
                 log.exception("outbox delivery pass failed")
