@@ -200,6 +200,8 @@ class DeliveryLoop:
 # have to know (the sign-in flow's effects queue them). Mail and SMS wait for the loop: a slow
 # mail server must never hold a user's request.
 INLINE_CHANNELS = frozenset({"event"})
+#: A payload key: this message of an inline channel waits for the loop all the same.
+NOT_INLINE = "not_inline"
 _NEW = "sso_outbox_new"
 _COMMITTED = "sso_outbox_committed"
 
@@ -207,7 +209,8 @@ _COMMITTED = "sso_outbox_committed"
 @event.listens_for(Session, "after_flush")
 def _note_new(session: Session, _context: Any) -> None:
     ids = [obj.id for obj in session.new
-           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS]
+           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS
+           and not (obj.payload or {}).get(NOT_INLINE)]
     if ids:
         session.info.setdefault(_NEW, []).extend(ids)
 

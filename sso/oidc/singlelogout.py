@@ -102,6 +102,11 @@ def tell_apps(session: SSOSession, _origin: Origin | None = None) -> int:
                                 "exp": now.timestamp() + LOGOUT_TOKEN_TTL,
                                 "reason": session.end_reason})
         queued += 1
+    from .signals import SESSION_REVOKED, signal  # noqa: PLC0415
+
+    signal(session.user, SESSION_REVOKED,
+           {"reason_admin": {"en": f"session ended: {session.end_reason}"}},
+           client_ids=list(session.client_ids or []), now=now)
     return queued
 
 

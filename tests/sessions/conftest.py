@@ -21,6 +21,7 @@ class DemoApp:
     name: str
     url: str
     rp: Any
+    secret: str
 
 
 @pytest.fixture
@@ -53,7 +54,8 @@ def demo_apps(live_provider: LiveProvider) -> Iterator[dict[str, DemoApp]]:
                              secrets[spec["client_id"]], logout_channel=spec["logout"])
         servers.append(serve_in_thread(rp, spec["port"]))
         apps[spec["client_id"]] = DemoApp(spec["client_id"], spec["name"],
-                                          f"http://127.0.0.1:{spec['port']}", rp)
+                                          f"http://127.0.0.1:{spec['port']}", rp,
+                                          secrets[spec["client_id"]])
     yield apps
     for server in servers:
         server.shutdown()

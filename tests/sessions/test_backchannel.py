@@ -35,7 +35,8 @@ class Receiver:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length).decode()
         with self.lock:
-            self.posts.append({"type": environ.get("CONTENT_TYPE"), "form": parse_qs(body)})
+            self.posts.append({"type": environ.get("CONTENT_TYPE"), "form": parse_qs(body),
+                               "body": body})
             status = self.statuses.pop(0) if self.statuses else 200
         start_response(f"{status} X", [("Content-Type", "text/plain")])
         return [b""]
@@ -168,3 +169,56 @@ def test_clients_command_sets_both_channels(runner: Any, erp: Any) -> None:
                       "backchannel_logout_session_required": True,
                       "frontchannel_logout_uri": "https://erp.example.com/fcl",
                       "frontchannel_logout_session_required": False}
+
+
+def test_subscribed_apps_get_shared_signals_after_the_request(
+        live_provider: LiveProvider, make_user: Any, make_client: Any) -> None:
+    """CAEP session-revoked (sign-out) and credential-change (password change), RISC
+    account-disabled (freeze), pushed to an app with an events endpoint by the loop, never in
+    the request that caused them."""
+    from sso import outbox
+    from sso.cli import cli
+    from sso.extensions import db
+    from sso.oidc.clients import get, update_policy
+    from sso.outbox import PENDING, SENT, OutboxMessage
+
+    app_receiver = Receiver([202] * 10)
+    server = serve_in_thread(app_receiver, app_receiver.port)
+    try:
+        make_user("alice")
+        erp = make_client("ERP", ["https://erp.example.com/callback"])
+        with live_provider.app.app_context():
+            update_policy(get(erp.client_id), events_endpoint=app_receiver.url)
+            db.session.commit()
+        http = live_provider.app.test_client()
+        with live_provider.app.app_context():
+            Flow(http, erp).authorize()
+        page = http.get("/")
+        http.post("/logout/confirm", data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+        runner = live_provider.app.test_cli_runner()
+        assert runner.invoke(cli, ["users", "freeze", "alice"]).exit_code == 0
+
+        with live_provider.app.app_context():
+            rows = db.session.scalars(db.select(OutboxMessage).where(
+                OutboxMessage.channel == "event",
+                OutboxMessage.purpose.startswith("signal-")).order_by(OutboxMessage.id)).all()
+            assert [r.purpose for r in rows] == ["signal-session-revoked",
+                                                 "signal-account-disabled"]
+            assert all(r.status == PENDING for r in rows)  # the requests did not wait on it
+            outbox.deliver_due(live_provider.app.config)
+            assert all(db.session.get(OutboxMessage, r.id).status == SENT for r in rows)
+            db.session.remove()
+        jwks = KeySet.import_key_set(
+            requests.get(f"{live_provider.url}/jwks.json", timeout=10).json())
+        events = []
+        for post in app_receiver.posts:  # the app-account event of the first sign-in, too
+            assert post["type"] == "application/secevent+jwt"
+            assert jws.extract_compact(post["body"].encode()).protected["typ"] == "secevent+jwt"
+            claims = jwt.decode(post["body"], jwks, algorithms=["RS256"]).claims
+            assert claims["aud"] == erp.client_id and "nonce" not in claims
+            events.extend(claims["events"])
+        assert [e for e in events if e.startswith("https://schemas.openid.net/")] == [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+            "https://schemas.openid.net/secevent/risc/event-type/account-disabled"]
+    finally:
+        server.shutdown()

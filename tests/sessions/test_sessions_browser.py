@@ -149,3 +149,39 @@ def test_timeouts_send_the_user_back_to_sign_in_and_tell_the_apps(
         assert [s.end_reason for s in ended] == [
             "idle" if setting == "SESSION_IDLE" else "absolute"]
         db.session.remove()
+
+
+def test_a_stolen_refresh_token_stops_when_the_user_changes_her_password_in_the_browser(
+        live_provider: LiveProvider, demo_apps: dict[str, DemoApp], browser_page: Any) -> None:
+    import requests
+
+    from tests.conftest import Flow, basic
+    from tests.interop.conftest import SeededApp
+
+    page = browser_page
+    erp = demo_apps["erp"]
+    seeded = SeededApp("erp", erp.secret, erp.url)
+    attacker = Flow(live_provider.app.test_client(), seeded)
+    answer = attacker.authorize(username="alice", password=DEMO_PASSWORD,
+                                scope="openid offline_access")
+    stolen = attacker.token(answer["code"]).get_json()["refresh_token"]
+
+    def refresh() -> Any:
+        return requests.post(f"{live_provider.url}/token", headers=basic(seeded), timeout=10,
+                             data={"grant_type": "refresh_token", "refresh_token": stolen})
+
+    first = refresh()
+    assert first.status_code == 200
+    stolen = first.json()["refresh_token"]
+
+    sign_in_at_provider(page, live_provider)
+    page.click("#change-password-link")
+    page.fill("#current-field", DEMO_PASSWORD)
+    new = "Fresh-Ledger-2026-x"
+    page.fill("input[name=password]", new)
+    page.fill("input[name=confirm]", new)
+    page.click("#change-password button[type=submit]")
+    page.wait_for_selector("h1")
+    assert "changed" in page.text_content("main").lower()
+    response = refresh()
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
