@@ -89,4 +89,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     health.init_app(app)
     # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
     # table is empty, on first use, since the database may not be migrated yet here.
+    from . import selfservice  # noqa: PLC0415
+
+    selfservice.init_app(app)
     return app

@@ -74,6 +74,20 @@ class DefaultConfig:
     #: Refresh tokens that are not offline die with the SSO session, at the latest after this.
     REFRESH_TOKEN_TTL = 24 * 3600
     SESSION_TTL = 12 * 3600
+    # Sessions, devices and single logout (docs/sessions.md).
+    #: An SSO session ends after this many seconds without sign-in activity (0: never) ...
+    SESSION_IDLE = 30 * 60
+    #: ... and this many seconds after it began, whatever happens (0: only SESSION_TTL).
+    SESSION_MAX = 12 * 3600
+    #: A voluntary password change leaves ``offline_access`` grants alone (reset never does).
+    KEEP_OFFLINE_ON_PASSWORD_CHANGE = False
+    #: An ``offline_access`` grant ends this many days after the sign-in that began it, however
+    #: often it is refreshed.
+    OFFLINE_MAX_DAYS = 90
+    #: How long a browser's device cookie lasts (a browser caps it at 400 days).
+    DEVICE_COOKIE_DAYS = 400
+    #: Seconds the logout page waits for front-channel logout iframes before going on.
+    FRONTCHANNEL_WAIT = 3
     #: The flow (an authorization request waiting for sign-in) expires after this.
     FLOW_TTL = 30 * 60
     #: A retired signing key stays in the JWKS this long after it stopped signing.

@@ -221,6 +221,15 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
     return sent
 
 
+_TASKS = "sso_outbox_tasks"
+
+
+def every_pass(app: Flask, task: Callable[[], None]) -> None:
+    """Run ``task`` (in an app context) on every pass of the delivery loop; it decides itself
+    how often to do real work (the session sweep, say)."""
+    app.extensions.setdefault(_TASKS, []).append(task)
+
+
 class DeliveryLoop:
     """One daemon thread (a greenlet under gevent) per lane and process that drains the
     outbox: mail and SMS in one, events to apps in the other."""
@@ -245,6 +254,9 @@ class DeliveryLoop:
             try:
                 with self.app.app_context():
                     deliver_due(self.app.config, channels=channels)
+                    if lane == "events":
+                        for task in self.app.extensions.get(_TASKS, []):
+                            task()
                     db.session.remove()
             except Exception:  # noqa: BLE001 - the loop must survive a database outage
                 log.exception("outbox delivery pass (%s) failed", lane)
@@ -257,6 +269,8 @@ class DeliveryLoop:
 # have to know (the sign-in flow's effects queue them). Mail and SMS wait for the loop: a slow
 # mail server must never hold a user's request.
 INLINE_CHANNELS = frozenset({"event"})
+#: A payload key: this message of an inline channel waits for the loop all the same.
+NOT_INLINE = "not_inline"
 _NEW = "sso_outbox_new"
 _COMMITTED = "sso_outbox_committed"
 
@@ -264,7 +278,8 @@ _COMMITTED = "sso_outbox_committed"
 @event.listens_for(Session, "after_flush")
 def _note_new(session: Session, _context: Any) -> None:
     ids = [obj.id for obj in session.new
-           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS]
+           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS
+           and not (obj.payload or {}).get(NOT_INLINE)]
     if ids:
         session.info.setdefault(_NEW, []).extend(ids)
 

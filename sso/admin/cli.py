@@ -182,6 +182,16 @@ def users_disable(login: str) -> None:
     click.echo(f"{login} disabled; {ended} session(s) ended")
 
 
+@users_group.command("freeze")
+@click.argument("login")
+@with_app
+def users_freeze(login: str) -> None:
+    """Freeze an account that looks taken over: disable it, end its SSO sessions (the apps
+    are told) and revoke every grant, offline ones too."""
+    ended, revoked = _service().freeze_user(login, actor=ACTOR)
+    click.echo(f"{login} frozen; {ended} session(s) ended, {revoked} grant(s) revoked")
+
+
 @users_group.command("enable")
 @click.argument("login")
 @with_app
@@ -255,6 +265,14 @@ def clients_group() -> None:
               help="Users need two-step verification to sign in to this app.")
 @click.option("--name-zh", help="The app's name on Chinese pages.")
 @click.option("--logo-uri", help="https URL of the app's logo, shown on the sign-in pages.")
+@click.option("--backchannel-logout-uri",
+              help="URL that receives logout tokens when a session ends ('' removes it).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+              default=None, help="The app needs sid in logout tokens (default: yes).")
+@click.option("--frontchannel-logout-uri",
+              help="Page the logout page loads in an iframe ('' removes it).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required",
+              default=None, help="Add iss and sid to the front-channel URI (default: yes).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_app
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
@@ -262,7 +280,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
                    first_party: bool, id_token_alg: str, client_id: str | None,
                    activation: str | None, events_endpoint: str | None,
                    mfa_required: bool, name_zh: str | None, logo_uri: str | None,
-                   as_json: bool) -> None:
+                   as_json: bool, **logout: Any) -> None:
     """Register a client; its secret is printed this once and never again."""
     service = _service()
     client, secret = service.create_client(
@@ -270,7 +288,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
         public=public, grant_types=list(grant_types) or None, scope=scope,
         first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
         activation=activation, events_endpoint=events_endpoint, mfa_required=mfa_required,
-        name_zh=name_zh, logo_uri=logo_uri,
+        name_zh=name_zh, logo_uri=logo_uri, logout=logout,
     )
     if as_json:
         click.echo(json.dumps(service.describe_client(client, secret)))
@@ -288,12 +306,20 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
 @click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
 @click.option("--name-zh", help="The app's name on Chinese pages ('' removes it).")
 @click.option("--logo-uri", help="https URL of the app's logo ('' removes it).")
+@click.option("--backchannel-logout-uri",
+              help="URL that receives logout tokens when a session ends ('' removes it).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+              default=None, help="The app needs sid in logout tokens (default: yes).")
+@click.option("--frontchannel-logout-uri",
+              help="Page the logout page loads in an iframe ('' removes it).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required",
+              default=None, help="Add iss and sid to the front-channel URI (default: yes).")
 @with_app
 def clients_update(client_id: str, activation: str | None, events_endpoint: str | None,
-                   name_zh: str | None, logo_uri: str | None) -> None:
-    """Change a client's policies, Chinese name and logo."""
+                   name_zh: str | None, logo_uri: str | None, **logout: Any) -> None:
+    """Change a client's policies, Chinese name and logo, and how it hears of sign-outs."""
     _service().update_client(client_id, activation=activation, events_endpoint=events_endpoint,
-                             name_zh=name_zh, logo_uri=logo_uri)
+                             name_zh=name_zh, logo_uri=logo_uri, logout=logout)
     click.echo(f"updated {client_id}")
 
 

@@ -54,6 +54,16 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
                                                      server_default=false())
     #: Where account events are pushed as Security Event Tokens (RFC 8935); None: not sent.
     events_endpoint: Mapped[str | None] = mapped_column(String(512))
+    #: OIDC Back-Channel Logout 1.0: where logout tokens are posted; None: not sent.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(512))
+    #: The app needs ``sid`` in logout tokens (we always send it; this is what it registered).
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
+    #: OIDC Front-Channel Logout 1.0: the page the logout page loads in an iframe.
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(512))
+    #: Add ``iss`` and ``sid`` to the front-channel URI.
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name}>"
