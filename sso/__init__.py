@@ -79,6 +79,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     apps.init_app(app)
     accounts.init_app(app)
     mfa.init_app(app)
+    from .admin import console  # noqa: PLC0415
+
+    console.init_app(app)
     _ensure_keys(app)
     return app
 

@@ -128,6 +128,10 @@ class DefaultConfig:
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.
     APPS_WAITING_REFRESH = 10
+    #: The admin console asks for the second factor again after this many idle seconds;
+    #: audit events older than AUDIT_RETENTION_DAYS go with `sso audit purge` (docs/admin.md).
+    ADMIN_IDLE = 900
+    AUDIT_RETENTION_DAYS = 180
     EVENTS_TIMEOUT = 3
 
     # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
