@@ -8,6 +8,7 @@ page and the same passage as any step-up) after ``ADMIN_IDLE`` seconds without a
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -95,9 +96,62 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(html, status=status, mimetype="text/html")
 
 
+def N_(text: str) -> str:  # noqa: N802 - gettext's name for "translate later"
+    return text
+
+
+#: The services' refusals that name something, as patterns and the message to translate.
+PATTERNS = [(re.compile(pattern), template) for pattern, template in (
+    (r"^no user '(?P<name>.*)'$", N_("no user %(name)s")),
+    (r"^no client '(?P<name>.*)'$", N_("no app %(name)s")),
+    (r"^app '(?P<app>.*)' has no role '(?P<role>.*)'$", N_("app %(app)s has no role %(role)s")),
+    (r"^(?P<uri>.*): must be absolute and without a fragment$",
+     N_("%(uri)s: must be absolute and without a fragment")),
+    (r"^(?P<uri>.*): the port is not a number from 0 to 65535$",
+     N_("%(uri)s: the port is not a number from 0 to 65535")),
+    (r"^(?P<uri>.*): plain http is allowed for loopback addresses only$",
+     N_("%(uri)s: plain http is allowed for loopback addresses only")),
+    (r"^(?P<uri>.*): use https \(or, for a native app, a reverse-DNS private scheme\)$",
+     N_("%(uri)s: use https (or, for a native app, a reverse-DNS private scheme)")),
+    (r"^grant type '(?P<grant>.*)' is not supported$",
+     N_("grant type %(grant)s is not supported")),
+    (r"^scope '(?P<scope>.*)' has characters RFC 6749 §3.3 does not allow$",
+     N_("scope %(scope)s has characters RFC 6749 §3.3 does not allow")),
+    (r"^(?P<user>\S+) is already active in (?P<app>\S+)$",
+     N_("%(user)s is already active in %(app)s")),
+    (r"^(?P<user>\S+) is active in (?P<app>\S+); use revoke$",
+     N_("%(user)s is active in %(app)s; revoke the access instead")),
+    (r"^(?P<user>\S+) has no open account in (?P<app>\S+)$",
+     N_("%(user)s has no open account in %(app)s")),
+    (r"^(?P<user>\S+) is (?P<status>\w+), not disabled$",
+     N_("%(user)s is %(status)s, not disabled")),
+    (r"^(?P<user>\S+) is (?P<status>\w+), not invited$",
+     N_("%(user)s is %(status)s, not invited")),
+    (r"^duplicate of line (?P<line>\d+)$", N_("duplicate of line %(line)s")),
+    (r"^line (?P<line>\d+): (?P<error>.*); nothing was imported$",
+     N_("line %(line)s: %(error)s; nothing was imported")),
+    (r"^the app has no role named '(?P<role>.*)'; define it first$",
+     N_("the app has no role named %(role)s; define it first")),
+    (r"^logo URI: an absolute URL of at most (?P<count>\d+) characters, without credentials "
+     r"or fragment$",
+     N_("logo URI: an absolute URL of at most %(count)s characters, without credentials or "
+        "fragment")),
+)]
+
+
 def message(error: Exception) -> str:
     """A refusal's message in the admin's language (the services' messages are English)."""
-    return _(str(error))
+    text = str(error)
+    for pattern, template in PATTERNS:
+        found = pattern.match(text)
+        if found:
+            return _(template, **found.groupdict())
+    return _(text)
+
+
+@bp.app_template_global()
+def admin_message(text: str) -> str:
+    return message(Exception(text))
 
 
 @bp.app_template_global()
