@@ -87,9 +87,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     accounts.init_app(app)
     mfa.init_app(app)
     health.init_app(app)
-    # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
-    # table is empty, on first use, since the database may not be migrated yet here.
     from . import selfservice  # noqa: PLC0415
+    from .admin import console  # noqa: PLC0415
 
     selfservice.init_app(app)
+    console.init_app(app)
+    # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
+    # table is empty, on first use, since the database may not be migrated yet here.
     return app

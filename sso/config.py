@@ -185,6 +185,10 @@ class DefaultConfig:
     OUTBOUND_BREAKER_FAILURES = 3
     OUTBOUND_BREAKER_SECONDS = 30
     OUTBOX_CLAIM_SECONDS = 60
+    #: The admin console asks for the second factor again after this many idle seconds;
+    #: audit events older than AUDIT_RETENTION_DAYS go with `sso audit purge` (docs/admin.md).
+    ADMIN_IDLE = 900
+    AUDIT_RETENTION_DAYS = 180
 
     # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
     # JSON object of language -> text; the logo is a PNG, JPEG, GIF, WebP or SVG file; the
