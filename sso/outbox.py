@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
+from .metrics import delivery_failed
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,13 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
             outcome = {"status": HELD}
         except GiveUp as exc:
             outcome = {"status": DEAD, "attempts": attempts, "last_error": f"{exc}"[:500]}
+            delivery_failed(message.channel, "refused")
             log.error("outbox message %s (%s) refused by the recipient: %s", message_id,
                       message.channel, outcome["last_error"])
         except Exception as exc:  # noqa: BLE001 - any transport failure is retried
             error = f"{type(exc).__name__}: {exc}"[:500]
             outcome = {"attempts": attempts, "last_error": error}
+            delivery_failed(message.channel, "given_up" if attempts >= MAX_ATTEMPTS else "retry")
             if attempts >= MAX_ATTEMPTS:
                 outcome["status"] = DEAD
                 log.error("outbox message %s (%s) given up: %s", message_id, message.channel,
@@ -216,6 +219,15 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
             .values(claimed_until=None, claim_token=None, **outcome))
         db.session.commit()
     return sent
+
+
+_TASKS = "sso_outbox_tasks"
+
+
+def every_pass(app: Flask, task: Callable[[], None]) -> None:
+    """Run ``task`` (in an app context) on every pass of the delivery loop; it decides itself
+    how often to do real work (the session sweep, say)."""
+    app.extensions.setdefault(_TASKS, []).append(task)
 
 
 class DeliveryLoop:
@@ -242,6 +254,9 @@ class DeliveryLoop:
             try:
                 with self.app.app_context():
                     deliver_due(self.app.config, channels=channels)
+                    if lane == "events":
+                        for task in self.app.extensions.get(_TASKS, []):
+                            task()
                     db.session.remove()
             except Exception:  # noqa: BLE001 - the loop must survive a database outage
                 log.exception("outbox delivery pass (%s) failed", lane)
@@ -254,6 +269,8 @@ class DeliveryLoop:
 # have to know (the sign-in flow's effects queue them). Mail and SMS wait for the loop: a slow
 # mail server must never hold a user's request.
 INLINE_CHANNELS = frozenset({"event"})
+#: A payload key: this message of an inline channel waits for the loop all the same.
+NOT_INLINE = "not_inline"
 _NEW = "sso_outbox_new"
 _COMMITTED = "sso_outbox_committed"
 
@@ -261,7 +278,8 @@ _COMMITTED = "sso_outbox_committed"
 @event.listens_for(Session, "after_flush")
 def _note_new(session: Session, _context: Any) -> None:
     ids = [obj.id for obj in session.new
-           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS]
+           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS
+           and not (obj.payload or {}).get(NOT_INLINE)]
     if ids:
         session.info.setdefault(_NEW, []).extend(ids)
 

@@ -23,6 +23,7 @@ from .. import audit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
+from ..sessions import service as sessions
 from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import origin
@@ -129,6 +130,7 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
             created_at=now,
             expires_at=now + timedelta(seconds=current_app.config["AUTH_CODE_TTL"]),
         ))
+        sessions.note_client(session, request.client.client_id, now)
         audit.record("code.issue", origin=origin(), user_id=signed_in.user.id,
                      client_id=request.client.client_id, session_id=session.id)
 

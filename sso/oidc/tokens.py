@@ -26,7 +26,8 @@ from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from .claims import user_claims
-from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
+from .keys import InvalidJWS, decode_jws, encode_jws, half_hash
+from .keystore import KeyStore
 from .models import Client, RefreshToken, RevokedAccessToken
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class TokenService:
         self.id_ttl: int = config["ID_TOKEN_TTL"]
         self.refresh_ttl: int = config["REFRESH_TOKEN_TTL"]
         self.offline_ttl: int = config["OFFLINE_REFRESH_TOKEN_TTL"]
+        self.offline_max = timedelta(days=float(config.get("OFFLINE_MAX_DAYS") or 0))
 
     # Access tokens.
 
@@ -191,6 +193,10 @@ class TokenService:
         offline = "offline_access" in scope.split()
         if offline:
             expires = now + timedelta(seconds=self.offline_ttl)
+            if self.offline_max:
+                # Sliding, but never past the absolute end counted from the sign-in that
+                # began the grant (every link of the family carries its auth_time).
+                expires = min(expires, facts.auth_time + self.offline_max)
         else:
             expires = now + timedelta(seconds=self.refresh_ttl)
             if session_expires_at is not None:
@@ -352,14 +358,24 @@ def revoke_family(
 
 
 def revoke_grants(user_id: int, *, client_id: str | None = None, reason: str,
-                  origin: Origin | None = None) -> int:
+                  origin: Origin | None = None, keep_session: str | None = None,
+                  offline_only: bool = False, keep_offline: bool = False) -> int:
     """Revoke every live grant (refresh-token family, with its access tokens) of a user, at
-    one app or at all; return how many."""
+    one app or at all; return how many. ``keep_session`` spares the grants bound to that SSO
+    session (the browser that changed the password); ``keep_offline`` spares
+    ``offline_access`` grants, ``offline_only`` revokes only them."""
     query = (select(RefreshToken.family_id, RefreshToken.client_id)
              .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
              .distinct())
     if client_id is not None:
         query = query.where(RefreshToken.client_id == client_id)
+    if keep_session is not None:
+        query = query.where((RefreshToken.session_id.is_(None))
+                            | (RefreshToken.session_id != keep_session))
+    if keep_offline:
+        query = query.where(RefreshToken.session_id.is_not(None))
+    if offline_only:
+        query = query.where(RefreshToken.session_id.is_(None))
     families = db.session.execute(query).all()
     access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
     for family, family_client in families:

@@ -51,6 +51,7 @@ def test_reuse_of_a_rotated_token_revokes_the_whole_family(
     assert userinfo.status_code == 401
 
 
+@pytest.mark.truncate  # threads: each commits on its own connection
 def test_concurrent_refreshes_with_one_token_let_at_most_one_through(
         flow: Flow, tokens: dict[str, Any], app: Any) -> None:
     statuses: list[int] = []

@@ -1,7 +1,7 @@
 """reliability: the outbox's claim token, a refresh token's sealed successor for the grace
 
 Revision ID: 0017_reliability
-Revises: 0011_branding
+Revises: 0016_admin
 Create Date: 2026-12-02 05:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0017_reliability'
-down_revision = '0011_branding'
+down_revision = "0016_admin"
 branch_labels = None
 depends_on = None
 
