@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -19,6 +20,9 @@ from tests.conftest import PASSWORD, Flow, basic, csrf_of
 from tests.fault.services import Redis
 from tests.fault.test_database import JOIN, _run_all
 from tests.reliability.peers import Peer, answer, trickle
+
+#: Threads and servers reach the database: real commits, tables emptied afterwards.
+pytestmark = pytest.mark.truncate
 
 
 def test_without_redis_sign_in_and_tokens_work_and_qr_says_unavailable(
