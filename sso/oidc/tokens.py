@@ -453,4 +453,7 @@ def purge_expired(now: datetime | None = None) -> int:
         delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now),
     ):
         removed += int(db.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    # Sealed refresh answers past their grace can no longer be replayed: drop them (they
+    # are counted as removed though their rows stay).
+    removed += forget_successors(now, float(current_app.config.get("REFRESH_REUSE_GRACE", 10)))
     return removed
