@@ -16,17 +16,17 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import Flow, basic
 
+SAVEPOINTS = ("SAVEPOINT ", "RELEASE SAVEPOINT ", "ROLLBACK TO SAVEPOINT ")
+
 
 @contextmanager
 def statements() -> Iterator[list[str]]:
     seen: list[str] = []
 
     def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        # The test fixtures' savepoints (one per session inside the test's transaction) are
-        # not the request's work.
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT",
-                                                      "ROLLBACK TO SAVEPOINT")):
-            seen.append(" ".join(statement.split()))
+        if statement.startswith(SAVEPOINTS):  # the test's own rollback, not the request's
+            return
+        seen.append(" ".join(statement.split()))
 
     event.listen(Engine, "before_cursor_execute", note)
     try:
