@@ -32,3 +32,7 @@ def _check_settings() -> None:
 
 
 _check_settings()
+
+
+# The workers' shared Prometheus folder (PROMETHEUS_MULTIPROC_DIR) and the hooks that keep it.
+from sso.gunicorn_hooks import child_exit, on_exit  # noqa: E402,F401

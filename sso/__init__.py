@@ -46,6 +46,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         flow,
         health,
         i18n,
+        logs,
+        metrics,
         mfa,
         notify,
         oidc,
@@ -61,6 +63,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     init_redis(app)
+    logs.init_app(app)  # first: every later hook and audit row has the request id
+    metrics.init_app(app)
     i18n.init_app(app)
     web.init_app(app)
     errors.init_app(app)
@@ -81,14 +85,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     accounts.init_app(app)
     mfa.init_app(app)
     health.init_app(app)
-    _ensure_keys(app)
+    # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
+    # table is empty, on first use, since the database may not be migrated yet here.
     return app
-
-
-def _ensure_keys(app: Flask) -> None:
-    """Create the signing keys on first run (DESIGN.md §6); later runs only read them."""
-    from .oidc.keys import MANIFEST  # noqa: PLC0415
-
-    keys = app.extensions["sso_keys"]
-    if not (Path(app.config["KEYS_DIR"]) / MANIFEST).exists():
-        keys.ensure()

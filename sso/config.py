@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEV_SECRET_FILE = "dev-secret-key"
+#: The development key-encryption key of the signing keys, in the instance folder.
+DEV_KEK_FILE = "dev-key-encryption-key"
 #: ``SSO_X=value`` lines in the instance folder, read before the environment.
 SETTINGS_FILE = "settings.env"
 #: The Unix socket of the embedded development Redis (``sso.embedded``) in the instance folder.
@@ -52,8 +54,16 @@ class DefaultConfig:
     REDIS_SENTINEL_PASSWORD: str | None = None
     #: Every Redis key and channel starts with this, so tests and tenants can share a server.
     REDIS_PREFIX = "sso:"
-    #: Unset: ``keys/`` in the working directory.
+    #: Where signing keys were kept before they moved into the database: a ``keyset.json``
+    #: found here is imported into an empty key table. Unset: ``keys/`` in the working directory.
     KEYS_DIR: str | None = None
+    #: Secrets encrypting the signing keys' private parts (comma-separated or a JSON list; the
+    #: first encrypts, all decrypt), or a file holding them one a line (``..._FILE``).
+    #: Required in production; development keeps a generated one in the instance folder.
+    KEY_ENCRYPTION_KEY: str | list[str] | None = None
+    KEY_ENCRYPTION_KEY_FILE: str | None = None
+    #: How often (seconds) a node asks Redis whether another node changed the signing keys.
+    KEYS_CHECK_INTERVAL = 1.0
 
     # Token lifetimes in seconds.
     AUTH_CODE_TTL = 60
@@ -135,6 +145,15 @@ class DefaultConfig:
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
 
+    # Operations (docs/operations.md): logs and Prometheus metrics.
+    #: "json" (one object a line) or "text"; unset: json in production, text in development.
+    LOG_FORMAT: str | None = None
+    LOG_LEVEL = "INFO"
+    #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
+    METRICS_TOKEN: str | None = None
+    #: Networks that may read /metrics without the token (comma-separated).
+    METRICS_ALLOW = "127.0.0.1/32,::1/128"
+
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.
     APPS_WAITING_REFRESH = 10
@@ -172,6 +191,8 @@ def resolve(instance: Path, overrides: Mapping[str, Any] | None = None,
     config.update(overrides or {})
     _derive(config, instance)
     validate(config)
+    config["KEY_ENCRYPTION_KEYS"] = _key_encryption_keys(
+        config, instance, config["ENV"] == "development" or bool(config["TESTING"]))
     return config
 
 
@@ -290,10 +311,35 @@ def _normalise_database_url(url: str) -> str:
     return url
 
 
-def _development_secret(instance: Path) -> str:
+def _key_encryption_keys(config: dict[str, Any], instance: Path, relaxed: bool) -> list[str]:
+    """The key-encryption secrets, from ``KEY_ENCRYPTION_KEY`` or the file it names in
+    ``KEY_ENCRYPTION_KEY_FILE``; generated in the instance folder outside production."""
+    raw = config.get("KEY_ENCRYPTION_KEY")
+    source = "SSO_KEY_ENCRYPTION_KEY"
+    if not raw and config.get("KEY_ENCRYPTION_KEY_FILE"):
+        source = "SSO_KEY_ENCRYPTION_KEY_FILE"
+        try:
+            raw = Path(str(config["KEY_ENCRYPTION_KEY_FILE"])).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"SSO_KEY_ENCRYPTION_KEY_FILE cannot be read: {error}") from None
+        raw = raw.replace("\n", ",")
+    if not raw:
+        if not relaxed:
+            raise ConfigError(
+                "set SSO_KEY_ENCRYPTION_KEY (or SSO_KEY_ENCRYPTION_KEY_FILE) to a long random "
+                "value (e.g. `openssl rand -hex 32`): it encrypts the signing keys")
+        return [_development_secret(instance, DEV_KEK_FILE)]
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    keys = [str(item).strip() for item in items if str(item).strip()]
+    if not keys or any(len(key) < 32 for key in keys):
+        raise ConfigError(f"{source} must hold secrets of at least 32 characters each")
+    return keys
+
+
+def _development_secret(instance: Path, name: str = DEV_SECRET_FILE) -> str:
     """Keep one random secret per instance folder so development sessions survive restarts."""
     instance.mkdir(parents=True, exist_ok=True)
-    path = instance / DEV_SECRET_FILE
+    path = instance / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)

@@ -40,6 +40,19 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+class CountingRedis(redis.Redis):
+    """A client that counts failed commands (``sso_redis_errors_total``)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)
+        except redis.RedisError:
+            from .metrics import redis_error  # noqa: PLC0415
+
+            redis_error()
+            raise
+
+
 class RedisStore:
     """One connection pool per process, with the key prefix every module uses.
 
@@ -120,10 +133,10 @@ class RedisStore:
             settings["timeout"] = 5
         if not self.sentinels:
             pool_class = redis.BlockingConnectionPool if blocking else redis.ConnectionPool
-            return redis.Redis(connection_pool=pool_class.from_url(str(self.url), **settings))
+            return CountingRedis(connection_pool=pool_class.from_url(str(self.url), **settings))
         settings.update(password=self.password, db=self.db)
         return self.sentinel().master_for(
-            self.master_name,
+            self.master_name, redis_class=CountingRedis,
             connection_pool_class=BlockingSentinelPool if blocking else SentinelConnectionPool,
             **settings)
 

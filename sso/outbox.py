@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
+from .metrics import delivery_failed
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,14 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
             message.attempts += 1
             message.last_error = f"{exc}"[:500]
             message.status = DEAD
+            delivery_failed(message.channel, "refused")
             log.error("outbox message %s (%s) refused by the recipient: %s", message.id,
                       message.channel, message.last_error)
         except Exception as exc:  # noqa: BLE001 - any transport failure is retried
             message.attempts += 1
             message.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            delivery_failed(message.channel, "given_up" if message.attempts >= MAX_ATTEMPTS
+                            else "retry")
             if message.attempts >= MAX_ATTEMPTS:
                 message.status = DEAD
                 log.error("outbox message %s (%s) given up: %s", message.id, message.channel,

@@ -399,7 +399,7 @@ def roles_require_mfa(client_id: str, role: str, off: bool) -> None:
 
 @click.group("keys", cls=AdminGroup)
 def keys_group() -> None:
-    """Signing keys (keys/)."""
+    """Signing keys (in the database, encrypted with SSO_KEY_ENCRYPTION_KEY)."""
 
 
 @keys_group.command("generate")
@@ -427,7 +427,49 @@ def keys_rotate(alg: tuple[str, ...]) -> None:
 def keys_list() -> None:
     """Show each key's algorithm, kid and state."""
     for entry in _service().describe_keys():
-        click.echo(f"{entry['alg']:6} {entry['state']:8} {entry['kid']}")
+        created = entry["created_at"].strftime("%Y-%m-%d %H:%M")
+        retired = entry["retired_at"]
+        click.echo(f"{entry['alg']:6} {entry['state']:8} {entry['kid']}  created {created}"
+                   + (f"  retired {retired:%Y-%m-%d %H:%M}" if retired else ""))
+
+
+@keys_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+@with_app
+def keys_export(directory: str) -> None:
+    """Write the keys, private parts in clear, as PEM files and keyset.json in DIRECTORY."""
+    path = _service().export_keys(directory, actor=ACTOR)
+    click.echo(f"keys written to {path} (private keys in clear: keep this folder secret)")
+
+
+@keys_group.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@with_app
+def keys_import(directory: str) -> None:
+    """Adopt the keys of DIRECTORY (keyset.json and PEM files, as `sso keys export` writes).
+
+    Its active and next keys take over; the current ones are retired (still published for
+    SSO_KEY_RETIREMENT_GRACE seconds). Keys already present are skipped."""
+    from ..oidc.keys import KeyStoreError  # noqa: PLC0415
+
+    try:
+        added = _service().import_keys(directory, actor=ACTOR)
+    except (KeyStoreError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{added} keys imported")
+
+
+@keys_group.command("reencrypt")
+@with_app
+def keys_reencrypt() -> None:
+    """Encrypt every key with the first secret of SSO_KEY_ENCRYPTION_KEY (after adding one)."""
+    from ..oidc.keys import KeyStoreError  # noqa: PLC0415
+
+    try:
+        count = _service().reencrypt_keys(actor=ACTOR)
+    except KeyStoreError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{count} keys encrypted with the first key-encryption secret")
 
 
 @click.command("purge", cls=AdminCommand)

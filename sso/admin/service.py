@@ -367,6 +367,32 @@ def rotate_keys(algorithms: Iterable[str], *, actor: str) -> None:
     db.session.commit()
 
 
+def import_keys(directory: str, *, actor: str) -> int:
+    """Adopt the keys of a ``keyset.json`` directory (see ``KeyStore.import_directory``)."""
+    keys = current_app.extensions["sso_keys"]
+    added = keys.import_directory(directory)
+    active = [entry["kid"] for entry in keys.describe() if entry["state"] == "active"]
+    record("keys.import", actor=actor, added=added, active=active)
+    db.session.commit()
+    return int(added)
+
+
+def export_keys(directory: str, *, actor: str) -> str:
+    """Write the published keys, private parts in clear, to ``directory`` (owner-only files)."""
+    path = current_app.extensions["sso_keys"].export_directory(directory)
+    record("keys.export", actor=actor, directory=str(directory))
+    db.session.commit()
+    return str(path)
+
+
+def reencrypt_keys(*, actor: str) -> int:
+    """Encrypt every signing key with the first key-encryption secret."""
+    count = current_app.extensions["sso_keys"].reencrypt()
+    record("keys.reencrypt", actor=actor, keys=count)
+    db.session.commit()
+    return int(count)
+
+
 def purge() -> int:
     """Delete expired codes, tokens and revocations; returns how many rows went."""
     removed = purge_expired()

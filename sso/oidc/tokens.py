@@ -26,7 +26,8 @@ from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from .claims import user_claims
-from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
+from .keys import InvalidJWS, decode_jws, encode_jws, half_hash
+from .keystore import KeyStore
 from .models import Client, RefreshToken, RevokedAccessToken
 
 log = logging.getLogger(__name__)

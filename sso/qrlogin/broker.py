@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from .. import metrics
 from .store import EXPIRED, FINAL_STATES, QRStore, Unavailable
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,15 @@ class Broker:
         waiter = Waiter(qr_id)
         with self._lock:
             self._waiters.setdefault(qr_id, set()).add(waiter)
+        metrics.QR_WAITING.inc()
         return waiter
 
     def unwatch(self, waiter: Waiter) -> None:
         with self._lock:
             group = self._waiters.get(waiter.qr_id)
-            if group is not None:
+            if group is not None and waiter in group:
                 group.discard(waiter)
+                metrics.QR_WAITING.dec()
                 if not group:
                     del self._waiters[waiter.qr_id]
 
