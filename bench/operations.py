@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -98,6 +99,10 @@ def main() -> None:
                 body = get(a + "/metrics", Authorization=f"Bearer {token}")
                 times.append((time.perf_counter() - started) * 1000)
             times.sort()
+            counted = re.search(rb'^sso_http_requests_total\{endpoint="oidc.discovery",'
+                                rb'status="2xx"\} (\S+)$', body, flags=re.M)
+            print(f"discovery requests counted by one scrape: "
+                  f"{float(counted.group(1)) if counted else 0:.0f} of 1000 sent (+ start-up)")
             print(f"/metrics scrape ({len(body)} bytes, 2 workers): median "
                   f"{statistics.median(times):.1f} ms, p90 {times[int(len(times) * 0.9)]:.1f} "
                   f"ms, max {times[-1]:.1f} ms")
