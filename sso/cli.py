@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Commands defined in other modules: name -> "module:attribute", imported when needed.
 LAZY_COMMANDS = {
     "apps": "sso.admin.cli:apps_group",
+    "audit": "sso.admin.audit_cli:audit_group",
     "clients": "sso.admin.cli:clients_group",
     "demo": "sso.demo.cli:demo_command",
     "demo-app": "sso.demo.cli:demo_app_command",

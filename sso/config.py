@@ -74,6 +74,20 @@ class DefaultConfig:
     #: Refresh tokens that are not offline die with the SSO session, at the latest after this.
     REFRESH_TOKEN_TTL = 24 * 3600
     SESSION_TTL = 12 * 3600
+    # Sessions, devices and single logout (docs/sessions.md).
+    #: An SSO session ends after this many seconds without sign-in activity (0: never) ...
+    SESSION_IDLE = 30 * 60
+    #: ... and this many seconds after it began, whatever happens (0: only SESSION_TTL).
+    SESSION_MAX = 12 * 3600
+    #: A voluntary password change leaves ``offline_access`` grants alone (reset never does).
+    KEEP_OFFLINE_ON_PASSWORD_CHANGE = False
+    #: An ``offline_access`` grant ends this many days after the sign-in that began it, however
+    #: often it is refreshed.
+    OFFLINE_MAX_DAYS = 90
+    #: How long a browser's device cookie lasts (a browser caps it at 400 days).
+    DEVICE_COOKIE_DAYS = 400
+    #: Seconds the logout page waits for front-channel logout iframes before going on.
+    FRONTCHANNEL_WAIT = 3
     #: The flow (an authorization request waiting for sign-in) expires after this.
     FLOW_TTL = 30 * 60
     #: A retired signing key stays in the JWKS this long after it stopped signing.
@@ -141,6 +155,8 @@ class DefaultConfig:
     #: Seconds a waiting desktop keeps asking a Redis that stopped answering (a Sentinel
     #: failover) before its QR code is given up; docs/deploy.md sizes Sentinel to fit.
     QR_REDIS_GRACE = 6
+    #: After "This wasn't me" on the phone, QR approvals of that user are refused this long.
+    QR_BLOCK_AFTER_REPORT = 15 * 60
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
@@ -158,7 +174,22 @@ class DefaultConfig:
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.
     APPS_WAITING_REFRESH = 10
-    EVENTS_TIMEOUT = 3
+    #: Total deadline (seconds) of one delivery of an event, from connecting to the last byte.
+    EVENTS_TIMEOUT = 5
+    #: What a request waits for the first delivery of its events (never more than 2 s).
+    EVENTS_INLINE_DEADLINE = 2
+    # Calls out (sso/outbound.py, docs/hardening.md): hosts or networks (CIDR) that may be
+    # private addresses; calls in flight per endpoint; failures that open an endpoint's
+    # circuit, and for how long.
+    OUTBOUND_ALLOW: list[str] | str = []
+    OUTBOUND_CONCURRENCY = 4
+    OUTBOUND_BREAKER_FAILURES = 3
+    OUTBOUND_BREAKER_SECONDS = 30
+    OUTBOX_CLAIM_SECONDS = 60
+    #: The admin console asks for the second factor again after this many idle seconds;
+    #: audit events older than AUDIT_RETENTION_DAYS go with `sso audit purge` (docs/admin.md).
+    ADMIN_IDLE = 900
+    AUDIT_RETENTION_DAYS = 180
 
     # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
     # JSON object of language -> text; the logo is a PNG, JPEG, GIF, WebP or SVG file; the
@@ -170,6 +201,18 @@ class DefaultConfig:
 
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
+
+    # Waits on the database (sso/database.py, docs/hardening.md), in seconds: connecting,
+    # a connection from the pool, one statement (0: no limit, e.g. for a long migration),
+    # a lock, and SQLite's wait for another writer.
+    DB_CONNECT_TIMEOUT = 3
+    DB_POOL_TIMEOUT = 5
+    DB_STATEMENT_TIMEOUT = 10
+    DB_LOCK_TIMEOUT = 5
+    DB_BUSY_TIMEOUT = 5
+    #: A refresh token presented again within this many seconds of its use gets the same
+    #: answer (a client retrying after a lost response), not the revocation of its grant.
+    REFRESH_REUSE_GRACE = 10
 
     # Maximum sizes of request parameters; larger ones are refused with invalid_request.
     MAX_PARAM_LENGTH = 2048
@@ -289,8 +332,10 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    from .database import engine_options  # noqa: PLC0415 - sqlalchemy only for an app
+
+    for name, value in engine_options(config).items():
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(name, value)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
     if not config.get("SECRET_KEY") and relaxed:
         config["SECRET_KEY"] = _development_secret(instance)

@@ -136,7 +136,8 @@ class RedisStore:
             return CountingRedis(connection_pool=pool_class.from_url(str(self.url), **settings))
         settings.update(password=self.password, db=self.db)
         return self.sentinel().master_for(
-            self.master_name, redis_class=CountingRedis,
+            self.master_name,
+            redis_class=CountingRedis,
             connection_pool_class=BlockingSentinelPool if blocking else SentinelConnectionPool,
             **settings)
 
