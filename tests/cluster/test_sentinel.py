@@ -174,8 +174,13 @@ def test_sign_in_and_qr_go_on_after_a_failover(sentinel_node: Any) -> None:
                          data={"csrf_token": _csrf(confirm.text)}, timeout=GENEROUS)
     assert approve.status_code == 200, approve.text[:300]
     assert events.get(timeout=GENEROUS) == "approved"
-    done = desktop.post(f"{base}{code['complete_url']}", allow_redirects=False,
-                        data={"flow": flow_id, "csrf_token": csrf}, timeout=GENEROUS)
+    # The desktop shows who approved and continues on a click (DESIGN.md §4).
+    who = desktop.post(f"{base}{code['complete_url']}", allow_redirects=False,
+                       data={"flow": flow_id, "csrf_token": csrf}, timeout=GENEROUS)
+    assert who.status_code == 200 and "Signed in as Alice (alice)" in who.text
+    done = desktop.post(f"{base}{code['complete_url']}", allow_redirects=False, timeout=GENEROUS,
+                        data={"flow": flow_id, "csrf_token": _csrf(who.text),
+                              "decision": "continue"})
     claims = _claims(_redeem(base, facts, _to_app(desktop, base, done), verifier)["id_token"])
     assert claims["sub"] == facts["subject"] and claims["amr"] == ["qr"]
 
