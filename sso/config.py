@@ -174,7 +174,8 @@ class DefaultConfig:
     # Operations (docs/operations.md): logs and Prometheus metrics.
     #: "json" (one object a line) or "text"; unset: json in production, text in development.
     LOG_FORMAT: str | None = None
-    LOG_LEVEL = "INFO"
+    #: Unset: INFO in production (an access line per request), WARNING in development.
+    LOG_LEVEL: str | None = None
     #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
     METRICS_TOKEN: str | None = None
     #: Networks that may read /metrics without the token (comma-separated).
