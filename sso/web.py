@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Callable
@@ -41,12 +43,26 @@ def csrf_exempt(view: F) -> F:
     return view
 
 
+def _sso_session_cookie() -> str:
+    """The raw SSO session cookie of this browser (named as :mod:`sso.flow.passage` sets it)."""
+    secure = current_app.config["SESSION_COOKIE_SECURE"]
+    return request.cookies.get("__Host-sso_session" if secure else "sso_session", "")
+
+
+def _bound(nonce: str) -> str:
+    """The form token for ``nonce`` in this browser's SSO session: a token minted under
+    another session (an attacker's own, tossed in as a cookie) does not verify here."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    message = f"csrf|{nonce}|{_sso_session_cookie()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:43]
+
+
 def csrf_token() -> str:
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return str(token)
+    nonce = session.get("csrf")
+    if not nonce:
+        nonce = secrets.token_urlsafe(32)
+        session["csrf"] = nonce
+    return _bound(str(nonce))
 
 
 def _check_csrf() -> None:
@@ -56,9 +72,21 @@ def _check_csrf() -> None:
     if view is None or getattr(view, "csrf_exempt", False):
         return
     sent = request.form.get(CSRF_FIELD, "") or request.headers.get("X-CSRF-Token", "")
-    expected = session.get("csrf")
-    if not expected or not sent or not same(str(sent), str(expected)):
+    nonce = session.get("csrf")
+    if not nonce or not sent or not same(str(sent), _bound(str(nonce))):
         raise StaleForm()
+
+
+class DuplicateCookie(BadRequest):
+    """Two cookies of one name: one was set by someone else (cookie tossing from a sibling
+    subdomain, with a longer path so the browser sends it first). Neither is trusted."""
+
+    description = "duplicate_cookie"
+
+
+def _refuse_duplicate_cookies() -> None:
+    if any(len(values) > 1 for _name, values in request.cookies.lists()):
+        raise DuplicateCookie()
 
 
 def _refuse_nul() -> None:
@@ -133,6 +161,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
         )
+    app.before_request(_refuse_duplicate_cookies)
     app.before_request(_refuse_nul)
     app.session_interface = CookieSessionInterface()
     app.before_request(_check_csrf)

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import audit
+from .. import audit, ratelimit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc.public import BearerError
@@ -137,8 +137,12 @@ def _api_transition(qr_id: str, action: str) -> Response:
             body = request.get_json(silent=True) if request.data else {}
             if body is None or not isinstance(body, dict):
                 return _api_error(400, "invalid_request", "The body must be a JSON object.")
-            outcome = service.approve(store, qr_id, user, session,
-                                      parse_json_number(body), origin())
+            if not ratelimit.allow("qr-approve-user", str(user.id),
+                                   current_app.config["RATE_LIMIT_QR_APPROVE_USER"]):
+                return _api_error(429, "slow_down", "Too many approvals; wait a moment.")
+            outcome = service.approve(
+                store, qr_id, user, session, parse_json_number(body), origin(), now=utcnow(),
+                freshness=int(current_app.config["QR_FACTOR_FRESHNESS"]))
         elif action == "report":
             config = current_app.config
             outcome = service.report(

@@ -28,6 +28,14 @@ bp = Blueprint("qrlogin", __name__)
 DESKTOP_COOKIE = "sso_qr"
 
 
+def desktop_cookie(qr_id: str) -> tuple[str, str]:
+    """The name and path of the desktop's secret cookie. On https it is ``__Host-`` (path /,
+    so the code's id goes into the name); on plain http it keeps to the code's own paths."""
+    if current_app.config["SESSION_COOKIE_SECURE"]:
+        return f"__Host-{DESKTOP_COOKIE}-{qr_id}", "/"
+    return DESKTOP_COOKIE, f"/qr/sessions/{qr_id}"
+
+
 def _svg(url: str) -> bytes:
     image = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathFillImage, border=4,
                         box_size=10)
@@ -89,9 +97,10 @@ def create() -> Response:
     response.status_code = 201
     response.headers["Cache-Control"] = "no-store"
     # The desktop's proof, never in the QR: HttpOnly, only sent to this session's own paths.
-    response.set_cookie(DESKTOP_COOKIE, created.secret, max_age=config["QR_TTL"],
-                        path=f"/qr/sessions/{qr.id}", secure=config["SESSION_COOKIE_SECURE"],
-                        httponly=True, samesite="Strict")
+    name, path = desktop_cookie(qr.id)
+    response.set_cookie(name, created.secret, max_age=config["QR_TTL"], path=path,
+                        secure=config["SESSION_COOKIE_SECURE"], httponly=True,
+                        samesite="Strict")
     return response
 
 
@@ -103,7 +112,7 @@ def _json_error(status: int, error: str, message: str, **extra: Any) -> Response
 
 
 def _desktop_owns(qr_id: str) -> bool:
-    return qr_store().owns(qr_id, request.cookies.get(DESKTOP_COOKIE))
+    return qr_store().owns(qr_id, request.cookies.get(desktop_cookie(qr_id)[0]))
 
 
 @bp.get("/qr/sessions/<qr_id>/qr.svg")
@@ -165,7 +174,7 @@ def complete(qr_id: str) -> Response:
     if not ratelimit.allow("qr-complete-ip", request.remote_addr or "-",
                            current_app.config["RATE_LIMIT_QR_CREATE_IP"]):
         return _desktop_page(target, _("Please wait a moment and try again."), 429)
-    secret = request.cookies.get(DESKTOP_COOKIE, "")
+    secret = request.cookies.get(desktop_cookie(qr_id)[0], "")
     decision = request.form.get("decision", "")
     if decision != "continue":
         return _ask_who(target, qr_id, secret, not_me=decision == "not_me")
@@ -218,7 +227,7 @@ def _ask_who(target: Target, qr_id: str, secret: str, *, not_me: bool) -> Respon
 
 def _finish(target: Target, qr_id: str, user: Any, proofs: Any) -> Response:
     response = passage.finish(target, door="qr-desktop", user=user, proofs=proofs)
-    response.delete_cookie(DESKTOP_COOKIE, path=f"/qr/sessions/{qr_id}",
-                           secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True,
-                           samesite="Strict")
+    name, path = desktop_cookie(qr_id)
+    response.delete_cookie(name, path=path, secure=current_app.config["SESSION_COOKIE_SECURE"],
+                           httponly=True, samesite="Strict")
     return response

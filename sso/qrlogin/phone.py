@@ -9,6 +9,7 @@ from collections.abc import Callable
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from .. import ratelimit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import passage
@@ -128,9 +129,14 @@ def phone_approve(qr_id: str) -> Response:
     session = _approving_phone(qr_id)
     if isinstance(session, Response):
         return session
+    config = current_app.config
+    if not ratelimit.allow("qr-approve-user", str(session.user_id),
+                           config["RATE_LIMIT_QR_APPROVE_USER"]):
+        return message(_("Please wait"), _("Please wait a moment and try again."), 429)
     number = parse_json_number(request.form.get("number"))
-    outcome = _committed(lambda: service.approve(qr_store(), qr_id, session.user, session,
-                                                 number, origin()))
+    outcome = _committed(lambda: service.approve(
+        qr_store(), qr_id, session.user, session, number, origin(), now=utcnow(),
+        freshness=int(config["QR_FACTOR_FRESHNESS"])))
     if isinstance(outcome, Response):
         return outcome
     if not outcome.ok:

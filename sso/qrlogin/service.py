@@ -19,7 +19,17 @@ from ..oidc.public import Client, encode_set, policy_of, update_policy
 from ..oidc.public import get as get_client
 from ..sessions.models import SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import User
-from .store import APPROVED, BLOCKED, MISSING, WRONG_SECRET, Created, Outcome, QRSession, QRStore
+from .store import (
+    APPROVED,
+    BLOCKED,
+    CONSUMED,
+    MISSING,
+    WRONG_SECRET,
+    Created,
+    Outcome,
+    QRSession,
+    QRStore,
+)
 
 QR_SCOPE = "qr.approve"
 #: The proof (and ``amr`` value) of a sign-in approved by a phone (RFC 8176 has none for it).
@@ -98,18 +108,28 @@ def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
     if store.blocked_for(user.id):
         return _blocked(store, qr_id, user, phone, "qr.scan")
     outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "")
-    audit.record("qr.scan", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
+    failed = ALARM if outcome.result in (APPROVED, CONSUMED) else audit.FAILURE
+    audit.record("qr.scan", audit.SUCCESS if outcome.ok else failed, origin=phone,
                  user_id=user.id, client_id=_client(outcome), result=outcome.result,
                  **_details(outcome.session, phone))
     return outcome
 
 
+def fresh_factors(phone_session: SSOSession, now: datetime, freshness: int) -> list[Proof]:
+    """The phone's second factors that travel to the desktop: proved within ``freshness``
+    seconds (bounded reach: an old MFA on the phone does not make a new desktop "MFA")."""
+    return [proof for proof in phone_session.proofs if proof.method in CARRIED_PROOFS
+            and (now - proof.at).total_seconds() <= freshness]
+
+
 def approve(store: QRStore, qr_id: str, user: User, phone_session: SSOSession,
-            number: int | None, phone: Origin) -> Outcome:
+            number: int | None, phone: Origin, *, now: datetime | None = None,
+            freshness: int = 600) -> Outcome:
     if store.blocked_for(user.id):
         return _blocked(store, qr_id, user, phone, "qr.approve")
+    now = now or datetime.now(UTC)
     factors = [f"{proof.method}@{proof.at.timestamp():.6f}"
-               for proof in phone_session.proofs if proof.method in CARRIED_PROOFS]
+               for proof in fresh_factors(phone_session, now, freshness)]
     outcome = store.approve(qr_id, user.id, number, factors, phone.ip or "",
                             phone.user_agent or "")
     audit.record("qr.approve", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
@@ -161,7 +181,9 @@ def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin, now: datet
     if outcome.ok and (user is None or user.status != "active"):
         outcome = Outcome("user_inactive", qr)
         user = None
-    audit.record("qr.consume", audit.SUCCESS if outcome.ok else audit.FAILURE,
+    # A second use of a single-use code (a replayed completion) is what an attack looks like.
+    failed = ALARM if qr is not None and qr.state == CONSUMED else audit.FAILURE
+    audit.record("qr.consume", audit.SUCCESS if outcome.ok else failed,
                  origin=desktop, user_id=qr.user_id if qr else None,
                  client_id=_client(outcome), result=outcome.result,
                  **_details(qr))
