@@ -122,6 +122,9 @@ class DefaultConfig:
     QR_TTL: int | None = None
     #: The phone's second factors reach the desktop only if proved this recently (s).
     QR_FACTOR_FRESHNESS = 600
+    #: The company's networks (CIDRs, comma-separated): a phone and a desktop both inside
+    #: them count as near each other, like the same public address.
+    QR_TRUSTED_NETWORKS = ""
     #: Approvals (and "This wasn't me") per user.
     RATE_LIMIT_QR_APPROVE_USER = "10/300"
     QR_PHONE_MAX_AGE = 8 * 3600
@@ -133,6 +136,9 @@ class DefaultConfig:
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
+    #: Where those proxies connect from (CIDRs): X-Forwarded-* from any other peer is dropped,
+    #: so a port published directly cannot forge the client's address.
+    TRUSTED_PROXY_NETWORKS = "127.0.0.0/8,::1/128"
 
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.

@@ -155,12 +155,36 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return cached[1]
 
 
+class FromTrustedProxies:
+    """Drop ``X-Forwarded-*`` unless the direct peer is a trusted proxy (RFC 10027, forged
+    context: with the port published directly, anyone could name any client address)."""
+
+    def __init__(self, wsgi_app: Any, networks: str | list[str]) -> None:
+        import ipaddress  # noqa: PLC0415
+
+        items = networks.split(",") if isinstance(networks, str) else networks
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in items if n.strip()]
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        import ipaddress  # noqa: PLC0415
+
+        try:
+            peer = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            peer = None
+        if peer is None or not any(peer in network for network in self.networks):
+            for key in [k for k in environ if k.startswith("HTTP_X_FORWARDED_")]:
+                del environ[key]
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
     if proxies:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
-        )
+        fixed = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+        app.wsgi_app = FromTrustedProxies(  # type: ignore[method-assign]
+            fixed, app.config.get("TRUSTED_PROXY_NETWORKS") or "")
     app.before_request(_refuse_duplicate_cookies)
     app.before_request(_refuse_nul)
     app.session_interface = CookieSessionInterface()

@@ -121,7 +121,7 @@ def create_client(
 
 #: The typed policy columns of a client, and who reads them.
 POLICY_FIELDS = ("first_party", "mfa_required", "remember_device", "activation",
-                 "qr_number_matching", "events_endpoint")
+                 "qr_number_matching", "events_endpoint", "qr_refuse_remote")
 
 
 def _set_policy(client: Client, changes: dict[str, Any]) -> None:
@@ -148,6 +148,7 @@ def policy_of(client: Client) -> AppPolicy:
         remember_device=client.remember_device is not False,
         activation=client.activation or "auto",
         qr_number_matching=bool(client.qr_number_matching),
+        qr_refuse_remote=bool(client.qr_refuse_remote),
     )
 
 

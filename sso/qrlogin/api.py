@@ -22,8 +22,10 @@ from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import csrf_exempt, origin
 from . import qr_store, service
+from .proximity import parse_networks
 from .store import (
     BLOCKED,
+    FAR_REFUSED,
     ID_PATTERN,
     MISSING,
     OTHER_USER,
@@ -75,6 +77,9 @@ def _api_outcome(outcome: Outcome) -> Response:
     if result == WRONG_NUMBER:
         return _api_error(400, "wrong_number",
                            "The number does not match; the sign-in was cancelled.")
+    if result == FAR_REFUSED:
+        return _api_error(403, "far_refused",
+                          "This app refuses approvals from a phone on another network.")
     if result == BLOCKED:
         return _api_error(403, "blocked", "QR approvals of this user are paused after a report.")
     if result == PENDING:
@@ -120,6 +125,8 @@ def _api_context(qr: QRSession) -> dict[str, Any]:
                     "requested_at": int(qr.created_at),
                     "age_seconds": max(int(time.time() - qr.created_at), 0)},
         "number_choices": list(qr.choices) or None,
+        "proximity": {"far": qr.far, "desktop_network": qr.desktop_network or None,
+                      "phone_network": qr.phone_network or None},
         "expires_in": max(int(qr.expires_at - time.time()), 0),
     }
 
@@ -132,7 +139,8 @@ def _api_transition(qr_id: str, action: str) -> Response:
     store = qr_store()
     try:
         if action == "scan":
-            outcome = service.scan(store, qr_id, user, origin())
+            outcome = service.scan(store, qr_id, user, origin(), parse_networks(
+                current_app.config["QR_TRUSTED_NETWORKS"]))
         elif action == "approve":
             body = request.get_json(silent=True) if request.data else {}
             if body is None or not isinstance(body, dict):

@@ -92,6 +92,7 @@ def create() -> Response:
         image_url=url_for("qrlogin.image", qr_id=qr.id),
         events_url=url_for("qrlogin.events", qr_id=qr.id),
         poll_url=url_for("qrlogin.poll", qr_id=qr.id),
+        number_url=url_for("qrlogin.number", qr_id=qr.id),
         complete_url=url_for("qrlogin.complete", qr_id=qr.id),
     )
     response.status_code = 201
@@ -123,6 +124,21 @@ def image(qr_id: str) -> Response:
     except Unavailable:
         return Response(status=503)
     response = Response(_svg(_phone_url(qr_id)), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/qr/sessions/<qr_id>/number")
+def number(qr_id: str) -> Response:
+    """The number to show once scanned: set at creation by the app's policy, or at the scan
+    when the phone is on another network (then the phone must pick it)."""
+    try:
+        qr = qr_store().get(qr_id) if _desktop_owns(qr_id) else None
+    except Unavailable:
+        return _json_error(503, "unavailable", unavailable_message())
+    if qr is None:
+        return _json_error(404, "expired", _("This code has expired."))
+    response = jsonify(number=qr.number, far=qr.far)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -19,6 +19,7 @@ from ..users.models import User
 from ..web import origin
 from . import qr_store, service
 from .pages import message, outcome_page, unavailable_message
+from .proximity import parse_networks
 from .store import ID_PATTERN, MISSING, Outcome, QRSession, Unavailable, parse_json_number
 from .useragent import describe
 
@@ -106,7 +107,9 @@ def phone(qr_id: str) -> Response:
     session = _approving_phone(qr_id)
     if isinstance(session, Response):
         return session
-    outcome = _committed(lambda: service.scan(qr_store(), qr_id, session.user, origin()))
+    trusted = parse_networks(current_app.config["QR_TRUSTED_NETWORKS"])
+    outcome = _committed(lambda: service.scan(qr_store(), qr_id, session.user, origin(),
+                                              trusted))
     if isinstance(outcome, Response):
         return outcome
     if not outcome.ok or outcome.session is None:

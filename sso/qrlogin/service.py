@@ -19,11 +19,14 @@ from ..oidc.public import Client, encode_set, policy_of, update_policy
 from ..oidc.public import get as get_client
 from ..sessions.models import SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import User
+from . import proximity
 from .store import (
     APPROVED,
     BLOCKED,
     CONSUMED,
+    FAR_REFUSED,
     MISSING,
+    PENDING,
     WRONG_SECRET,
     Created,
     Outcome,
@@ -104,10 +107,23 @@ def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age
     return StepUp("mfa", interaction) if interaction is not None else None
 
 
-def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
+def scan(store: QRStore, qr_id: str, user: User, phone: Origin,
+         trusted_networks: list[proximity.Network] | None = None) -> Outcome:
     if store.blocked_for(user.id):
         return _blocked(store, qr_id, user, phone, "qr.scan")
-    outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "")
+    qr = store.get(qr_id)
+    near = proximity.compare(qr.desktop_ip if qr else "", phone.ip or "", trusted_networks or [])
+    if qr is not None and qr.state == PENDING and near.far \
+            and app_policy(qr.client_id).qr_refuse_remote:
+        outcome = Outcome(FAR_REFUSED, qr)
+        audit.record("qr.scan", audit.FAILURE, origin=phone, user_id=user.id,
+                     client_id=_client(outcome), result=FAR_REFUSED,
+                     desktop_network=near.desktop_network, phone_network=near.phone_network,
+                     **_details(qr, phone))
+        return outcome
+    outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "",
+                         far=near.far, desktop_net=near.desktop_network,
+                         phone_net=near.phone_network)
     failed = ALARM if outcome.result in (APPROVED, CONSUMED) else audit.FAILURE
     audit.record("qr.scan", audit.SUCCESS if outcome.ok else failed, origin=phone,
                  user_id=user.id, client_id=_client(outcome), result=outcome.result,

@@ -88,6 +88,17 @@
       if (current.number !== null && current.number !== undefined) {
         document.getElementById("qr-number-value").textContent = String(current.number);
         numberLine.hidden = false;
+      } else {
+        // A phone on another network makes the number mandatory at the scan: ask for it.
+        var asked = current;
+        fetch(current.number_url, { credentials: "same-origin" })
+          .then(function (r) { return r.json(); })
+          .then(function (body) {
+            if (asked !== current || body.number === null || body.number === undefined) { return; }
+            current.number = body.number;
+            document.getElementById("qr-number-value").textContent = String(body.number);
+            numberLine.hidden = false;
+          }).catch(function () {});
       }
     } else if (state === "approved") {
       stop();

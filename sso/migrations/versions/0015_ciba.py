@@ -1,0 +1,27 @@
+"""qr phishing defences: an app may refuse QR approvals from a phone on another network
+
+Revision ID: 0015_ciba
+Revises: 0011_branding
+Create Date: 2026-12-02 05:00:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0015_ciba'
+down_revision = '0011_branding'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('clients', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('qr_refuse_remote', sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('clients', schema=None) as batch_op:
+        batch_op.drop_column('qr_refuse_remote')
