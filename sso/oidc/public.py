@@ -4,6 +4,10 @@ here and from :mod:`.protector` only (a test checks it)."""
 
 from __future__ import annotations
 
+from .ciba import Pending as CIBARequest
+from .ciba import decide as decide_ciba
+from .ciba import get_pending as get_ciba_request
+from .ciba import pending_for as ciba_requests
 from .claims import user_claims
 from .clients import ClientError, get, policy_of, update_policy
 from .models import Client
@@ -14,6 +18,7 @@ from .server import query_cached_client as cached_client
 from .tokens import revoke_grants
 
 __all__ = [
+    "CIBARequest", "ciba_requests", "decide_ciba", "get_ciba_request",
     "SET_MEDIA_TYPE", "BearerError", "Client", "ClientError", "cached_client", "encode_set",
     "get",
     "policy_of", "require", "revoke_grants", "update_policy", "user_claims",
