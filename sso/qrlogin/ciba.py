@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import ratelimit
+from .. import notify, ratelimit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import passage
@@ -19,8 +19,9 @@ from ..i18n import gettext as _
 from ..oidc.public import BearerError, ciba_requests, decide_ciba, get_ciba_request
 from ..sessions.models import Proof, SSOSession, amr_of
 from ..web import csrf_exempt
-from . import service
-from .pages import message
+from . import qr_store, service
+from .pages import message, outcome_page
+from .store import BLOCKED, Outcome
 
 bp = Blueprint("qrlogin_ciba", __name__)
 
@@ -32,12 +33,27 @@ def _amr(session: SSOSession) -> list[str]:
 
 
 def _decide(session: SSOSession, ref: str, action: str) -> str:
+    config = current_app.config
     if action != "deny" and not ratelimit.allow(
-            "qr-approve-user", str(session.user_id),
-            current_app.config["RATE_LIMIT_QR_APPROVE_USER"]):
+            "qr-approve-user", str(session.user_id), config["RATE_LIMIT_QR_APPROVE_USER"]):
         return "slow_down"
+    store = qr_store()
+    if action == "approve" and store.blocked_for(session.user_id):
+        return BLOCKED
+    pending = get_ciba_request(session.user_id, ref)
     result = decide_ciba(session.user_id, ref, action == "approve", amr=_amr(session),
                          auth_time=utcnow(), session_id=session.id, alarm=action == "report")
+    if action == "report" and result == "ok":
+        # As for a scanned code: pause the user's approvals, mail them, tell the apps.
+        seconds = int(config["QR_BLOCK_AFTER_REPORT"])
+        store.block(session.user_id, seconds)
+        user = session.user
+        if user.email:
+            notify.mail(user.email, "qr_reported", locale=user.locale, purpose="qr-report",
+                        user_id=user.id, user=user, qr=None, minutes=seconds // 60,
+                        app_name=pending.client_name if pending else "")
+        service.tell_apps(user, None, issuer=config["ISSUER"],
+                          keys=current_app.extensions["sso_keys"], now=utcnow())
     db.session.commit()
     return result
 
@@ -85,6 +101,8 @@ def request_decide(ref: str, action: str) -> Response:
     result = _decide(session, ref, action)
     if result == "slow_down":
         return message(_("Please wait"), _("Please wait a moment and try again."), 429)
+    if result == BLOCKED:
+        return outcome_page(Outcome(BLOCKED))
     if result != "ok":
         return message(_("This request has expired"), _(
             "This sign-in request has expired or was already answered."), 409)
@@ -137,6 +155,9 @@ def api_decide(ref: str, action: str) -> Response:
     result = _decide(session, ref, action)
     if result == "slow_down":
         return _json({"error": "slow_down", "error_description": "Too many approvals."}, 429)
+    if result == BLOCKED:
+        return _json({"error": "blocked", "error_description":
+                      "Approvals of this user are paused after a report."}, 403)
     if result != "ok":
         return _json({"error": "expired", "error_description":
                       "The request has expired or was already answered."}, 409)

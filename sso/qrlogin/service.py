@@ -239,7 +239,7 @@ def report(store: QRStore, qr_id: str, user: User, phone: Origin, *, block_secon
         notify.mail(user.email, "qr_reported", locale=user.locale, purpose="qr-report",
                     user_id=user.id, user=user, qr=qr, minutes=max(block_seconds // 60, 0),
                     app_name=(qr.client_name if qr else "") or "")
-    _tell_apps(user, qr, issuer=issuer, keys=keys, now=now)
+    tell_apps(user, qr, issuer=issuer, keys=keys, now=now)
     return outcome
 
 
@@ -247,7 +247,7 @@ def report(store: QRStore, qr_id: str, user: User, phone: Origin, *, block_secon
 REPORTED_EVENT = "urn:sso:secevent:qr:reported"
 
 
-def _tell_apps(user: User, qr: QRSession | None, *, issuer: str, keys: Any, now: datetime
+def tell_apps(user: User, qr: QRSession | None, *, issuer: str, keys: Any, now: datetime
                ) -> None:
     """Queue a signed SET for every app with an events endpoint: it carries the user's
     ``sub`` and what was refused, nothing more (no claims the app's scopes did not ask for)."""

@@ -186,3 +186,32 @@ def test_ping_mode_with_the_phone_page(live_provider: LiveProvider, make_client:
                       data={"grant_type": CIBA, "auth_req_id": auth_req_id}, timeout=10)
     assert tokens.status_code == 200, tokens.text
     assert _claims(tokens.json()["id_token"])["sub"] == alice.subject
+
+
+def test_this_wasnt_me_on_a_ciba_request(app: Any, client: Any, make_client: Any,
+                                         phone: Phone, alice: Any) -> None:
+    """A request the user did not make: denied, an alarm, a mail, and approvals paused."""
+    from sso.audit import AuditEvent
+    from sso.extensions import db
+    from sso.outbox import OutboxMessage
+
+    cc = _ciba_client(make_client, "poll")
+    first = _start(client, cc, binding_message="not mine").get_json()["auth_req_id"]
+    listing = phone.http.get("/qr/requests").get_data(as_text=True)
+    ref = listing.split("/qr/requests/")[1].split('"')[0]
+    page = phone.http.get(f"/qr/requests/{ref}").get_data(as_text=True)
+    assert phone.http.post(f"/qr/requests/{ref}/report",
+                           data={"csrf_token": csrf_of(page)}).status_code == 200
+    assert _token(client, cc, first).get_json()["error"] == "access_denied"
+    with app.app_context():
+        alarms = db.session.scalars(db.select(AuditEvent).where(
+            AuditEvent.event == "ciba.deny", AuditEvent.outcome == "alarm")).all()
+        mails = db.session.scalars(db.select(OutboxMessage).where(
+            OutboxMessage.channel == "mail")).all()
+        assert len(alarms) == 1 and [m.recipient for m in mails] == ["alice@example.com"]
+    _start(client, cc)
+    listing = phone.http.get("/qr/requests").get_data(as_text=True)
+    ref = listing.split("/qr/requests/")[1].split('"')[0]
+    page = phone.http.get(f"/qr/requests/{ref}").get_data(as_text=True)
+    paused = phone.http.post(f"/qr/requests/{ref}/approve", data={"csrf_token": csrf_of(page)})
+    assert paused.status_code == 403 and "paused" in paused.get_data(as_text=True)
