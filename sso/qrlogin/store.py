@@ -184,15 +184,13 @@ class QRStore:
         a few connections (a burst waits for a free one instead of opening hundreds), and a
         dropped connection is retried before the feature is declared unavailable."""
         if self._client is None:
-            if not self.redis.url:
+            if not self.redis.configured:
                 raise Unavailable("Redis is not configured")
-            pool = redis.BlockingConnectionPool.from_url(
-                self.redis.url, max_connections=self.max_connections, timeout=5,
-                socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=30,
+            self._client = self.redis.make_client(
+                max_connections=self.max_connections, blocking=True, socket_timeout=2.0,
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
-            self._client = redis.Redis(connection_pool=pool)
         return self._client
 
     def key(self, qr_id: str) -> str:

@@ -74,6 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str
     config = {
         "ISSUER": f"http://127.0.0.1:{port_a}",
         "SECRET_KEY": secrets.token_hex(32),
+        "KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         "DATABASE_URL": f"sqlite:///{folder / 'sso.sqlite3'}",
         "REDIS_URL": redis_url,
         "REDIS_PREFIX": prefix,

@@ -2,7 +2,7 @@
 network; an app's CIBA delivery mode (poll, ping) and ping notification endpoint
 
 Revision ID: 0015_ciba
-Revises: 0011_branding
+Revises: 0017_reliability
 Create Date: 2026-12-02 05:00:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0015_ciba'
-down_revision = '0011_branding'
+down_revision = '0017_reliability'
 branch_labels = None
 depends_on = None
 
