@@ -101,7 +101,9 @@ def _api_prelude(qr_id: str, check: bool) -> tuple[User, SSOSession, QRSession] 
         return _api_outcome(Outcome(MISSING))
     if not check:
         return user, session, qr
-    step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
+    config = current_app.config
+    step = service.check_phone(qr, session, utcnow(), int(config["QR_PHONE_MAX_AGE"]),
+                               int(config["QR_FACTOR_FRESHNESS"]))
     if step is not None:
         audit.record_now("qr.step_up", audit.FAILURE, origin=origin(), user_id=user.id,
                          client_id=qr.client_id or None, reason=step.reason)

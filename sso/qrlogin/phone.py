@@ -67,7 +67,9 @@ def _phone_checks(qr: QRSession) -> tuple[SSOSession | None, Response | None]:
     session = passage.current_session()
     if session is None:
         return None, _sign_in_first(qr)
-    step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
+    config = current_app.config
+    step = service.check_phone(qr, session, utcnow(), int(config["QR_PHONE_MAX_AGE"]),
+                               int(config["QR_FACTOR_FRESHNESS"]))
     if step is None:
         return session, None
     if step.interaction is None:

@@ -89,8 +89,8 @@ def start(store: QRStore, *, client_id: str, client_name: str, acr_values: str,
     return created
 
 
-def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age: int
-                ) -> StepUp | None:
+def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age: int,
+                freshness: int | None = None) -> StepUp | None:
     """Whether this phone session may approve a sign-in to the QR's app, or what it owes.
 
     The session must be recent, and must satisfy the MFA the app requires: the flow's "mfa"
@@ -102,6 +102,9 @@ def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age
         flow_id="", started_at=datetime.fromtimestamp(qr.created_at, UTC),
         client_id=qr.client_id, client_name=qr.client_name, scopes=(),
         acr_values=tuple(qr.acr_values.split()), policy=app_policy(qr.client_id),
+        # Bounded reach: an app that needs a second factor gets one proved within the
+        # freshness, so a phone whose factor is older verifies again on the phone first.
+        max_age=freshness,
     )
     interaction, _effects = flow.decide(request, phone_session, now, only={"mfa"})
     return StepUp("mfa", interaction) if interaction is not None else None

@@ -109,3 +109,37 @@ def test_the_desktop_counts_down_and_swaps_in_a_fresh_code(browser_page: Any,
     assert page.locator("#qr-image").get_attribute("src") != first
     assert page.url == url  # no reload
     page.locator("#qr-status", has_text="Scan this code").wait_for()
+
+
+def test_a_stale_phone_factor_is_verified_again_on_the_phone(desktop: Desktop, phone: Phone,
+                                                             app: Any, erp: Any) -> None:
+    """For an app that requires a second factor, a phone whose factor is older than
+    SSO_QR_FACTOR_FRESHNESS is sent to verify it again before it may approve."""
+    import pyotp
+
+    from sso.dbtypes import utcnow
+    from sso.extensions import db
+    from sso.mfa import service as mfa
+    from sso.oidc.models import Client
+    from sso.sessions.models import Proof, SSOSession
+    from sso.users.service import find_by_login
+
+    with app.app_context():
+        db.session.get(Client, erp.client_id).mfa_required = True
+        user = find_by_login("alice")
+        enrolment = mfa.begin_enrolment(user)
+        past = utcnow() - timedelta(seconds=3600)
+        mfa.confirm_enrolment(user, enrolment.id, pyotp.TOTP(enrolment.seed).at(past),
+                              origin=None, now=past)
+        for row in db.session.scalars(db.select(SSOSession)).all():
+            row.add_proofs([Proof("otp", past)])
+        db.session.commit()
+    code = desktop.start()
+    stale = phone.open(code["id"])
+    assert stale.status_code == 302 and "/mfa/verify" in stale.headers["Location"]
+    assert f"next=/qr/s/{code['id']}" in stale.headers["Location"]
+    with app.app_context():
+        for row in db.session.scalars(db.select(SSOSession)).all():
+            row.add_proofs([Proof("otp", utcnow())])
+        db.session.commit()
+    assert phone.open(code["id"]).status_code == 200
