@@ -22,7 +22,7 @@ from ..audit import Origin, record
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc import clients
-from ..oidc.models import Client
+from ..oidc.models import Client, RefreshToken
 from ..oidc.tokens import revoke_grants
 from ..security import hash_token, new_token
 from ..sessions import service as sessions
@@ -233,6 +233,36 @@ def sessions_of(remit: Remit, user_id: int | str) -> list[SSOSession]:
     return list(db.session.scalars(select(SSOSession).where(
         SSOSession.user_id == found.id, SSOSession.ended_at.is_(None),
         SSOSession.expires_at > utcnow()).order_by(SSOSession.last_seen_at.desc())))
+
+
+def apps_reached(sessions_shown: list[SSOSession]) -> dict[str, list[str]]:
+    """The apps each session signed in to (those holding its refresh tokens)."""
+    ids = [s.id for s in sessions_shown]
+    if not ids:
+        return {}
+    found: dict[str, list[str]] = {}
+    for session_id, client_id in db.session.execute(
+            select(RefreshToken.session_id, RefreshToken.client_id).where(
+                RefreshToken.session_id.in_(ids)).distinct().order_by(RefreshToken.client_id)):
+        found.setdefault(session_id, []).append(client_id)
+    return found
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("MicroMessenger", "WeChat"),
+             ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+_SYSTEMS = (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iOS"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def device_of(user_agent: str | None) -> str:
+    """"Chrome on Windows" from a user agent, for the sessions list (the full string is kept
+    in the audit log)."""
+    text = user_agent or ""
+    browser = next((name for mark, name in _BROWSERS if mark in text), "")
+    system = next((name for mark, name in _SYSTEMS if mark in text), "")
+    if browser and system:
+        return f"{browser} / {system}"
+    return browser or system or text[:40]
 
 
 def end_session(remit: Remit, user_id: int | str, session_id: str,

@@ -183,21 +183,35 @@ def test_approve_from_the_queue_and_the_waiting_user_gets_in(
 
 
 def test_freeze_a_user_and_their_session_ends(live_provider: LiveProvider, console: Any,
-                                              user_page: Any, alice: Any) -> None:
-    user_page.goto(f"{live_provider.url}/login")
+                                              user_page: Any, alice: Any, make_client: Any,
+                                              servers: list[Any]) -> None:
+    import requests
+
+    origin = f"http://127.0.0.1:{free_port()}"
+    client = make_client("CRM", [f"{origin}/cb"], client_id="crm-app")
+    rp = RelyingApp(live_provider.url, client, f"{origin}/cb")
+    servers.append(serve_in_thread(rp, int(origin.rsplit(":", 1)[1])))
+    user_page.goto(rp.authorize_url())
     sign_in_with_password(user_page, "alice", PASSWORD)
-    user_page.wait_for_url(f"{live_provider.url}/")
+    refresh = rp.tokens(rp.landed(user_page))["refresh_token"]
 
     page = console
     page.goto(f"{live_provider.url}/admin/users?q=alice")
     page.click("#users-table >> text=alice")
-    assert page.locator("#user-sessions tbody tr").count() == 1
+    sessions = page.locator("#user-sessions tbody tr")
+    assert sessions.count() == 1 and "crm-app" in sessions.inner_text()
+    assert "Chrome" in sessions.inner_text()
     page.click("#user-freeze button")
     assert "Account frozen" in page.locator("#admin-notice").inner_text()
     assert page.locator("#user-status").inner_text() == "disabled"
     assert page.locator("#sessions-none").is_visible()
-    user_page.reload()
+    # The browser's session is gone, and so is the app's refresh token.
+    user_page.goto(f"{live_provider.url}/")
     user_page.wait_for_url("**/login**")
+    answer = requests.post(f"{live_provider.url}/token", data={
+        "grant_type": "refresh_token", "refresh_token": refresh},
+        auth=(client.client_id, client.secret), timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
 
 
 def test_filter_and_export_the_audit_log(live_provider: LiveProvider, console: Any) -> None:

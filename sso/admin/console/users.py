@@ -94,10 +94,14 @@ def _user_page(remit: Remit, user_id: str, status: int = 200, **context: object)
     found = operations.user(remit, user_id)
     apps = operations.visible_clients(remit)
     changeable = [c for c in apps if remit.may_change_app(c.client_id)]
-    return page("admin/user.html", status=status, user=found,
+    live = operations.sessions_of(remit, user_id)
+    reached = {sid: [c for c in found_apps if remit.may_read_app(c)]
+               for sid, found_apps in operations.apps_reached(live).items()}
+    return page("admin/user.html", status=status, user=found, reached=reached,
+                device_of=operations.device_of,
                 roles=operations.roles_visible(remit, found),
                 accounts=operations.app_accounts_visible(remit, found),
-                sessions=operations.sessions_of(remit, user_id),
+                sessions=live,
                 grants=remits.grants_of(found.id) if remit.reads_everything else [],
                 apps=changeable, app_roles={c.client_id: [r.name for r in roles_of_app(
                     c.client_id)] for c in changeable}, admin_roles=ROLES,
