@@ -23,7 +23,6 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc import clients
 from ..oidc.models import Client, RefreshToken
-from ..oidc.tokens import revoke_grants
 from ..security import hash_token, new_token
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
@@ -286,12 +285,12 @@ def end_all_sessions(remit: Remit, user_id: int | str, origin: Origin | None = N
 
 def freeze(remit: Remit, user_id: int | str, origin: Origin | None = None) -> tuple[int, int]:
     """Disable the account, end its sessions and revoke its grants at every app, in one
-    action (an account that looks taken over); returns sessions ended and grants revoked."""
+    action (an account that looks taken over): the service ``sso users freeze`` calls.
+    Returns sessions ended and grants revoked."""
     found = _changeable_user(remit, user_id)
     if found.id == remit.user_id:
         raise AdminError("you cannot freeze yourself")
-    ended = lifecycle.disable(found, actor=remit.actor, origin=origin)
-    revoked = revoke_grants(found.id, reason="frozen", origin=origin)
+    ended, revoked = service.freeze_user(found.username, actor=remit.actor)
     audit(remit, "user.freeze", user_id=found.id, origin=origin, sessions_ended=ended,
           grants_revoked=revoked)
     db.session.commit()

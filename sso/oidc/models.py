@@ -54,6 +54,16 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
                                                      server_default=false())
     #: Where account events are pushed as Security Event Tokens (RFC 8935); None: not sent.
     events_endpoint: Mapped[str | None] = mapped_column(String(512))
+    #: OIDC Back-Channel Logout 1.0: where logout tokens are posted; None: not sent.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(512))
+    #: The app needs ``sid`` in logout tokens (we always send it; this is what it registered).
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
+    #: OIDC Front-Channel Logout 1.0: the page the logout page loads in an iframe.
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(512))
+    #: Add ``iss`` and ``sid`` to the front-channel URI.
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
     #: The secret before the last rotation, accepted until ``previous_secret_expires_at``
     #: (the overlap window while the app deploys its new secret; ``sso.admin.clients``).
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
@@ -223,6 +233,9 @@ class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The answer its use gave (the successor pair), sealed with the server's secret, so that
+    #: the same token presented again within ``REFRESH_REUSE_GRACE`` gets the same answer.
+    successor: Mapped[str | None] = mapped_column(Text)
 
     # Authlib's TokenMixin, for the refresh grant.
 

@@ -62,7 +62,7 @@ BAD_FORMS: list[tuple[str, dict[str, str], str, str]] = [
     ("/admin/apps/new", {"name": "X", "redirect_uris": "https://x.example.com/cb",
                          "grant_type": "authorization_code", "id_token_alg": "RS256",
                          "events_endpoint": "ftp://x.example.com/events"},
-     "events endpoint: use https", "事件端点：请使用 https"),
+     "events endpoint: an absolute https URL is required", "事件端点：需要完整的 https 地址"),
     ("/admin/apps/app-a/settings", {"activation": "sometimes"},
      "activation: auto, approval or invite", "激活方式：自动、审批或邀请"),
     ("/admin/apps/app-a/settings", {"activation": "auto", "logo_uri": "http://x/logo.png"},

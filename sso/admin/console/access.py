@@ -136,7 +136,43 @@ PATTERNS = [(re.compile(pattern), template) for pattern, template in (
      r"or fragment$",
      N_("logo URI: an absolute URL of at most %(count)s characters, without credentials or "
         "fragment")),
+    # The refusals of sso.outbound.check_endpoint (events and logout endpoints).
+    (r"^(?P<what>[a-z -]+): an absolute https URL is required$",
+     N_("%(what)s: an absolute https URL is required")),
+    (r"^(?P<what>[a-z -]+): longer than (?P<count>\d+) characters$",
+     N_("%(what)s: longer than %(count)s characters")),
+    (r"^(?P<what>[a-z -]+): spaces, control or non-ASCII characters are not allowed .*$",
+     N_("%(what)s: spaces, control or non-ASCII characters are not allowed (write an "
+        "international host name in punycode)")),
+    (r"^(?P<what>[a-z -]+): credentials in the URL are not allowed$",
+     N_("%(what)s: credentials in the URL are not allowed")),
+    (r"^(?P<what>[a-z -]+): a fragment is not allowed$",
+     N_("%(what)s: a fragment is not allowed")),
+    (r"^(?P<what>[a-z -]+): the port must be a number from 1 to 65535$",
+     N_("%(what)s: the port must be a number from 1 to 65535")),
+    (r"^(?P<what>[a-z -]+): the URL has no host$", N_("%(what)s: the URL has no host")),
+    (r"^(?P<what>[a-z -]+): write the address as a plain IP address or a host name$",
+     N_("%(what)s: write the address as a plain IP address or a host name")),
+    (r"^(?P<what>[a-z -]+): use https \(plain http only to a loopback address with "
+     r"SSO_ENV=development\)$",
+     N_("%(what)s: use https (plain http only to a loopback address with "
+        "SSO_ENV=development)")),
+    (r"^(?P<what>[a-z -]+): (?P<host>\S+) is a cloud metadata service$",
+     N_("%(what)s: %(host)s is a cloud metadata service")),
+    (r"^(?P<what>[a-z -]+): a loopback host is allowed only with SSO_ENV=development .*$",
+     N_("%(what)s: a loopback host is allowed only with SSO_ENV=development (or list it in "
+        "SSO_OUTBOUND_ALLOW)")),
+    (r"^(?P<what>[a-z -]+): (?P<host>\S+) is (?P<why>a loopback address|a link-local \(cloud "
+     r"metadata\) address|not a unicast address|a private address) \(list it in .*$",
+     N_("%(what)s: %(host)s is %(why)s (list it in SSO_OUTBOUND_ALLOW if this provider should "
+        "reach it)")),
 )]
+
+
+#: The terms above, for the catalogue.
+TERMS = (N_("events endpoint"), N_("back-channel logout URI"), N_("front-channel logout URI"),
+         N_("a loopback address"), N_("a link-local (cloud metadata) address"),
+         N_("not a unicast address"), N_("a private address"))
 
 
 def message(error: Exception) -> str:
@@ -145,7 +181,10 @@ def message(error: Exception) -> str:
     for pattern, template in PATTERNS:
         found = pattern.match(text)
         if found:
-            return _(template, **found.groupdict())
+            # Terms the services name (what was refused, and why) are translated themselves.
+            parts = {key: _(value) if key in ("what", "why") else value
+                     for key, value in found.groupdict().items()}
+            return _(template, **parts)
     return _(text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import current_app, redirect, request, url_for
 from werkzeug.wrappers import Response
@@ -49,13 +50,22 @@ def queue_decide(remit: Remit) -> Response:
                             refused=refused[:20]))
 
 
+def _epoch(value: Any, default: float) -> float:
+    """A key's time as seconds since the epoch (the store gives datetimes, exports numbers)."""
+    if value is None:
+        return default
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
+
+
 @bp.get("/keys")
 @admin_page
 def keys(remit: Remit) -> Response:
     if not remit.reads_everything:
         raise operations.OutOfRemit()
     now = datetime.now(UTC).timestamp()
-    rows = [{**entry, "age_days": int((now - float(entry.get("created_at") or now)) // 86400)}
+    rows = [{**entry, "age_days": int((now - _epoch(entry.get("created_at"), now)) // 86400)}
             for entry in service.describe_keys()]
     rows.sort(key=lambda e: (e["alg"], ["active", "next", "retired"].index(e["state"])
                              if e["state"] in ("active", "next", "retired") else 3))

@@ -1,7 +1,7 @@
 """admin console: admin remits, client secret overlap and disabling, audit actor, list indexes
 
 Revision ID: 0016_admin
-Revises: 0011_branding
+Revises: 0014_logout
 Create Date: 2026-12-02 04:50:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sso.dbtypes
 
 revision = '0016_admin'
-down_revision = '0011_branding'
+down_revision = "0014_logout"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """dynamic client registration: initial and registration access tokens
 
-Revision ID: 0017_admin_registration
-Revises: 0016_admin
+Revision ID: 0018_admin_registration
+Revises: 0017_reliability
 Create Date: 2026-12-02 05:06:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import sso.dbtypes
 
-revision = '0017_admin_registration'
-down_revision = '0016_admin'
+revision = '0018_admin_registration'
+down_revision = '0017_reliability'
 branch_labels = None
 depends_on = None
 
