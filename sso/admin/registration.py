@@ -238,5 +238,9 @@ def client(client_id: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    from ..oidc.discovery import metadata_json  # noqa: PLC0415
+
     app.register_blueprint(bp)
     speaks_json(app, ["registration.register", "registration.client"])
+    # The discovery document was built before this endpoint existed: build it again.
+    app.extensions["sso_discovery"] = metadata_json(app)

@@ -98,3 +98,8 @@ def test_tokens_are_required_and_only_super_admins_issue_them(client: Any, admin
     http = as_admin("root")
     bad = http.post("/admin/registration", data={"csrf_token": csrf(http), "hours": "0"})
     assert bad.status_code == 400 and "hours: 1 to 720" in bad.get_data(as_text=True)
+
+
+def test_discovery_advertises_the_registration_endpoint(client: Any) -> None:
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    assert meta["registration_endpoint"].endswith("/connect/register")
