@@ -58,6 +58,9 @@ def metadata(app: Flask) -> dict[str, Any]:
             "frontchannel_logout_session_supported": True,
             "backchannel_logout_supported": True,
             "backchannel_logout_session_supported": True,
+            # RFC 7591 §3 / RFC 8414 §2, when the admin package serves it.
+            **({"registration_endpoint": url("registration.register")}
+               if "registration.register" in app.view_functions else {}),
         }
 
 
