@@ -1,7 +1,7 @@
 """dynamic client registration: initial and registration access tokens
 
 Revision ID: 0018_admin_registration
-Revises: 0017_reliability
+Revises: 0015_ciba
 Create Date: 2026-12-02 05:06:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sso.dbtypes
 
 revision = '0018_admin_registration'
-down_revision = '0017_reliability'
+down_revision = '0015_ciba'
 branch_labels = None
 depends_on = None
 
