@@ -356,9 +356,9 @@ def redeliver_event(message_id: int) -> OutboxMessage:
     after this first try."""
     message = _refused(events.redeliver, message_id)
     db.session.commit()
+    message_id = message.id
     events.deliver_now([message])
-    db.session.refresh(message)
-    return message
+    return db.session.get(OutboxMessage, message_id)
 
 
 # Keys and maintenance.
@@ -383,6 +383,32 @@ def rotate_keys(algorithms: Iterable[str], *, actor: str) -> None:
     active = [entry["kid"] for entry in keys.describe() if entry["state"] == "active"]
     record("keys.rotate", actor=actor, algorithms=chosen, active=active)
     db.session.commit()
+
+
+def import_keys(directory: str, *, actor: str) -> int:
+    """Adopt the keys of a ``keyset.json`` directory (see ``KeyStore.import_directory``)."""
+    keys = current_app.extensions["sso_keys"]
+    added = keys.import_directory(directory)
+    active = [entry["kid"] for entry in keys.describe() if entry["state"] == "active"]
+    record("keys.import", actor=actor, added=added, active=active)
+    db.session.commit()
+    return int(added)
+
+
+def export_keys(directory: str, *, actor: str) -> str:
+    """Write the published keys, private parts in clear, to ``directory`` (owner-only files)."""
+    path = current_app.extensions["sso_keys"].export_directory(directory)
+    record("keys.export", actor=actor, directory=str(directory))
+    db.session.commit()
+    return str(path)
+
+
+def reencrypt_keys(*, actor: str) -> int:
+    """Encrypt every signing key with the first key-encryption secret."""
+    count = current_app.extensions["sso_keys"].reencrypt()
+    record("keys.reencrypt", actor=actor, keys=count)
+    db.session.commit()
+    return int(count)
 
 
 def purge() -> int:

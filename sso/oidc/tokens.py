@@ -26,7 +26,8 @@ from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from .claims import user_claims
-from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
+from .keys import InvalidJWS, decode_jws, encode_jws, half_hash
+from .keystore import KeyStore
 from .models import Client, RefreshToken, RevokedAccessToken
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,43 @@ _CLAIM_REFRESH = (
 )
 
 
+def _successor_cipher() -> Any:
+    import base64  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415
+
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    key = hashlib.sha256(b"sso refresh successor\0" + secret).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
+    """Keep the answer that using refresh token ``row_id`` gave, encrypted, for the grace."""
+    import json  # noqa: PLC0415
+
+    sealed = _successor_cipher().encrypt(json.dumps(answer).encode()).decode()
+    db.session.connection().execute(
+        _REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == row_id).values(successor=sealed))
+
+
+def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, Any] | None:
+    """The answer ``row``'s use gave, if it was used less than ``grace`` seconds ago."""
+    import json  # noqa: PLC0415
+
+    from cryptography.fernet import InvalidToken  # noqa: PLC0415
+
+    if not row.successor or row.used_at is None or grace <= 0:
+        return None
+    if row.used_at < now - timedelta(seconds=grace):
+        return None
+    try:
+        answer = json.loads(_successor_cipher().decrypt(row.successor.encode()))
+    except (InvalidToken, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
 def store_refresh_token(row: RefreshToken) -> None:
     """Insert a new refresh token with a plain INSERT, skipping the ORM's unit of work."""
     table = RefreshToken.__table__
@@ -383,6 +421,15 @@ def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
     user, ended_at, expires_at = row
     live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
     return (user if user.status == UserStatus.ACTIVE else None), live
+
+
+def forget_successors(now: datetime, grace: float) -> int:
+    """Drop sealed answers older than the grace (they can no longer be replayed)."""
+    return db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.successor.is_not(None),
+               RefreshToken.used_at < now - timedelta(seconds=grace))
+        .values(successor=None)).rowcount or 0
 
 
 def purge_expired(now: datetime | None = None) -> int:

@@ -1,7 +1,7 @@
 """logout: back- and front-channel logout per client, apps reached per session, devices
 
 Revision ID: 0014_logout
-Revises: 0011_branding
+Revises: 0013_request_id
 Create Date: 2026-12-02 05:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sso.dbtypes
 
 revision = '0014_logout'
-down_revision = '0011_branding'
+down_revision = "0013_request_id"
 branch_labels = None
 depends_on = None
 
