@@ -89,7 +89,8 @@ def enqueue(channel: str, purpose: str, recipient: str, *, subject: str | None =
 
 
 #: Lanes: each has its own delivery thread, so mail and SMS never queue behind a slow app.
-LANES: dict[str, tuple[str, ...]] = {"messages": ("mail", "sms"), "events": ("event",)}
+LANES: dict[str, tuple[str, ...]] = {"messages": ("mail", "sms"),
+                                     "events": ("event", "logout")}
 
 
 def _claim_seconds(config: Any) -> float:
