@@ -23,7 +23,6 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc import clients
 from ..oidc.models import Client
-from ..oidc.tokens import revoke_grants
 from ..security import hash_token, new_token
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
@@ -254,8 +253,8 @@ def freeze(remit: Remit, user_id: int, origin: Origin | None = None) -> tuple[in
     found = _changeable_user(remit, user_id)
     if found.id == remit.user_id:
         raise AdminError("you cannot freeze yourself")
-    ended = lifecycle.disable(found, actor=remit.actor, origin=origin)
-    revoked = revoke_grants(found.id, reason="frozen", origin=origin)
+    # The same freeze as ``sso users freeze``: the apps hear of it (logout tokens, RISC).
+    ended, revoked = lifecycle.freeze(found, actor=remit.actor, origin=origin)
     audit(remit, "user.freeze", user_id=found.id, origin=origin, sessions_ended=ended,
           grants_revoked=revoked)
     db.session.commit()
