@@ -49,15 +49,16 @@ class LogoutURIError(ValueError):
 
 def check_logout_uri(uri: str, what: str) -> str:
     """An https URL, or plain http to a loopback address, without a fragment (both specs
-    forbid one) or credentials. The back-channel URI, which this server calls, must also
-    pass :func:`sso.outbound.check_url` (no private or metadata address unless allowed); the
-    front-channel one is loaded by the user's browser, so an intranet address is fine."""
+    forbid one) or credentials. The back-channel URI is called by this provider, so it is
+    held to ``sso.outbound.check_url`` too (no private or metadata addresses unless
+    ``SSO_OUTBOUND_ALLOW`` lists them); a front-channel URI is loaded by the browser."""
     uri = uri.strip()
     if what.startswith("backchannel"):
         config = current_app.config
         try:
-            outbound.check_url(uri, dev=outbound.development(config),
-                               allow=outbound.allow_list(config), what=what)
+            return outbound.check_url(uri, dev=outbound.development(config),
+                                      allow=outbound.allow_list(config),
+                                      what=what)
         except outbound.EndpointRefused as error:
             raise LogoutURIError(str(error)) from None
     parts = urlsplit(uri)
@@ -132,22 +133,18 @@ def frontchannel_uris(session: SSOSession) -> list[str]:
     return uris
 
 
-#: The most of an app's answer that is read (the spec's answers are empty).
-ANSWER_CAP = 4096
-
-
 def post(message: OutboxMessage, config: Any) -> None:
-    """POST one logout token (Back-Channel Logout 1.0 §2.5) under a total deadline
-    (``EVENTS_TIMEOUT``, through :mod:`sso.outbound`); 200 or 204 is success."""
+    """POST one logout token (Back-Channel Logout 1.0 §2.5) through ``sso.outbound`` (a total
+    deadline, no redirects, the address checked again); 200 or 204 is success."""
     if float(message.payload.get("exp", 0)) <= utcnow().timestamp():
         raise GiveUp("the logout token expired before the app took it")
     body = urlencode({"logout_token": message.body_text or ""}).encode("ascii")
     try:
         answer = outbound.post(
-            message.recipient, body,
-            {"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-store"},
-            deadline=float(config.get("EVENTS_TIMEOUT", 5)), config=config,
-            max_bytes=ANSWER_CAP, wait_for_slot=True)
+            message.recipient, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                      "Cache-Control": "no-store"},
+            deadline=float(config.get("EVENTS_TIMEOUT", 5)), config=config, max_bytes=4096,
+            wait_for_slot=not config.get("OUTBOUND_INLINE"))
     except outbound.EndpointRefused as error:
         raise RuntimeError(f"back-channel logout URI refused: {error}") from None
     if answer.status not in (200, 204):
