@@ -46,4 +46,5 @@ METHODS = (
     "sso.apps",
     "sso.accounts",
     "sso.mfa",
+    "sso.smscode",
 )
