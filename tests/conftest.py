@@ -148,6 +148,12 @@ def app(app_config: dict[str, Any]) -> Flask:
     """The provider on one database backend, migrated to head once per session."""
     application = create_app(app_config)
     migrate.upgrade(application)
+    from sso.extensions import db
+
+    with application.app_context():
+        # Committed before any test: keys first made inside a rolled-back test would vanish.
+        application.extensions["sso_keys"].ensure()
+        db.session.remove()
     return application
 
 
@@ -156,7 +162,8 @@ def _empty_tables(app: Flask) -> None:
 
     with app.app_context():
         db.session.remove()
-        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        # The signing keys stay, as the key files did before they moved into the database.
+        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "signing_keys"]
         with db.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 names = ", ".join(f'"{t.name}"' for t in tables)
@@ -213,6 +220,8 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     outer = connection.begin()
     if sqlite:
         connection.exec_driver_sql("BEGIN")
+    keys = app.extensions["sso_keys"]
+    fingerprint = keys.fingerprint
     owner = threading.get_ident()
     original = FlaskSession.get_bind
     database = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -239,6 +248,10 @@ def rolled_back(app: Flask) -> Iterator[Any]:
         if sqlite:
             raw.isolation_level = ""
         connection.close()
+        if keys.fingerprint != fingerprint:  # keys rotated in the test: forget them too
+            with app.app_context():
+                keys.refresh(force=True)
+                db.session.remove()
 
 
 @pytest.fixture(autouse=True)

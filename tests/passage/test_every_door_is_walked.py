@@ -104,8 +104,9 @@ def _method_packages() -> tuple[str, ...]:
 FOUNDATION = {"config", "extensions", "security", "dbtypes", "i18n", "audit", "ratelimit",
               "outbox", "web", "errors", "embedded", "migrate", "notify"}
 LOWER = {"users": set(), "sessions": {"users"}, "flow": {"users", "sessions"}}
-#: The method packages: those ``create_app`` loads from ``sso.signin.METHODS``, and qrlogin.
-METHODS = {name.rsplit(".", 1)[1] for name in _method_packages()} | {"qrlogin"}
+#: The method packages: those ``create_app`` loads from ``sso.signin.METHODS``, qrlogin and
+#: the account's self-service pages.
+METHODS = {name.rsplit(".", 1)[1] for name in _method_packages()} | {"qrlogin", "selfservice"}
 PROTOCOL_PUBLIC = {"sso.oidc.public", "sso.oidc.protector"}
 
 
