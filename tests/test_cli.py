@@ -16,6 +16,7 @@ def run(runner: Any, *args: str, ok: bool = True) -> Any:
     return result
 
 
+@pytest.mark.truncate  # the light listing reads on a connection of its own
 def test_users_create_and_list(runner: Any) -> None:
     run(runner, "users", "create", "--username", "Bob", "--email", "bob@example.com",
         "--phone", "+86 138 0013 8000", "--name", "鲍勃", "--password", "Long-password-1",
@@ -39,6 +40,7 @@ def test_duplicate_users_are_refused(runner: Any, alice: Any) -> None:
     assert "already exists" in result.output
 
 
+@pytest.mark.truncate  # the light listing reads on a connection of its own
 def test_clients_create_json_prints_the_secret_once(runner: Any, client: Any) -> None:
     created = json.loads(run(runner, "clients", "create", "--name", "CRM",
                              "--redirect-uri", "https://crm.example.com/cb",

@@ -19,6 +19,9 @@ from tests.apps.conftest import app_result, run_flow
 from tests.conftest import Flow
 from tests.reliability.peers import Peer, answer, huge, slow, trickle
 
+# Requests run in threads, each on its own connection: their rows must be committed.
+pytestmark = pytest.mark.truncate
+
 TESTING = {"TESTING": True}
 PRODUCTION = {"ENV": "production"}
 
