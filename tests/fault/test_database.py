@@ -14,7 +14,7 @@ from flask import Flask
 from tests.conftest import Flow, basic, csrf_of
 from tests.fault.services import Postgres
 
-# Requests run in threads, each on its own connection: their rows must be committed.
+#: Threads and servers reach the database: real commits, tables emptied afterwards.
 pytestmark = pytest.mark.truncate
 
 #: Bound on the join of request threads: far above the settings' sum (a hang fails the test).
