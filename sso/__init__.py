@@ -53,9 +53,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         outbox,
         pages,
         qrlogin,
+        selfservice,
         sessions,
         web,
     )
+    from .admin import console  # noqa: PLC0415
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
     from .signin import METHODS, STEPS  # noqa: PLC0415
@@ -83,9 +85,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for method in METHODS:
         import_module(method).init_app(app)
     health.init_app(app)
-    from . import selfservice  # noqa: PLC0415
-    from .admin import console  # noqa: PLC0415
-
     selfservice.init_app(app)
     console.init_app(app)
     # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
