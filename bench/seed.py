@@ -12,9 +12,11 @@ import sys
 from sso import create_app, migrate
 from sso.accounts.service import create_user
 from sso.audit import Origin
+from sso.dbtypes import utcnow
 from sso.extensions import db
 from sso.oidc.clients import create_client
 from sso.sessions import service as sessions
+from sso.sessions.models import Proof
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 SCOPE = "openid profile email offline_access api"
@@ -33,8 +35,9 @@ def main() -> None:
         )
         # The code flow workload is "a user who is already signed in": open the SSO session
         # directly, as a sign-in method would at its end.
-        _session, cookie = sessions.open_session(
-            user, ["pwd"], lifetime=app.config["SESSION_TTL"], origin=Origin("127.0.0.1"),
+        _session, cookie = sessions.sign_in(
+            user, [Proof("pwd", utcnow())], lifetime=app.config["SESSION_TTL"],
+            origin=Origin("127.0.0.1"),
         )
         db.session.commit()
         json.dump({"client_id": client.client_id, "client_secret": secret,

@@ -42,8 +42,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         apps,
         auth,
         branding,
+        database,
         errors,
         flow,
+        health,
         i18n,
         logs,
         metrics,
@@ -61,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .signin import STEPS  # noqa: PLC0415
 
     db.init_app(app)
+    database.init_app(app)
     init_redis(app)
     logs.init_app(app)  # first: every later hook and audit row has the request id
     metrics.init_app(app)
@@ -83,6 +86,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     apps.init_app(app)
     accounts.init_app(app)
     mfa.init_app(app)
+    health.init_app(app)
+    from . import selfservice  # noqa: PLC0415
+    from .admin import console  # noqa: PLC0415
+
+    selfservice.init_app(app)
+    console.init_app(app)
     # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
     # table is empty, on first use, since the database may not be migrated yet here.
     return app

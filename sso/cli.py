@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Commands defined in other modules: name -> "module:attribute", imported when needed.
 LAZY_COMMANDS = {
     "apps": "sso.admin.cli:apps_group",
+    "audit": "sso.admin.audit_cli:audit_group",
     "clients": "sso.admin.cli:clients_group",
     "demo": "sso.demo.cli:demo_command",
     "demo-app": "sso.demo.cli:demo_app_command",
@@ -213,6 +214,8 @@ def serve_command(host: str, port: int, workers: int) -> None:
         sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
         "--workers", str(workers), "--bind", f"{host}:{port}",
         "--worker-connections", "20000", "--graceful-timeout", "5",
+        # The access log leaves out the load balancer's health probes.
+        "--logger-class", "sso.serverlog.AccessLog",
         # The workers' shared metrics folder (PROMETHEUS_MULTIPROC_DIR) and its hooks.
         "--config", "python:sso.gunicorn_hooks",
     ]

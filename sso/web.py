@@ -24,7 +24,7 @@ _HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 _CSP = (
     "default-src 'self'; img-src 'self' data:{img_src}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'{frame_src}"
 )
 
 
@@ -63,12 +63,28 @@ def _check_csrf() -> None:
 
 def _refuse_nul() -> None:
     """Refuse NUL characters in any parameter: no real input has one, and PostgreSQL cannot
-    store or even compare text holding one, so it would fail deep inside a query."""
-    pairs = list(request.args.items(multi=True))
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        pairs += request.form.items(multi=True)
-    values = [*(request.view_args or {}).values(), *(part for pair in pairs for part in pair)]
-    if any("\x00" in str(value) for value in values):
+    store or even compare text holding one, so it would fail deep inside a query.
+
+    Checked on the raw request, without parsing it: in a query string or a URL-encoded body a
+    NUL is either the byte itself or ``%00`` (the only escape that decodes to it), and the
+    path is already decoded. Parsing the query and the form here, before the view, used to
+    be a tenth of a ``client_credentials`` request (issue 15). A multipart form's fields are
+    still parsed to be checked (its files may hold any byte).
+    """
+    environ = request.environ
+    query = environ.get("QUERY_STRING", "")
+    if "%00" in query or "\x00" in query or "\x00" in environ.get("PATH_INFO", ""):
+        abort(400)
+    if environ["REQUEST_METHOD"] in ("GET", "HEAD", "OPTIONS"):
+        return
+    mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if mimetype == "application/x-www-form-urlencoded":
+        # Read once and kept: the form is parsed from these bytes when the view asks for it.
+        body = request.get_data(cache=True, parse_form_data=False)
+        if b"%00" in body or b"\x00" in body:
+            abort(400)
+    elif mimetype == "multipart/form-data" and any(
+            "\x00" in part for pair in request.form.items(multi=True) for part in pair):
         abort(400)
 
 
@@ -85,8 +101,10 @@ def _security_headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         form_action = " ".join(getattr(g, "csp_form_action", []))
         img_src = "".join(f" {found}" for found in dict.fromkeys(getattr(g, "csp_img_src", [])))
+        frames = " ".join(dict.fromkeys(getattr(g, "csp_frame_src", [])))
         headers.setdefault("Content-Security-Policy",
-                           _CSP.format(form_action=form_action, img_src=img_src))
+                           _CSP.format(form_action=form_action, img_src=img_src,
+                                       frame_src=f"; frame-src {frames}" if frames else ""))
         headers.setdefault("Cache-Control", "no-store")
     if current_app.config["SESSION_COOKIE_SECURE"]:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
@@ -110,6 +128,15 @@ def allow_image(uri: str) -> None:
     # Only a plain host[:port]: anything else could smuggle a directive into the header.
     if parts.scheme in ("http", "https") and _HOST_PORT.fullmatch(parts.netloc):
         g.setdefault("csp_img_src", []).append(f"{parts.scheme}://{parts.netloc}")
+
+
+def allow_frame(uri: str) -> None:
+    """Let this page load ``uri``'s origin in an iframe (front-channel logout only)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and _HOST_PORT.fullmatch(parts.netloc):
+        g.setdefault("csp_frame_src", []).append(f"{parts.scheme}://{parts.netloc}")
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

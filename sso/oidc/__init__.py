@@ -41,6 +41,9 @@ def init_app(app: Flask) -> None:
     sessions.on_end(app, lambda session, origin: revoke_session_tokens(session.id,
                                                                        origin=origin))
     protector.init_app(app)
+    from . import singlelogout  # noqa: PLC0415
+
+    singlelogout.init_app(app)
 
     from .views import JSON_ENDPOINTS, bp  # noqa: PLC0415
 

@@ -284,12 +284,15 @@ class KeyStore:
     # Changing: one transaction, under a lock, then reload and announce.
 
     def _change(self, work: Callable[[Connection], T]) -> T:
-        with db.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
-            else:  # SQLite: take the write lock before reading
-                connection.execute(update(_TABLE).where(_TABLE.c.kid.is_(None)).values(kid=None))
-            result = work(connection)
+        """Run ``work`` in the session's transaction and commit it: a second connection would
+        wait on the write lock that the caller's own session may hold (SQLite)."""
+        connection = db.session.connection()
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
+        else:  # SQLite: take the write lock before reading
+            connection.execute(update(_TABLE).where(_TABLE.c.kid.is_(None)).values(kid=None))
+        result = work(connection)
+        db.session.commit()
         with self._lock:
             self._load()
             self._announce()
