@@ -332,8 +332,6 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    from .database import engine_options  # noqa: PLC0415 - sqlalchemy only for an app
-
     for name, value in engine_options(config).items():
         config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(name, value)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
@@ -437,3 +435,24 @@ def parse_sentinels(value: Any) -> list[tuple[str, int]]:
 def environment_flag(name: str) -> bool:
     """Read a boolean ``SSO_*`` flag outside an app (the CLI before the app exists)."""
     return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def engine_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Engine options for the database URL in ``config`` (``_derive`` merges them); kept here,
+    free of SQLAlchemy, so that commands which never build the app start quickly."""
+    url = str(config["SQLALCHEMY_DATABASE_URI"])
+    if url.startswith("postgresql"):
+        statement_ms = int(float(config.get("DB_STATEMENT_TIMEOUT", 10)) * 1000)
+        options = f"-c statement_timeout={statement_ms}" if statement_ms else ""
+        lock_ms = int(float(config.get("DB_LOCK_TIMEOUT", 5)) * 1000)
+        if lock_ms:
+            options += f" -c lock_timeout={lock_ms}"
+        return {
+            "pool_pre_ping": False,  # the watched ping below replaces it
+            "pool_timeout": float(config.get("DB_POOL_TIMEOUT", 5)),
+            "connect_args": {"connect_timeout": max(1, int(config.get("DB_CONNECT_TIMEOUT", 3))),
+                             "options": options.strip()},
+        }
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": float(config.get("DB_BUSY_TIMEOUT", 5))}}
+    return {}

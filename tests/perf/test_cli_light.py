@@ -11,7 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
+
+# The command runs in another process and must see the rows the test wrote: no rollback.
+pytestmark = pytest.mark.truncate
 
 PROBE = ("import sys\n"
          "from sso.cli import cli\n"

@@ -19,6 +19,10 @@ from tests.apps.conftest import app_result, run_flow
 from tests.conftest import Flow
 from tests.reliability.peers import Peer, answer, huge, slow, trickle
 
+# Deliveries run on threads and peers that must see committed rows, and some tests count the
+# connections in use: no per-test rollback here.
+pytestmark = pytest.mark.truncate
+
 TESTING = {"TESTING": True}
 PRODUCTION = {"ENV": "production"}
 
