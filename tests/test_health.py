@@ -120,11 +120,12 @@ def test_schema_ahead_of_the_code_is_ready(tmp_path: Path) -> None:
 def test_missing_keys_are_not_ready(tmp_path: Path) -> None:
     app = _app(tmp_path)
     migrate.upgrade(app)
-    from sso.oidc.keys import KeyStore
+    from sso.oidc.keystore import KeyStore, key_encryption_box
 
-    empty = tmp_path / "no-keys"
-    empty.mkdir()
-    app.extensions["sso_keys"] = KeyStore(str(empty), 3600)
+    # Keys live in the database: a node whose key-encryption key opens none has no keys.
+    locked_out = KeyStore(app)
+    locked_out.box = key_encryption_box(["w" * 40])
+    app.extensions["sso_keys"] = locked_out
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert _body(response)["checks"]["keys"].startswith("error")
@@ -134,6 +135,7 @@ def test_missing_keys_are_not_ready(tmp_path: Path) -> None:
 
 def _settings(tmp_path: Path, **environ: str) -> dict[str, Any]:
     return resolve(tmp_path, environ={"SSO_SECRET_KEY": "k" * 40,
+                                      "SSO_KEY_ENCRYPTION_KEY": "e" * 40,
                                       "SSO_DATABASE_URL": "postgresql://db/sso", **environ})
 
 
