@@ -88,6 +88,23 @@ def test_retired_keys_leave_after_the_grace_period(app: Flask, store: KeyStore) 
         store.retirement_grace = app.config["KEY_RETIREMENT_GRACE"]
 
 
+def test_a_node_drops_a_retired_key_when_its_grace_ends(app_config: dict[str, Any],
+                                                        store: KeyStore) -> None:
+    """Nothing in the database changes when a grace period ends; the node notices alone."""
+    node = create_app({**app_config, "KEYS_CHECK_INTERVAL": 0, "KEY_RETIREMENT_GRACE": 3600})
+    with node.app_context():
+        keys = node.extensions["sso_keys"]
+        keys.jwks()  # loaded before the rotation: what follows is one reload
+        retiring = store.active("ES256").kid
+        ends = time.time() + 3
+        store.rotate(("ES256",), now=ends - 3600)  # its grace on this node ends in 3 s
+        assert retiring in _published(keys.jwks())
+        while time.time() < ends:
+            time.sleep(0.05)
+        assert retiring not in _published(keys.jwks())
+        db.session.remove()
+
+
 def test_two_apps_on_one_database_see_one_rotation(app: Flask, app_config: dict[str, Any],
                                                    store: KeyStore) -> None:
     """Two nodes: both publish the same JWKS; node 1 rotates, node 2 serves and signs with

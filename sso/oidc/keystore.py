@@ -149,6 +149,8 @@ class KeyStore:
         self.fingerprint: str | None = None
         self._checked = float("-inf")
         self._loaded = float("-inf")
+        #: When the first published retired key's grace ends (epoch seconds).
+        self._next_expiry = float("inf")
         #: Called with an error's kind ("redis") when Redis fails; set by the metrics.
         self.on_error: Callable[[str], None] = lambda kind: None
 
@@ -181,7 +183,8 @@ class KeyStore:
                     and now - self._checked < self.check_interval):
                 return
             self._checked = now
-            if force or self.fingerprint is None:
+            # A retired key's grace ended: it leaves the JWKS without anyone changing a row.
+            if force or self.fingerprint is None or time.time() >= self._next_expiry:
                 self._load()
                 return
             try:
@@ -240,7 +243,8 @@ class KeyStore:
 
     def _load(self) -> None:
         with self._lock:
-            rows = self._live(self._rows())
+            every = self._rows()
+            rows = self._live(every)
             if {a for a in ALGORITHMS} - {r.alg for r in rows if r.state == ACTIVE}:
                 self._change(self._fill)  # fills what is missing, then loads and announces
                 return
@@ -262,8 +266,13 @@ class KeyStore:
             self._keys, self._active = keys, active
             self.jwks_json = json.dumps({"keys": [k.jwk() for k in ordered]},
                                         separators=(",", ":")).encode()
-            self.fingerprint = fingerprint_of((r.kid, r.state) for r in rows)
+            # Over every row, not the published ones: nodes that disagree on the grace period
+            # (or load either side of its end) still agree on what the database holds.
+            self.fingerprint = fingerprint_of((r.kid, r.state) for r in every)
             self._loaded = time.monotonic()
+            self._next_expiry = min((r.retired_at.timestamp() + self.retirement_grace
+                                     for r in rows if r.state == RETIRED and r.retired_at),
+                                    default=float("inf"))
 
     def describe(self) -> list[dict[str, Any]]:
         """Each key's ``kid``, ``alg``, ``state``, ``created_at`` and ``retired_at``, read now."""
