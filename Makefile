@@ -16,7 +16,7 @@ bench: $(VENV)/.installed
 
 # A flame graph per workload (py-spy) in profiles/: bench/README.md.
 profile: $(VENV)/.installed
-	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
+	$(BIN)/python bench/flame.py $(PROFILE_ARGS)
 
 # Every page state in both languages at a desktop and a phone width, for a person to look
 # over (docs/pages-checklist.md); SSO_BRAND_* settings in the environment apply.
