@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from .claims import user_claims
-from .keys import InvalidJWS, KeyStore, decode_jws, encode_jws, half_hash
+from .keys import InvalidJWS, KeyStore, b64url_decode, decode_jws, encode_jws, half_hash
 from .models import Client, RefreshToken, RevokedAccessToken
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,46 @@ REFRESH_PREFIX = "ssor_"
 ACCESS_TYPE = "at+jwt"
 #: Clock skew tolerated when validating our own tokens.
 LEEWAY = 30
+#: Access tokens whose signature a worker has verified, kept (per worker) so that the next
+#: use of the same token skips the signature and the decoding (issue 15: introspection and
+#: userinfo see the same token many times). Expiry, issuer and revocation are still checked
+#: on every use, and the user's status by the callers that load the user.
+VERIFIED_TOKENS = 4096
+
+
+class VerifiedTokens:
+    """A bounded map of token string -> (kid, claims) for tokens whose signature verified.
+
+    Keyed by the whole compact token, signature included, so only the exact bytes that were
+    verified hit. A hit still needs its key in the key store (a key dropped after its
+    retirement grace un-verifies its tokens, as :func:`decode_jws` would). When full, the
+    oldest entry goes (insertion order).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def get(self, keys: KeyStore, token: str) -> dict[str, Any] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if keys.by_kid(entry[0]) is None:
+            self._entries.pop(token, None)
+            return None
+        return dict(entry[1])  # callers may change their copy
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        if self.size <= 0:
+            return
+        try:
+            header = json.loads(b64url_decode(token.split(".", 1)[0]))
+        except ValueError:  # it verified, so this cannot happen; no caching then
+            return
+        entries = self._entries
+        while len(entries) >= self.size:
+            entries.pop(next(iter(entries)), None)
+        entries[token] = (str(header["kid"]), dict(claims))
 
 
 @dataclass
@@ -76,6 +117,7 @@ class TokenService:
         self.id_ttl: int = config["ID_TOKEN_TTL"]
         self.refresh_ttl: int = config["REFRESH_TOKEN_TTL"]
         self.offline_ttl: int = config["OFFLINE_REFRESH_TOKEN_TTL"]
+        self.verified = VerifiedTokens(VERIFIED_TOKENS)
 
     # Access tokens.
 
@@ -114,7 +156,10 @@ class TokenService:
 
         ``with_user`` also loads the token's user, in the revocation check's statement.
         """
-        claims = decode_jws(self.keys, token, typ=ACCESS_TYPE)
+        claims = self.verified.get(self.keys, token)
+        if claims is None:
+            claims = decode_jws(self.keys, token, typ=ACCESS_TYPE)
+            self.verified.put(token, claims)
         now_ts = (now or utcnow()).timestamp()
         if claims.get("iss") != self.issuer:
             raise InvalidJWS("wrong issuer")
