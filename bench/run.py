@@ -284,6 +284,8 @@ def our_provider(args: argparse.Namespace, workdir: Path, database: str) -> Iter
         sso = str(Path(sys.executable).parent / "sso")
         command = pinned(args.server_cpu, [sso, "serve", "--host", "127.0.0.1",
                                            "--port", str(port), "--workers", "1"])
+        if args.server == "granian":
+            command = pinned(args.server_cpu, granian(port, "sso:create_app", factory=True))
         base = f"http://127.0.0.1:{port}"
         process = stack.enter_context(running(command, env,
                                               base + "/.well-known/openid-configuration",
@@ -354,12 +356,24 @@ def reference_provider(args: argparse.Namespace, workdir: Path,
         yield target
 
 
+def granian(port: int, target: str, factory: bool = False) -> list[str]:
+    """granian's WSGI server with one worker (``--server granian``: a measurement only; the
+    production server stays gunicorn + gevent, which the QR waiters need)."""
+    binary = shutil.which("granian") or str(Path(sys.executable).with_name("granian"))
+    if not Path(binary).exists():
+        sys.exit("granian is missing: pip install granian")
+    return [binary, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--no-access-log", *(["--factory"] if factory else []), target]
+
+
 @contextmanager
 def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
     port = free_port()
     gunicorn = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1",
                 "--bind", f"127.0.0.1:{port}", "--worker-connections", "20000",
                 "bench.floor:app"]
+    if args.server == "granian":
+        gunicorn = granian(port, "bench.floor:app")
     base = f"http://127.0.0.1:{port}"
     with running(pinned(args.server_cpu, gunicorn), dict(os.environ), base + "/",
                  workdir / "floor.log") as process:
@@ -520,6 +534,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--targets", default="ours,reference,reference-redis,floor",
                         help="comma-separated, from ours, reference (in-memory adapter), "
                              "reference-redis (its Redis adapter, durable), floor")
+    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn",
+                        help="our server and the floor's: sso serve (gunicorn + gevent, the "
+                             "production server) or granian (to compare)")
     parser.add_argument("--server-cpu", default="0", help="core for the server ('' = any)")
     parser.add_argument("--load-cpu", default="1", help="core for wrk ('' = any)")
     parser.add_argument("--repeat", type=int, default=1,
@@ -576,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
                                                        workdir)
     report = {
         "settings": {"duration_s": args.duration, "connections": args.connections,
-                     "wrk_threads": args.threads,
+                     "wrk_threads": args.threads, "server": args.server,
                      "databases": [d.split(":")[0] for d in args.database.split(",")],
                      "server_cpu": args.server_cpu, "load_cpu": args.load_cpu,
                      "cpus": os.cpu_count(), "load_average": os.getloadavg()},
