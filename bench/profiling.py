@@ -47,6 +47,7 @@ def main() -> None:
             "SSO_REDIS_PREFIX": f"ssoprofile{os.getpid()}:",
             "SSO_KEYS_DIR": f"{tmp}/keys", "SSO_INSTANCE_PATH": f"{tmp}/instance",
             "SSO_SECRET_KEY": secrets.token_hex(32),
+            "SSO_KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         })
         import json  # noqa: PLC0415
 

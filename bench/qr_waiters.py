@@ -86,6 +86,7 @@ def prepare(folder: Path, port: int, redis_url: str, prefix: str, database_url: 
     config: dict[str, Any] = {
         "ISSUER": f"http://127.0.0.1:{port}",
         "SECRET_KEY": secrets.token_hex(32),
+        "KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "REDIS_PREFIX": prefix,

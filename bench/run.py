@@ -276,6 +276,7 @@ def our_provider(args: argparse.Namespace, workdir: Path, database: str) -> Iter
             "SSO_KEYS_DIR": str(workdir / "keys"),
             "SSO_INSTANCE_PATH": str(workdir / "instance"),
             "SSO_SECRET_KEY": secrets.token_hex(32),
+            "SSO_KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         }
         env.pop("SSO_ACCESS_LOG", None)
         seeded = subprocess.run([sys.executable, str(BENCH / "seed.py")], env=env, cwd=ROOT,

@@ -13,6 +13,8 @@ graceful_timeout = 5
 keepalive = 5
 forwarded_allow_ips = os.environ.get("SSO_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("SSO_ACCESS_LOG") or None
+# The access log leaves out the load balancer's health probes (/healthz, /readyz).
+logger_class = "sso.serverlog.AccessLog"
 # gunicorn ≥ 25.1 opens a control socket at one fixed path per OS user; it is not used here.
 control_socket_disable = True
 
@@ -30,3 +32,7 @@ def _check_settings() -> None:
 
 
 _check_settings()
+
+
+# The workers' shared Prometheus folder (PROMETHEUS_MULTIPROC_DIR) and the hooks that keep it.
+from sso.gunicorn_hooks import child_exit, on_exit  # noqa: E402,F401

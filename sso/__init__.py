@@ -42,9 +42,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         apps,
         auth,
         branding,
+        database,
         errors,
         flow,
+        health,
         i18n,
+        logs,
+        metrics,
         mfa,
         notify,
         oidc,
@@ -59,7 +63,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .signin import STEPS  # noqa: PLC0415
 
     db.init_app(app)
+    database.init_app(app)
     init_redis(app)
+    logs.init_app(app)  # first: every later hook and audit row has the request id
+    metrics.init_app(app)
     i18n.init_app(app)
     web.init_app(app)
     errors.init_app(app)
@@ -79,14 +86,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     apps.init_app(app)
     accounts.init_app(app)
     mfa.init_app(app)
-    _ensure_keys(app)
+    health.init_app(app)
+    from . import selfservice  # noqa: PLC0415
+    from .admin import console  # noqa: PLC0415
+
+    selfservice.init_app(app)
+    console.init_app(app)
+    # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
+    # table is empty, on first use, since the database may not be migrated yet here.
     return app
-
-
-def _ensure_keys(app: Flask) -> None:
-    """Create the signing keys on first run (DESIGN.md §6); later runs only read them."""
-    from .oidc.keys import MANIFEST  # noqa: PLC0415
-
-    keys = app.extensions["sso_keys"]
-    if not (Path(app.config["KEYS_DIR"]) / MANIFEST).exists():
-        keys.ensure()

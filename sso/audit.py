@@ -17,6 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
+from .logs import current_request_id
+from .metrics import audit_event as audit_metric
 
 log = logging.getLogger("sso.audit")
 
@@ -37,7 +39,12 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
     session_id: Mapped[str | None] = mapped_column(String(43))
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+    #: Who decided (an admin's ``admin:<username>``, ``cli``), copied from the ``actor``
+    #: detail so the audit log can be filtered by it (migration 0016).
+    actor: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The request's X-Request-Id (sso/logs.py), to find its log lines; None outside requests.
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 _INSERT = AuditEvent.__table__.insert()
@@ -82,8 +89,11 @@ def record(
         "session_id": session_id,
         "ip": origin.ip,
         "user_agent": (origin.user_agent or None) and origin.user_agent[:255],
+        "actor": str(details["actor"])[:128] if details.get("actor") else None,
         "details": details,
+        "request_id": current_request_id(),
     })
+    audit_metric(event, outcome, details)
     log.info(
         "%s %s user=%s client=%s ip=%s", event, outcome, user_id, client_id, origin.ip
     )

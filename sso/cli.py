@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Commands defined in other modules: name -> "module:attribute", imported when needed.
 LAZY_COMMANDS = {
     "apps": "sso.admin.cli:apps_group",
+    "audit": "sso.admin.audit_cli:audit_group",
     "clients": "sso.admin.cli:clients_group",
     "demo": "sso.demo.cli:demo_command",
     "demo-app": "sso.demo.cli:demo_app_command",
@@ -121,7 +122,7 @@ def init_command() -> None:
     migrate.upgrade(current_app._get_current_object())  # type: ignore[attr-defined]
     created = current_app.extensions["sso_keys"].ensure()
     click.echo(f"database: {current_app.config['SQLALCHEMY_DATABASE_URI']} (up to date)")
-    click.echo(f"keys: {current_app.config['KEYS_DIR']} ({'created' if created else 'present'})")
+    click.echo(f"keys: in the database ({'created' if created else 'present'})")
 
 
 @cli.group("db")
@@ -213,6 +214,10 @@ def serve_command(host: str, port: int, workers: int) -> None:
         sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
         "--workers", str(workers), "--bind", f"{host}:{port}",
         "--worker-connections", "20000", "--graceful-timeout", "5",
+        # The access log leaves out the load balancer's health probes.
+        "--logger-class", "sso.serverlog.AccessLog",
+        # The workers' shared metrics folder (PROMETHEUS_MULTIPROC_DIR) and its hooks.
+        "--config", "python:sso.gunicorn_hooks",
     ]
     if _gunicorn_has_control_socket():
         # Unused here, and one fixed path per OS user: two servers on one host would fight over it.

@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEV_SECRET_FILE = "dev-secret-key"
+#: The development key-encryption key of the signing keys, in the instance folder.
+DEV_KEK_FILE = "dev-key-encryption-key"
 #: ``SSO_X=value`` lines in the instance folder, read before the environment.
 SETTINGS_FILE = "settings.env"
 #: The Unix socket of the embedded development Redis (``sso.embedded``) in the instance folder.
@@ -43,10 +45,25 @@ class DefaultConfig:
     #: Required in production; development falls back to the embedded Redis (``sso.embedded``),
     #: which the ``sso`` commands start when they need it (``REDIS_EMBEDDED`` says so).
     REDIS_URL: str | None = None
+    #: Redis Sentinel instead of a URL: "host:port,host:port", the monitored master's name,
+    #: the master's password and database, and the sentinels' own password (if they have one).
+    REDIS_SENTINELS: str | list[str] | None = None
+    REDIS_MASTER_NAME = "mymaster"
+    REDIS_PASSWORD: str | None = None
+    REDIS_DB = 0
+    REDIS_SENTINEL_PASSWORD: str | None = None
     #: Every Redis key and channel starts with this, so tests and tenants can share a server.
     REDIS_PREFIX = "sso:"
-    #: Unset: ``keys/`` in the working directory.
+    #: Where signing keys were kept before they moved into the database: a ``keyset.json``
+    #: found here is imported into an empty key table. Unset: ``keys/`` in the working directory.
     KEYS_DIR: str | None = None
+    #: Secrets encrypting the signing keys' private parts (comma-separated or a JSON list; the
+    #: first encrypts, all decrypt), or a file holding them one a line (``..._FILE``).
+    #: Required in production; development keeps a generated one in the instance folder.
+    KEY_ENCRYPTION_KEY: str | list[str] | None = None
+    KEY_ENCRYPTION_KEY_FILE: str | None = None
+    #: How often (seconds) a node asks Redis whether another node changed the signing keys.
+    KEYS_CHECK_INTERVAL = 1.0
 
     # Token lifetimes in seconds.
     AUTH_CODE_TTL = 60
@@ -57,6 +74,20 @@ class DefaultConfig:
     #: Refresh tokens that are not offline die with the SSO session, at the latest after this.
     REFRESH_TOKEN_TTL = 24 * 3600
     SESSION_TTL = 12 * 3600
+    # Sessions, devices and single logout (docs/sessions.md).
+    #: An SSO session ends after this many seconds without sign-in activity (0: never) ...
+    SESSION_IDLE = 30 * 60
+    #: ... and this many seconds after it began, whatever happens (0: only SESSION_TTL).
+    SESSION_MAX = 12 * 3600
+    #: A voluntary password change leaves ``offline_access`` grants alone (reset never does).
+    KEEP_OFFLINE_ON_PASSWORD_CHANGE = False
+    #: An ``offline_access`` grant ends this many days after the sign-in that began it, however
+    #: often it is refreshed.
+    OFFLINE_MAX_DAYS = 90
+    #: How long a browser's device cookie lasts (a browser caps it at 400 days).
+    DEVICE_COOKIE_DAYS = 400
+    #: Seconds the logout page waits for front-channel logout iframes before going on.
+    FRONTCHANNEL_WAIT = 3
     #: The flow (an authorization request waiting for sign-in) expires after this.
     FLOW_TTL = 30 * 60
     #: A retired signing key stays in the JWKS this long after it stopped signing.
@@ -121,14 +152,43 @@ class DefaultConfig:
     QR_HEARTBEAT = 15
     QR_LONG_POLL = 25
     RATE_LIMIT_QR_CREATE_IP = "30/60"
+    #: Seconds a waiting desktop keeps asking a Redis that stopped answering (a Sentinel
+    #: failover) before its QR code is given up; docs/deploy.md sizes Sentinel to fit.
+    QR_REDIS_GRACE = 6
+    #: After "This wasn't me" on the phone, QR approvals of that user are refused this long.
+    QR_BLOCK_AFTER_REPORT = 15 * 60
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
 
+    # Operations (docs/operations.md): logs and Prometheus metrics.
+    #: "json" (one object a line) or "text"; unset: json in production, text in development.
+    LOG_FORMAT: str | None = None
+    LOG_LEVEL = "INFO"
+    #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
+    METRICS_TOKEN: str | None = None
+    #: Networks that may read /metrics without the token (comma-separated).
+    METRICS_ALLOW = "127.0.0.1/32,::1/128"
+
     # App activation (sso/apps): how often the "waiting for approval" page reloads, and how
     # long the provider waits for an app's events endpoint before leaving the rest to retries.
     APPS_WAITING_REFRESH = 10
-    EVENTS_TIMEOUT = 3
+    #: Total deadline (seconds) of one delivery of an event, from connecting to the last byte.
+    EVENTS_TIMEOUT = 5
+    #: What a request waits for the first delivery of its events (never more than 2 s).
+    EVENTS_INLINE_DEADLINE = 2
+    # Calls out (sso/outbound.py, docs/hardening.md): hosts or networks (CIDR) that may be
+    # private addresses; calls in flight per endpoint; failures that open an endpoint's
+    # circuit, and for how long.
+    OUTBOUND_ALLOW: list[str] | str = []
+    OUTBOUND_CONCURRENCY = 4
+    OUTBOUND_BREAKER_FAILURES = 3
+    OUTBOUND_BREAKER_SECONDS = 30
+    OUTBOX_CLAIM_SECONDS = 60
+    #: The admin console asks for the second factor again after this many idle seconds;
+    #: audit events older than AUDIT_RETENTION_DAYS go with `sso audit purge` (docs/admin.md).
+    ADMIN_IDLE = 900
+    AUDIT_RETENTION_DAYS = 180
 
     # The company's look (sso/branding.py, docs/branding.md). Name and footer are text, or a
     # JSON object of language -> text; the logo is a PNG, JPEG, GIF, WebP or SVG file; the
@@ -140,6 +200,18 @@ class DefaultConfig:
 
     LANGUAGES = ["zh-CN", "en"]
     DEFAULT_LANGUAGE = "en"
+
+    # Waits on the database (sso/database.py, docs/hardening.md), in seconds: connecting,
+    # a connection from the pool, one statement (0: no limit, e.g. for a long migration),
+    # a lock, and SQLite's wait for another writer.
+    DB_CONNECT_TIMEOUT = 3
+    DB_POOL_TIMEOUT = 5
+    DB_STATEMENT_TIMEOUT = 10
+    DB_LOCK_TIMEOUT = 5
+    DB_BUSY_TIMEOUT = 5
+    #: A refresh token presented again within this many seconds of its use gets the same
+    #: answer (a client retrying after a lost response), not the revocation of its grant.
+    REFRESH_REUSE_GRACE = 10
 
     # Maximum sizes of request parameters; larger ones are refused with invalid_request.
     MAX_PARAM_LENGTH = 2048
@@ -162,6 +234,8 @@ def resolve(instance: Path, overrides: Mapping[str, Any] | None = None,
     config.update(overrides or {})
     _derive(config, instance)
     validate(config)
+    config["KEY_ENCRYPTION_KEYS"] = _key_encryption_keys(
+        config, instance, config["ENV"] == "development" or bool(config["TESTING"]))
     return config
 
 
@@ -242,7 +316,8 @@ def write_settings_file(instance: Path, values: Mapping[str, str], header: str) 
 
 def _derive(config: dict[str, Any], instance: Path) -> None:
     relaxed = config["ENV"] == "development" or config["TESTING"]
-    missing = [f"SSO_{name}" for name in ("DATABASE_URL", "REDIS_URL") if not config.get(name)]
+    missing = [f"SSO_{name}" for name in ("DATABASE_URL", "REDIS_URL") if not config.get(name)
+               and not (name == "REDIS_URL" and config.get("REDIS_SENTINELS"))]
     if missing and not relaxed:
         raise ConfigError(
             f"set {' and '.join(missing)}: production has no built-in database or Redis "
@@ -251,13 +326,15 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
     if not config.get("DATABASE_URL"):
         instance.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance / 'sso.sqlite3'}"
-    config["REDIS_EMBEDDED"] = not config.get("REDIS_URL")
+    config["REDIS_EMBEDDED"] = not config.get("REDIS_URL") and not config.get("REDIS_SENTINELS")
     if config["REDIS_EMBEDDED"]:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    from .database import engine_options  # noqa: PLC0415 - sqlalchemy only for an app
+
+    for name, value in engine_options(config).items():
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(name, value)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
     if not config.get("SECRET_KEY") and relaxed:
         config["SECRET_KEY"] = _development_secret(instance)
@@ -279,10 +356,35 @@ def _normalise_database_url(url: str) -> str:
     return url
 
 
-def _development_secret(instance: Path) -> str:
+def _key_encryption_keys(config: dict[str, Any], instance: Path, relaxed: bool) -> list[str]:
+    """The key-encryption secrets, from ``KEY_ENCRYPTION_KEY`` or the file it names in
+    ``KEY_ENCRYPTION_KEY_FILE``; generated in the instance folder outside production."""
+    raw = config.get("KEY_ENCRYPTION_KEY")
+    source = "SSO_KEY_ENCRYPTION_KEY"
+    if not raw and config.get("KEY_ENCRYPTION_KEY_FILE"):
+        source = "SSO_KEY_ENCRYPTION_KEY_FILE"
+        try:
+            raw = Path(str(config["KEY_ENCRYPTION_KEY_FILE"])).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"SSO_KEY_ENCRYPTION_KEY_FILE cannot be read: {error}") from None
+        raw = raw.replace("\n", ",")
+    if not raw:
+        if not relaxed:
+            raise ConfigError(
+                "set SSO_KEY_ENCRYPTION_KEY (or SSO_KEY_ENCRYPTION_KEY_FILE) to a long random "
+                "value (e.g. `openssl rand -hex 32`): it encrypts the signing keys")
+        return [_development_secret(instance, DEV_KEK_FILE)]
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    keys = [str(item).strip() for item in items if str(item).strip()]
+    if not keys or any(len(key) < 32 for key in keys):
+        raise ConfigError(f"{source} must hold secrets of at least 32 characters each")
+    return keys
+
+
+def _development_secret(instance: Path, name: str = DEV_SECRET_FILE) -> str:
     """Keep one random secret per instance folder so development sessions survive restarts."""
     instance.mkdir(parents=True, exist_ok=True)
-    path = instance / DEV_SECRET_FILE
+    path = instance / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
@@ -308,8 +410,27 @@ def validate(config: Any) -> None:
     for name in ("ACCESS_TOKEN_ALG", "ID_TOKEN_ALG"):
         if config[name] not in ("RS256", "ES256"):
             raise ConfigError(f"SSO_{name} must be RS256 or ES256")
+    try:
+        parse_sentinels(config.get("REDIS_SENTINELS"))
+    except ValueError as error:
+        raise ConfigError(f"SSO_REDIS_SENTINELS: {error} (expected host:port,host:port)") from None
     if not str(config["REDIS_PREFIX"]).endswith(":"):
         raise ConfigError("SSO_REDIS_PREFIX must end with ':'")
+
+
+def parse_sentinels(value: Any) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (or a list of such strings) as (host, port) pairs."""
+    if not value:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    pairs = []
+    for item in items:
+        text = str(item).strip()
+        host, colon, port = text.rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"{text!r} is not host:port")
+        pairs.append((host.strip("[]"), int(port)))
+    return pairs
 
 
 def environment_flag(name: str) -> bool:

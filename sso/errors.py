@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterable
@@ -9,6 +10,7 @@ from functools import cache
 
 import redis
 from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
@@ -17,6 +19,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
+from .extensions import db
 from .i18n import current_locale, is_translation
 from .i18n import gettext as _
 
@@ -138,8 +141,9 @@ def _endpoint(error: HTTPException) -> str | None:
 def _handle_http(error: HTTPException) -> Response:
     status = error.code or 500
     if _endpoint(error) in current_app.extensions[JSON_ENDPOINTS_EXTENSION]:
-        response = jsonify(error="invalid_request" if status < 500 else "server_error",
-                           error_description=error.name)
+        code = ("invalid_request" if status < 500 else
+                "temporarily_unavailable" if status == 503 else "server_error")
+        response = jsonify(error=code, error_description=error.name)
         response.status_code = status
         response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1, errors included
     else:
@@ -157,6 +161,17 @@ def _handle_redis(error: redis.RedisError) -> Response:
     return _handle_http(ServiceUnavailable())
 
 
+def _handle_database(error: Exception) -> Response:
+    """A database that is down, frozen or out of connections: 503 at once, the client may
+    retry (``sso.database`` bounds how long it takes to get here)."""
+    log.error("database unavailable: %s", str(error).splitlines()[0][:300])
+    with contextlib.suppress(Exception):  # the session is discarded at teardown anyway
+        db.session.rollback()
+    response = _handle_http(ServiceUnavailable())
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 def _handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s", request.path)
     return _handle_http(InternalServerError())
@@ -167,5 +182,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["describe_error"] = describe_error
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(redis.RedisError, _handle_redis)
+    for database_error in (sa_exc.OperationalError, sa_exc.TimeoutError,
+                           sa_exc.DisconnectionError, sa_exc.InterfaceError):
+        app.register_error_handler(database_error, _handle_database)
     if not app.config.get("PROPAGATE_EXCEPTIONS"):
         app.register_error_handler(Exception, _handle_unexpected)

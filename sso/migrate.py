@@ -23,8 +23,13 @@ def alembic_config(app: Flask) -> Config:
 
 
 def upgrade(app: Flask, revision: str = "head") -> None:
+    """Migrate; at the head, also make sure the signing keys exist (the migration that made
+    their table imported the old key folder; what is still missing is created here, before any
+    request could need it)."""
     with app.app_context():
         command.upgrade(alembic_config(app), revision)
+        if revision == "head":
+            app.extensions["sso_keys"].ensure()
 
 
 def downgrade(app: Flask, revision: str) -> None:

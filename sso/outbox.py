@@ -10,6 +10,7 @@ transports keep messages in the table, where ``/dev/outbox`` shows them.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
+from .metrics import delivery_failed
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    #: Who holds the claim: only that delivery may write the outcome or renew it.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
 
 
 class Hold(Exception):
@@ -63,7 +67,7 @@ class GiveUp(Exception):
 
 Transport = Callable[[OutboxMessage, Any], None]
 _transports: dict[str, Callable[[Any], Transport]] = {}
-_wake = threading.Event()
+_wakes = {lane: threading.Event() for lane in ("messages", "events")}
 
 
 def register_transport(channel: str, factory: Callable[[Any], Transport]) -> None:
@@ -79,11 +83,21 @@ def enqueue(channel: str, purpose: str, recipient: str, *, subject: str | None =
                             subject=subject, body_text=body_text, body_html=body_html,
                             payload=payload or {}, user_id=user_id, next_attempt_at=utcnow())
     db.session.add(message)
-    _wake.set()
+    for wake in _wakes.values():
+        wake.set()
     return message
 
 
-def _claim(now: datetime, limit: int, only: Collection[int] | None = None) -> list[int]:
+#: Lanes: each has its own delivery thread, so mail and SMS never queue behind a slow app.
+LANES: dict[str, tuple[str, ...]] = {"messages": ("mail", "sms"), "events": ("event",)}
+
+
+def _claim_seconds(config: Any) -> float:
+    return float(config.get("OUTBOX_CLAIM_SECONDS", CLAIM_SECONDS))
+
+
+def _claim(config: Any, now: datetime, limit: int, only: Collection[int] | None = None,
+           channels: Collection[str] | None = None) -> list[tuple[int, str]]:
     query = (
         select(OutboxMessage.id)
         .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now,
@@ -92,96 +106,162 @@ def _claim(now: datetime, limit: int, only: Collection[int] | None = None) -> li
     )
     if only is not None:
         query = query.where(OutboxMessage.id.in_(list(only)))
+    if channels is not None:
+        query = query.where(OutboxMessage.channel.in_(list(channels)))
     due = db.session.scalars(query).all()
     claimed = []
+    until = now + timedelta(seconds=_claim_seconds(config))
     for message_id in due:
+        token = secrets.token_hex(16)
         won = db.session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, OutboxMessage.status == PENDING,
                    or_(OutboxMessage.claimed_until.is_(None),
                        OutboxMessage.claimed_until < now))
-            .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+            .values(claimed_until=until, claim_token=token)
         ).rowcount
         if won:
-            claimed.append(message_id)
+            claimed.append((message_id, token))
     db.session.commit()
     return claimed
 
 
+class _Renewal:
+    """Keeps a claim alive while its delivery runs (a thread of its own, with its own short
+    transactions), so no other worker takes the message meanwhile, however long it takes."""
+
+    def __init__(self, engine: Any, message_id: int, token: str, seconds: float) -> None:
+        self.engine, self.message_id, self.token, self.seconds = engine, message_id, token, seconds
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sso-outbox-claim", daemon=True)
+
+    def __enter__(self) -> _Renewal:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done.set()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.seconds / 3):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id == self.message_id,
+                               OutboxMessage.claim_token == self.token)
+                        .values(claimed_until=utcnow() + timedelta(seconds=self.seconds)))
+            except Exception:  # noqa: BLE001 - retried on the next tick
+                log.warning("could not renew the claim on outbox message %s", self.message_id)
+
+
 def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
-                only: Collection[int] | None = None) -> int:
-    """Deliver what is due (of ``only``, if given); return how many messages were sent.
+                only: Collection[int] | None = None,
+                channels: Collection[str] | None = None) -> int:
+    """Deliver what is due (of ``only``, of ``channels``, if given); return how many were sent.
 
     Runs in an app context. ``only`` lets a request try its own message at once (an app's
     security event before the user lands there) without sending anyone else's mail.
+
+    No database connection is held while a transport runs: the claim commits, the message is
+    read and the session closed, the transport runs (its claim renewed meanwhile), and the
+    outcome is written in a transaction of its own, only if the claim is still this one's.
     """
     now = now or utcnow()
     sent = 0
-    for message_id in _claim(now, limit, only):
-        message = db.session.get(OutboxMessage, message_id)
-        if message is None:
+    engine = db.engine
+    for message_id, token in _claim(config, now, limit, only, channels):
+        row = db.session.get(OutboxMessage, message_id)
+        if row is None:
             continue
+        # A copy outside the session for the transport (the caller may hold the row itself).
+        message = OutboxMessage(**{c.key: getattr(row, c.key)
+                                   for c in OutboxMessage.__table__.columns})
+        db.session.rollback()  # nothing to undo: this gives the connection back
         factory = _transports.get(message.channel)
+        outcome: dict[str, Any] = {}
+        attempts = message.attempts + 1
         try:
-            if factory is None:
-                raise RuntimeError(f"no transport for channel {message.channel!r}")
-            factory(config)(message, config)
+            with _Renewal(engine, message_id, token, _claim_seconds(config)):
+                if factory is None:
+                    raise RuntimeError(f"no transport for channel {message.channel!r}")
+                factory(config)(message, config)
         except Hold:
-            message.status = HELD
+            outcome = {"status": HELD}
         except GiveUp as exc:
-            message.attempts += 1
-            message.last_error = f"{exc}"[:500]
-            message.status = DEAD
-            log.error("outbox message %s (%s) refused by the recipient: %s", message.id,
-                      message.channel, message.last_error)
+            outcome = {"status": DEAD, "attempts": attempts, "last_error": f"{exc}"[:500]}
+            delivery_failed(message.channel, "refused")
+            log.error("outbox message %s (%s) refused by the recipient: %s", message_id,
+                      message.channel, outcome["last_error"])
         except Exception as exc:  # noqa: BLE001 - any transport failure is retried
-            message.attempts += 1
-            message.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            if message.attempts >= MAX_ATTEMPTS:
-                message.status = DEAD
-                log.error("outbox message %s (%s) given up: %s", message.id, message.channel,
-                          message.last_error)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            outcome = {"attempts": attempts, "last_error": error}
+            delivery_failed(message.channel, "given_up" if attempts >= MAX_ATTEMPTS else "retry")
+            if attempts >= MAX_ATTEMPTS:
+                outcome["status"] = DEAD
+                log.error("outbox message %s (%s) given up: %s", message_id, message.channel,
+                          error)
             else:
-                delay = min(2 ** message.attempts * 5, 3600)
-                message.next_attempt_at = utcnow() + timedelta(seconds=delay)
-                log.warning("outbox message %s (%s) failed, retry in %s s: %s", message.id,
-                            message.channel, delay, message.last_error)
+                delay = min(2 ** attempts * 5, 3600)
+                outcome["next_attempt_at"] = utcnow() + timedelta(seconds=delay)
+                log.warning("outbox message %s (%s) failed, retry in %s s: %s", message_id,
+                            message.channel, delay, error)
         else:
-            message.status = SENT
-            message.sent_at = utcnow()
-            message.attempts += 1
+            outcome = {"status": SENT, "sent_at": utcnow(), "attempts": attempts,
+                       "last_error": None}
             sent += 1
             if not config.get("OUTBOX_KEEP_BODIES"):
                 # Delivered messages may hold one-time links; keep only what the audit needs.
-                message.body_text = message.body_html = None
-        message.claimed_until = None
+                outcome["body_text"] = outcome["body_html"] = None
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.claim_token == token)
+            .values(claimed_until=None, claim_token=None, **outcome))
         db.session.commit()
     return sent
 
 
+_TASKS = "sso_outbox_tasks"
+
+
+def every_pass(app: Flask, task: Callable[[], None]) -> None:
+    """Run ``task`` (in an app context) on every pass of the delivery loop; it decides itself
+    how often to do real work (the session sweep, say)."""
+    app.extensions.setdefault(_TASKS, []).append(task)
+
+
 class DeliveryLoop:
-    """One daemon thread (a greenlet under gevent) per process that drains the outbox."""
+    """One daemon thread (a greenlet under gevent) per lane and process that drains the
+    outbox: mail and SMS in one, events to apps in the other."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.thread: threading.Thread | None = None
+        self.threads: dict[str, threading.Thread] = {}
         self.stopping = threading.Event()
 
     def start(self) -> None:
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._run, name="sso-outbox", daemon=True)
-            self.thread.start()
+        for lane, channels in LANES.items():
+            thread = self.threads.get(lane)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._run, args=(lane, channels),
+                                          name=f"sso-outbox-{lane}", daemon=True)
+                self.threads[lane] = thread
+                thread.start()
 
-    def _run(self) -> None:
+    def _run(self, lane: str, channels: tuple[str, ...]) -> None:
+        wake = _wakes[lane]
         while not self.stopping.is_set():
             try:
                 with self.app.app_context():
-                    deliver_due(self.app.config)
+                    deliver_due(self.app.config, channels=channels)
+                    if lane == "events":
+                        for task in self.app.extensions.get(_TASKS, []):
+                            task()
                     db.session.remove()
             except Exception:  # noqa: BLE001 - the loop must survive a database outage
-                log.exception("outbox delivery pass failed")
-            _wake.wait(POLL_SECONDS)
-            _wake.clear()
+                log.exception("outbox delivery pass (%s) failed", lane)
+            wake.wait(POLL_SECONDS)
+            wake.clear()
 
 
 # Events to apps that a request committed are tried at once, after its work is done, so an
@@ -189,6 +269,8 @@ class DeliveryLoop:
 # have to know (the sign-in flow's effects queue them). Mail and SMS wait for the loop: a slow
 # mail server must never hold a user's request.
 INLINE_CHANNELS = frozenset({"event"})
+#: A payload key: this message of an inline channel waits for the loop all the same.
+NOT_INLINE = "not_inline"
 _NEW = "sso_outbox_new"
 _COMMITTED = "sso_outbox_committed"
 
@@ -196,7 +278,8 @@ _COMMITTED = "sso_outbox_committed"
 @event.listens_for(Session, "after_flush")
 def _note_new(session: Session, _context: Any) -> None:
     ids = [obj.id for obj in session.new
-           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS]
+           if isinstance(obj, OutboxMessage) and obj.channel in INLINE_CHANNELS
+           and not (obj.payload or {}).get(NOT_INLINE)]
     if ids:
         session.info.setdefault(_NEW, []).extend(ids)
 
@@ -213,10 +296,31 @@ def _forget_new(session: Session) -> None:
     session.info.pop(_NEW, None)
 
 
+#: The longest a request waits for its events' first attempt, whatever the settings say.
+INLINE_DEADLINE_MAX = 2.0
+
+
 def deliver_soon(message_ids: Collection[int]) -> None:
-    """These committed messages should go out now: a first attempt, in this process."""
-    if message_ids:
-        deliver_due(current_app.config, only=list(message_ids))
+    """These committed messages should go out now: a first attempt, in this process, with no
+    database connection held and under ``EVENTS_INLINE_DEADLINE`` (at most 2 s) in total.
+
+    What does not make it stays claimed or pending and the delivery loop carries on; nothing
+    here can fail the request that caused the messages.
+    """
+    if not message_ids:
+        return
+    config = current_app.config
+    inline = min(float(config.get("EVENTS_INLINE_DEADLINE", INLINE_DEADLINE_MAX)),
+                 float(config.get("EVENTS_TIMEOUT", INLINE_DEADLINE_MAX)), INLINE_DEADLINE_MAX)
+    try:
+        # The request's work is committed (only committed messages are here): ending the
+        # transaction gives its connection back while the objects stay usable.
+        db.session.rollback()
+        deliver_due({**config, "EVENTS_TIMEOUT": inline, "OUTBOUND_INLINE": True},
+                    only=list(message_ids), channels=INLINE_CHANNELS)
+    except Exception:  # noqa: BLE001 - the loop retries; the user goes on
+        db.session.rollback()
+        log.exception("first delivery of outbox messages %s failed", list(message_ids))
 
 
 def _deliver_committed(response: Any) -> Any:

@@ -24,7 +24,7 @@ _HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 _CSP = (
     "default-src 'self'; img-src 'self' data:{img_src}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'{frame_src}"
 )
 
 
@@ -101,8 +101,10 @@ def _security_headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         form_action = " ".join(getattr(g, "csp_form_action", []))
         img_src = "".join(f" {found}" for found in dict.fromkeys(getattr(g, "csp_img_src", [])))
+        frames = " ".join(dict.fromkeys(getattr(g, "csp_frame_src", [])))
         headers.setdefault("Content-Security-Policy",
-                           _CSP.format(form_action=form_action, img_src=img_src))
+                           _CSP.format(form_action=form_action, img_src=img_src,
+                                       frame_src=f"; frame-src {frames}" if frames else ""))
         headers.setdefault("Cache-Control", "no-store")
     if current_app.config["SESSION_COOKIE_SECURE"]:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
@@ -126,6 +128,15 @@ def allow_image(uri: str) -> None:
     # Only a plain host[:port]: anything else could smuggle a directive into the header.
     if parts.scheme in ("http", "https") and _HOST_PORT.fullmatch(parts.netloc):
         g.setdefault("csp_img_src", []).append(f"{parts.scheme}://{parts.netloc}")
+
+
+def allow_frame(uri: str) -> None:
+    """Let this page load ``uri``'s origin in an iframe (front-channel logout only)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and _HOST_PORT.fullmatch(parts.netloc):
+        g.setdefault("csp_frame_src", []).append(f"{parts.scheme}://{parts.netloc}")
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

@@ -7,6 +7,15 @@
 * Redis: ``SSO_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) with a key prefix of
   its own, so parallel runs share one server; the prefix is emptied after each test.
 * The schema comes from the Alembic migrations, never from ``create_all``.
+* Each test runs inside one outer transaction on one connection that is rolled back at its
+  end (indico's ``testing/fixtures/database.py`` is the model). The app's sessions join it
+  with a SAVEPOINT each (SQLAlchemy's ``join_transaction_mode="create_savepoint"``), so code
+  that commits or rolls back behaves as in production. Tests that need real commits seen by
+  other connections (threads racing, a server in another thread or process, a browser
+  against a served app) are marked ``@pytest.mark.truncate``, or are found by their marks
+  (``browser``, ``slow``) and fixtures (``live_provider``): after those every table is
+  emptied instead. Using the database from another thread in a rolled-back test fails with
+  a message naming the mark.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +46,11 @@ from sso import create_app, migrate
 ISSUER = "http://sso.test"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "truncate: commits for real (other threads or processes"
+                            " read the rows); every table is emptied afterwards")
 
 
 def _pg_admin_url() -> str:
@@ -141,7 +156,8 @@ def _empty_tables(app: Flask) -> None:
 
     with app.app_context():
         db.session.remove()
-        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        # The signing keys stay, as the key files did before they moved into the database.
+        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "signing_keys"]
         with db.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 names = ", ".join(f'"{t.name}"' for t in tables)
@@ -158,13 +174,90 @@ def _empty_redis(url: str, prefix: str) -> None:
         client.delete(*keys)
 
 
+#: Fixtures that serve the app to other threads or processes: rows must really be committed.
+SHARING_FIXTURES = frozenset({"live_provider"})
+#: Marks of tests that reach the app through a server (a browser, server processes).
+SHARING_MARKS = ("truncate", "browser", "slow")
+
+
+def needs_truncate(item: pytest.Item) -> bool:
+    """Whether a test must commit for real (and have every table emptied afterwards)."""
+    if any(item.get_closest_marker(mark) for mark in SHARING_MARKS):
+        return True
+    return bool(SHARING_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+
+
+@contextmanager
+def rolled_back(app: Flask) -> Iterator[Any]:
+    """Run the block inside one transaction on one connection, rolled back at the end.
+
+    Every session of an app on ``app``'s database (one per app context, as in a request)
+    binds to that connection and opens a SAVEPOINT in it, so a commit releases the savepoint
+    and a rollback returns to it, while the outer transaction keeps everything from the next
+    test.
+    """
+    from flask import current_app, has_app_context
+    from flask_sqlalchemy.session import Session as FlaskSession
+
+    from sso.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    connection = engine.connect()
+    raw = connection.connection.driver_connection
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # pysqlite begins a transaction only before a write, so a first SAVEPOINT would
+        # start one that its RELEASE commits; begin explicitly instead (SQLAlchemy's recipe
+        # for SAVEPOINTs on pysqlite).
+        raw.isolation_level = None
+    outer = connection.begin()
+    if sqlite:
+        connection.exec_driver_sql("BEGIN")
+    owner = threading.get_ident()
+    original = FlaskSession.get_bind
+    database = app.config["SQLALCHEMY_DATABASE_URI"]
+
+    def get_bind(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Any app built on the test's database (a test may build one with other settings).
+        if has_app_context() and current_app.config["SQLALCHEMY_DATABASE_URI"] == database:
+            if threading.get_ident() != owner:
+                raise RuntimeError("a rolled-back test used the database from another thread;"
+                                   " mark it @pytest.mark.truncate")
+            return connection
+        return original(self, *args, **kwargs)
+
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setattr(FlaskSession, "get_bind", get_bind)
+            monkeypatch.setitem(db.session.session_factory.kw, "join_transaction_mode",
+                                "create_savepoint")
+            yield connection
+            with app.app_context():
+                db.session.remove()
+    finally:
+        outer.rollback()
+        if sqlite:
+            raw.isolation_level = ""
+        connection.close()
+
+
 @pytest.fixture(autouse=True)
 def _clean_stores(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test starts with empty tables and an empty Redis prefix."""
-    yield
-    if "app" in request.fixturenames:
-        app = request.getfixturevalue("app")
-        _empty_tables(app)
+    """Every test starts with empty tables and an empty Redis prefix: its transaction is
+    rolled back, or (tests that commit for other connections) every table emptied."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    try:
+        if needs_truncate(request.node):
+            yield
+            _empty_tables(app)
+        else:
+            with rolled_back(app):
+                yield
+    finally:
         _empty_redis(app.config["REDIS_URL"], app.config["REDIS_PREFIX"])
 
 

@@ -11,6 +11,7 @@ install (``requests`` was one) fails here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -176,9 +178,12 @@ def test_the_image_installs_migrates_and_serves(installed: Installed,
                                                 stores: dict[str, str]) -> None:
     port = _free_port()
     issuer = f"http://127.0.0.1:{port}"
+    metrics_token = secrets.token_urlsafe(32)
     env = installed.environment(SSO_ISSUER=issuer, SSO_SECRET_KEY=secrets.token_hex(32),
-                                # docker/gunicorn.conf.py: one worker, on loopback.
-                                SSO_BIND=f"127.0.0.1:{port}", SSO_WORKERS="1", **stores)
+                                SSO_KEY_ENCRYPTION_KEY=secrets.token_hex(32),
+                                SSO_METRICS_TOKEN=metrics_token,
+                                # docker/gunicorn.conf.py: two workers, on loopback.
+                                SSO_BIND=f"127.0.0.1:{port}", SSO_WORKERS="2", **stores)
     log = installed.home / "entrypoint.log"
     with open(log, "w") as output:
         server = subprocess.Popen(["sh", str(_entrypoint(installed))], env=env,
@@ -198,9 +203,62 @@ def test_the_image_installs_migrates_and_serves(installed: Installed,
                 time.sleep(0.5)
         assert f'"issuer":"{issuer}"' in discovery.replace(" ", "")
         assert "database upgraded" in log.read_text()
+        _the_keys_are_in_the_database(stores["SSO_DATABASE_URL"], issuer)
+        _metrics_add_up_the_workers(issuer, metrics_token)
+        _logs_are_json_with_the_request_id(log, issuer)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+
+
+def _get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), dict(error.headers)
+
+
+def _the_keys_are_in_the_database(database_url: str, issuer: str) -> None:
+    """The JWKS served is the key set of the database, private parts encrypted there."""
+    _, jwks, _ = _get(f"{issuer}/jwks.json")
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute("SELECT kid, private_key FROM signing_keys").fetchall()
+    assert {key["kid"] for key in json.loads(jwks)["keys"]} == {kid for kid, _ in rows}
+    assert len(rows) == 4 and not any("PRIVATE KEY" in private for _, private in rows)
+
+
+def _metrics_add_up_the_workers(issuer: str, token: str) -> None:
+    """gunicorn's workers are processes: a scrape on any one of them counts all requests
+    (prometheus_client's multiprocess mode, set up by the server's start)."""
+    for _ in range(20):
+        assert _get(f"{issuer}/.well-known/openid-configuration")[0] == 200
+    status, text, _ = _get(f"{issuer}/metrics", Authorization=f"Bearer {token}")
+    assert status == 200, text
+    found = re.search(r'^sso_http_requests_total\{endpoint="oidc.discovery",status="2xx"\} '
+                      r'(\S+)$', text, flags=re.M)
+    assert found and float(found.group(1)) >= 21, text[:2000]
+    assert 'sso_outbox_backlog{channel="mail"} 0.0' in text
+    assert _get(f"{issuer}/metrics", Authorization="Bearer wrong",
+                **{"X-Forwarded-For": "203.0.113.9"})[0] == 403
+
+
+def _logs_are_json_with_the_request_id(log: Path, issuer: str) -> None:
+    """Production logs one JSON object a line; the access line has the request's id."""
+    status, _, headers = _get(f"{issuer}/jwks.json", **{"X-Request-Id": "image-7"})
+    assert status == 200 and headers["X-Request-Id"] == "image-7"
+    deadline = time.monotonic() + 30
+    while True:
+        lines = []
+        for line in log.read_text().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        if any(entry.get("request_id") == "image-7" and entry.get("path") == "/jwks.json"
+               for entry in lines):
+            break
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
 
 
 def test_the_image_refuses_to_start_without_its_stores(installed: Installed) -> None:
@@ -233,3 +291,18 @@ def test_the_image_has_no_demo_and_says_so(installed: Installed) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: the demo needs its extra dependencies: " \
                                     "pip install 'sso[demo]'"
+
+
+def test_the_image_refuses_to_start_without_a_key_encryption_key(installed: Installed) -> None:
+    """The signing keys are encrypted in the database: no key-encryption key, no start."""
+    env = installed.environment(SSO_ISSUER="https://sso.example.com",
+                                SSO_SECRET_KEY=secrets.token_hex(32),
+                                SSO_DATABASE_URL="postgresql://sso@127.0.0.1:9/sso",
+                                SSO_REDIS_URL="redis://127.0.0.1:9/0")
+    result = subprocess.run(["sh", str(_entrypoint(installed))], env=env,
+                            cwd=installed.path(installed.image.workdir), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "set SSO_KEY_ENCRYPTION_KEY" in lines[0], result.stderr
+

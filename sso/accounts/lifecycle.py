@@ -19,6 +19,7 @@ from .. import audit, notify, ratelimit
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
+from ..oidc.public import ACCOUNT_DISABLED, CREDENTIAL_CHANGE, revoke_grants, signal
 from ..security import PasswordHashing
 from ..sessions import service as sessions
 from ..users.models import User, UserStatus
@@ -299,6 +300,18 @@ def disable(user: User, actor: str | None = None, origin: Origin | None = None) 
     return ended
 
 
+def freeze(user: User, actor: str | None = None, origin: Origin | None = None
+           ) -> tuple[int, int]:
+    """An account that looks taken over: disabled, every SSO session ended (the apps hear of
+    it), every grant (offline ones too) revoked. Returns (sessions ended, grants revoked)."""
+    signal(user, ACCOUNT_DISABLED, {"reason": "hijacking"})  # before its grants are gone
+    ended = disable(user, actor=actor, origin=origin)
+    revoked = revoke_grants(user.id, reason="freeze", origin=origin)
+    audit.record("account.freeze", origin=origin, user_id=user.id, actor=actor,
+                 sessions_ended=ended, grants_revoked=revoked)
+    return ended, revoked
+
+
 def enable(user: User, actor: str | None = None, origin: Origin | None = None) -> None:
     if user.status not in (UserStatus.DISABLED, UserStatus.LOCKED):
         raise AccountError(f"{user.username} is {user.status}, not disabled")
@@ -363,8 +376,11 @@ def _finish_reset(user: User, password: str, origin: Origin | None, via: str) ->
     ended = 0
     if current_app.config["PASSWORD_RESET_ENDS_SESSIONS"]:
         ended = sessions.end_user_sessions(user.id, reason="password_reset", origin=origin)
+    # Whoever had the old password may hold a grant: none outlives a reset.
+    signal(user, CREDENTIAL_CHANGE, {"credential_type": "password", "change_type": "update"})
+    revoked = revoke_grants(user.id, reason="password_reset", origin=origin)
     audit.record("password.reset", origin=origin, user_id=user.id, channel=via,
-                 sessions_ended=ended)
+                 sessions_ended=ended, grants_revoked=revoked)
     _tell_password_changed(user, origin)
 
 
@@ -381,7 +397,14 @@ def change_password(user: User, current: str, new: str, origin: Origin | None = 
     if current_app.config["PASSWORD_RESET_ENDS_SESSIONS"]:
         ended = sessions.end_user_sessions(user.id, reason="password_change", origin=origin,
                                            keep=session_id)
-    audit.record("password.change", origin=origin, user_id=user.id, sessions_ended=ended)
+    # Grants of other browsers and apps end too (offline ones unless the setting keeps them);
+    # the browser that made the change keeps its own.
+    signal(user, CREDENTIAL_CHANGE, {"credential_type": "password", "change_type": "update"})
+    revoked = revoke_grants(
+        user.id, reason="password_change", origin=origin, keep_session=session_id,
+        keep_offline=bool(current_app.config["KEEP_OFFLINE_ON_PASSWORD_CHANGE"]))
+    audit.record("password.change", origin=origin, user_id=user.id, sessions_ended=ended,
+                 grants_revoked=revoked)
     _tell_password_changed(user, origin)
 
 

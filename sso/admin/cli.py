@@ -182,6 +182,16 @@ def users_disable(login: str) -> None:
     click.echo(f"{login} disabled; {ended} session(s) ended")
 
 
+@users_group.command("freeze")
+@click.argument("login")
+@with_app
+def users_freeze(login: str) -> None:
+    """Freeze an account that looks taken over: disable it, end its SSO sessions (the apps
+    are told) and revoke every grant, offline ones too."""
+    ended, revoked = _service().freeze_user(login, actor=ACTOR)
+    click.echo(f"{login} frozen; {ended} session(s) ended, {revoked} grant(s) revoked")
+
+
 @users_group.command("enable")
 @click.argument("login")
 @with_app
@@ -255,6 +265,14 @@ def clients_group() -> None:
               help="Users need two-step verification to sign in to this app.")
 @click.option("--name-zh", help="The app's name on Chinese pages.")
 @click.option("--logo-uri", help="https URL of the app's logo, shown on the sign-in pages.")
+@click.option("--backchannel-logout-uri",
+              help="URL that receives logout tokens when a session ends ('' removes it).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+              default=None, help="The app needs sid in logout tokens (default: yes).")
+@click.option("--frontchannel-logout-uri",
+              help="Page the logout page loads in an iframe ('' removes it).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required",
+              default=None, help="Add iss and sid to the front-channel URI (default: yes).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_app
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
@@ -262,7 +280,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
                    first_party: bool, id_token_alg: str, client_id: str | None,
                    activation: str | None, events_endpoint: str | None,
                    mfa_required: bool, name_zh: str | None, logo_uri: str | None,
-                   as_json: bool) -> None:
+                   as_json: bool, **logout: Any) -> None:
     """Register a client; its secret is printed this once and never again."""
     service = _service()
     client, secret = service.create_client(
@@ -270,7 +288,7 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
         public=public, grant_types=list(grant_types) or None, scope=scope,
         first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
         activation=activation, events_endpoint=events_endpoint, mfa_required=mfa_required,
-        name_zh=name_zh, logo_uri=logo_uri,
+        name_zh=name_zh, logo_uri=logo_uri, logout=logout,
     )
     if as_json:
         click.echo(json.dumps(service.describe_client(client, secret)))
@@ -288,12 +306,20 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
 @click.option("--events-endpoint", help="URL that receives account events ('' removes it).")
 @click.option("--name-zh", help="The app's name on Chinese pages ('' removes it).")
 @click.option("--logo-uri", help="https URL of the app's logo ('' removes it).")
+@click.option("--backchannel-logout-uri",
+              help="URL that receives logout tokens when a session ends ('' removes it).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+              default=None, help="The app needs sid in logout tokens (default: yes).")
+@click.option("--frontchannel-logout-uri",
+              help="Page the logout page loads in an iframe ('' removes it).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required",
+              default=None, help="Add iss and sid to the front-channel URI (default: yes).")
 @with_app
 def clients_update(client_id: str, activation: str | None, events_endpoint: str | None,
-                   name_zh: str | None, logo_uri: str | None) -> None:
-    """Change a client's policies, Chinese name and logo."""
+                   name_zh: str | None, logo_uri: str | None, **logout: Any) -> None:
+    """Change a client's policies, Chinese name and logo, and how it hears of sign-outs."""
     _service().update_client(client_id, activation=activation, events_endpoint=events_endpoint,
-                             name_zh=name_zh, logo_uri=logo_uri)
+                             name_zh=name_zh, logo_uri=logo_uri, logout=logout)
     click.echo(f"updated {client_id}")
 
 
@@ -424,7 +450,7 @@ def roles_require_mfa(client_id: str, role: str, off: bool) -> None:
 
 @click.group("keys", cls=AdminGroup)
 def keys_group() -> None:
-    """Signing keys (keys/)."""
+    """Signing keys (in the database, encrypted with SSO_KEY_ENCRYPTION_KEY)."""
 
 
 @keys_group.command("generate")
@@ -452,7 +478,49 @@ def keys_rotate(alg: tuple[str, ...]) -> None:
 def keys_list() -> None:
     """Show each key's algorithm, kid and state."""
     for entry in _service().describe_keys():
-        click.echo(f"{entry['alg']:6} {entry['state']:8} {entry['kid']}")
+        created = entry["created_at"].strftime("%Y-%m-%d %H:%M")
+        retired = entry["retired_at"]
+        click.echo(f"{entry['alg']:6} {entry['state']:8} {entry['kid']}  created {created}"
+                   + (f"  retired {retired:%Y-%m-%d %H:%M}" if retired else ""))
+
+
+@keys_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+@with_app
+def keys_export(directory: str) -> None:
+    """Write the keys, private parts in clear, as PEM files and keyset.json in DIRECTORY."""
+    path = _service().export_keys(directory, actor=ACTOR)
+    click.echo(f"keys written to {path} (private keys in clear: keep this folder secret)")
+
+
+@keys_group.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@with_app
+def keys_import(directory: str) -> None:
+    """Adopt the keys of DIRECTORY (keyset.json and PEM files, as `sso keys export` writes).
+
+    Its active and next keys take over; the current ones are retired (still published for
+    SSO_KEY_RETIREMENT_GRACE seconds). Keys already present are skipped."""
+    from ..oidc.keys import KeyStoreError  # noqa: PLC0415
+
+    try:
+        added = _service().import_keys(directory, actor=ACTOR)
+    except (KeyStoreError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{added} keys imported")
+
+
+@keys_group.command("reencrypt")
+@with_app
+def keys_reencrypt() -> None:
+    """Encrypt every key with the first secret of SSO_KEY_ENCRYPTION_KEY (after adding one)."""
+    from ..oidc.keys import KeyStoreError  # noqa: PLC0415
+
+    try:
+        count = _service().reencrypt_keys(actor=ACTOR)
+    except KeyStoreError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{count} keys encrypted with the first key-encryption secret")
 
 
 @click.command("purge", cls=AdminCommand)

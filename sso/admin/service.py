@@ -30,6 +30,7 @@ from ..mfa.crypto import UndecryptableSecret
 from ..oidc import clients
 from ..oidc.keys import ALGORITHMS
 from ..oidc.models import Client
+from ..oidc.public import revoke_grants
 from ..oidc.tokens import purge_expired
 from ..outbox import OutboxMessage
 from ..qrlogin import service as qrlogin
@@ -141,6 +142,14 @@ def disable_user(login: str, *, actor: str) -> int:
     return ended
 
 
+def freeze_user(login: str, *, actor: str) -> tuple[int, int]:
+    """Disable the user, end every SSO session (the apps are told) and revoke every grant;
+    returns (sessions ended, grants revoked)."""
+    ended, revoked = _refused(lifecycle.freeze, find_user(login, by_phone=True), actor=actor)
+    db.session.commit()
+    return ended, revoked
+
+
 def enable_user(login: str, *, actor: str) -> None:
     _refused(lifecycle.enable, find_user(login, by_phone=True), actor=actor)
     db.session.commit()
@@ -168,6 +177,8 @@ def reset_mfa(login: str, *, end_sessions: bool) -> tuple[User, bool, int]:
     user = find_user(login)
     had = mfa.remove(user, origin=None, event="mfa.reset")
     ended = sessions.end_user_sessions(user.id, reason="mfa.reset") if end_sessions else 0
+    # Whoever holds the lost phone may hold a grant made with it.
+    revoke_grants(user.id, reason="mfa.reset")
     db.session.commit()
     return user, had, ended
 
@@ -220,6 +231,7 @@ def describe_client(client: Client, secret: str | None = None) -> dict[str, Any]
                    if name != "first_party"},
         "name_zh": client.name_zh,
         "logo_uri": client.logo_uri,
+        "logout": {name: getattr(client, name) for name in clients.LOGOUT_FIELDS},
     }
     if secret:
         data["client_secret"] = secret
@@ -232,6 +244,7 @@ def create_client(name: str, redirect_uris: list[str], *,
                   id_token_alg: str, client_id: str | None, activation: str | None,
                   events_endpoint: str | None, mfa_required: bool,
                   name_zh: str | None = None, logo_uri: str | None = None,
+                  logout: dict[str, Any] | None = None,
                   ) -> tuple[Client, str | None]:
     """Register a client; returns it and its secret (``None`` for a public client), which is
     stored only as a hash."""
@@ -249,18 +262,23 @@ def create_client(name: str, redirect_uris: list[str], *,
     )
     if name_zh or logo_uri:
         _refused(branding.brand_client, client, name_zh=name_zh, logo_uri=logo_uri)
+    if logout:
+        _refused(clients.set_logout, client, **logout)
     db.session.commit()
     return client, secret
 
 
 def update_client(client_id: str, *, activation: str | None, events_endpoint: str | None,
-                  name_zh: str | None = None, logo_uri: str | None = None) -> Client:
+                  name_zh: str | None = None, logo_uri: str | None = None,
+                  logout: dict[str, Any] | None = None) -> Client:
     """Change an app's policy and its Chinese name and logo (None leaves a setting as it is,
     an empty value removes an endpoint, name or logo)."""
     client = find_client(client_id)
     _refused(apps.configure, client, activation=activation, events_endpoint=events_endpoint)
     if name_zh is not None or logo_uri is not None:
         _refused(branding.brand_client, client, name_zh=name_zh, logo_uri=logo_uri)
+    if logout:
+        _refused(clients.set_logout, client, **logout)
     db.session.commit()
     return client
 
@@ -338,9 +356,9 @@ def redeliver_event(message_id: int) -> OutboxMessage:
     after this first try."""
     message = _refused(events.redeliver, message_id)
     db.session.commit()
+    message_id = message.id
     events.deliver_now([message])
-    db.session.refresh(message)
-    return message
+    return db.session.get(OutboxMessage, message_id)
 
 
 # Keys and maintenance.
@@ -365,6 +383,32 @@ def rotate_keys(algorithms: Iterable[str], *, actor: str) -> None:
     active = [entry["kid"] for entry in keys.describe() if entry["state"] == "active"]
     record("keys.rotate", actor=actor, algorithms=chosen, active=active)
     db.session.commit()
+
+
+def import_keys(directory: str, *, actor: str) -> int:
+    """Adopt the keys of a ``keyset.json`` directory (see ``KeyStore.import_directory``)."""
+    keys = current_app.extensions["sso_keys"]
+    added = keys.import_directory(directory)
+    active = [entry["kid"] for entry in keys.describe() if entry["state"] == "active"]
+    record("keys.import", actor=actor, added=added, active=active)
+    db.session.commit()
+    return int(added)
+
+
+def export_keys(directory: str, *, actor: str) -> str:
+    """Write the published keys, private parts in clear, to ``directory`` (owner-only files)."""
+    path = current_app.extensions["sso_keys"].export_directory(directory)
+    record("keys.export", actor=actor, directory=str(directory))
+    db.session.commit()
+    return str(path)
+
+
+def reencrypt_keys(*, actor: str) -> int:
+    """Encrypt every signing key with the first key-encryption secret."""
+    count = current_app.extensions["sso_keys"].reencrypt()
+    record("keys.reencrypt", actor=actor, keys=count)
+    db.session.commit()
+    return int(count)
 
 
 def purge() -> int:

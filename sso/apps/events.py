@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
 
-from .. import audit, outbox
+from .. import audit, outbound, outbox
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -45,7 +42,6 @@ EVENT_TYPES = (ACTIVATED, REFUSED, REVOKED)
 #: RFC 8935 §2.4 error codes: the app read the SET and refused it.
 REFUSAL_CODES = frozenset({"invalid_request", "invalid_key", "invalid_issuer",
                            "invalid_audience", "authentication_failed", "access_denied"})
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class EventError(ValueError):
@@ -56,15 +52,16 @@ class EndpointError(EventError):
     """An events endpoint this provider will not post to."""
 
 
-def check_endpoint(url: str) -> str:
-    """An https URL, or plain http to a loopback address (an app on the same host)."""
-    url = url.strip()
-    parts = urlsplit(url)
-    if len(url) > 500 or parts.fragment or not parts.hostname or parts.username:
-        raise EndpointError("events endpoint: an absolute URL without fragment or credentials")
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
-        return url
-    raise EndpointError("events endpoint: use https (plain http only for 127.0.0.1)")
+def check_endpoint(url: str, config: Any = None) -> str:
+    """A URL this provider may post events to (``sso.outbound.check_url``): https, or plain
+    http to a loopback address in development; no private or metadata address unless
+    ``SSO_OUTBOUND_ALLOW`` lists it."""
+    config = current_app.config if config is None else config
+    try:
+        return outbound.check_url(url.strip(), dev=outbound.development(config),
+                                  allow=outbound.allow_list(config), what="events endpoint")
+    except outbound.EndpointRefused as error:
+        raise EndpointError(str(error)) from None
 
 
 def enqueue(client: Client, user: User, event_type: str, details: dict[str, Any],
@@ -115,49 +112,39 @@ def redeliver(message_id: int, origin: Origin | None = None) -> OutboxMessage:
         raise EventError(f"event message {message_id} is {message.status}, not dead")
     message.status, message.attempts, message.last_error = outbox.PENDING, 0, None
     message.next_attempt_at, message.claimed_until = utcnow(), None
+    outbound.reset_endpoint(message.recipient)
     audit.record("app.event_redeliver", origin=origin, user_id=message.user_id,
                  client_id=message.payload.get("client_id"), jti=message.payload.get("jti"))
     return message
 
 
 def deliver_now(messages: Iterable[OutboxMessage | None]) -> None:
-    """Try the first delivery of these (committed) messages in this request."""
-    ids = [m.id for m in messages if m is not None]
-    if ids:
-        outbox.deliver_due(current_app.config, only=ids)
+    """Try the first delivery of these (committed) messages now (``outbox.deliver_soon``)."""
+    outbox.deliver_soon([m.id for m in messages if m is not None])
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error here: the SET goes to the registered endpoint or nowhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
+#: The most of an app's answer that is read (RFC 8935 error bodies are small).
+ANSWER_CAP = 4096
 
 
 def push(message: OutboxMessage, config: Any) -> None:
-    """POST one SET (RFC 8935 §2); 202 is success, anything else raises."""
-    request = urllib.request.Request(  # noqa: S310 - the URL was checked by check_endpoint
-        message.recipient, data=(message.body_text or "").encode("ascii"), method="POST",
-        headers={"Content-Type": MEDIA_TYPE, "Accept": "application/json"},
-    )
-    timeout = float(config.get("EVENTS_TIMEOUT", 3))
+    """POST one SET (RFC 8935 §2) under a total deadline (``EVENTS_TIMEOUT``); 202 is
+    success, a 3xx is not followed, anything else raises."""
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as error:
-        status = error.code
-        body = error.read(2048)
-        error.close()
-        if status == 400:
-            refusal = _refusal(body)
-            if refusal:
-                raise GiveUp(f"the app refused the SET: {refusal}") from None
-        raise RuntimeError(f"events endpoint answered HTTP {status}") from None
-    if status != 202:
-        raise RuntimeError(f"events endpoint answered HTTP {status}, expected 202")
+        answer = outbound.post(
+            message.recipient, (message.body_text or "").encode("ascii"),
+            {"Content-Type": MEDIA_TYPE, "Accept": "application/json"},
+            deadline=float(config.get("EVENTS_TIMEOUT", 5)), config=config,
+            max_bytes=ANSWER_CAP, wait_for_slot=not config.get("OUTBOUND_INLINE"))
+    except outbound.EndpointRefused as error:
+        # Checked at registration; a name that now resolves to a private address lands here.
+        raise RuntimeError(f"events endpoint refused: {error}") from None
+    if answer.status == 400:
+        refusal = _refusal(answer.body)
+        if refusal:
+            raise GiveUp(f"the app refused the SET: {refusal}")
+    if answer.status != 202:
+        raise RuntimeError(f"events endpoint answered HTTP {answer.status}, expected 202")
 
 
 def _refusal(body: bytes) -> str | None:

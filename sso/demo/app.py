@@ -35,6 +35,13 @@ from werkzeug.wrappers import Response
 from .. import i18n
 from ..i18n import gettext as _
 from .events import MAX_BYTES, MEDIA_TYPE, LocalAccounts, SETRejected, verify
+from .logout import (
+    BACKCHANNEL_PATH,
+    FRONTCHANNEL_PATH,
+    EndedSessions,
+    LogoutRejected,
+    verify_logout_token,
+)
 
 SCOPE = "openid profile email phone offline_access roles"
 #: The provider's cookies live on the same host (cookies ignore ports), so each app names its own.
@@ -68,12 +75,16 @@ def create_demo_app(
     neighbours: list[dict[str, Any]] | None = None,
     receives_events: bool = False,
     accounts_file: str | None = None,
+    logout_channel: str | None = None,
 ) -> Flask:
     """Build one relying-party app served at ``http://{host}:{port}``.
 
     ``neighbours`` (name and url of the other demo apps) are linked from the page so a signed-in
     user can see single sign-on at work. ``receives_events`` serves :data:`EVENTS_PATH`; the
     local accounts the events create are kept in ``accounts_file`` (JSON), else in memory.
+    ``logout_channel`` "back" serves :data:`BACKCHANNEL_PATH`, "front" serves
+    :data:`FRONTCHANNEL_PATH` (:mod:`.logout`): a session ended at the provider signs the
+    browser out of this app too.
     """
     from .. import _template_folder  # noqa: PLC0415
 
@@ -94,6 +105,8 @@ def create_demo_app(
     )
     local_accounts = LocalAccounts(accounts_file)
     app.extensions["demo_local_accounts"] = local_accounts
+    ended_sessions = EndedSessions()
+    app.extensions["demo_ended_sessions"] = ended_sessions
     i18n.init_app(app)
     oauth = OAuth(app)
     provider = oauth.register(
@@ -108,9 +121,18 @@ def create_demo_app(
     def canonical_host() -> Response | None:
         # The flow's state lives in this app's cookie, which the browser only sends back to
         # the host it was set for: send "localhost" visitors to the registered address first.
-        if request.host != urlsplit(base_url).netloc and request.path != EVENTS_PATH:
+        if request.host != urlsplit(base_url).netloc and request.path not in (
+                EVENTS_PATH, BACKCHANNEL_PATH):
             return redirect(base_url + request.full_path.rstrip("?"))
         return None
+
+    @app.before_request
+    def ended_at_the_provider() -> None:
+        # The provider said this sign-in's session ended (back- or front-channel logout).
+        user = session.get(SESSION_USER)
+        if user is not None and ended_sessions.ended(user.get("sid")):
+            session.pop(SESSION_USER, None)
+            session["signed_out_by_provider"] = True
 
     @app.context_processor
     def page_globals() -> dict[str, Any]:
@@ -143,10 +165,47 @@ def create_demo_app(
             except OAuthError:
                 notice = _("This sign-out response does not belong to this browser; "
                            "nothing was changed.")
+        if session.pop("signed_out_by_provider", False) and notice is None:
+            notice = _("You were signed out of %(app)s because your company sign-in ended.",
+                       app=_(name))
         user = session.get(SESSION_USER)
         provisioned = local_accounts.records() if receives_events and user else None
         return render_template("demo/home.html", user=user, notice=notice,
                                provisioned=provisioned)
+
+    def backchannel_logout() -> tuple[Response | str, int]:
+        """Back-Channel Logout 1.0 §2.5: a logout token, validated; 200, or 400 if refused."""
+        token = request.form.get("logout_token", "")
+        if not token or len(token) > MAX_BYTES:
+            return jsonify(error="invalid_request", error_description="no logout_token"), 400
+        try:
+            claims = verify_logout_token(token, provider.fetch_jwk_set,
+                                         app.config["DEMO_ISSUER"], client_id)
+        except LogoutRejected as rejected:
+            return jsonify(error="invalid_request", error_description=str(rejected)), 400
+        ended_sessions.end(str(claims.get("sid") or ""), claims.get("jti"))
+        response = Response("", 200)
+        response.headers["Cache-Control"] = "no-store"
+        return response, 200
+
+    def frontchannel_logout() -> Response:
+        """Front-Channel Logout 1.0 §2: loaded in the provider's logout page, with iss, sid."""
+        sid = request.args.get("sid", "")
+        if request.args.get("iss") == app.config["DEMO_ISSUER"] and sid:
+            ended_sessions.end(sid)
+            user = session.get(SESSION_USER)
+            if user is not None and user.get("sid") == sid:
+                session.pop(SESSION_USER, None)
+        response = Response("<!doctype html><title>Signed out</title>", mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; frame-ancestors {app.config['DEMO_ISSUER']}")
+        return response
+
+    if logout_channel == "back":
+        app.add_url_rule(BACKCHANNEL_PATH, view_func=backchannel_logout, methods=["POST"])
+    elif logout_channel == "front":
+        app.add_url_rule(FRONTCHANNEL_PATH, view_func=frontchannel_logout, methods=["GET"])
 
     def set_error(code: str, description: str) -> tuple[Response, int]:
         """An RFC 8935 §2.4 error: the provider does not retry it."""
@@ -196,6 +255,7 @@ def create_demo_app(
             "auth_time": claims.get("auth_time"),
             "signed_in_at": int(time.time()),
             "id_token": token["id_token"],
+            "sid": claims.get("sid"),
             "has_refresh_token": bool(token.get("refresh_token")),
         }
         return redirect(url_for("home"))

@@ -129,7 +129,8 @@ def _banner(issuer: str) -> str:
         "  Inventory activates new users on approval: sign in there as alice, then run",
         "    .venv/bin/sso apps approve inventory alice",
         "  ERP lists the accounts the SSO activated there (signed events);",
-        "  the sign-in page's 'Scan to sign in' tab: approve from a second window or a phone.",
+        "  the sign-in page's 'Scan to sign in' tab: approve from a second window or a phone;",
+        "  sign out of any one app: the other two are signed out as well (single logout).",
         "",
         "Open an app, sign in, then open another app: no second password.",
         "",
@@ -257,6 +258,7 @@ def demo_app_command(name: str, client_id: str, client_secret: str, port: int, h
         accent=known["accent"] if known else "#1f5fbf",
         neighbours=neighbours if known else None,
         receives_events=receives_events, accounts_file=accounts_file,
+        logout_channel=known.get("logout") if known else None,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True)

@@ -44,18 +44,21 @@ DEMO_APPS: list[dict[str, Any]] = [
         "accent": "#1f5fbf",
         "roles": {"accountant": "Posts journal entries", "approver": "Approves purchases"},
         "policy": {"mfa_required": True, "events_endpoint": ERP_EVENTS_ENDPOINT},
+        "logout": "back",
     },
     {
         "name": "CRM", "name_zh": "客户关系管理", "client_id": "crm", "port": 5002,
         "accent": "#0f7b6c",
         "roles": {"sales-rep": "Works leads and deals", "sales-manager": "Owns the pipeline"},
         "policy": {},
+        "logout": "front",
     },
     {
         "name": "Inventory", "name_zh": "库存管理", "client_id": "inventory", "port": 5003,
         "accent": "#9a5b13",
         "roles": {"clerk": "Books goods in and out", "auditor": "Counts and reconciles stock"},
         "policy": {"activation": "approval"},
+        "logout": "back",
     },
 ]
 
@@ -137,6 +140,14 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
     # Each demo app's Chinese name, and its logo as the app itself serves it (sso.demo.app).
     client.name_zh = demo_app.get("name_zh")
     client.logo_uri = f"{url}/logo.svg"
+    # Single logout (sso.demo.logout): ERP and inventory by back channel, CRM by front channel.
+    from .logout import BACKCHANNEL_PATH, FRONTCHANNEL_PATH  # noqa: PLC0415
+
+    channel = demo_app.get("logout")
+    clients.set_logout(
+        client,
+        backchannel_logout_uri=f"{url}{BACKCHANNEL_PATH}" if channel == "back" else "",
+        frontchannel_logout_uri=f"{url}{FRONTCHANNEL_PATH}" if channel == "front" else "")
     for role, description in demo_app["roles"].items():
         users.define_role(demo_app["client_id"], role, description)
     return secret

@@ -22,6 +22,7 @@ from ..dbtypes import utcnow
 from ..errors import render_error
 from ..extensions import db
 from ..i18n import gettext as _
+from ..sessions import devices
 from ..sessions import service as sessions
 from ..sessions.models import Proof, SSOSession
 from ..users.models import User
@@ -59,6 +60,26 @@ def _clear_session_cookie(response: Response) -> None:
     )
 
 
+DEVICE_COOKIE = "sso_device"
+
+
+def device_cookie_name() -> str:
+    secure = current_app.config["SESSION_COOKIE_SECURE"]
+    return f"__Host-{DEVICE_COOKIE}" if secure else DEVICE_COOKIE
+
+
+def _recognise_device(response: Response, user: User, sso_session: SSOSession) -> None:
+    """Remember this browser for the account (a long-lived device cookie); a browser the
+    account has not used before is announced to the new-device listeners."""
+    config = current_app.config
+    fresh = devices.recognise(user, request.cookies.get(device_cookie_name()), sso_session,
+                              origin(), utcnow())
+    if fresh is not None:
+        response.set_cookie(
+            device_cookie_name(), fresh, max_age=int(config["DEVICE_COOKIE_DAYS"]) * 86400,
+            path="/", secure=config["SESSION_COOKIE_SECURE"], httponly=True, samesite="Lax")
+
+
 def _rotate_csrf() -> None:
     """A new CSRF token after every exit: a token seen before the exit is worth nothing."""
     session["csrf"] = None
@@ -81,6 +102,7 @@ def finish(target: Target, *, door: str, user: User | None = None,
         )
         g.sso_session = sso_session
         _set_session_cookie(response, secret)
+        _recognise_device(response, user, sso_session)
         audit.record("signin", origin=origin(), user_id=user.id, session_id=sso_session.id,
                      door=door, amr=sso_session.amr, client=target.client_name)
     else:

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from typing import Any
 
-from .. import outbox
+from .. import outbound, outbox
 from ..outbox import Hold, OutboxMessage
 
 
@@ -41,12 +41,16 @@ def smtp(message: OutboxMessage, config: Any) -> None:
         client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
     else:
         client = smtplib.SMTP(host, port, timeout=timeout)
+    # A total deadline: smtplib's timeout is per operation, so a server that trickles could
+    # hold the mail lane for ever; the timer shuts the socket down at the deadline.
+    deadline = outbound.shutdown_after(float(config.get("SMTP_DEADLINE", 60)), client)
     with client:
         if security == "starttls":
             client.starttls(context=context)
         if config.get("SMTP_USERNAME"):
             client.login(config["SMTP_USERNAME"], config.get("SMTP_PASSWORD", ""))
         client.send_message(email)
+    deadline.cancel()
 
 
 def unconfigured(message: OutboxMessage, config: Any) -> None:

@@ -18,14 +18,14 @@ from .grants import (
     RefreshTokenGrant,
     S256Challenge,
 )
-from .keys import KeyStore
+from .keystore import KeyStore
 from .models import USER_SCOPES
 from .server import build_server
 from .tokens import TokenService, revoke_session_tokens
 
 
 def init_app(app: Flask) -> None:
-    keys = KeyStore(app.config["KEYS_DIR"], app.config["KEY_RETIREMENT_GRACE"])
+    keys = KeyStore(app)
     app.extensions["sso_keys"] = keys
     app.extensions["sso_tokens"] = TokenService(keys, app.config)
 
@@ -41,6 +41,9 @@ def init_app(app: Flask) -> None:
     sessions.on_end(app, lambda session, origin: revoke_session_tokens(session.id,
                                                                        origin=origin))
     protector.init_app(app)
+    from . import singlelogout  # noqa: PLC0415
+
+    singlelogout.init_app(app)
 
     from .views import JSON_ENDPOINTS, bp  # noqa: PLC0415
 

@@ -140,6 +140,35 @@ def update_policy(client: Client, *, origin: Origin | None = None, **changes: An
                      **{name: value for name, value in changes.items()})
 
 
+LOGOUT_FIELDS = ("backchannel_logout_uri", "backchannel_logout_session_required",
+                 "frontchannel_logout_uri", "frontchannel_logout_session_required")
+
+
+def set_logout(client: Client, *, origin: Origin | None = None, **changes: Any) -> None:
+    """Set how the app hears of a session's end (Back-/Front-Channel Logout 1.0): a URI
+    (``""`` removes it, None leaves it) and whether it needs ``sid``."""
+    from .singlelogout import LogoutURIError, check_logout_uri  # noqa: PLC0415
+
+    unknown = set(changes) - set(LOGOUT_FIELDS)
+    if unknown:
+        raise ClientError(f"unknown logout setting(s): {', '.join(sorted(unknown))}")
+    applied: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is None:
+            continue
+        if name.endswith("_uri"):
+            try:
+                value = check_logout_uri(value, name) if value.strip() else None
+            except LogoutURIError as error:
+                raise ClientError(str(error)) from None
+        else:
+            value = bool(value)
+        setattr(client, name, value)
+        applied[name] = value
+    if applied:
+        audit.record("client.update", origin=origin, client_id=client.client_id, **applied)
+
+
 def policy_of(client: Client) -> AppPolicy:
     """The app's sign-in policy, as the flow's steps read it."""
     return AppPolicy(

@@ -50,8 +50,10 @@ def metadata(app: Flask) -> dict[str, Any]:
             "ui_locales_supported": list(app.config["LANGUAGES"]),
             "claims_locales_supported": list(app.config["LANGUAGES"]),
             "authorization_response_iss_parameter_supported": True,
-            "frontchannel_logout_supported": False,
-            "backchannel_logout_supported": False,
+            "frontchannel_logout_supported": True,
+            "frontchannel_logout_session_supported": True,
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": True,
         }
 
 

@@ -23,6 +23,7 @@ from .. import audit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
+from ..sessions import service as sessions
 from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import origin
@@ -129,6 +130,7 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
             created_at=now,
             expires_at=now + timedelta(seconds=current_app.config["AUTH_CODE_TTL"]),
         ))
+        sessions.note_client(session, request.client.client_id, now)
         audit.record("code.issue", origin=origin(), user_id=signed_in.user.id,
                      client_id=request.client.client_id, session_id=session.id)
 
@@ -270,9 +272,26 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         if row.session_id is not None and tokens.live_session_expiry(row.session_id, now) is None:
             return None
         # Known, live and not revoked, yet not claimable: it was used before (or just now,
-        # by a racing request).
+        # by a racing request). Used moments ago, it is most likely the client retrying after
+        # its answer was lost: the same answer again (RFC 9700 §4.14.2 allows the grace).
+        replay = tokens.open_successor(row, now, float(
+            current_app.config.get("REFRESH_REUSE_GRACE", 10)))
+        if replay is not None:
+            self.replay = replay
+            audit.record("refresh.replay", origin=origin(), client_id=row.client_id,
+                         user_id=row.user_id)
+            return row
         self._reuse_detected(row)
         return None
+
+    def create_token_response(self) -> tuple[int, dict, list]:
+        replay = getattr(self, "replay", None)
+        if replay is not None:
+            return 200, replay, self.TOKEN_RESPONSE_HEADER
+        status, token, headers = super().create_token_response()
+        if status == 200 and current_app.config.get("REFRESH_REUSE_GRACE", 10):
+            tokens.seal_successor(self.request.refresh_token.id, token)
+        return status, token, headers
 
     def _reuse_detected(self, row: RefreshToken) -> None:
         family, client_id, user_id = row.family_id, row.client_id, row.user_id

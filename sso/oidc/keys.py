@@ -1,10 +1,9 @@
-"""Signing keys in ``keys/``, the JWKS built from them, and compact JWS.
+"""Signing keys as objects, their JWKs, compact JWS, and the key directory format.
 
-For each algorithm the directory holds one *active* key (signs), one *next* key (published in
-the JWKS but not yet signing, so relying parties have it cached before it signs) and any
-*retired* keys (no longer signing, published until every token they signed has expired).
-``keyset.json`` records which file plays which part; ``sso keys rotate`` moves each key one
-step along: next → active → retired, and adds a fresh next key.
+For each algorithm there is one *active* key (signs), one *next* key (published in the JWKS
+but not yet signing, so relying parties have it cached before it signs) and any *retired*
+keys (no longer signing, published until every token they signed has expired). Where they are
+kept, and how a rotation reaches every node, is :mod:`.keystore`'s business (the database).
 
 The ``kid`` is the key's RFC 7638 thumbprint.
 """
@@ -15,11 +14,9 @@ import base64
 import hashlib
 import json
 import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,8 +29,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 ALGORITHMS = ("RS256", "ES256")
 MANIFEST = "keyset.json"
 ACTIVE, NEXT, RETIRED = "active", "next", "retired"
-#: How often a worker looks at the manifest for a rotation done by another process.
-RELOAD_INTERVAL = 5.0
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -86,6 +81,7 @@ class SigningKey:
     state: str
     private: PrivateKey
     retired_at: float | None = None
+    created_at: float | None = None
 
     def sign(self, data: bytes) -> bytes:
         if isinstance(self.private, rsa.RSAPrivateKey):
@@ -118,169 +114,77 @@ class KeyStoreError(RuntimeError):
     pass
 
 
-class KeyStore:
-    """The keys of one ``keys/`` directory, reloaded when another process rotates them."""
+class KeySource(Protocol):
+    """What verifying a JWS needs: our key of a given ``kid`` (:class:`.keystore.KeyStore`)."""
 
-    def __init__(self, directory: str, retirement_grace: int) -> None:
-        self.directory = Path(directory)
-        self.retirement_grace = retirement_grace
-        self._lock = threading.Lock()
-        self._mtime: float | None = None
-        self._checked = 0.0
-        self._keys: dict[str, SigningKey] = {}
-        self._active: dict[str, SigningKey] = {}
-        self.jwks_json = b""
+    def by_kid(self, kid: str) -> SigningKey | None: ...
 
-    # Files.
 
-    def _manifest_path(self) -> Path:
-        return self.directory / MANIFEST
+# The directory format of ``sso keys export`` and ``import`` (and of the ``keys/`` folder that
+# kept the keys before they moved into the database): one PKCS#8 PEM file per key and a
+# ``keyset.json`` manifest naming each file's kid, algorithm and state.
 
-    def _read_manifest(self) -> dict[str, Any]:
-        path = self._manifest_path()
-        if not path.exists():
-            return {"keys": []}
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
 
-    def _write_manifest(self, manifest: dict[str, Any]) -> None:
-        tmp = self.directory / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, self._manifest_path())
+def load_private_pem(pem: bytes, name: str = "key") -> PrivateKey:
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as error:
+        raise KeyStoreError(f"{name} is not an unencrypted PEM private key") from error
+    if isinstance(private, rsa.RSAPrivateKey):
+        return private
+    if isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1":
+        return private
+    raise KeyStoreError(f"{name} is not an RSA or P-256 key")
 
-    def _new_entry(self, alg: str, state: str) -> dict[str, Any]:
-        key = generate(alg)
-        kid = thumbprint(key.public_key())
-        filename = f"{alg}-{kid}.pem"
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        path = self.directory / filename
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+def private_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def read_directory(directory: str | Path) -> list[SigningKey]:
+    """The keys of a ``keyset.json`` directory (empty when it has no manifest)."""
+    folder = Path(directory)
+    path = folder / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        entries = manifest["keys"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise KeyStoreError(f"{path} is not a keyset manifest") from error
+    found = []
+    for entry in entries:
+        if entry.get("alg") not in ALGORITHMS or entry.get("state") not in (ACTIVE, NEXT,
+                                                                             RETIRED):
+            raise KeyStoreError(f"{path}: unknown algorithm or state in {entry!r}")
+        file = folder / Path(str(entry["file"])).name
+        private = load_private_pem(file.read_bytes(), str(file))
+        kid = thumbprint(private.public_key())
+        wanted = rsa.RSAPrivateKey if entry["alg"] == "RS256" else ec.EllipticCurvePrivateKey
+        if not isinstance(private, wanted):
+            raise KeyStoreError(f"{file} does not hold an {entry['alg']} key")
+        found.append(SigningKey(kid, entry["alg"], entry["state"], private,
+                                entry.get("retired_at"), entry.get("created_at")))
+    return found
+
+
+def write_directory(directory: str | Path, keys: list[SigningKey]) -> Path:
+    """Write ``keys`` as PEM files (readable by their owner only) and a ``keyset.json``."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for key in keys:
+        filename = f"{key.alg}-{key.kid}.pem"
+        fd = os.open(folder / filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        return {"kid": kid, "alg": alg, "file": filename, "state": state,
-                "created_at": int(time.time()), "retired_at": None}
-
-    def ensure(self) -> bool:
-        """Create the missing keys (first run). Return True when something was created."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with _directory_lock(self.directory):
-            manifest = self._read_manifest()
-            created = False
-            for alg in ALGORITHMS:
-                states = {k["state"] for k in manifest["keys"] if k["alg"] == alg}
-                for state in (ACTIVE, NEXT):
-                    if state not in states:
-                        manifest["keys"].append(self._new_entry(alg, state))
-                        created = True
-            if created:
-                self._write_manifest(manifest)
-        self.reload(force=True)
-        return created
-
-    def rotate(self, algorithms: tuple[str, ...] = ALGORITHMS, now: float | None = None) -> None:
-        """Retire the active key, promote the published next key, publish a fresh next key."""
-        now = time.time() if now is None else now
-        with _directory_lock(self.directory):
-            manifest = self._read_manifest()
-            for alg in algorithms:
-                entries = [k for k in manifest["keys"] if k["alg"] == alg]
-                for entry in entries:
-                    if entry["state"] == ACTIVE:
-                        entry["state"], entry["retired_at"] = RETIRED, int(now)
-                for entry in entries:
-                    if entry["state"] == NEXT:
-                        entry["state"] = ACTIVE
-                manifest["keys"].append(self._new_entry(alg, NEXT))
-            manifest["keys"] = self._prune(manifest["keys"], now)
-            self._write_manifest(manifest)
-        self.reload(force=True)
-
-    def _prune(self, entries: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-        kept = []
-        for entry in entries:
-            retired = entry["state"] == RETIRED and entry["retired_at"] is not None
-            if retired and entry["retired_at"] + self.retirement_grace < now:
-                (self.directory / entry["file"]).unlink(missing_ok=True)
-                continue
-            kept.append(entry)
-        return kept
-
-    def describe(self) -> list[dict[str, Any]]:
-        return self._read_manifest()["keys"]  # type: ignore[no-any-return]
-
-    # Loading.
-
-    def reload(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked < RELOAD_INTERVAL:
-            return
-        with self._lock:
-            self._checked = now
-            try:
-                mtime = self._manifest_path().stat().st_mtime
-            except FileNotFoundError as exc:
-                raise KeyStoreError(
-                    f"no signing keys in {self.directory}: run `sso init` (or `sso keys generate`)"
-                ) from exc
-            if not force and mtime == self._mtime:
-                return
-            keys: dict[str, SigningKey] = {}
-            active: dict[str, SigningKey] = {}
-            wall = time.time()
-            for entry in self._read_manifest()["keys"]:
-                if entry["state"] == RETIRED and (
-                    entry["retired_at"] + self.retirement_grace < wall
-                ):
-                    continue
-                pem = (self.directory / entry["file"]).read_bytes()
-                private = serialization.load_pem_private_key(pem, password=None)
-                if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-                    raise KeyStoreError(f"{entry['file']} is not an RSA or P-256 key")
-                key = SigningKey(entry["kid"], entry["alg"], entry["state"], private,
-                                 entry.get("retired_at"))
-                keys[key.kid] = key
-                if key.state == ACTIVE:
-                    active[key.alg] = key
-            missing = [alg for alg in ALGORITHMS if alg not in active]
-            if missing:
-                raise KeyStoreError(f"no active {', '.join(missing)} key in {self.directory}")
-            self._keys, self._active, self._mtime = keys, active, mtime
-            order = {ACTIVE: 0, NEXT: 1, RETIRED: 2}
-            ordered = sorted(keys.values(), key=lambda k: (order[k.state], k.alg))
-            self.jwks_json = json.dumps(
-                {"keys": [k.jwk() for k in ordered]}, separators=(",", ":")
-            ).encode()
-
-    def active(self, alg: str) -> SigningKey:
-        self.reload()
-        return self._active[alg]
-
-    def by_kid(self, kid: str) -> SigningKey | None:
-        self.reload()
-        return self._keys.get(kid)
-
-    def jwks(self) -> bytes:
-        self.reload()
-        return self.jwks_json
-
-
-class _directory_lock:  # noqa: N801 - used as a context manager
-    """An exclusive lock on the keys directory, so two `sso` commands cannot race."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / ".lock"
-
-    def __enter__(self) -> None:
-        import fcntl  # noqa: PLC0415
-
-        self.fh = open(self.path, "w")  # noqa: SIM115
-        fcntl.flock(self.fh, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        self.fh.close()
+            fh.write(private_pem(key.private))
+        entries.append({"kid": key.kid, "alg": key.alg, "file": filename, "state": key.state,
+                        "created_at": key.created_at, "retired_at": key.retired_at})
+    partial = folder / (MANIFEST + ".tmp")
+    partial.write_text(json.dumps({"keys": entries}, indent=2), encoding="utf-8")
+    os.replace(partial, folder / MANIFEST)
+    return folder / MANIFEST
 
 
 def _json_segment(value: dict[str, Any]) -> str:
@@ -297,7 +201,7 @@ class InvalidJWS(ValueError):
     pass
 
 
-def decode_jws(store: KeyStore, token: str, typ: str | None = None) -> dict[str, Any]:
+def decode_jws(store: KeySource, token: str, typ: str | None = None) -> dict[str, Any]:
     """Verify a compact JWS signed by one of our keys; return its claims (not yet validated)."""
     if not isinstance(token, str) or len(token) > 16384 or token.count(".") != 2:
         raise InvalidJWS("malformed")

@@ -19,7 +19,8 @@ from werkzeug.wrappers import Response
 from ..flow import passage
 from ..i18n import gettext as _
 from ..security import same
-from ..web import allow_form_action
+from ..web import allow_form_action, allow_frame
+from . import singlelogout
 from .grants import token_service
 from .models import Client
 from .server import query_client
@@ -104,15 +105,26 @@ def confirm(form: MultiDict[str, str]) -> Response:
 
 
 def sign_out(request: LogoutRequest) -> Response:
-    return passage.sign_out(passage.current_session(), _finish(request), door="logout",
+    session = passage.current_session()
+    frames = singlelogout.frontchannel_uris(session) if session is not None else []
+    return passage.sign_out(session, _finish(request, frames), door="logout",
                             client_id=request.client.client_id if request.client else None)
 
 
-def _finish(request: LogoutRequest) -> Response:
+def _finish(request: LogoutRequest, frames: list[str] | None = None) -> Response:
+    """Back to the app's registered URI, or the "signed out" page. Apps that take
+    front-channel logout are loaded in iframes on that page first (it then goes on to the
+    app by itself, as soon as they loaded or after ``FRONTCHANNEL_WAIT`` seconds)."""
+    target = None
     if request.redirect_uri:
         params = [("state", request.state)] if request.state else []
-        return redirect(add_params_to_uri(request.redirect_uri, params))
-    html = render_template("oidc/logged_out.html")
+        target = add_params_to_uri(request.redirect_uri, params)
+        if not frames:
+            return redirect(target)
+    for uri in frames or []:
+        allow_frame(uri)
+    html = render_template("oidc/logged_out.html", frames=frames or [], target=target,
+                           wait=current_app.config["FRONTCHANNEL_WAIT"])
     return Response(html, mimetype="text/html")
 
 

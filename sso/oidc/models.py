@@ -54,6 +54,22 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
                                                      server_default=false())
     #: Where account events are pushed as Security Event Tokens (RFC 8935); None: not sent.
     events_endpoint: Mapped[str | None] = mapped_column(String(512))
+    #: OIDC Back-Channel Logout 1.0: where logout tokens are posted; None: not sent.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(512))
+    #: The app needs ``sid`` in logout tokens (we always send it; this is what it registered).
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
+    #: OIDC Front-Channel Logout 1.0: the page the logout page loads in an iframe.
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(512))
+    #: Add ``iss`` and ``sid`` to the front-channel URI.
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
+    #: The secret before the last rotation, accepted until ``previous_secret_expires_at``
+    #: (the overlap window while the app deploys its new secret; ``sso.admin.clients``).
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: A disabled app cannot sign anyone in nor redeem anything until enabled again.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name}>"
@@ -98,7 +114,12 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
     def check_client_secret(self, client_secret: str) -> bool:
         if not self.secret_hash:
             return False
-        return same(hash_token(client_secret), self.secret_hash)
+        hashed = hash_token(client_secret)
+        if same(hashed, self.secret_hash):
+            return True
+        expires = self.previous_secret_expires_at
+        return bool(self.previous_secret_hash and expires is not None and expires > utcnow()
+                    and same(hashed, self.previous_secret_hash))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         """Public clients authenticate with ``none``; confidential ones with either secret
@@ -212,6 +233,9 @@ class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The answer its use gave (the successor pair), sealed with the server's secret, so that
+    #: the same token presented again within ``REFRESH_REUSE_GRACE`` gets the same answer.
+    successor: Mapped[str | None] = mapped_column(Text)
 
     # Authlib's TokenMixin, for the refresh grant.
 

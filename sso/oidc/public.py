@@ -11,9 +11,14 @@ from .protector import BearerError, require
 from .secevent import MEDIA_TYPE as SET_MEDIA_TYPE
 from .secevent import encode_set
 from .server import query_cached_client as cached_client
+from .signals import ACCOUNT_DISABLED, CREDENTIAL_CHANGE, signal
+from .singlelogout import frontchannel_uris
 from .tokens import revoke_grants
+from .userapps import AppAccess, access_of, forget_app, revoke_grant
 
 __all__ = [
+    "ACCOUNT_DISABLED", "CREDENTIAL_CHANGE", "signal",
+    "AppAccess", "access_of", "forget_app", "frontchannel_uris", "revoke_grant",
     "SET_MEDIA_TYPE", "BearerError", "Client", "ClientError", "cached_client", "encode_set",
     "get",
     "policy_of", "require", "revoke_grants", "update_policy", "user_claims",

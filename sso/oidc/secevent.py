@@ -11,7 +11,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from .keys import KeyStore, encode_jws
+from .keys import encode_jws
+from .keystore import KeyStore
 
 SET_TYPE = "secevent+jwt"
 MEDIA_TYPE = "application/secevent+jwt"

@@ -111,14 +111,16 @@ class AuthorizationServer(FlaskAuthorizationServer):
 def query_client(client_id: str | None) -> Client | None:
     if not client_id or not CLIENT_ID_PATTERN.match(client_id):
         return None
-    return db.session.get(Client, client_id)
+    client = db.session.get(Client, client_id)
+    return None if client is None or client.disabled_at is not None else client
 
 
 def query_cached_client(client_id: str | None) -> Client | None:
     """Authlib's client lookup: a read-only snapshot from the worker's cache."""
     if not client_id or not CLIENT_ID_PATTERN.match(client_id):
         return None
-    return clients.cached(client_id)
+    client = clients.cached(client_id)
+    return None if client is None or client.disabled_at is not None else client
 
 
 def _basic_credentials(request: OAuth2Request) -> tuple[str | None, str | None]:

@@ -27,7 +27,8 @@ from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from .claims import user_claims
-from .keys import InvalidJWS, KeyStore, b64url_decode, decode_jws, encode_jws, half_hash
+from .keys import InvalidJWS, b64url_decode, decode_jws, encode_jws, half_hash
+from .keystore import KeyStore
 from .models import Client, RefreshToken, RevokedAccessToken
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class TokenService:
         self.id_ttl: int = config["ID_TOKEN_TTL"]
         self.refresh_ttl: int = config["REFRESH_TOKEN_TTL"]
         self.offline_ttl: int = config["OFFLINE_REFRESH_TOKEN_TTL"]
+        self.offline_max = timedelta(days=float(config.get("OFFLINE_MAX_DAYS") or 0))
         self.verified = VerifiedTokens(VERIFIED_TOKENS)
 
     # Access tokens.
@@ -227,6 +229,10 @@ class TokenService:
         offline = "offline_access" in scope.split()
         if offline:
             expires = now + timedelta(seconds=self.offline_ttl)
+            if self.offline_max:
+                # Sliding, but never past the absolute end counted from the sign-in that
+                # began the grant (every link of the family carries its auth_time).
+                expires = min(expires, facts.auth_time + self.offline_max)
         else:
             expires = now + timedelta(seconds=self.refresh_ttl)
             if session_expires_at is not None:
@@ -281,6 +287,43 @@ _CLAIM_REFRESH = (
     .values(used_at=bindparam("claimed_at"))
     .returning(*_REFRESH_TABLE.c)
 )
+
+
+def _successor_cipher() -> Any:
+    import base64  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415
+
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    key = hashlib.sha256(b"sso refresh successor\0" + secret).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
+    """Keep the answer that using refresh token ``row_id`` gave, encrypted, for the grace."""
+    import json  # noqa: PLC0415
+
+    sealed = _successor_cipher().encrypt(json.dumps(answer).encode()).decode()
+    db.session.connection().execute(
+        _REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == row_id).values(successor=sealed))
+
+
+def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, Any] | None:
+    """The answer ``row``'s use gave, if it was used less than ``grace`` seconds ago."""
+    import json  # noqa: PLC0415
+
+    from cryptography.fernet import InvalidToken  # noqa: PLC0415
+
+    if not row.successor or row.used_at is None or grace <= 0:
+        return None
+    if row.used_at < now - timedelta(seconds=grace):
+        return None
+    try:
+        answer = json.loads(_successor_cipher().decrypt(row.successor.encode()))
+    except (InvalidToken, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def store_refresh_token(row: RefreshToken) -> None:
@@ -351,14 +394,24 @@ def revoke_family(
 
 
 def revoke_grants(user_id: int, *, client_id: str | None = None, reason: str,
-                  origin: Origin | None = None) -> int:
+                  origin: Origin | None = None, keep_session: str | None = None,
+                  offline_only: bool = False, keep_offline: bool = False) -> int:
     """Revoke every live grant (refresh-token family, with its access tokens) of a user, at
-    one app or at all; return how many."""
+    one app or at all; return how many. ``keep_session`` spares the grants bound to that SSO
+    session (the browser that changed the password); ``keep_offline`` spares
+    ``offline_access`` grants, ``offline_only`` revokes only them."""
     query = (select(RefreshToken.family_id, RefreshToken.client_id)
              .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
              .distinct())
     if client_id is not None:
         query = query.where(RefreshToken.client_id == client_id)
+    if keep_session is not None:
+        query = query.where((RefreshToken.session_id.is_(None))
+                            | (RefreshToken.session_id != keep_session))
+    if keep_offline:
+        query = query.where(RefreshToken.session_id.is_not(None))
+    if offline_only:
+        query = query.where(RefreshToken.session_id.is_(None))
     families = db.session.execute(query).all()
     access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
     for family, family_client in families:
@@ -413,6 +466,15 @@ def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
     user, ended_at, expires_at = row
     live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
     return (user if user.status == UserStatus.ACTIVE else None), live
+
+
+def forget_successors(now: datetime, grace: float) -> int:
+    """Drop sealed answers older than the grace (they can no longer be replayed)."""
+    return db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.successor.is_not(None),
+               RefreshToken.used_at < now - timedelta(seconds=grace))
+        .values(successor=None)).rowcount or 0
 
 
 def purge_expired(now: datetime | None = None) -> int:

@@ -24,7 +24,8 @@ def init_app(app: Flask) -> None:
     """
     store = QRStore(app.extensions["sso_redis"], int(app.config["QR_TTL"]))
     app.extensions["sso_qr_store"] = store
-    app.extensions["sso_qr_broker"] = Broker(store)
+    app.extensions["sso_qr_broker"] = Broker(
+        store, outage_grace=float(app.config.get("QR_REDIS_GRACE", 0)))
     scopes = app.extensions.setdefault("sso_extra_scopes", [])
     if QR_SCOPE not in scopes:
         scopes.append(QR_SCOPE)

@@ -23,6 +23,7 @@ from ..users.models import User
 from ..web import csrf_exempt, origin
 from . import qr_store, service
 from .store import (
+    BLOCKED,
     ID_PATTERN,
     MISSING,
     OTHER_USER,
@@ -74,6 +75,8 @@ def _api_outcome(outcome: Outcome) -> Response:
     if result == WRONG_NUMBER:
         return _api_error(400, "wrong_number",
                            "The number does not match; the sign-in was cancelled.")
+    if result == BLOCKED:
+        return _api_error(403, "blocked", "QR approvals of this user are paused after a report.")
     if result == PENDING:
         return _api_error(409, "not_scanned", "Scan the code before approving it.")
     return _api_error(409, "conflict", "The code can no longer change.", state=result)
@@ -122,7 +125,7 @@ def _api_context(qr: QRSession) -> dict[str, Any]:
 
 
 def _api_transition(qr_id: str, action: str) -> Response:
-    prelude = _api_prelude(qr_id, check=action != "deny")
+    prelude = _api_prelude(qr_id, check=action not in ("deny", "report"))
     if isinstance(prelude, Response):
         return prelude
     user, session, _qr = prelude
@@ -136,6 +139,11 @@ def _api_transition(qr_id: str, action: str) -> Response:
                 return _api_error(400, "invalid_request", "The body must be a JSON object.")
             outcome = service.approve(store, qr_id, user, session,
                                       parse_json_number(body), origin())
+        elif action == "report":
+            config = current_app.config
+            outcome = service.report(
+                store, qr_id, user, origin(), block_seconds=int(config["QR_BLOCK_AFTER_REPORT"]),
+                issuer=config["ISSUER"], keys=current_app.extensions["sso_keys"], now=utcnow())
         else:
             outcome = service.deny(store, qr_id, user, origin())
     except Unavailable:
@@ -165,6 +173,13 @@ def api_approve(qr_id: str) -> Response:
 @csrf_exempt
 def api_deny(qr_id: str) -> Response:
     return _api_transition(qr_id, "deny")
+
+
+@api.post("/api/qr/<qr_id>/report")
+@csrf_exempt
+def api_report(qr_id: str) -> Response:
+    """"This wasn't me" from the native app: as the web page's third choice."""
+    return _api_transition(qr_id, "report")
 
 
 @api.get("/api/qr/openapi.json")

@@ -7,7 +7,8 @@ queue, not a Redis connection.
 
 No message is ever the only copy of the truth: a waiter registers its queue, then reads the
 state from Redis, so an event published before it started waiting is not lost. When the
-subscription breaks (Redis restarted or unreachable) every waiter is told to read the state
+subscription breaks (Redis restarted or unreachable, or under Sentinel the master moved: a
+failover) it subscribes again, on the new master, and every waiter is told to read the state
 again; a key that vanished with a restarted Redis reads as ``expired``, an unreachable Redis
 ends the wait with ``expired`` too, so a desktop never hangs. On a graceful worker shutdown
 (SIGTERM) the open streams end with an SSE ``retry:`` hint and the browsers reconnect to
@@ -31,6 +32,7 @@ from typing import Any
 
 import redis
 
+from .. import metrics
 from .store import EXPIRED, FINAL_STATES, QRStore, Unavailable
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ RESYNC = "!resync"
 SHUTDOWN = "!shutdown"
 #: Quiet heartbeats between two reads of the state by a waiter that hears nothing.
 REREAD_HEARTBEATS = 4
+#: Seconds between two checks, under Sentinel, that the subscription is on the master.
+MASTER_CHECK_INTERVAL = 5.0
 STATES = frozenset({"pending", "scanned", "approved", "consumed", "denied", "expired"})
 
 
@@ -56,8 +60,11 @@ class Waiter:
 
 
 class Broker:
-    def __init__(self, store: QRStore) -> None:
+    def __init__(self, store: QRStore, outage_grace: float = 0.0) -> None:
         self.store = store
+        #: How long a waiter keeps asking a Redis that stopped answering before it gives up
+        #: (a Sentinel failover takes a few seconds; the code's state is on the new master).
+        self.outage_grace = outage_grace
         self.connected = threading.Event()
         self.closing = False
         self._waiters: dict[str, set[Waiter]] = {}
@@ -72,13 +79,15 @@ class Broker:
         waiter = Waiter(qr_id)
         with self._lock:
             self._waiters.setdefault(qr_id, set()).add(waiter)
+        metrics.QR_WAITING.inc()
         return waiter
 
     def unwatch(self, waiter: Waiter) -> None:
         with self._lock:
             group = self._waiters.get(waiter.qr_id)
-            if group is not None:
+            if group is not None and waiter in group:
                 group.discard(waiter)
+                metrics.QR_WAITING.dec()
                 if not group:
                     del self._waiters[waiter.qr_id]
 
@@ -153,22 +162,35 @@ class Broker:
                     self._broadcast(RESYNC)
                 first = False
                 backoff = 0.1
+                checked = time.monotonic()
                 while not self.closing:
                     message = pubsub.get_message(timeout=5.0)
                     if message is not None and message["type"] == "pmessage":
                         self._deliver(self.store.id_of_channel(message["channel"]),
                                       message["data"].decode())
+                    if time.monotonic() - checked >= MASTER_CHECK_INTERVAL:
+                        checked = time.monotonic()
+                        self._check_master(pubsub)
             except (redis.RedisError, OSError) as exc:
                 self.connected.clear()
                 first = False
                 log.warning("QR event subscription lost, retrying: %s", exc)
                 self._broadcast(RESYNC)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 2.0)
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(redis.RedisError, OSError):
                         pubsub.close()
+
+    def _check_master(self, pubsub: Any) -> None:
+        """Under Sentinel, resubscribe when the master moved while this connection stayed up
+        (a demoted master that kept its clients would hear no more publishes)."""
+        where = self.store.redis.master_address()
+        connection = pubsub.connection
+        if where is not None and connection is not None and \
+                (connection.host, int(connection.port)) != where:
+            raise redis.ConnectionError(f"the Redis master moved to {where[0]}:{where[1]}")
 
 
 def sse(state: str, **extra: Any) -> str:
@@ -262,8 +284,21 @@ def _changes(broker: Broker, waiter: Waiter, heartbeat: float
             # hundreds of wake-ups a second.
             if time.time() - read_at >= REREAD_HEARTBEATS * heartbeat:
                 break
-        try:
-            state = store.state(waiter.qr_id)
-        except Unavailable:
+        found = _state_across_outage(broker, waiter.qr_id)
+        if found is None:
             yield EXPIRED, "unavailable"
             return
+        state = found
+
+
+def _state_across_outage(broker: Broker, qr_id: str) -> str | None:
+    """The state, asked again for up to ``broker.outage_grace`` seconds while Redis does not
+    answer (a failover); ``None`` if it never does."""
+    deadline = time.monotonic() + broker.outage_grace
+    while True:
+        try:
+            return broker.store.state(qr_id)
+        except Unavailable:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.25)

@@ -21,7 +21,7 @@ from ..web import origin
 from . import broker as broker_module
 from . import qr_broker, qr_store, service
 from .pages import unavailable_message
-from .store import DENIED, MISSING, PENDING, SCANNED, WRONG_SECRET, Unavailable
+from .store import DENIED, MISSING, PENDING, SCANNED, WRONG_SECRET, Outcome, Unavailable
 
 bp = Blueprint("qrlogin", __name__)
 
@@ -166,21 +166,57 @@ def complete(qr_id: str) -> Response:
                            current_app.config["RATE_LIMIT_QR_CREATE_IP"]):
         return _desktop_page(target, _("Please wait a moment and try again."), 429)
     secret = request.cookies.get(DESKTOP_COOKIE, "")
+    decision = request.form.get("decision", "")
+    if decision != "continue":
+        return _ask_who(target, qr_id, secret, not_me=decision == "not_me")
     try:
         outcome, user, proofs = service.consume(qr_store(), qr_id, secret, origin(), utcnow())
     except Unavailable:
         return _desktop_page(target, unavailable_message(), 503)
     if not outcome.ok or user is None:
         db.session.commit()
-        if outcome.result == WRONG_SECRET:
-            message = _("This code belongs to another browser. Make a new code.")
-        elif outcome.result in (PENDING, SCANNED):
-            message = _("This sign-in has not been approved on the phone yet.")
-        elif outcome.result == DENIED:
-            message = _("This sign-in was cancelled.")
-        else:
-            message = _("This code has expired or was already used. Make a new code.")
-        return _desktop_page(target, message, 409 if outcome.result != MISSING else 404)
+        return _refused(target, outcome.result)
+    return _finish(target, qr_id, user, proofs)
+
+
+def _refused(target: Target, result: str) -> Response:
+    if result == WRONG_SECRET:
+        message = _("This code belongs to another browser. Make a new code.")
+    elif result in (PENDING, SCANNED):
+        message = _("This sign-in has not been approved on the phone yet.")
+    elif result == DENIED:
+        message = _("This sign-in was cancelled.")
+    else:
+        message = _("This code has expired or was already used. Make a new code.")
+    return _desktop_page(target, message, 409 if result != MISSING else 404)
+
+
+def _ask_who(target: Target, qr_id: str, secret: str, *, not_me: bool) -> Response:
+    """The desktop confirms who approved before it is signed in (RFC 10027, session swap):
+    "Signed in as alice, continue?" with *Continue* and *Not me*; "Not me" cancels."""
+    try:
+        if not_me:
+            outcome = service.reject(qr_store(), qr_id, secret, origin())
+            db.session.commit()
+            if outcome.ok:
+                return _desktop_page(target, _(
+                    "Cancelled: nobody was signed in. Make a new code and keep it to "
+                    "yourself."), 200)
+            return _refused(target, outcome.result)
+        found = service.approver(qr_store(), qr_id, secret)
+    except Unavailable:
+        return _desktop_page(target, unavailable_message(), 503)
+    if isinstance(found, Outcome):
+        db.session.commit()
+        return _refused(target, found.result)
+    qr, user = found
+    html = render_template("qrlogin/desktop_who.html", flow=target.flow_id or "",
+                           client_name=target.client_name, qr=qr, user=user,
+                           action=url_for("qrlogin.complete", qr_id=qr_id))
+    return Response(html, mimetype="text/html")
+
+
+def _finish(target: Target, qr_id: str, user: Any, proofs: Any) -> Response:
     response = passage.finish(target, door="qr-desktop", user=user, proofs=proofs)
     response.delete_cookie(DESKTOP_COOKIE, path=f"/qr/sessions/{qr_id}",
                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True,

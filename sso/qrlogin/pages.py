@@ -6,7 +6,7 @@ from flask import render_template
 from werkzeug.wrappers import Response
 
 from ..i18n import gettext as _
-from .store import DENIED, MISSING, OTHER_USER, PENDING, WRONG_NUMBER, Outcome
+from .store import BLOCKED, DENIED, MISSING, OTHER_USER, PENDING, WRONG_NUMBER, Outcome
 
 
 def unavailable_message() -> str:
@@ -33,6 +33,11 @@ def outcome_page(outcome: Outcome) -> Response:
             "cancelled for your safety."), 400)
     if result == DENIED:
         return message(_("Sign-in cancelled"), _("This sign-in was cancelled."), 409)
+    if result == BLOCKED:
+        return message(_("Scan to sign in is paused"), _(
+            "You recently reported a sign-in that was not yours, so scan to sign in is "
+            "paused for your account for a while. Sign in on the computer with your "
+            "password instead."), 403)
     if result == PENDING:
         return message(_("Scan the code first"),
                         _("Open this page by scanning the code on your computer."), 409)

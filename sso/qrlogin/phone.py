@@ -24,11 +24,29 @@ from .useragent import describe
 bp = Blueprint("qrlogin_phone", __name__)
 
 
+#: ``Sec-Fetch-Site`` values of a navigation that came from another site's page (a link in a
+#: mail or chat, a sibling subdomain): a scan opens the page directly (``none``).
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+
+def _came_from_elsewhere() -> Response | None:
+    """Refuse a confirmation page reached from another site's link (RFC 10027, phishing by
+    link): the code is meant to be scanned by the phone's camera, which opens it directly.
+    Browsers send Fetch Metadata; clients without it (the native app, scripts) pass."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() not in FOREIGN_SITES:
+        return None
+    return message(_("Scan the code with your phone"), _(
+        "This page opens only by scanning the code with your phone's camera or the app. "
+        "If someone sent you this link, do not continue: nobody needs you to open it."), 403)
+
+
 def _phone_path(qr_id: str) -> str:
     return url_for("qrlogin_phone.phone", qr_id=qr_id)
 
 
 def _load(qr_id: str) -> QRSession | Response:
+    if (refused := _came_from_elsewhere()) is not None:
+        return refused
     if not ID_PATTERN.match(qr_id):
         return outcome_page(Outcome(MISSING))
     try:
@@ -134,3 +152,27 @@ def phone_deny(qr_id: str) -> Response:
     if not outcome.ok:
         return outcome_page(outcome)
     return message(_("Sign-in cancelled"), _("Nobody was signed in on the computer."), 200)
+
+
+@bp.post("/qr/s/<qr_id>/report")
+def phone_report(qr_id: str) -> Response:
+    """"This wasn't me": cancel, alarm, pause this user's approvals, mail, tell the apps."""
+    loaded = _load(qr_id)
+    if isinstance(loaded, Response):
+        return loaded
+    session = passage.current_session()
+    if session is None:
+        return _sign_in_first(loaded)
+    config = current_app.config
+    outcome = _committed(lambda: service.report(
+        qr_store(), qr_id, session.user, origin(),
+        block_seconds=int(config["QR_BLOCK_AFTER_REPORT"]), issuer=config["ISSUER"],
+        keys=current_app.extensions["sso_keys"], now=utcnow()))
+    if isinstance(outcome, Response):
+        return outcome
+    if not outcome.ok:
+        return outcome_page(outcome)
+    return message(_("Thank you for reporting it"), _(
+        "Nobody was signed in. Scan to sign in is paused for your account for a while, and "
+        "we sent you an email about it. If someone sent you the code or a link, do not open "
+        "it again."), 200)

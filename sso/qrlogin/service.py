@@ -10,19 +10,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import audit, flow
+from sqlalchemy import select
+
+from .. import audit, flow, notify, outbox
 from ..audit import Origin
 from ..extensions import db
+from ..oidc.public import Client, encode_set, policy_of, update_policy
 from ..oidc.public import get as get_client
-from ..oidc.public import policy_of, update_policy
 from ..sessions.models import SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import User
-from .store import Created, Outcome, QRSession, QRStore
+from .store import APPROVED, BLOCKED, MISSING, WRONG_SECRET, Created, Outcome, QRSession, QRStore
 
 QR_SCOPE = "qr.approve"
 #: The proof (and ``amr`` value) of a sign-in approved by a phone (RFC 8176 has none for it).
 AMR_QR = "qr"
 TOO_OLD = "too_old"
+#: The audit outcome of what an attack looks like (a desktop's "Not me", "This wasn't me", a
+#: code used twice): the security team's query is ``outcome = 'alarm'``.
+ALARM = "alarm"
 #: The phone's proofs that travel to the desktop: second factors, not a remembered browser.
 CARRIED_PROOFS = SECOND_FACTOR_PROOFS - {"device"}
 
@@ -90,6 +95,8 @@ def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age
 
 
 def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
+    if store.blocked_for(user.id):
+        return _blocked(store, qr_id, user, phone, "qr.scan")
     outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "")
     audit.record("qr.scan", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
                  user_id=user.id, client_id=_client(outcome), result=outcome.result,
@@ -99,6 +106,8 @@ def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
 
 def approve(store: QRStore, qr_id: str, user: User, phone_session: SSOSession,
             number: int | None, phone: Origin) -> Outcome:
+    if store.blocked_for(user.id):
+        return _blocked(store, qr_id, user, phone, "qr.approve")
     factors = [f"{proof.method}@{proof.at.timestamp():.6f}"
                for proof in phone_session.proofs if proof.method in CARRIED_PROOFS]
     outcome = store.approve(qr_id, user.id, number, factors, phone.ip or "",
@@ -114,6 +123,31 @@ def deny(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
     audit.record("qr.deny", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
                  user_id=user.id, client_id=_client(outcome), result=outcome.result,
                  **_details(outcome.session, phone))
+    return outcome
+
+
+def approver(store: QRStore, qr_id: str, secret: str) -> tuple[QRSession, User] | Outcome:
+    """The approved code of this desktop and who approved it: what the desktop shows before
+    it continues ("Signed in as ..."); else why not (the secret is checked first)."""
+    qr = store.get(qr_id)
+    if qr is None:
+        return Outcome(MISSING)
+    if not store.owns(qr_id, secret):
+        return Outcome(WRONG_SECRET, qr)
+    if qr.state != APPROVED or qr.user_id is None:
+        return Outcome(qr.state, qr)
+    user = db.session.get(User, qr.user_id)
+    return (qr, user) if user is not None else Outcome(MISSING)
+
+
+def reject(store: QRStore, qr_id: str, secret: str, desktop: Origin) -> Outcome:
+    """The desktop's "Not me": someone else's phone approved this code (a session swap, or a
+    code seen over a shoulder or a shared screen). Nobody is signed in; audited as an alarm."""
+    outcome = store.reject(qr_id, secret)
+    qr = outcome.session
+    audit.record("qr.not_me", ALARM if outcome.ok else audit.FAILURE, origin=desktop,
+                 user_id=qr.user_id if qr else None, client_id=_client(outcome),
+                 result=outcome.result, **_details(qr))
     return outcome
 
 
@@ -138,6 +172,59 @@ def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin, now: datet
 def _carried(factor: str) -> Proof:
     method, _sep, at = factor.partition("@")
     return Proof(method, datetime.fromtimestamp(float(at or 0), UTC))
+
+
+def _blocked(store: QRStore, qr_id: str, user: User, phone: Origin, event: str) -> Outcome:
+    outcome = Outcome(BLOCKED, store.get(qr_id))
+    audit.record(event, audit.FAILURE, origin=phone, user_id=user.id,
+                 client_id=_client(outcome), result=BLOCKED, **_details(outcome.session, phone))
+    return outcome
+
+
+def report(store: QRStore, qr_id: str, user: User, phone: Origin, *, block_seconds: int,
+           issuer: str, keys: Any, now: datetime) -> Outcome:
+    """"This wasn't me": the phone's user did not start this sign-in (RFC 10027: a code sent
+    as a link, or read off someone's screen). Cancel it, write an alarm, pause this user's QR
+    approvals, mail the user, and tell the apps that take security events."""
+    outcome = store.deny(qr_id, user.id)
+    if not outcome.ok:
+        audit.record("qr.report", audit.FAILURE, origin=phone, user_id=user.id,
+                     client_id=_client(outcome), result=outcome.result,
+                     **_details(outcome.session, phone))
+        return outcome
+    store.block(user.id, block_seconds)
+    audit.record("qr.report", ALARM, origin=phone, user_id=user.id,
+                 client_id=_client(outcome), blocked_seconds=block_seconds,
+                 **_details(outcome.session, phone))
+    qr = outcome.session
+    if user.email:
+        notify.mail(user.email, "qr_reported", locale=user.locale, purpose="qr-report",
+                    user_id=user.id, user=user, qr=qr, minutes=max(block_seconds // 60, 0),
+                    app_name=(qr.client_name if qr else "") or "")
+    _tell_apps(user, qr, issuer=issuer, keys=keys, now=now)
+    return outcome
+
+
+#: The security event pushed to apps that registered an events endpoint (RFC 8417 SET).
+REPORTED_EVENT = "urn:sso:secevent:qr:reported"
+
+
+def _tell_apps(user: User, qr: QRSession | None, *, issuer: str, keys: Any, now: datetime
+               ) -> None:
+    """Queue a signed SET for every app with an events endpoint: it carries the user's
+    ``sub`` and what was refused, nothing more (no claims the app's scopes did not ask for)."""
+    apps = db.session.scalars(select(Client).where(Client.events_endpoint.is_not(None))).all()
+    for client in apps:
+        token, jti = encode_set(
+            keys, issuer=issuer, audience=client.client_id, subject=user.subject,
+            events={REPORTED_EVENT: {
+                "reason": "user_reported_unrecognised_sign_in",
+                "client_id": (qr.client_id if qr else "") or None,
+                "desktop_ip": qr.desktop_ip if qr else None,
+            }}, now=now, alg=client.id_token_signed_response_alg or "RS256")
+        outbox.enqueue("event", "qr-reported", str(client.events_endpoint), body_text=token,
+                       payload={"jti": jti, "event": REPORTED_EVENT,
+                                "client_id": client.client_id}, user_id=user.id)
 
 
 def _client(outcome: Outcome) -> str | None:

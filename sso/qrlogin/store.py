@@ -39,6 +39,8 @@ OTHER_USER = "other_user"
 WRONG_SECRET = "wrong_secret"
 WRONG_NUMBER = "wrong_number"
 OK = "ok"
+#: The user reported a sign-in that was not theirs: their approvals are paused.
+BLOCKED = "blocked"
 
 
 class Unavailable(Exception):
@@ -140,6 +142,17 @@ return {'ok'}
 """
 
 
+# The desktop says the approver is not who sits in front of it (a session swap): only with
+# the desktop's secret, only while approved and not yet consumed.
+_REJECT = _STATE_OR_MISSING + """
+if redis.call('HGET', KEYS[1], 'secret_hash') ~= ARGV[1] then return {'wrong_secret'} end
+if state ~= 'approved' then return {state} end
+redis.call('HSET', KEYS[1], 'state', 'denied', 'denied_at', ARGV[2], 'rejected', '1')
+redis.call('PUBLISH', KEYS[2], 'denied')
+return {'ok'}
+"""
+
+
 class QRStore:
     """The QR sessions of one Redis (prefix), with their transitions."""
 
@@ -156,15 +169,13 @@ class QRStore:
         a few connections (a burst waits for a free one instead of opening hundreds), and a
         dropped connection is retried before the feature is declared unavailable."""
         if self._client is None:
-            if not self.redis.url:
+            if not self.redis.configured:
                 raise Unavailable("Redis is not configured")
-            pool = redis.BlockingConnectionPool.from_url(
-                self.redis.url, max_connections=self.max_connections, timeout=5,
-                socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=30,
+            self._client = self.redis.make_client(
+                max_connections=self.max_connections, blocking=True, socket_timeout=2.0,
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
-            self._client = redis.Redis(connection_pool=pool)
         return self._client
 
     def key(self, qr_id: str) -> str:
@@ -281,6 +292,31 @@ class QRStore:
         if not secret or len(secret) > 128:
             return self._outcome(WRONG_SECRET, qr_id) if self.get(qr_id) else Outcome(MISSING)
         return self._transition("consume", _CONSUME, qr_id, hash_token(secret),
+                                repr(time.time() if now is None else now))
+
+    def block_key(self, user_id: int) -> str:
+        return self.redis.key("qr", "block", str(user_id))
+
+    def block(self, user_id: int, seconds: int) -> None:
+        """Pause QR approvals of ``user_id`` for ``seconds`` (after "This wasn't me")."""
+        if seconds <= 0:
+            return
+        try:
+            self.client.set(self.block_key(user_id), "1", ex=int(seconds))
+        except redis.RedisError as exc:
+            raise Unavailable(str(exc)) from exc
+
+    def blocked_for(self, user_id: int) -> int:
+        """Seconds the user's QR approvals stay paused (0: not paused)."""
+        try:
+            return max(int(self.client.ttl(self.block_key(user_id))), 0)
+        except redis.RedisError as exc:
+            raise Unavailable(str(exc)) from exc
+
+    def reject(self, qr_id: str, secret: str, now: float | None = None) -> Outcome:
+        if not secret or len(secret) > 128:
+            return self._outcome(WRONG_SECRET, qr_id) if self.get(qr_id) else Outcome(MISSING)
+        return self._transition("reject", _REJECT, qr_id, hash_token(secret),
                                 repr(time.time() if now is None else now))
 
     def _transition(self, name: str, source: str, qr_id: str, *args: Any) -> Outcome:

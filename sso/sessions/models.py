@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..dbtypes import UTCDateTime, utcnow
@@ -91,6 +91,13 @@ class SSOSession(db.Model):  # type: ignore[name-defined,misc]
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+    #: The apps (client ids) this session signed in to, in the order first reached: who
+    #: hears of its end (back- and front-channel logout) and what the account page lists.
+    client_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    #: Why it ended ("logout", "idle", "absolute", "user", "password_change", ...).
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    #: The browser it was opened in (``UserDevice.id``), when the browser had a device cookie.
+    device_id: Mapped[int | None] = mapped_column(Integer)
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -121,3 +128,32 @@ class SSOSession(db.Model):  # type: ignore[name-defined,misc]
         if not found or all(p.method in SECOND_FACTOR_PROOFS for p in self.proofs):
             return None
         return max(found, key=lambda p: p.at)
+
+
+class UserDevice(db.Model):  # type: ignore[name-defined,misc]
+    """A browser that signed in to an account, recognised by a long-lived device cookie (its
+    SHA-256 is kept, never the cookie): a sign-in from a browser not in this list is new."""
+
+    __tablename__ = "user_devices"
+    __table_args__ = (UniqueConstraint("user_id", "token_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+class SessionSettings(db.Model):  # type: ignore[name-defined,misc]
+    """Per-user choices about sessions: mail me when a new browser signs in (default on)."""
+
+    __tablename__ = "session_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    new_device_alert: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

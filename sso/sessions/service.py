@@ -3,13 +3,14 @@ know."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
-from .. import audit
+from .. import audit, outbox
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -27,8 +28,21 @@ class Sessions:
         self.end_listeners: list[EndListener] = []
 
 
+#: The outbox loop sweeps timed-out sessions at most this often, in seconds.
+SWEEP_SECONDS = 30.0
+
+
 def init_app(app: Flask) -> None:
     app.extensions["sso_sessions"] = Sessions()
+    last = [0.0]
+
+    def sweep_now_and_then() -> None:
+        now = time.monotonic()
+        if now - last[0] >= SWEEP_SECONDS:
+            last[0] = now
+            sweep()
+
+    outbox.every_pass(app, sweep_now_and_then)
 
 
 def on_end(app: Flask, listener: EndListener) -> None:
@@ -101,18 +115,86 @@ def find_by_secret(secret: str | None, now: datetime | None = None) -> SSOSessio
         return None
     if session.user.status != "active":
         return None
+    if reason := timed_out(session, now):
+        # Ended now, on use, so the apps hear of it at once (the sweep catches the rest).
+        end_session(session, reason=reason, now=now)
+        db.session.commit()
+        return None
     return session
+
+
+def live_sessions(user_id: int) -> list[SSOSession]:
+    """The user's sessions that have not ended, newest first."""
+    now = utcnow()
+    rows = db.session.scalars(
+        select(SSOSession).where(SSOSession.user_id == user_id, SSOSession.ended_at.is_(None),
+                                 SSOSession.expires_at > now)
+        .order_by(SSOSession.created_at.desc())
+    ).all()
+    return [row for row in rows if timed_out(row, now) is None]
+
+
+def sweep(now: datetime | None = None, limit: int = 500) -> int:
+    """End sessions past their idle or absolute limit (or expired) that nobody used since,
+    so the apps hear of it; return how many ended. Run by the outbox loop and
+    ``sso sessions sweep``."""
+    now = now or utcnow()
+    config = current_app.config
+    idle, longest = int(config["SESSION_IDLE"] or 0), int(config["SESSION_MAX"] or 0)
+    conditions = [SSOSession.expires_at <= now]
+    if idle:
+        conditions.append(SSOSession.last_seen_at <= now - timedelta(seconds=idle))
+    if longest:
+        conditions.append(SSOSession.created_at <= now - timedelta(seconds=longest))
+    rows = db.session.scalars(
+        select(SSOSession).where(SSOSession.ended_at.is_(None), or_(*conditions)).limit(limit)
+    ).all()
+    for row in rows:
+        end_session(row, reason=timed_out(row, now) or "expired", now=now)
+    db.session.commit()
+    return len(rows)
 
 
 def get(session_id: str) -> SSOSession | None:
     return db.session.get(SSOSession, session_id)
 
 
+def timed_out(session: SSOSession, now: datetime) -> str | None:
+    """``"idle"`` or ``"absolute"`` if the session outlived ``SESSION_IDLE`` seconds without
+    sign-in activity or ``SESSION_MAX`` seconds in all; else None."""
+    config = current_app.config
+    idle, longest = int(config["SESSION_IDLE"] or 0), int(config["SESSION_MAX"] or 0)
+    if longest and now - session.created_at >= timedelta(seconds=longest):
+        return "absolute"
+    if idle and now - session.last_seen_at >= timedelta(seconds=idle):
+        return "idle"
+    return None
+
+
+#: Sign-in activity moves ``last_seen_at`` at most this often (one write per session then).
+TOUCH_SECONDS = 15
+
+
+def note_client(session: SSOSession, client_id: str, now: datetime | None = None) -> None:
+    """The session signed the user in to app ``client_id``: remember the app (it hears of the
+    session's end) and count it as activity for the idle timeout."""
+    now = now or utcnow()
+    reached = list(session.client_ids or [])
+    if client_id not in reached:
+        session.client_ids = [*reached, client_id]
+    if now - session.last_seen_at >= timedelta(seconds=TOUCH_SECONDS):
+        session.last_seen_at = now
+
+
 def end_session(
     session: SSOSession, *, reason: str, origin: Origin | None = None,
     now: datetime | None = None,
 ) -> None:
+    """End a live session and tell every listener (tokens revoked, apps told)."""
+    if session.ended_at is not None:
+        return
     session.ended_at = now or utcnow()
+    session.end_reason = reason[:32]
     audit.record("session.end", origin=origin, user_id=session.user_id, session_id=session.id,
                  reason=reason)
     for listener in current_app.extensions["sso_sessions"].end_listeners:
@@ -125,8 +207,7 @@ def end_user_sessions(user_id: int, *, reason: str, origin: Origin | None = None
     return how many ended."""
     now = utcnow()
     live = db.session.scalars(
-        select(SSOSession).where(SSOSession.user_id == user_id, SSOSession.ended_at.is_(None),
-                                 SSOSession.expires_at > now)
+        select(SSOSession).where(SSOSession.user_id == user_id, SSOSession.ended_at.is_(None))
     ).all()
     ended = 0
     for session in live:

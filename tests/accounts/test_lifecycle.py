@@ -115,6 +115,7 @@ def test_one_link_redeemed_at_once_by_two_requests(app: Any, ctx: None) -> None:
     assert tokens.consume(second.token, utcnow()) is False
 
 
+@pytest.mark.truncate  # threads: each commits on its own connection
 def test_two_tabs_activating_concurrently_exactly_one_wins(app: Any, ctx: None) -> None:
     invite()
     raw = token_of(last_link("bob@example.com", "activation"))

@@ -151,6 +151,7 @@ def test_a_bad_policy_is_refused(ctx: None, activation: str | None,
         service.checked_policy(policy)
 
 
+@pytest.mark.truncate  # threads: each tab commits on its own connection
 @pytest.mark.parametrize("activation", ["auto", "invite"])
 def test_two_tabs_activating_at_once_make_one_account(app: Any, alice: Any, make_app: Any,
                                                       activation: str) -> None:

@@ -72,6 +72,7 @@ def test_phone_approves_and_the_desktop_lands_in_the_demo_erp(
         phone.click("#qr-confirm")
         phone.locator("#qr-message", has_text="signed in on your computer").wait_for()
 
+        desktop.click("#qr-continue")  # "Signed in as alice, continue?"
         desktop.wait_for_url(f"{demo_erp.url}/")
         assert desktop.text_content("#username") == "alice"
         assert sorted(desktop.locator("#roles span").all_text_contents()) == [

@@ -169,11 +169,17 @@ def _revoke(w: World, kind: str = "access_token") -> None:
     w.flow.http.post("/revoke", data={"token": tokens[kind]}, headers=basic(w.flow.app_client))
 
 
-def _refresh_reuse(w: World) -> None:
+def _refresh_reuse(w: World, grace: int = 0) -> None:
+    """The same refresh token twice: outside the grace (0 s) a reuse, within it a replay."""
     refresh = w.tokens()["refresh_token"]
-    for _ in range(2):
-        w.flow.http.post("/token", headers=basic(w.flow.app_client),
-                         data={"grant_type": "refresh_token", "refresh_token": refresh})
+    before = w.app.config["REFRESH_REUSE_GRACE"]
+    w.app.config["REFRESH_REUSE_GRACE"] = grace
+    try:
+        for _ in range(2):
+            w.flow.http.post("/token", headers=basic(w.flow.app_client),
+                             data={"grant_type": "refresh_token", "refresh_token": refresh})
+    finally:
+        w.app.config["REFRESH_REUSE_GRACE"] = before
 
 
 def _code_replay(w: World) -> None:
@@ -205,14 +211,9 @@ def _client_lifecycle(w: World) -> None:
 
 
 def _keys_rotate(w: World) -> None:
-    """On keys of its own, so the session's signing keys stay as they are."""
-    from sso import create_app
-
-    separate = create_app({**w.app.config, "KEYS_DIR": str(w.tmp_path / "keys"),
-                           "INSTANCE_PATH": str(w.tmp_path)})
-    separate.extensions["sso_keys"].ensure()
-    result = separate.test_cli_runner().invoke(cli, ["keys", "rotate"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    """The session's keys (in its database): the retired key stays published, so tokens
+    signed before still verify."""
+    w.cli("keys", "rotate")
 
 
 def _logout(w: World) -> None:
@@ -251,6 +252,7 @@ EVENTS: list[tuple[str, str, Callable[[World], Any]]] = [
     ("token.revoke", "success", _revoke),
     ("grant.revoke", "success", lambda w: _revoke(w, "refresh_token")),
     ("refresh.reuse", "failure", _refresh_reuse),
+    ("refresh.replay", "success", lambda w: _refresh_reuse(w, grace=10)),
     ("code.replay", "failure", _code_replay),
     ("client.create", "success", _client_lifecycle),
     ("client.update", "success", _client_update),

@@ -110,8 +110,19 @@ def test_authlib_code_flow_tokens_userinfo_refresh_revoke_logout(
                           headers={"Authorization": f"Bearer {refreshed['access_token']}"})
     assert denied.status_code == 401 and "invalid_token" in denied.headers["WWW-Authenticate"]
 
-    reused = requests.post(metadata["token_endpoint"], auth=auth, timeout=10, data={
+    # Presented again within the grace (a client's retry): the same successor, not a reuse.
+    retried = requests.post(metadata["token_endpoint"], auth=auth, timeout=10, data={
         "grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    assert retried.status_code == 200
+    assert retried.json()["refresh_token"] == refreshed["refresh_token"]
+    # Outside the grace it is a reuse: refused, and the whole grant ends.
+    grace = live_provider.app.config["REFRESH_REUSE_GRACE"]
+    live_provider.app.config["REFRESH_REUSE_GRACE"] = 0
+    try:
+        reused = requests.post(metadata["token_endpoint"], auth=auth, timeout=10, data={
+            "grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    finally:
+        live_provider.app.config["REFRESH_REUSE_GRACE"] = grace
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
     after_reuse = requests.post(metadata["token_endpoint"], auth=auth, timeout=10, data={
         "grant_type": "refresh_token", "refresh_token": refreshed["refresh_token"]})

@@ -264,6 +264,7 @@ def test_key_rotation_re_encrypts_with_the_new_key(app: Any, ctx: None, alice: A
         app.config["MFA_ENCRYPTION_KEYS"] = old_config.get("MFA_ENCRYPTION_KEYS")
 
 
+@pytest.mark.truncate  # threads: each commits on its own connection
 def test_concurrent_confirmations_leave_one_authenticator(app: Any, alice: Any) -> None:
     """Two tabs confirm at the same moment: the database lets one in, the other is told."""
     import threading

@@ -34,6 +34,7 @@ def test_code_is_single_use_and_a_replay_revokes_its_tokens(flow: Flow) -> None:
     _error(refreshed, 400, "invalid_grant")
 
 
+@pytest.mark.truncate  # threads: each commits on its own connection
 def test_concurrent_redemptions_of_one_code_never_both_succeed(flow: Flow, app: Any) -> None:
     code = flow.authorize()["code"]
     statuses: list[int] = []

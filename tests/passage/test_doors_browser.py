@@ -244,6 +244,7 @@ def test_scan_to_sign_in(chromium: Any, phone_device: dict[str, Any],
         phone.click("#qr-confirm")
         phone.locator("#qr-message", has_text="signed in on your computer").wait_for()
 
+        desktop.click("#qr-continue")  # "Signed in as alice, continue?"
         claims = rp.id_token_claims(rp.landed(desktop))
         assert claims["amr"] == ["qr"]
     finally:

@@ -98,7 +98,7 @@ def test_no_door_is_marked_that_the_code_does_not_have() -> None:
 FOUNDATION = {"config", "extensions", "security", "dbtypes", "i18n", "audit", "ratelimit",
               "outbox", "web", "errors", "embedded", "migrate", "notify"}
 LOWER = {"users": set(), "sessions": {"users"}, "flow": {"users", "sessions"}}
-METHODS = {"auth", "accounts", "mfa", "qrlogin", "apps"}
+METHODS = {"auth", "accounts", "mfa", "qrlogin", "apps", "selfservice"}
 PROTOCOL_PUBLIC = {"sso.oidc.public", "sso.oidc.protector"}
 
 

@@ -94,7 +94,7 @@ def test_a_token_whose_key_left_the_store_is_refused(flow: Flow, tokens: dict[st
     token = tokens["access_token"]
     assert _introspect(flow, token)["active"] is True
     store = app.extensions["sso_keys"]
-    store.reload()
+    store.refresh()
     kid = next(kid for kid, key in store._keys.items() if key.alg == "ES256")
     removed = store._keys.pop(kid)
     try:

@@ -43,15 +43,17 @@ class Desktop:
         self.code = response.get_json()
         return self.code
 
-    def complete(self, qr_id: str | None = None) -> Any:
+    def complete(self, qr_id: str | None = None, decision: str = "continue") -> Any:
         """Post the completion as the desktop page does, with the page's current CSRF token
-        (a sign-in rotates it, so a second attempt reads the page again)."""
+        (a sign-in rotates it, so a second attempt reads the page again), and the answer to
+        "Signed in as ..., continue?" (``decision``: continue, not_me, or "" to be asked)."""
         qr_id = qr_id or self.code["id"]  # type: ignore[index]
         page = self.http.get(f"/qr/login?flow={self.flow_id}" if self.flow_id else "/qr/login")
         if page.status_code == 200:
             self.csrf = csrf_of(page.get_data(as_text=True))
         return self.http.post(f"/qr/sessions/{qr_id}/complete",
-                              data={"csrf_token": self.csrf, "flow": self.flow_id})
+                              data={"csrf_token": self.csrf, "flow": self.flow_id,
+                                    "decision": decision})
 
     def follow_to_app(self, response: Any) -> dict[str, str]:
         for _ in range(5):

@@ -49,6 +49,22 @@ def test_the_app_scans_approves_and_the_desktop_signs_in(desktop: Desktop, token
     assert desktop.follow_to_app(desktop.complete())["code"]
 
 
+def test_the_app_reports_a_request_that_is_not_the_users(desktop: Desktop, token: str,
+                                                          app: Any, alice: Any) -> None:
+    code = desktop.start()
+    _call(desktop, code["id"], "scan", token)
+    reported = _call(desktop, code["id"], "report", token)
+    assert reported.status_code == 200 and reported.get_json()["state"] == "denied"
+    assert _call(desktop, code["id"], "report", token).status_code == 409  # once
+    second = desktop.new_code()
+    blocked = _call(desktop, second["id"], "scan", token)
+    assert blocked.status_code == 403 and blocked.get_json()["error"] == "blocked"
+    with app.app_context():
+        store = app.extensions["sso_qr_store"]
+        store.redis.client.delete(store.block_key(alice.id))  # the pause runs out
+    assert _call(desktop, second["id"], "scan", token).status_code == 200
+
+
 def test_the_app_can_deny(desktop: Desktop, token: str) -> None:
     code = desktop.start()
     assert _call(desktop, code["id"], "deny", token).status_code == 409  # not scanned yet
@@ -161,7 +177,7 @@ def test_the_openapi_document(client: Any) -> None:
     document = client.get("/api/qr/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {"/api/qr/{id}/scan", "/api/qr/{id}/approve",
-                                      "/api/qr/{id}/deny"}
+                                      "/api/qr/{id}/deny", "/api/qr/{id}/report"}
     assert document["servers"] == [{"url": "http://sso.test"}]
 
 

@@ -77,6 +77,8 @@ def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
         phone.click("#qr-confirm")
         phone.locator("#qr-message", has_text="signed in on your computer").wait_for()
 
+        desktop.locator("#qr-who", has_text="Signed in as Alice (alice)").wait_for()
+        desktop.click("#qr-continue")
         desktop.wait_for_url(f"{erp.redirect_uri}**")
         query = parse_qs(urlsplit(desktop.url).query)
         assert query["state"] == ["st"]
@@ -139,6 +141,7 @@ def test_without_eventsource_the_desktop_long_polls(chromium: Any, live_provider
         desktop.locator("#qr-status", has_text="Confirm the sign-in on your phone").wait_for()
         phone.post(f"{url}/qr/s/{qr_id}/approve", data={"csrf_token": _csrf(confirm.text)},
                    timeout=30)
+        desktop.click("#qr-continue")
         desktop.wait_for_url(f"{relying_party.redirect_uri}**")
         assert parse_qs(urlsplit(desktop.url).query)["state"] == ["lp"]
         assert polls, "the page did not long-poll"

@@ -74,6 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str
     config = {
         "ISSUER": f"http://127.0.0.1:{port_a}",
         "SECRET_KEY": secrets.token_hex(32),
+        "KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         "DATABASE_URL": f"sqlite:///{folder / 'sso.sqlite3'}",
         "REDIS_URL": redis_url,
         "REDIS_PREFIX": prefix,
@@ -163,7 +164,10 @@ def test_desktop_on_one_process_phone_on_the_other(cluster: Any) -> None:
     assert _next(events, "state") == "approved"
     print(f"approve -> desktop event: {(time.monotonic() - approved_at) * 1000:.1f} ms")
 
-    done = desktop.post(f"{a.url}{code['complete_url']}", data=form, allow_redirects=False)
+    who = desktop.post(f"{a.url}{code['complete_url']}", data=form, allow_redirects=False)
+    assert who.status_code == 200 and "Signed in as Alice (alice)" in who.text
+    done = desktop.post(f"{a.url}{code['complete_url']}", allow_redirects=False,
+                        data={**form, "csrf_token": _csrf(who.text), "decision": "continue"})
     assert done.status_code == 302, done.text[:300]
     back = desktop.get(f"{a.url}{done.headers['Location']}", allow_redirects=False)
     location = back.headers["Location"]

@@ -1,0 +1,57 @@
+"""Who may use the admin console, and the indexes its lists need.
+
+A *super admin* is a user with ``is_admin`` (the provider's admin, created by
+``sso users create --admin`` or the demo seed). Other remits are rows of :class:`AdminGrant`:
+an *app admin* of one app (its users' activation and roles, its settings) or an *auditor*
+(everything read-only, the audit log included).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..audit import AuditEvent
+from ..dbtypes import UTCDateTime, utcnow
+from ..extensions import db
+from ..users.models import User
+
+APP_ADMIN = "app_admin"
+AUDITOR = "auditor"
+ROLES = (APP_ADMIN, AUDITOR)
+
+
+class AdminGrant(db.Model):  # type: ignore[name-defined,misc]
+    """One admin remit of one user: ``app_admin`` of ``client_id``, or ``auditor``."""
+
+    __tablename__ = "admin_grants"
+    __table_args__ = (UniqueConstraint("user_id", "role", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    granted_by: Mapped[str | None] = mapped_column(String(128))
+
+
+# Indexes for the console's lists (migration 0016). Keyset paging walks them in order, and the
+# prefix searches use the pattern-ops variants on PostgreSQL (LIKE 'abc%' cannot use a plain
+# index under a non-C collation).
+Index("ix_users_status_username", User.status, User.username)
+Index("ix_users_username_prefix", User.username,
+      postgresql_ops={"username": "varchar_pattern_ops"})
+Index("ix_users_email_prefix", User.email, postgresql_ops={"email": "varchar_pattern_ops"})
+Index("ix_users_phone_prefix", User.phone, postgresql_ops={"phone": "varchar_pattern_ops"})
+Index("ix_audit_events_event_id", AuditEvent.event, AuditEvent.id)
+Index("ix_audit_events_user_id_id", AuditEvent.user_id, AuditEvent.id)
+Index("ix_audit_events_client_id_id", AuditEvent.client_id, AuditEvent.id)
+Index("ix_audit_events_actor_id", AuditEvent.actor, AuditEvent.id)
+Index("ix_audit_events_ip_id", AuditEvent.ip, AuditEvent.id)
+Index("ix_audit_events_outcome_id", AuditEvent.outcome, AuditEvent.id)

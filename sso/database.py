@@ -1,0 +1,171 @@
+"""Bounded waits on the database (docs/hardening.md): no request waits longer than the
+settings say for a database that is down, restarting or frozen.
+
+* Connecting: ``SSO_DB_CONNECT_TIMEOUT`` (libpq's ``connect_timeout``); a connection from the
+  pool: ``SSO_DB_POOL_TIMEOUT``.
+* A statement: ``SSO_DB_STATEMENT_TIMEOUT`` on the server (PostgreSQL's
+  ``statement_timeout``), and the same plus :data:`WATCHDOG_GRACE` on the client: a server
+  that is frozen (SIGSTOP, a stalled disk, a network that drops packets) cannot enforce its
+  own timeout, so a watchdog thread shuts the connection's socket down at the deadline; the
+  statement fails, the connection is discarded, and the request answers 503.
+* The pool's check that a connection still works, before handing it out, runs under the
+  same watchdog, so a frozen server fails the check instead of hanging in it.
+* SQLite: ``SSO_DB_BUSY_TIMEOUT`` is how long a writer waits for another's lock.
+
+Any of these ends as :class:`sqlalchemy.exc.OperationalError` (or the pool's
+``TimeoutError``), which ``sso.errors`` answers with 503 ``temporarily_unavailable``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event, exc
+
+log = logging.getLogger(__name__)
+
+#: Seconds the client waits beyond the server's statement timeout before it cuts.
+WATCHDOG_GRACE = 1.0
+
+
+def engine_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Engine options for the database URL in ``config`` (``_derive`` merges them)."""
+    url = str(config["SQLALCHEMY_DATABASE_URI"])
+    if url.startswith("postgresql"):
+        statement_ms = int(float(config.get("DB_STATEMENT_TIMEOUT", 10)) * 1000)
+        options = f"-c statement_timeout={statement_ms}" if statement_ms else ""
+        lock_ms = int(float(config.get("DB_LOCK_TIMEOUT", 5)) * 1000)
+        if lock_ms:
+            options += f" -c lock_timeout={lock_ms}"
+        return {
+            "pool_pre_ping": False,  # the watched ping below replaces it
+            "pool_timeout": float(config.get("DB_POOL_TIMEOUT", 5)),
+            "connect_args": {"connect_timeout": max(1, int(config.get("DB_CONNECT_TIMEOUT", 3))),
+                             "options": options.strip()},
+        }
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": float(config.get("DB_BUSY_TIMEOUT", 5))}}
+    return {}
+
+
+class Watchdog:
+    """One thread per process that shuts down the sockets of statements past their deadline."""
+
+    def __init__(self, tick: float = 0.1) -> None:
+        self.tick = tick
+        self.armed: dict[int, tuple[float, int]] = {}
+        self.lock = threading.Lock()
+        self.counter = itertools.count()
+        self.thread: threading.Thread | None = None
+        self.fired = 0
+
+    def arm(self, fileno: int, seconds: float) -> int:
+        token = next(self.counter)
+        with self.lock:
+            self.armed[token] = (time.monotonic() + seconds, fileno)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="sso-db-watchdog",
+                                               daemon=True)
+                self.thread.start()
+        return token
+
+    def disarm(self, token: int | None) -> None:
+        if token is not None:
+            with self.lock:
+                self.armed.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            with self.lock:
+                # Under the lock: a statement still armed still owns its socket, so the
+                # descriptor cannot have been closed and reused meanwhile.
+                for token, (deadline, fileno) in list(self.armed.items()):
+                    if deadline <= now:
+                        del self.armed[token]
+                        self._cut(fileno)
+
+    def _cut(self, fileno: int) -> None:
+        self.fired += 1
+        log.error("database statement past its deadline: cutting its connection")
+        try:
+            sock = socket.socket(fileno=os.dup(fileno))
+        except OSError:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+watchdog = Watchdog()
+_TOKEN = "sso_watchdog"
+
+
+def _pg_socket(dbapi_connection: Any) -> int | None:
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    try:
+        return int(pgconn.socket) if pgconn is not None else None
+    except Exception:  # noqa: BLE001 - a closed connection has no socket
+        return None
+
+
+def guard(engine: Any, config: Any) -> None:
+    """Put the client-side deadline on ``engine``'s PostgreSQL statements and pings."""
+    if engine.dialect.name != "postgresql":
+        return
+    limit = float(config.get("DB_STATEMENT_TIMEOUT", 10))
+    if not limit:
+        return
+    seconds = limit + WATCHDOG_GRACE
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _arm(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any,
+             executemany: Any) -> None:
+        fileno = _pg_socket(conn.connection.dbapi_connection)
+        if fileno is not None:
+            conn.info[_TOKEN] = watchdog.arm(fileno, seconds)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _disarm(conn: Any, *args: Any) -> None:
+        watchdog.disarm(conn.info.pop(_TOKEN, None))
+
+    @event.listens_for(engine, "handle_error")
+    def _disarm_on_error(context: Any) -> None:
+        if context.connection is not None:
+            watchdog.disarm(context.connection.info.pop(_TOKEN, None))
+
+    ping_seconds = min(seconds, float(config.get("DB_CONNECT_TIMEOUT", 3)) + WATCHDOG_GRACE)
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        """SQLAlchemy's pre-ping, under the watchdog: a dead or frozen server fails it and
+        the pool tries a fresh connection (which ``connect_timeout`` bounds)."""
+        fileno = _pg_socket(dbapi_connection)
+        token = watchdog.arm(fileno, ping_seconds) if fileno is not None else None
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as error:  # noqa: BLE001 - any failure means: not this connection
+            raise exc.DisconnectionError(f"stale database connection: {error}") from error
+        finally:
+            watchdog.disarm(token)
+
+
+def init_app(app: Flask) -> None:
+    from .extensions import db  # noqa: PLC0415
+
+    with app.app_context():
+        guard(db.engine, app.config)

@@ -1,0 +1,140 @@
+"""Logs: one JSON object a line in production (``SSO_LOG_FORMAT=json``), plain text in
+development, and a request id on every line written while a request is served.
+
+The request id is the incoming ``X-Request-Id`` when it looks like one (1 to 64 letters, digits
+and ``-_.:``; what a load balancer or the relying app sent), else a fresh random one. It is
+echoed in the response's ``X-Request-Id`` header, written on each log line and on each audit
+row (:mod:`sso.audit` reads :func:`current_request_id`), so one id ties a user's complaint,
+the proxy's log, the provider's log and the audit trail together.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+HEADER = "X-Request-Id"
+_SANE = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("sso_request_id",
+                                                                         default=None)
+#: Paths polled by machines: no access-log line for them.
+QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "request_id"}
+
+access_log = logging.getLogger("sso.access")
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served (None outside a request)."""
+    return _request_id.get()
+
+
+def request_id_from(header: str | None) -> str:
+    if header and _SANE.fullmatch(header):
+        return header
+    return secrets.token_hex(16)
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts ``request_id`` on every record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", "request_id", ...extra fields}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or _request_id.get(),
+        }
+        for name, value in vars(record).items():
+            if name not in _STANDARD and not name.startswith("_"):
+                entry[name] = value if isinstance(value, str | int | float | bool | None) \
+                    else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure(log_format: str, level: str = "INFO") -> logging.Handler:
+    """Send every log record to stderr in ``log_format`` (once per process)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_sso", False):
+            return handler
+    handler = logging.StreamHandler(sys.stderr)
+    handler._sso = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         logging.Formatter(TEXT_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def _begin() -> None:
+    request_id = request_id_from(request.headers.get(HEADER))
+    g.request_id = request_id
+    g.request_id_token = _request_id.set(request_id)
+    g.request_started = time.perf_counter()
+
+
+def _answer(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers[HEADER] = request_id
+        if request.path not in QUIET_PATHS:
+            started = g.get("request_started") or time.perf_counter()
+            access_log.info("%s %s %s", request.method, request.path, response.status_code,
+                            extra={"method": request.method, "path": request.path,
+                                   "status": response.status_code,
+                                   "duration_ms": round((time.perf_counter() - started)
+                                                        * 1000, 1),
+                                   "remote_addr": request.remote_addr})
+    return response
+
+
+def _end(_error: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        try:
+            _request_id.reset(token)
+        except ValueError:  # set in another context (a streamed response's generator)
+            _request_id.set(None)
+
+
+def init_app(app: Flask) -> None:
+    log_format = app.config.get("LOG_FORMAT") or (
+        "text" if app.config["ENV"] == "development" or app.config["TESTING"] else "json")
+    if log_format not in ("json", "text"):
+        from .config import ConfigError  # noqa: PLC0415
+
+        raise ConfigError("SSO_LOG_FORMAT must be json or text")
+    app.config["LOG_FORMAT"] = log_format
+    # Tests keep pytest's own log capture.
+    if not app.config["TESTING"]:
+        configure(log_format, str(app.config.get("LOG_LEVEL") or "INFO"))
+    app.before_request(_begin)
+    app.after_request(_answer)
+    app.teardown_request(_end)

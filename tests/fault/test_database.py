@@ -1,0 +1,93 @@
+"""The database stops, restarts and freezes under the provider (its own PostgreSQL): requests
+fail fast with 503 ``temporarily_unavailable`` (a translated page for people), the provider
+recovers by itself, and no refresh chain is lost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+from tests.conftest import Flow, basic, csrf_of
+from tests.fault.services import Postgres
+
+#: Bound on the join of request threads: far above the settings' sum (a hang fails the test).
+JOIN = 60
+
+
+def _run_all(calls: list[Callable[[], Any]]) -> list[Any]:
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c), daemon=True)
+               for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN)
+    assert not any(t.is_alive() for t in threads), "a request hung on the database"
+    return results
+
+
+def _refresh(flow: Flow, token: str) -> tuple[int, dict[str, Any]]:
+    response = flow.http.post("/token", data={"grant_type": "refresh_token",
+                                              "refresh_token": token},
+                              headers=basic(flow.app_client))
+    return response.status_code, response.get_json()
+
+
+def _chains(app: Flask, erp: Any, count: int) -> list[tuple[Flow, str]]:
+    chains = []
+    for _ in range(count):
+        flow = Flow(app.test_client(), erp)
+        chains.append((flow, flow.token(flow.authorize()["code"]).get_json()["refresh_token"]))
+    return chains
+
+
+def test_a_frozen_database_fails_requests_and_loses_no_refresh_chain(
+        app: Flask, alice: Any, erp: Any, postgres: Postgres) -> None:
+    chains = _chains(app, erp, 6)
+    postgres.freeze()
+    try:
+        frozen = _run_all([lambda f=f, t=t: _refresh(f, t) for f, t in chains])
+    finally:
+        postgres.thaw()
+    assert [status for status, _ in frozen] == [503] * len(chains), frozen
+    assert {body["error"] for _, body in frozen} == {"temporarily_unavailable"}
+    # Thawed: every client retries its token and goes on along its chain.
+    for flow, token in chains:
+        status, body = _refresh(flow, token)
+        assert status == 200, body
+        status, body = _refresh(flow, body["refresh_token"])
+        assert status == 200, body
+
+
+def test_a_stopped_database_answers_503_and_the_provider_recovers_alone(
+        app: Flask, alice: Any, erp: Any, make_client: Any, postgres: Postgres) -> None:
+    service = make_client("Batch", grant_types=["client_credentials"], scope="reports",
+                          redirect_uris=[])
+    (flow, token), = _chains(app, erp, 1)
+    browser = app.test_client()
+    page = browser.get("/login").get_data(as_text=True)
+    postgres.stop()
+    stopped = _run_all([
+        lambda: flow.http.post("/token", data={"grant_type": "client_credentials"},
+                               headers=basic(service)),
+        lambda: browser.post("/login", data={
+            "csrf_token": csrf_of(page), "username": "alice", "password": "x"},
+            headers={"Accept-Language": "zh-CN"}),
+    ])
+    assert stopped[0].status_code == 503
+    assert stopped[0].get_json()["error"] == "temporarily_unavailable"
+    assert stopped[0].headers["Retry-After"]
+    assert stopped[1].status_code == 503
+    assert "服务暂时不可用" in stopped[1].get_data(as_text=True)
+    postgres.start()
+    answer = flow.http.post("/token", data={"grant_type": "client_credentials"},
+                            headers=basic(service))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert _refresh(flow, token)[0] == 200
