@@ -45,6 +45,8 @@ SERVICE_SCOPE = "api"
 PG_ADMIN_URL = os.environ.get("SSO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Seconds a seeding request (a code flow before a workload) may take on a busy machine.
+SEED_TIMEOUT = 60
 WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
 TOKEN_WORKLOADS = ("client_credentials", "code_flow", "refresh", "introspection")
 
@@ -101,7 +103,7 @@ class Target:
         url = f"{self.base_url}{self.authorize_path()}&state={nonce}&nonce={nonce}"
         headers = {"Cookie": self.cookie} if self.cookie else {}
         for _hop in range(8):
-            response = http.get(url, headers=headers, allow_redirects=False, timeout=10)
+            response = http.get(url, headers=headers, allow_redirects=False, timeout=SEED_TIMEOUT)
             location = response.headers.get("Location", "")
             if response.status_code not in (302, 303) or not location:
                 raise RuntimeError(f"{self.name}: authorize answered {response.status_code}: "
@@ -117,7 +119,7 @@ class Target:
         response = http.post(self.base_url + self.paths["token"], data={
             "grant_type": "authorization_code", "code": query["code"][0],
             "redirect_uri": REDIRECT_URI, "code_verifier": self.verifier,
-        }, headers={"Authorization": self.basic}, timeout=10)
+        }, headers={"Authorization": self.basic}, timeout=SEED_TIMEOUT)
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
