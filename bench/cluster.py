@@ -278,7 +278,8 @@ def node_failover(folder: Path, nodes: list[Node], target: Target) -> dict[str, 
         balancer.stop()
 
 
-def redis_failover(folder: Path, database_url: str, down_after_ms: int) -> dict[str, Any]:
+def redis_failover(folder: Path, database_url: str, down_after_ms: int,
+                   shared: dict[str, str]) -> dict[str, Any]:
     master = RedisServer(folder / f"master-{down_after_ms}").start()
     started: list[Any] = [master]
     try:
@@ -295,7 +296,10 @@ def redis_failover(folder: Path, database_url: str, down_after_ms: int) -> dict[
         env = node_environment(folder / f"sentinel-node-{down_after_ms}", "http://127.0.0.1:5000",
                                database_url, {"REDIS_SENTINELS": f"127.0.0.1:{sentinel.port}",
                                               "REDIS_MASTER_NAME": "sso"})
-        env["SSO_KEYS_DIR"] = str(folder / "keys")
+        # The cluster's secrets: its signing keys in the database open only with its
+        # key-encryption key.
+        for name in ("SSO_SECRET_KEY", "SSO_KEY_ENCRYPTION_KEY"):
+            env[name] = shared[name]
         node = Node(f"s{down_after_ms}", env, folder / f"sentinel-node-{down_after_ms}")
         started.append(node.start())
         node.wait_ready()
@@ -346,6 +350,7 @@ def main() -> None:
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.workloads = [w for w in args.workloads.split(",") if w]
+    args.sizes = args.sizes if args.workloads else [max(args.sizes)]
     with tempfile.TemporaryDirectory(prefix="sso-bench-cluster-") as name:
         folder = Path(name)
         own_redis = RedisServer(folder / "redis").start()
@@ -377,7 +382,7 @@ def main() -> None:
                 results["redis_failover"] = []
                 for value in args.sentinel_down_after.split(","):
                     if value:
-                        found = redis_failover(folder, database_url, int(value))
+                        found = redis_failover(folder, database_url, int(value), env)
                         results["redis_failover"].append(found)
                         print(f"redis failover: {found}", file=sys.stderr)
                 for node in nodes:

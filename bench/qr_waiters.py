@@ -42,7 +42,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PASSWORD = "Bench-password-9-long"
+PASSWORD = "Waiting-desktops-9-long"  # the policy refuses the username in it
 
 
 def free_port() -> int:

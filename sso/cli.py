@@ -26,6 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Commands defined in other modules: name -> "module:attribute", imported when needed.
 LAZY_COMMANDS = {
+    "admins": "sso.admin.admins_cli:admins_group",
     "apps": "sso.admin.cli:apps_group",
     "audit": "sso.admin.audit_cli:audit_group",
     "clients": "sso.admin.cli:clients_group",

@@ -123,8 +123,18 @@ class DefaultConfig:
     PASSWORD_HISTORY = 5
     #: Days after which a password must be changed; 0 never.
     PASSWORD_MAX_AGE_DAYS = 0
-    #: Failures (per IP or per account) after which sign-in asks for the picture's characters.
+    #: Failures for an account (from anywhere, or from one address) after which its sign-in
+    #: asks for the picture's characters; and failures from one address for any names (high:
+    #: a whole office may sign in through one NAT address; docs/hardening.md).
     CAPTCHA_AFTER = 3
+    CAPTCHA_AFTER_IP = 50
+    #: Second factor: consecutive wrong codes before it locks (cleared only by a right code),
+    #: and wrong codes allowed in 24 hours whatever succeeds in between.
+    MFA_LOCKOUT_THRESHOLD = 5
+    MFA_DAILY_FAILURES = 20
+    #: Account forms a stranger can post (reset, registration, activation) answer no sooner
+    #: than this after the request began, known name or not (sso/accounts/evenly.py).
+    EVEN_ANSWER_SECONDS = 0.5
     RATE_LIMIT_ACCOUNT_IP = "20/900"
     RATE_LIMIT_MESSAGES_PER_USER = "3/900"
     #: Tencent Cloud SMS (``SSO_SMS_TRANSPORT=tencent``).
@@ -147,7 +157,17 @@ class DefaultConfig:
     RATE_LIMIT_MFA_IP = "60/300"
     #: QR login (scan to sign in): a code's lifetime, how recently the approving phone must
     #: have signed in, the SSE heartbeat and the long-poll wait, in seconds; codes per IP.
-    QR_TTL = 120
+    #: A code's lifetime, 60-120 s (RFC 10027: short-lived); the desktop swaps in a fresh one.
+    QR_CODE_TTL = 120
+    #: Overrides QR_CODE_TTL without its bounds (benchmarks holding waiters for long); unset.
+    QR_TTL: int | None = None
+    #: The phone's second factors reach the desktop only if proved this recently (s).
+    QR_FACTOR_FRESHNESS = 600
+    #: The company's networks (CIDRs, comma-separated): a phone and a desktop both inside
+    #: them count as near each other, like the same public address.
+    QR_TRUSTED_NETWORKS = ""
+    #: Approvals (and "This wasn't me") per user.
+    RATE_LIMIT_QR_APPROVE_USER = "10/300"
     QR_PHONE_MAX_AGE = 8 * 3600
     QR_HEARTBEAT = 15
     QR_LONG_POLL = 25
@@ -160,11 +180,16 @@ class DefaultConfig:
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
+    #: Where those proxies connect from (CIDRs): X-Forwarded-* from any other peer is dropped,
+    #: so a port published directly cannot forge the client's address. Unset: the addresses
+    #: gunicorn trusts (SSO_FORWARDED_ALLOW_IPS), else loopback.
+    TRUSTED_PROXY_NETWORKS: str | None = None
 
     # Operations (docs/operations.md): logs and Prometheus metrics.
     #: "json" (one object a line) or "text"; unset: json in production, text in development.
     LOG_FORMAT: str | None = None
-    LOG_LEVEL = "INFO"
+    #: Unset: INFO in production (an access line per request), WARNING in development.
+    LOG_LEVEL: str | None = None
     #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
     METRICS_TOKEN: str | None = None
     #: Networks that may read /metrics without the token (comma-separated).
@@ -323,6 +348,10 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
             f"set {' and '.join(missing)}: production has no built-in database or Redis "
             "(SSO_ENV=development uses SQLite and an embedded Redis)")
     config["ISSUER"] = str(config["ISSUER"]).rstrip("/")
+    config["QR_TTL"] = int(config.get("QR_TTL") or config["QR_CODE_TTL"])
+    config["TRUSTED_PROXY_NETWORKS"] = (config.get("TRUSTED_PROXY_NETWORKS")
+                                        or config.get("FORWARDED_ALLOW_IPS")
+                                        or "127.0.0.0/8,::1/128")
     if not config.get("DATABASE_URL"):
         instance.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance / 'sso.sqlite3'}"
@@ -331,8 +360,6 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
         config["REDIS_URL"] = f"unix://{instance / EMBEDDED_REDIS_SOCKET}"
     config["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    from .database import engine_options  # noqa: PLC0415 - sqlalchemy only for an app
-
     for name, value in engine_options(config).items():
         config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(name, value)
     config["KEYS_DIR"] = str(Path(config.get("KEYS_DIR") or "keys").absolute())
@@ -342,7 +369,8 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
     config["SESSION_COOKIE_SECURE"] = secure
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    config["SESSION_COOKIE_NAME"] = "sso_flow"
+    # Every cookie of the provider is __Host- on https: only this host, path /, Secure.
+    config["SESSION_COOKIE_NAME"] = "__Host-sso_flow" if secure else "sso_flow"
     config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_BYTES"]
     config["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
@@ -410,6 +438,8 @@ def validate(config: Any) -> None:
     for name in ("ACCESS_TOKEN_ALG", "ID_TOKEN_ALG"):
         if config[name] not in ("RS256", "ES256"):
             raise ConfigError(f"SSO_{name} must be RS256 or ES256")
+    if not 60 <= int(config["QR_CODE_TTL"]) <= 120:
+        raise ConfigError("SSO_QR_CODE_TTL must be 60-120 seconds (RFC 10027: short-lived codes)")
     try:
         parse_sentinels(config.get("REDIS_SENTINELS"))
     except ValueError as error:
@@ -436,3 +466,24 @@ def parse_sentinels(value: Any) -> list[tuple[str, int]]:
 def environment_flag(name: str) -> bool:
     """Read a boolean ``SSO_*`` flag outside an app (the CLI before the app exists)."""
     return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def engine_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Engine options for the database URL in ``config`` (``_derive`` merges them); kept here,
+    free of SQLAlchemy, so that commands which never build the app start quickly."""
+    url = str(config["SQLALCHEMY_DATABASE_URI"])
+    if url.startswith("postgresql"):
+        statement_ms = int(float(config.get("DB_STATEMENT_TIMEOUT", 10)) * 1000)
+        options = f"-c statement_timeout={statement_ms}" if statement_ms else ""
+        lock_ms = int(float(config.get("DB_LOCK_TIMEOUT", 5)) * 1000)
+        if lock_ms:
+            options += f" -c lock_timeout={lock_ms}"
+        return {
+            "pool_pre_ping": False,  # the watched ping below replaces it
+            "pool_timeout": float(config.get("DB_POOL_TIMEOUT", 5)),
+            "connect_args": {"connect_timeout": max(1, int(config.get("DB_CONNECT_TIMEOUT", 3))),
+                             "options": options.strip()},
+        }
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": float(config.get("DB_BUSY_TIMEOUT", 5))}}
+    return {}

@@ -35,24 +35,6 @@ log = logging.getLogger(__name__)
 WATCHDOG_GRACE = 1.0
 
 
-def engine_options(config: dict[str, Any]) -> dict[str, Any]:
-    """Engine options for the database URL in ``config`` (``_derive`` merges them)."""
-    url = str(config["SQLALCHEMY_DATABASE_URI"])
-    if url.startswith("postgresql"):
-        statement_ms = int(float(config.get("DB_STATEMENT_TIMEOUT", 10)) * 1000)
-        options = f"-c statement_timeout={statement_ms}" if statement_ms else ""
-        lock_ms = int(float(config.get("DB_LOCK_TIMEOUT", 5)) * 1000)
-        if lock_ms:
-            options += f" -c lock_timeout={lock_ms}"
-        return {
-            "pool_pre_ping": False,  # the watched ping below replaces it
-            "pool_timeout": float(config.get("DB_POOL_TIMEOUT", 5)),
-            "connect_args": {"connect_timeout": max(1, int(config.get("DB_CONNECT_TIMEOUT", 3))),
-                             "options": options.strip()},
-        }
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": float(config.get("DB_BUSY_TIMEOUT", 5))}}
-    return {}
 
 
 class Watchdog:

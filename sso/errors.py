@@ -150,6 +150,9 @@ def _handle_http(error: HTTPException) -> Response:
         message = None
         if status == 400 and error.description == "csrf":
             message = _("The form expired. Go back, reload the page and try again.")
+        elif status == 400 and error.description == "duplicate_cookie":
+            message = _("Your browser sent two cookies with the same name: one was set by "
+                        "another site. Clear this site's cookies and try again.")
         response = render_error(status, message=message)
     if allowed := error.get_response().allow:
         response.headers["Allow"] = ", ".join(allowed)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from babel.messages.pofile import read_po
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 TRANSLATIONS = Path(__file__).parent / "translations"
 SUPPORTED = ("zh-CN", "en")
@@ -29,6 +29,12 @@ def _load() -> None:
             with path.open("rb") as fh:
                 catalog = read_po(fh)
             messages.update({str(m.id): str(m.string) for m in catalog if m.id and m.string})
+
+
+def lang_cookie_name() -> str:
+    """``__Host-lang`` when the provider is on https (every cookie of ours is __Host-)."""
+    return f"__Host-{LANG_COOKIE}" if current_app.config.get("SESSION_COOKIE_SECURE") \
+        else LANG_COOKIE
 
 
 def normalise(tag: str | None) -> str | None:
@@ -60,7 +66,7 @@ def current_locale() -> str:
     if locale is None:
         locale = select(
             getattr(g, "ui_locales", None),
-            request.cookies.get(LANG_COOKIE),
+            request.cookies.get(lang_cookie_name()),
             request.accept_languages,
             "en",
         )

@@ -77,6 +77,14 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
+def configure_for(app: Flask) -> logging.Handler:
+    """The server's logging (:mod:`sso.wsgi`): the app's format and level. The ``sso`` admin
+    commands keep Python's default (warnings and errors, as text), and tests pytest's."""
+    level = app.config.get("LOG_LEVEL") or (
+        "WARNING" if app.config["ENV"] == "development" else "INFO")
+    return configure(app.config["LOG_FORMAT"], str(level).upper())
+
+
 def configure(log_format: str, level: str = "INFO") -> logging.Handler:
     """Send every log record to stderr in ``log_format`` (once per process)."""
     root = logging.getLogger()
@@ -131,10 +139,12 @@ def init_app(app: Flask) -> None:
         from .config import ConfigError  # noqa: PLC0415
 
         raise ConfigError("SSO_LOG_FORMAT must be json or text")
+    level = app.config.get("LOG_LEVEL")
+    if level and str(level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        from .config import ConfigError  # noqa: PLC0415
+
+        raise ConfigError("SSO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     app.config["LOG_FORMAT"] = log_format
-    # Tests keep pytest's own log capture.
-    if not app.config["TESTING"]:
-        configure(log_format, str(app.config.get("LOG_LEVEL") or "INFO"))
     app.before_request(_begin)
     app.after_request(_answer)
     app.teardown_request(_end)

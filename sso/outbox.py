@@ -89,7 +89,9 @@ def enqueue(channel: str, purpose: str, recipient: str, *, subject: str | None =
 
 
 #: Lanes: each has its own delivery thread, so mail and SMS never queue behind a slow app.
-LANES: dict[str, tuple[str, ...]] = {"messages": ("mail", "sms"), "events": ("event",)}
+#: "events" carries every other channel (events to apps, back-channel logout, ...).
+MESSAGE_CHANNELS = ("mail", "sms")
+LANES: dict[str, tuple[str, ...] | None] = {"messages": MESSAGE_CHANNELS, "events": None}
 
 
 def _claim_seconds(config: Any) -> float:
@@ -97,7 +99,8 @@ def _claim_seconds(config: Any) -> float:
 
 
 def _claim(config: Any, now: datetime, limit: int, only: Collection[int] | None = None,
-           channels: Collection[str] | None = None) -> list[tuple[int, str]]:
+           channels: Collection[str] | None = None,
+           exclude: Collection[str] | None = None) -> list[tuple[int, str]]:
     query = (
         select(OutboxMessage.id)
         .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now,
@@ -108,6 +111,8 @@ def _claim(config: Any, now: datetime, limit: int, only: Collection[int] | None 
         query = query.where(OutboxMessage.id.in_(list(only)))
     if channels is not None:
         query = query.where(OutboxMessage.channel.in_(list(channels)))
+    if exclude is not None:
+        query = query.where(OutboxMessage.channel.not_in(list(exclude)))
     due = db.session.scalars(query).all()
     claimed = []
     until = now + timedelta(seconds=_claim_seconds(config))
@@ -157,8 +162,10 @@ class _Renewal:
 
 def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
                 only: Collection[int] | None = None,
-                channels: Collection[str] | None = None) -> int:
-    """Deliver what is due (of ``only``, of ``channels``, if given); return how many were sent.
+                channels: Collection[str] | None = None,
+                exclude: Collection[str] | None = None) -> int:
+    """Deliver what is due (of ``only``, of ``channels``, not of ``exclude``, if given);
+    return how many were sent.
 
     Runs in an app context. ``only`` lets a request try its own message at once (an app's
     security event before the user lands there) without sending anyone else's mail.
@@ -170,7 +177,7 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
     now = now or utcnow()
     sent = 0
     engine = db.engine
-    for message_id, token in _claim(config, now, limit, only, channels):
+    for message_id, token in _claim(config, now, limit, only, channels, exclude):
         row = db.session.get(OutboxMessage, message_id)
         if row is None:
             continue
@@ -248,12 +255,13 @@ class DeliveryLoop:
                 self.threads[lane] = thread
                 thread.start()
 
-    def _run(self, lane: str, channels: tuple[str, ...]) -> None:
+    def _run(self, lane: str, channels: tuple[str, ...] | None) -> None:
         wake = _wakes[lane]
         while not self.stopping.is_set():
             try:
                 with self.app.app_context():
-                    deliver_due(self.app.config, channels=channels)
+                    deliver_due(self.app.config, channels=channels,
+                                exclude=MESSAGE_CHANNELS if channels is None else None)
                     if lane == "events":
                         for task in self.app.extensions.get(_TASKS, []):
                             task()

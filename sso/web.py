@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Callable
@@ -41,12 +43,26 @@ def csrf_exempt(view: F) -> F:
     return view
 
 
+def _sso_session_cookie() -> str:
+    """The raw SSO session cookie of this browser (named as :mod:`sso.flow.passage` sets it)."""
+    secure = current_app.config["SESSION_COOKIE_SECURE"]
+    return request.cookies.get("__Host-sso_session" if secure else "sso_session", "")
+
+
+def _bound(nonce: str) -> str:
+    """The form token for ``nonce`` in this browser's SSO session: a token minted under
+    another session (an attacker's own, tossed in as a cookie) does not verify here."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    message = f"csrf|{nonce}|{_sso_session_cookie()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:43]
+
+
 def csrf_token() -> str:
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return str(token)
+    nonce = session.get("csrf")
+    if not nonce:
+        nonce = secrets.token_urlsafe(32)
+        session["csrf"] = nonce
+    return _bound(str(nonce))
 
 
 def _check_csrf() -> None:
@@ -56,9 +72,21 @@ def _check_csrf() -> None:
     if view is None or getattr(view, "csrf_exempt", False):
         return
     sent = request.form.get(CSRF_FIELD, "") or request.headers.get("X-CSRF-Token", "")
-    expected = session.get("csrf")
-    if not expected or not sent or not same(str(sent), str(expected)):
+    nonce = session.get("csrf")
+    if not nonce or not sent or not same(str(sent), _bound(str(nonce))):
         raise StaleForm()
+
+
+class DuplicateCookie(BadRequest):
+    """Two cookies of one name: one was set by someone else (cookie tossing from a sibling
+    subdomain, with a longer path so the browser sends it first). Neither is trusted."""
+
+    description = "duplicate_cookie"
+
+
+def _refuse_duplicate_cookies() -> None:
+    if any(len(values) > 1 for _name, values in request.cookies.lists()):
+        raise DuplicateCookie()
 
 
 def _refuse_nul() -> None:
@@ -154,12 +182,40 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return cached[1]
 
 
+class FromTrustedProxies:
+    """Drop ``X-Forwarded-*`` unless the direct peer is a trusted proxy (RFC 10027, forged
+    context: with the port published directly, anyone could name any client address)."""
+
+    def __init__(self, wsgi_app: Any, networks: str | list[str]) -> None:
+        import ipaddress  # noqa: PLC0415
+
+        items = [n.strip() for n in (networks.split(",") if isinstance(networks, str)
+                                     else networks) if n.strip()]
+        if "*" in items:  # gunicorn's "trust every peer"
+            items = ["0.0.0.0/0", "::/0"]
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in items]
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        import ipaddress  # noqa: PLC0415
+
+        try:
+            peer = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            peer = None
+        if peer is None or not any(peer in network for network in self.networks):
+            for key in [k for k in environ if k.startswith("HTTP_X_FORWARDED_")]:
+                del environ[key]
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
     if proxies:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
-        )
+        fixed = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+        app.wsgi_app = FromTrustedProxies(  # type: ignore[method-assign]
+            fixed, app.config.get("TRUSTED_PROXY_NETWORKS") or "")
+    app.before_request(_refuse_duplicate_cookies)
     app.before_request(_refuse_nul)
     app.session_interface = CookieSessionInterface()
     app.before_request(_check_csrf)

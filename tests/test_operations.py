@@ -250,3 +250,5 @@ def test_the_log_format_follows_the_environment(app_config: dict[str, Any]) -> N
     assert create_app({**app_config, "LOG_FORMAT": "json"}).config["LOG_FORMAT"] == "json"
     with pytest.raises(ConfigError, match="SSO_LOG_FORMAT"):
         create_app({**app_config, "LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigError, match="SSO_LOG_LEVEL"):
+        create_app({**app_config, "LOG_LEVEL": "loud"})

@@ -28,6 +28,7 @@ def recorder() -> Any:
     return sent
 
 
+@pytest.mark.truncate
 def test_messages_leave_once_even_with_two_workers(app: Any, ctx: None, recorder: list[str]
                                                    ) -> None:
     for n in range(20):

@@ -384,7 +384,8 @@ class DemoInstance:
         it: the instance and keys copied, the settings file naming the copy's keys, and an
         embedded Redis of its own (started by the first command that needs it)."""
         instance = home / "instance"
-        shutil.copytree(self.home / "keys", home / "keys")
+        if (self.home / "keys").exists():  # signing keys live in the database now
+            shutil.copytree(self.home / "keys", home / "keys")
         shutil.copytree(self.instance, instance, ignore=shutil.ignore_patterns("redis.*"))
         settings = instance / "settings.env"
         settings.write_text(settings.read_text().replace(str(self.home), str(home)))

@@ -26,6 +26,7 @@ from ..users.models import User, UserStatus
 from . import lockout, policy, tokens
 from .service import (
     AccountError,
+    check_new_user,
     create_user,
     find_by_login,
     normalise_phone,
@@ -231,6 +232,9 @@ def register(username: str, email: str, password: str, name: str | None = None,
     if not email:
         raise AccountError("email: required")
     if find_by_login(email) is not None:
+        # The same checks, in the same order, and the same hash as creating the account, so
+        # neither the answer nor its time tells that the address has an account.
+        check_new_user(username, email, password)
         audit.record("account.register", audit.FAILURE, origin=origin, subject=email[:254],
                      reason="email_taken")
         return None
@@ -387,6 +391,10 @@ def _finish_reset(user: User, password: str, origin: Origin | None, via: str) ->
 def change_password(user: User, current: str, new: str, origin: Origin | None = None,
                     session_id: str | None = None) -> None:
     """The signed-in user replaces their password (after proving the current one)."""
+    if lockout.locked_for(user.id):
+        audit.record("password.change", audit.FAILURE, origin=origin, user_id=user.id,
+                     reason="locked")
+        raise LinkError("locked")
     if not _hasher().verify(user.password_hash, current[:1024]):
         audit.record("password.change", audit.FAILURE, origin=origin, user_id=user.id,
                      reason="wrong_current")

@@ -35,6 +35,23 @@ def passwords() -> PasswordHashing:
 
 
 
+def check_new_user(username: str, email: str | None, password: str) -> None:
+    """What :func:`create_user` checks before it writes, for a registration that will not
+    create anything (its email address has an account): the same errors, the same hash."""
+    username = normalise_username(username)
+    email = normalise_email(email)
+    if not USERNAME_PATTERN.match(username):
+        raise AccountError("username: 2-64 characters, letters, digits, '.', '_' or '-'")
+    if email and not EMAIL_PATTERN.match(email):
+        raise AccountError("email: not a valid address")
+    taken = db.session.scalar(select(func.count()).select_from(User).where(or_(
+        User.username == username, User.email == username)))
+    if taken:
+        raise AccountError("a user with that username or email already exists")
+    policy.check(password, current_app.config, passwords(), username=username, email=email)
+    passwords().hash(password)
+
+
 def create_user(
     username: str,
     *,
@@ -120,12 +137,12 @@ def authenticate(login: str, password: str, origin: Origin | None = None) -> Sig
     if not ok or user is None:
         audit.record("signin.password", audit.FAILURE, origin=origin,
                      user_id=user.id if user else None, subject=login[:254])
-        lockout.register_ip_failure(origin.ip if origin else None)
+        lockout.register_ip_failure(origin.ip if origin else None, subject)
         seconds = lockout.register_failure(subject, origin)
         if seconds:
             return SignInResult(None, "locked", seconds)
         return SignInResult(None, "invalid")
-    lockout.clear_failures(user.id)
+    lockout.clear_failures(user.id, ip=origin.ip if origin else None)
     if user.status != UserStatus.ACTIVE:
         audit.record("signin.password", audit.FAILURE, origin=origin, user_id=user.id,
                      reason=user.status)

@@ -16,6 +16,7 @@ from ..sessions.models import Proof
 from ..users.models import User
 from ..web import origin
 from . import captcha, lifecycle, tokens
+from .evenly import even_answer
 from .policy import PasswordRejected, Problem
 from .service import AccountError
 
@@ -130,6 +131,7 @@ def activate_code() -> Response:
     return _code_form("invite")
 
 
+@even_answer
 def _code_form(purpose: str) -> Response:
     errors: list[str] = []
     login = request.values.get("login", "")[:254]
@@ -163,6 +165,7 @@ def _code_form(purpose: str) -> Response:
 
 
 @bp.route("/activate/again", methods=["GET", "POST"])
+@even_answer
 def activate_again() -> Response:
     """Ask for a new activation link: one answer whether or not the account exists."""
     if request.method == "POST":
@@ -193,6 +196,7 @@ def _registration_enabled() -> None:
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@even_answer
 def register() -> Response:
     _registration_enabled()
     errors: list[str] = []
@@ -269,6 +273,7 @@ def verify_email(token: str) -> Response:
 
 
 @bp.route("/password/reset", methods=["GET", "POST"])
+@even_answer
 def reset_request() -> Response:
     if request.method == "POST":
         if _throttled():

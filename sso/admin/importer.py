@@ -204,5 +204,9 @@ def commit(import_id: str, admin_id: int, *, actor: str, locale: str | None) -> 
                              locale=locale, actor=actor)
         except ValueError as error:
             raise AdminError(f"line {row.line}: {error}; nothing was imported") from None
+        # The rows are flushed; forgetting their objects keeps each next row's work (the
+        # services' ORM updates look through the session) from growing with the import.
+        db.session.flush()
+        db.session.expunge_all()
     get_redis().client.delete(_key(import_id))
     return len(valid), len(found.rows) - len(valid)

@@ -55,3 +55,28 @@ Index("ix_audit_events_client_id_id", AuditEvent.client_id, AuditEvent.id)
 Index("ix_audit_events_actor_id", AuditEvent.actor, AuditEvent.id)
 Index("ix_audit_events_ip_id", AuditEvent.ip, AuditEvent.id)
 Index("ix_audit_events_outcome_id", AuditEvent.outcome, AuditEvent.id)
+
+
+class RegistrationToken(db.Model):  # type: ignore[name-defined,misc]
+    """A bearer token of dynamic client registration (RFC 7591 §3, RFC 7592 §3), kept as a
+    SHA-256 hash: an *initial* access token a super admin issued (optionally for an app admin,
+    who becomes the admin of the apps it registers), or the *registration* access token of
+    one client, which reads or deletes that client's registration."""
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    #: The app admin whose remit apps registered with this initial token join.
+    for_user_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    label: Mapped[str | None] = mapped_column(String(128))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

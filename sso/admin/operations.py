@@ -22,8 +22,7 @@ from ..audit import Origin, record
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc import clients
-from ..oidc.models import Client
-from ..oidc.tokens import revoke_grants
+from ..oidc.models import Client, RefreshToken
 from ..security import hash_token, new_token
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession
@@ -56,14 +55,20 @@ def _must_change_users(remit: Remit) -> None:
 # Users.
 
 
-def user(remit: Remit, user_id: int) -> User:
+def user(remit: Remit, user_id: int | str) -> User:
+    """The user, if the admin may see them; anything else (a forged or foreign id) is
+    :class:`OutOfRemit`."""
+    if isinstance(user_id, str):
+        if not user_id.isdigit() or len(user_id) > 12:
+            raise OutOfRemit()
+        user_id = int(user_id)
     found = users_query.find(remit, user_id)
     if found is None:
         raise OutOfRemit()
     return found
 
 
-def _changeable_user(remit: Remit, user_id: int) -> User:
+def _changeable_user(remit: Remit, user_id: int | str) -> User:
     """The user, if the admin may see them (else 404) and change them (else 403)."""
     found = user(remit, user_id)
     _must_change_users(remit)
@@ -93,7 +98,7 @@ def create_user(remit: Remit, *, username: str, email: str | None, phone: str | 
     return created
 
 
-def edit_user(remit: Remit, user_id: int, *, name: str | None, email: str | None,
+def edit_user(remit: Remit, user_id: int | str, *, name: str | None, email: str | None,
               phone: str | None, origin: Origin | None = None) -> User:
     found = _changeable_user(remit, user_id)
     # A field the form did not send stays as it is; an empty one is removed.
@@ -127,7 +132,7 @@ def edit_user(remit: Remit, user_id: int, *, name: str | None, email: str | None
 STATUS_ACTIONS = ("disable", "enable", "unlock")
 
 
-def set_status(remit: Remit, user_id: int, action: str, origin: Origin | None = None) -> None:
+def set_status(remit: Remit, user_id: int | str, action: str, origin: Origin | None = None) -> None:
     found = _changeable_user(remit, user_id)
     if action not in STATUS_ACTIONS:
         raise AdminError("action: disable, enable or unlock")
@@ -159,7 +164,7 @@ def bulk_status(remit: Remit, user_ids: list[int], action: str,
     return done, refused
 
 
-def send_reset_link(remit: Remit, user_id: int, origin: Origin | None = None) -> None:
+def send_reset_link(remit: Remit, user_id: int | str, origin: Origin | None = None) -> None:
     found = _changeable_user(remit, user_id)
     if found.status != UserStatus.ACTIVE or not found.email:
         raise AdminError("a reset link needs an active user with an email address")
@@ -168,7 +173,7 @@ def send_reset_link(remit: Remit, user_id: int, origin: Origin | None = None) ->
     db.session.commit()
 
 
-def reset_mfa(remit: Remit, user_id: int, origin: Origin | None = None) -> int:
+def reset_mfa(remit: Remit, user_id: int | str, origin: Origin | None = None) -> int:
     found = _changeable_user(remit, user_id)
     _user, had, ended = service.reset_mfa(found.username, end_sessions=True)
     audit(remit, "user.reset_mfa", user_id=found.id, origin=origin, had_authenticator=had,
@@ -177,7 +182,7 @@ def reset_mfa(remit: Remit, user_id: int, origin: Origin | None = None) -> int:
     return ended
 
 
-def change_role(remit: Remit, user_id: int, client_id: str, role: str, grant: bool,
+def change_role(remit: Remit, user_id: int | str, client_id: str, role: str, grant: bool,
                 origin: Origin | None = None) -> None:
     """Grant or take back an app role; an app admin only in their apps."""
     if not remit.may_read_app(client_id):
@@ -204,7 +209,7 @@ def app_accounts_visible(remit: Remit, found: User) -> list[AppAccount]:
         if remit.may_read_app(a.client_id)]
 
 
-def change_admin_grant(remit: Remit, user_id: int, role: str, client_id: str | None,
+def change_admin_grant(remit: Remit, user_id: int | str, role: str, client_id: str | None,
                        grant: bool, origin: Origin | None = None) -> None:
     """Only a super admin hands out admin remits."""
     found = _changeable_user(remit, user_id)
@@ -222,14 +227,44 @@ def change_admin_grant(remit: Remit, user_id: int, role: str, client_id: str | N
 # Sessions.
 
 
-def sessions_of(remit: Remit, user_id: int) -> list[SSOSession]:
+def sessions_of(remit: Remit, user_id: int | str) -> list[SSOSession]:
     found = user(remit, user_id)
     return list(db.session.scalars(select(SSOSession).where(
         SSOSession.user_id == found.id, SSOSession.ended_at.is_(None),
         SSOSession.expires_at > utcnow()).order_by(SSOSession.last_seen_at.desc())))
 
 
-def end_session(remit: Remit, user_id: int, session_id: str,
+def apps_reached(sessions_shown: list[SSOSession]) -> dict[str, list[str]]:
+    """The apps each session signed in to (those holding its refresh tokens)."""
+    ids = [s.id for s in sessions_shown]
+    if not ids:
+        return {}
+    found: dict[str, list[str]] = {}
+    for session_id, client_id in db.session.execute(
+            select(RefreshToken.session_id, RefreshToken.client_id).where(
+                RefreshToken.session_id.in_(ids)).distinct().order_by(RefreshToken.client_id)):
+        found.setdefault(session_id, []).append(client_id)
+    return found
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("MicroMessenger", "WeChat"),
+             ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+_SYSTEMS = (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iOS"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def device_of(user_agent: str | None) -> str:
+    """"Chrome on Windows" from a user agent, for the sessions list (the full string is kept
+    in the audit log)."""
+    text = user_agent or ""
+    browser = next((name for mark, name in _BROWSERS if mark in text), "")
+    system = next((name for mark, name in _SYSTEMS if mark in text), "")
+    if browser and system:
+        return f"{browser} / {system}"
+    return browser or system or text[:40]
+
+
+def end_session(remit: Remit, user_id: int | str, session_id: str,
                 origin: Origin | None = None) -> None:
     found = _changeable_user(remit, user_id)
     session = sessions.get(session_id[:43])
@@ -240,7 +275,7 @@ def end_session(remit: Remit, user_id: int, session_id: str,
     db.session.commit()
 
 
-def end_all_sessions(remit: Remit, user_id: int, origin: Origin | None = None) -> int:
+def end_all_sessions(remit: Remit, user_id: int | str, origin: Origin | None = None) -> int:
     found = _changeable_user(remit, user_id)
     ended = sessions.end_user_sessions(found.id, reason="admin", origin=origin)
     audit(remit, "session.end_all", user_id=found.id, origin=origin, ended=ended)
@@ -248,14 +283,14 @@ def end_all_sessions(remit: Remit, user_id: int, origin: Origin | None = None) -
     return ended
 
 
-def freeze(remit: Remit, user_id: int, origin: Origin | None = None) -> tuple[int, int]:
+def freeze(remit: Remit, user_id: int | str, origin: Origin | None = None) -> tuple[int, int]:
     """Disable the account, end its sessions and revoke its grants at every app, in one
-    action (an account that looks taken over); returns sessions ended and grants revoked."""
+    action (an account that looks taken over): the service ``sso users freeze`` calls.
+    Returns sessions ended and grants revoked."""
     found = _changeable_user(remit, user_id)
     if found.id == remit.user_id:
         raise AdminError("you cannot freeze yourself")
-    ended = lifecycle.disable(found, actor=remit.actor, origin=origin)
-    revoked = revoke_grants(found.id, reason="frozen", origin=origin)
+    ended, revoked = service.freeze_user(found.username, actor=remit.actor)
     audit(remit, "user.freeze", user_id=found.id, origin=origin, sessions_ended=ended,
           grants_revoked=revoked)
     db.session.commit()

@@ -14,7 +14,7 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import passage
 from ..flow.pending import Target, target_from_request
-from ..i18n import LANG_COOKIE, SUPPORTED
+from ..i18n import SUPPORTED, lang_cookie_name
 from ..i18n import gettext as _
 from ..sessions.models import Proof
 from ..users import service as users
@@ -119,6 +119,7 @@ def language(code: str) -> Response:
         target = "/"
     response = redirect(target)
     if code in SUPPORTED:
-        response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax",
-                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
+        response.set_cookie(lang_cookie_name(), code, path="/", max_age=365 * 24 * 3600,
+                            samesite="Lax", httponly=True,
+                            secure=current_app.config["SESSION_COOKIE_SECURE"])
     return response  # type: ignore[return-value]

@@ -34,7 +34,15 @@ from werkzeug.wrappers import Response
 
 from .. import i18n
 from ..i18n import gettext as _
-from .events import MAX_BYTES, MEDIA_TYPE, LocalAccounts, SETRejected, verify
+from .events import (
+    MAX_BYTES,
+    MEDIA_TYPE,
+    KeyCache,
+    LocalAccounts,
+    SETRejected,
+    read_capped,
+    verify,
+)
 from .logout import (
     BACKCHANNEL_PATH,
     FRONTCHANNEL_PATH,
@@ -116,6 +124,10 @@ def create_demo_app(
         server_metadata_url=f"{issuer.rstrip('/')}/.well-known/openid-configuration",
         client_kwargs={"scope": scope, "code_challenge_method": "S256", "timeout": 10},
     )
+    # The provider's keys, refetched for an unknown kid at most once a minute (events and
+    # logout tokens alike).
+    jwks = KeyCache(lambda: provider.fetch_jwk_set(force=True))
+    app.extensions["demo_jwks"] = jwks
 
     @app.before_request
     def canonical_host() -> Response | None:
@@ -179,7 +191,7 @@ def create_demo_app(
         if not token or len(token) > MAX_BYTES:
             return jsonify(error="invalid_request", error_description="no logout_token"), 400
         try:
-            claims = verify_logout_token(token, provider.fetch_jwk_set,
+            claims = verify_logout_token(token, jwks,
                                          app.config["DEMO_ISSUER"], client_id)
         except LogoutRejected as rejected:
             return jsonify(error="invalid_request", error_description=str(rejected)), 400
@@ -217,8 +229,11 @@ def create_demo_app(
             return set_error("invalid_request", f"The media type must be {MEDIA_TYPE}.")
         if (request.content_length or 0) > MAX_BYTES:
             return set_error("invalid_request", "The SET is too large.")
+        body = read_capped(request.stream)
+        if body is None:
+            return set_error("invalid_request", "The SET is too large.")
         try:
-            claims = verify(request.get_data(), provider.fetch_jwk_set,
+            claims = verify(body, jwks,
                             app.config["DEMO_ISSUER"], client_id)
         except SETRejected as rejected:
             return set_error(rejected.code, rejected.description)

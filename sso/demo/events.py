@@ -1,9 +1,12 @@
 """The demo ERP's side of the provider's Security Event Tokens (RFC 8417, pushed per RFC 8935).
 
 It does what docs/apps.md tells an ERP to do: verify the SET against the provider's JWKS
-(refetched once for an unknown ``kid``), require ``typ`` ``secevent+jwt``, the provider as
-``iss`` and its own ``client_id`` as ``aud``, ignore a ``jti`` it has already processed, and
-keep a local user record per ``sub`` ("accounts provisioned by the SSO").
+(refetched for an unknown ``kid``, at most once a minute, so junk tokens cannot make it hammer
+the provider), require ``typ`` ``secevent+jwt``, the provider as ``iss`` and its own
+``client_id`` as ``aud``, ignore a ``jti`` it has already processed, apply a subject's events
+in the order of their ``iat`` (then ``jti``), so an old event arriving late (a retry) does not
+undo a newer one, and keep a local user record per ``sub`` ("accounts provisioned by the SSO").
+The body is read up to :data:`MAX_BYTES` and no further (:func:`read_capped`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,44 @@ ALGORITHMS = ["RS256", "ES256"]
 KEEP_JTIS = 1000
 #: A SET about one account is a few kilobytes; anything much larger is not one.
 MAX_BYTES = 64 * 1024
+
+
+#: The JWKS is fetched again for an unknown ``kid`` at most this often (seconds).
+JWKS_REFETCH_SECONDS = 60
+
+
+class KeyCache:
+    """The provider's JWKS: fetched once, fetched again for an unknown ``kid`` no more than
+    once every :data:`JWKS_REFETCH_SECONDS`."""
+
+    def __init__(self, fetch: Callable[[], dict[str, Any]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.fetch, self.clock = fetch, clock
+        self.keys: dict[str, Any] | None = None
+        self.fetched_at = float("-inf")
+        self.fetches = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, force: bool) -> dict[str, Any]:
+        with self._lock:
+            now = self.clock()
+            if self.keys is None or (force and now - self.fetched_at >= JWKS_REFETCH_SECONDS):
+                self.keys = self.fetch()
+                self.fetched_at = now
+                self.fetches += 1
+            return self.keys
+
+
+def read_capped(stream: Any, limit: int = MAX_BYTES) -> bytes | None:
+    """At most ``limit`` bytes of ``stream``; None as soon as there are more (the rest is
+    never read, whatever the Content-Length said, chunked or not)."""
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = stream.read(min(65536, limit + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    return None
 
 
 class SETRejected(ValueError):
@@ -89,10 +130,14 @@ class LocalAccounts:
             return sorted(self._records.values(), key=lambda r: r.get("received_at", 0))
 
     def apply(self, claims: dict[str, Any]) -> bool:
-        """Act on each account event of the SET; False when its ``jti`` was seen before."""
+        """Act on each account event of the SET; False when its ``jti`` was seen before.
+
+        A subject's events take effect in ``(iat, jti)`` order: one older than the event the
+        record already reflects is accepted (the provider must not retry it) and ignored."""
         with self._lock:
             if claims["jti"] in self._jtis:
                 return False
+            order = (int(claims.get("iat") or 0), str(claims["jti"]))
             for event_type, payload in claims["events"].items():
                 if not event_type.startswith(EVENT_PREFIX) or not isinstance(payload, dict):
                     continue  # an event this app does not know: accept and ignore
@@ -100,6 +145,9 @@ class LocalAccounts:
                 subject = str(user.get("sub") or claims.get("sub") or "")
                 if not subject:
                     continue
+                known = self._records.get(subject)
+                if known is not None and tuple(known.get("order") or (0, "")) > order:
+                    continue  # a newer event already spoke for this subject
                 self._records[subject] = {
                     "sub": subject,
                     "username": user.get("preferred_username"),
@@ -109,6 +157,7 @@ class LocalAccounts:
                     "status": payload.get("status", event_type.removeprefix(EVENT_PREFIX)),
                     "via": payload.get("via"),
                     "received_at": int(time.time()),
+                    "order": list(order),
                 }
             self._jtis = [*self._jtis, claims["jti"]][-KEEP_JTIS:]
             self._save()

@@ -47,6 +47,8 @@ class AppPolicy:
     activation: str = ACTIVATION_AUTO
     #: Scan-to-sign-in approvals for this app pick the number the desktop shows.
     qr_number_matching: bool = False
+    #: Scan-to-sign-in approvals from a phone on another network are refused.
+    qr_refuse_remote: bool = False
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,7 @@ def verify(user: User, code: str, *, origin: Origin | None, now: datetime) -> st
     Wrong, replayed and reused codes count toward the account lockout; a malformed entry
     (not something a guesser would send) is refused without counting.
     """
-    if lockout.locked_for(user.id):
+    if lockout.locked_for(user.id, lockout.SECOND):
         audit.record("mfa.verify", audit.FAILURE, origin=origin, user_id=user.id,
                      reason="locked")
         raise CodeError("locked")
@@ -240,7 +240,7 @@ def verify(user: User, code: str, *, origin: Origin | None, now: datetime) -> st
         method = "recovery"
     else:
         raise CodeError("malformed")
-    lockout.clear_failures(user.id)
+    lockout.clear_failures(user.id, lockout.SECOND)
     audit.record("mfa.verify", origin=origin, user_id=user.id, method=method,
                  recovery_codes_left=remaining_recovery_codes(user.id)
                  if method == "recovery" else None)
@@ -250,7 +250,7 @@ def verify(user: User, code: str, *, origin: Origin | None, now: datetime) -> st
 def _failure(user_id: int, origin: Origin | None, reason: str, method: str) -> NoReturn:
     audit.record("mfa.verify", audit.FAILURE, origin=origin, user_id=user_id, reason=reason,
                  method=method)
-    lockout.register_failure(user_id, origin, method="otp")
+    lockout.register_failure(user_id, origin, method=method, factor=lockout.SECOND)
     raise CodeError(reason)
 
 

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from werkzeug.wrappers import Response
 
 from .. import audit, ratelimit
+from ..accounts import lockout
 from ..accounts import service as accounts
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -252,9 +253,15 @@ def remove() -> Response:
     if _limited(user):
         return _back_to_account("limited")
     password = request.form.get("password", "")[:1024]
+    if lockout.locked_for(user.id):
+        audit.record("mfa.remove", audit.FAILURE, origin=origin(), user_id=user.id,
+                     reason="locked")
+        db.session.commit()
+        return _back_to_account("code-locked")
     if not accounts.passwords().verify(user.password_hash, password):
         audit.record("mfa.remove", audit.FAILURE, origin=origin(), user_id=user.id,
                      reason="password")
+        lockout.register_failure(user.id, origin())  # every password check counts
         db.session.commit()
         return _back_to_account("password")
     try:

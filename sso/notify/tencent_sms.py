@@ -19,11 +19,11 @@ import hashlib
 import hmac
 import json
 import time
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import outbound
 from ..outbox import OutboxMessage
 
 SERVICE = "sms"
@@ -103,19 +103,21 @@ def send(message: OutboxMessage, config: Any, now: float | None = None) -> None:
     endpoint = config["TENCENT_SMS_ENDPOINT"]
     host = urlsplit(endpoint).netloc
     timestamp = int(now if now is not None else time.time())
-    request = urllib.request.Request(endpoint, data=body, method="POST", headers={  # noqa: S310
+    headers = {
         "Authorization": sign(config["TENCENT_SMS_SECRET_ID"],
                               config["TENCENT_SMS_SECRET_KEY"], host, body, timestamp),
         "Content-Type": CONTENT_TYPE,
-        "Host": host,
         "X-TC-Action": ACTION,
         "X-TC-Timestamp": str(timestamp),
         "X-TC-Version": VERSION,
         "X-TC-Region": config["TENCENT_SMS_REGION"],
-    })
-    timeout = float(config.get("SMS_TIMEOUT", 10))
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-        answer = json.loads(response.read().decode("utf-8"))
+    }
+    # A total deadline and a capped answer, like every call out (sso/outbound.py).
+    response = outbound.post(endpoint, body, headers, deadline=float(
+        config.get("SMS_TIMEOUT", 10)), config=config, max_bytes=64 * 1024)
+    if response.status != 200:
+        raise SmsError(f"HTTP {response.status}")
+    answer = json.loads(response.body.decode("utf-8"))
     result = answer.get("Response", {})
     if "Error" in result:
         raise SmsError(f"{result['Error'].get('Code')}: {result['Error'].get('Message')}")

@@ -10,6 +10,7 @@ from flask import Flask
 from .. import errors
 from ..sessions import service as sessions
 from . import protector
+from .ciba import CIBAGrant
 from .discovery import metadata_json
 from .grants import (
     AuthorizationCodeGrant,
@@ -34,6 +35,7 @@ def init_app(app: Flask) -> None:
                                                     S256Challenge(required=True)])
     server.register_grant(RefreshTokenGrant, [OpenIDCode()])
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(CIBAGrant, [OpenIDCode()])
     app.extensions["sso_authorization_server"] = server
 
     app.config.setdefault("SCOPES_SUPPORTED",

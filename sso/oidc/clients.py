@@ -25,7 +25,8 @@ from .models import USER_SCOPES, Client
 
 log = logging.getLogger(__name__)
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials",
+               "urn:openid:params:grant-type:ciba")
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,64}$")
 DEFAULT_SCOPE = "openid profile email phone offline_access roles"
 SECRET_PREFIX = "ssos_"
@@ -121,7 +122,8 @@ def create_client(
 
 #: The typed policy columns of a client, and who reads them.
 POLICY_FIELDS = ("first_party", "mfa_required", "remember_device", "activation",
-                 "qr_number_matching", "events_endpoint")
+                 "qr_number_matching", "events_endpoint", "qr_refuse_remote",
+                 "ciba_mode", "ciba_notification_endpoint")
 
 
 def _set_policy(client: Client, changes: dict[str, Any]) -> None:
@@ -177,6 +179,7 @@ def policy_of(client: Client) -> AppPolicy:
         remember_device=client.remember_device is not False,
         activation=client.activation or "auto",
         qr_number_matching=bool(client.qr_number_matching),
+        qr_refuse_remote=bool(client.qr_refuse_remote),
     )
 
 

@@ -31,7 +31,11 @@ def metadata(app: Flask) -> dict[str, Any]:
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token",
-                                      "client_credentials"],
+                                      "client_credentials",
+                                      "urn:openid:params:grant-type:ciba"],
+            "backchannel_authentication_endpoint": url("oidc.backchannel_authentication"),
+            "backchannel_token_delivery_modes_supported": ["poll", "ping"],
+            "backchannel_user_code_parameter_supported": False,
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": list(ALGORITHMS),
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
@@ -54,6 +58,9 @@ def metadata(app: Flask) -> dict[str, Any]:
             "frontchannel_logout_session_supported": True,
             "backchannel_logout_supported": True,
             "backchannel_logout_session_supported": True,
+            # RFC 7591 §3 / RFC 8414 §2, when the admin package serves it.
+            **({"registration_endpoint": url("registration.register")}
+               if "registration.register" in app.view_functions else {}),
         }
 
 

@@ -52,6 +52,13 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
     #: Scan-to-sign-in approvals pick the number the desktop shows.
     qr_number_matching: Mapped[bool] = mapped_column(Boolean, default=False,
                                                      server_default=false())
+    #: Scan-to-sign-in approvals from a phone on another network than the desktop's are refused.
+    qr_refuse_remote: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
+    #: CIBA token delivery mode registered for this client ("poll", "ping"; None: no CIBA).
+    ciba_mode: Mapped[str | None] = mapped_column(String(8))
+    #: CIBA ping mode: where the provider says a request was answered.
+    ciba_notification_endpoint: Mapped[str | None] = mapped_column(String(512))
     #: Where account events are pushed as Security Event Tokens (RFC 8935); None: not sent.
     events_endpoint: Mapped[str | None] = mapped_column(String(512))
     #: OIDC Back-Channel Logout 1.0: where logout tokens are posted; None: not sent.

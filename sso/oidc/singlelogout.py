@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import urllib.error
-import urllib.request
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -26,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
 
-from .. import outbox
+from .. import outbound, outbox
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..outbox import GiveUp, OutboxMessage
@@ -51,8 +49,18 @@ class LogoutURIError(ValueError):
 
 def check_logout_uri(uri: str, what: str) -> str:
     """An https URL, or plain http to a loopback address, without a fragment (both specs
-    forbid one) or credentials."""
+    forbid one) or credentials. The back-channel URI is called by this provider, so it is
+    held to ``sso.outbound.check_url`` too (no private or metadata addresses unless
+    ``SSO_OUTBOUND_ALLOW`` lists them); a front-channel URI is loaded by the browser."""
     uri = uri.strip()
+    if what.startswith("backchannel"):
+        config = current_app.config
+        try:
+            return outbound.check_url(uri, dev=outbound.development(config),
+                                      allow=outbound.allow_list(config),
+                                      what=what)
+        except outbound.EndpointRefused as error:
+            raise LogoutURIError(str(error)) from None
     parts = urlsplit(uri)
     if len(uri) > 500 or parts.fragment or "#" in uri or not parts.hostname or parts.username:
         raise LogoutURIError(f"{what}: an absolute URL without fragment or credentials")
@@ -125,35 +133,22 @@ def frontchannel_uris(session: SSOSession) -> list[str]:
     return uris
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error: the token goes to the registered URI or nowhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def post(message: OutboxMessage, config: Any) -> None:
-    """POST one logout token (Back-Channel Logout 1.0 §2.5); 200 or 204 is success."""
+    """POST one logout token (Back-Channel Logout 1.0 §2.5) through ``sso.outbound`` (a total
+    deadline, no redirects, the address checked again); 200 or 204 is success."""
     if float(message.payload.get("exp", 0)) <= utcnow().timestamp():
         raise GiveUp("the logout token expired before the app took it")
     body = urlencode({"logout_token": message.body_text or ""}).encode("ascii")
-    request = urllib.request.Request(  # noqa: S310 - the URI was checked at registration
-        message.recipient, data=body, method="POST",
-        headers={"Content-Type": "application/x-www-form-urlencoded",
-                 "Cache-Control": "no-store"},
-    )
-    timeout = float(config.get("EVENTS_TIMEOUT", 3))
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as error:
-        status = error.code
-        error.close()
-    if status not in (200, 204):
-        raise RuntimeError(f"back-channel logout URI answered HTTP {status}")
+        answer = outbound.post(
+            message.recipient, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                      "Cache-Control": "no-store"},
+            deadline=float(config.get("EVENTS_TIMEOUT", 5)), config=config, max_bytes=4096,
+            wait_for_slot=not config.get("OUTBOUND_INLINE"))
+    except outbound.EndpointRefused as error:
+        raise RuntimeError(f"back-channel logout URI refused: {error}") from None
+    if answer.status not in (200, 204):
+        raise RuntimeError(f"back-channel logout URI answered HTTP {answer.status}")
 
 
 def init_app(app: Flask) -> None:

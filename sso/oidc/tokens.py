@@ -215,12 +215,21 @@ class TokenService:
         return encode_jws(key, claims, typ="JWT")
 
     def decode_id_token_hint(self, token: str) -> dict[str, Any] | None:
-        """Claims of an ID token we issued, expired or not (for logout and ``id_token_hint``)."""
+        """Claims of an ID token we issued, expired or not (for logout and ``id_token_hint``).
+
+        Only an ID token: ``typ`` JWT (an access token is ``at+jwt``, a security event
+        ``secevent+jwt``), an audience, and none of the claims that mark the others
+        (``client_id``/``scope`` of RFC 9068, ``events`` of RFC 8417)."""
         try:
-            claims = decode_jws(self.keys, token)
+            claims = decode_jws(self.keys, token, typ="jwt")
         except InvalidJWS:
             return None
         if claims.get("iss") != self.issuer or "sub" not in claims:
+            return None
+        audience = claims.get("aud")
+        if not audience or not isinstance(audience, (str, list)):
+            return None
+        if any(marker in claims for marker in ("client_id", "scope", "events")):
             return None
         return claims
 
@@ -520,4 +529,7 @@ def purge_expired(now: datetime | None = None) -> int:
         delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now),
     ):
         removed += int(db.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    # Sealed refresh answers past their grace can no longer be replayed: drop them (they
+    # are counted as removed though their rows stay).
+    removed += forget_successors(now, float(current_app.config.get("REFRESH_REUSE_GRACE", 10)))
     return removed

@@ -135,6 +135,15 @@ def token() -> Response:
     return response
 
 
+@bp.post("/bc-authorize")
+@csrf_exempt
+def backchannel_authentication() -> Response:
+    """CIBA's backchannel authentication endpoint (CIBA Core §7)."""
+    from . import ciba  # noqa: PLC0415
+
+    return _form_only() or ciba.authenticate(request.form)
+
+
 @bp.route("/userinfo", methods=["GET", "POST"])
 @csrf_exempt
 def userinfo() -> Response:
@@ -168,7 +177,8 @@ def end_session_confirm() -> Response:
 
 @bp.after_request
 def _api_headers(response: Response) -> Response:
-    if request.endpoint in ("oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke"):
+    if request.endpoint in ("oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke",
+                            "oidc.backchannel_authentication"):
         for name, value in NO_STORE:
             response.headers.setdefault(name, value)
     if request.endpoint in CORS_ENDPOINTS:
@@ -182,4 +192,4 @@ def _api_headers(response: Response) -> Response:
 
 #: Endpoints that speak JSON to programs, errors included.
 JSON_ENDPOINTS = ("oidc.token", "oidc.userinfo", "oidc.introspect", "oidc.revoke", "oidc.jwks",
-                  "oidc.discovery")
+                  "oidc.discovery", "oidc.backchannel_authentication")

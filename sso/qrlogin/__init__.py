@@ -31,12 +31,14 @@ def init_app(app: Flask) -> None:
         scopes.append(QR_SCOPE)
 
     from .api import api  # noqa: PLC0415
+    from .ciba import bp as ciba  # noqa: PLC0415
     from .desktop import bp as desktop  # noqa: PLC0415
     from .phone import bp as phone  # noqa: PLC0415
 
     app.register_blueprint(desktop)
     app.register_blueprint(phone)
     app.register_blueprint(api)
+    app.register_blueprint(ciba)
     flow.register_method(app, flow.Method("qr", "qrlogin.desktop", TAB_LABEL,
                                           cross_device=True))
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import audit
+from .. import audit, ratelimit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..oidc.public import BearerError
@@ -22,8 +22,10 @@ from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import csrf_exempt, origin
 from . import qr_store, service
+from .proximity import parse_networks
 from .store import (
     BLOCKED,
+    FAR_REFUSED,
     ID_PATTERN,
     MISSING,
     OTHER_USER,
@@ -75,6 +77,9 @@ def _api_outcome(outcome: Outcome) -> Response:
     if result == WRONG_NUMBER:
         return _api_error(400, "wrong_number",
                            "The number does not match; the sign-in was cancelled.")
+    if result == FAR_REFUSED:
+        return _api_error(403, "far_refused",
+                          "This app refuses approvals from a phone on another network.")
     if result == BLOCKED:
         return _api_error(403, "blocked", "QR approvals of this user are paused after a report.")
     if result == PENDING:
@@ -96,7 +101,9 @@ def _api_prelude(qr_id: str, check: bool) -> tuple[User, SSOSession, QRSession] 
         return _api_outcome(Outcome(MISSING))
     if not check:
         return user, session, qr
-    step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
+    config = current_app.config
+    step = service.check_phone(qr, session, utcnow(), int(config["QR_PHONE_MAX_AGE"]),
+                               int(config["QR_FACTOR_FRESHNESS"]))
     if step is not None:
         audit.record_now("qr.step_up", audit.FAILURE, origin=origin(), user_id=user.id,
                          client_id=qr.client_id or None, reason=step.reason)
@@ -120,6 +127,8 @@ def _api_context(qr: QRSession) -> dict[str, Any]:
                     "requested_at": int(qr.created_at),
                     "age_seconds": max(int(time.time() - qr.created_at), 0)},
         "number_choices": list(qr.choices) or None,
+        "proximity": {"far": qr.far, "desktop_network": qr.desktop_network or None,
+                      "phone_network": qr.phone_network or None},
         "expires_in": max(int(qr.expires_at - time.time()), 0),
     }
 
@@ -132,13 +141,18 @@ def _api_transition(qr_id: str, action: str) -> Response:
     store = qr_store()
     try:
         if action == "scan":
-            outcome = service.scan(store, qr_id, user, origin())
+            outcome = service.scan(store, qr_id, user, origin(), parse_networks(
+                current_app.config["QR_TRUSTED_NETWORKS"]))
         elif action == "approve":
             body = request.get_json(silent=True) if request.data else {}
             if body is None or not isinstance(body, dict):
                 return _api_error(400, "invalid_request", "The body must be a JSON object.")
-            outcome = service.approve(store, qr_id, user, session,
-                                      parse_json_number(body), origin())
+            if not ratelimit.allow("qr-approve-user", str(user.id),
+                                   current_app.config["RATE_LIMIT_QR_APPROVE_USER"]):
+                return _api_error(429, "slow_down", "Too many approvals; wait a moment.")
+            outcome = service.approve(
+                store, qr_id, user, session, parse_json_number(body), origin(), now=utcnow(),
+                freshness=int(current_app.config["QR_FACTOR_FRESHNESS"]))
         elif action == "report":
             config = current_app.config
             outcome = service.report(

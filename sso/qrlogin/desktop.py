@@ -28,6 +28,14 @@ bp = Blueprint("qrlogin", __name__)
 DESKTOP_COOKIE = "sso_qr"
 
 
+def desktop_cookie(qr_id: str) -> tuple[str, str]:
+    """The name and path of the desktop's secret cookie. On https it is ``__Host-`` (path /,
+    so the code's id goes into the name); on plain http it keeps to the code's own paths."""
+    if current_app.config["SESSION_COOKIE_SECURE"]:
+        return f"__Host-{DESKTOP_COOKIE}-{qr_id}", "/"
+    return DESKTOP_COOKIE, f"/qr/sessions/{qr_id}"
+
+
 def _svg(url: str) -> bytes:
     image = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathFillImage, border=4,
                         box_size=10)
@@ -84,14 +92,16 @@ def create() -> Response:
         image_url=url_for("qrlogin.image", qr_id=qr.id),
         events_url=url_for("qrlogin.events", qr_id=qr.id),
         poll_url=url_for("qrlogin.poll", qr_id=qr.id),
+        number_url=url_for("qrlogin.number", qr_id=qr.id),
         complete_url=url_for("qrlogin.complete", qr_id=qr.id),
     )
     response.status_code = 201
     response.headers["Cache-Control"] = "no-store"
     # The desktop's proof, never in the QR: HttpOnly, only sent to this session's own paths.
-    response.set_cookie(DESKTOP_COOKIE, created.secret, max_age=config["QR_TTL"],
-                        path=f"/qr/sessions/{qr.id}", secure=config["SESSION_COOKIE_SECURE"],
-                        httponly=True, samesite="Strict")
+    name, path = desktop_cookie(qr.id)
+    response.set_cookie(name, created.secret, max_age=config["QR_TTL"], path=path,
+                        secure=config["SESSION_COOKIE_SECURE"], httponly=True,
+                        samesite="Strict")
     return response
 
 
@@ -103,7 +113,7 @@ def _json_error(status: int, error: str, message: str, **extra: Any) -> Response
 
 
 def _desktop_owns(qr_id: str) -> bool:
-    return qr_store().owns(qr_id, request.cookies.get(DESKTOP_COOKIE))
+    return qr_store().owns(qr_id, request.cookies.get(desktop_cookie(qr_id)[0]))
 
 
 @bp.get("/qr/sessions/<qr_id>/qr.svg")
@@ -114,6 +124,21 @@ def image(qr_id: str) -> Response:
     except Unavailable:
         return Response(status=503)
     response = Response(_svg(_phone_url(qr_id)), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/qr/sessions/<qr_id>/number")
+def number(qr_id: str) -> Response:
+    """The number to show once scanned: set at creation by the app's policy, or at the scan
+    when the phone is on another network (then the phone must pick it)."""
+    try:
+        qr = qr_store().get(qr_id) if _desktop_owns(qr_id) else None
+    except Unavailable:
+        return _json_error(503, "unavailable", unavailable_message())
+    if qr is None:
+        return _json_error(404, "expired", _("This code has expired."))
+    response = jsonify(number=qr.number, far=qr.far)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -165,7 +190,7 @@ def complete(qr_id: str) -> Response:
     if not ratelimit.allow("qr-complete-ip", request.remote_addr or "-",
                            current_app.config["RATE_LIMIT_QR_CREATE_IP"]):
         return _desktop_page(target, _("Please wait a moment and try again."), 429)
-    secret = request.cookies.get(DESKTOP_COOKIE, "")
+    secret = request.cookies.get(desktop_cookie(qr_id)[0], "")
     decision = request.form.get("decision", "")
     if decision != "continue":
         return _ask_who(target, qr_id, secret, not_me=decision == "not_me")
@@ -218,7 +243,7 @@ def _ask_who(target: Target, qr_id: str, secret: str, *, not_me: bool) -> Respon
 
 def _finish(target: Target, qr_id: str, user: Any, proofs: Any) -> Response:
     response = passage.finish(target, door="qr-desktop", user=user, proofs=proofs)
-    response.delete_cookie(DESKTOP_COOKIE, path=f"/qr/sessions/{qr_id}",
-                           secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True,
-                           samesite="Strict")
+    name, path = desktop_cookie(qr_id)
+    response.delete_cookie(name, path=path, secure=current_app.config["SESSION_COOKIE_SECURE"],
+                           httponly=True, samesite="Strict")
     return response

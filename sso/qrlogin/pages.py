@@ -6,7 +6,7 @@ from flask import render_template
 from werkzeug.wrappers import Response
 
 from ..i18n import gettext as _
-from .store import BLOCKED, DENIED, MISSING, OTHER_USER, PENDING, WRONG_NUMBER, Outcome
+from .store import BLOCKED, DENIED, FAR_REFUSED, MISSING, OTHER_USER, PENDING, WRONG_NUMBER, Outcome
 
 
 def unavailable_message() -> str:
@@ -33,6 +33,10 @@ def outcome_page(outcome: Outcome) -> Response:
             "cancelled for your safety."), 400)
     if result == DENIED:
         return message(_("Sign-in cancelled"), _("This sign-in was cancelled."), 409)
+    if result == FAR_REFUSED:
+        return message(_("Not from another network"), _(
+            "This app does not allow approving a sign-in from a phone on another network than "
+            "the computer's. Sign in on the computer with your password instead."), 403)
     if result == BLOCKED:
         return message(_("Scan to sign in is paused"), _(
             "You recently reported a sign-in that was not yours, so scan to sign in is "

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from .. import ratelimit
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import passage
@@ -18,6 +19,7 @@ from ..users.models import User
 from ..web import origin
 from . import qr_store, service
 from .pages import message, outcome_page, unavailable_message
+from .proximity import parse_networks
 from .store import ID_PATTERN, MISSING, Outcome, QRSession, Unavailable, parse_json_number
 from .useragent import describe
 
@@ -65,7 +67,9 @@ def _phone_checks(qr: QRSession) -> tuple[SSOSession | None, Response | None]:
     session = passage.current_session()
     if session is None:
         return None, _sign_in_first(qr)
-    step = service.check_phone(qr, session, utcnow(), int(current_app.config["QR_PHONE_MAX_AGE"]))
+    config = current_app.config
+    step = service.check_phone(qr, session, utcnow(), int(config["QR_PHONE_MAX_AGE"]),
+                               int(config["QR_FACTOR_FRESHNESS"]))
     if step is None:
         return session, None
     if step.interaction is None:
@@ -105,7 +109,9 @@ def phone(qr_id: str) -> Response:
     session = _approving_phone(qr_id)
     if isinstance(session, Response):
         return session
-    outcome = _committed(lambda: service.scan(qr_store(), qr_id, session.user, origin()))
+    trusted = parse_networks(current_app.config["QR_TRUSTED_NETWORKS"])
+    outcome = _committed(lambda: service.scan(qr_store(), qr_id, session.user, origin(),
+                                              trusted))
     if isinstance(outcome, Response):
         return outcome
     if not outcome.ok or outcome.session is None:
@@ -128,9 +134,14 @@ def phone_approve(qr_id: str) -> Response:
     session = _approving_phone(qr_id)
     if isinstance(session, Response):
         return session
+    config = current_app.config
+    if not ratelimit.allow("qr-approve-user", str(session.user_id),
+                           config["RATE_LIMIT_QR_APPROVE_USER"]):
+        return message(_("Please wait"), _("Please wait a moment and try again."), 429)
     number = parse_json_number(request.form.get("number"))
-    outcome = _committed(lambda: service.approve(qr_store(), qr_id, session.user, session,
-                                                 number, origin()))
+    outcome = _committed(lambda: service.approve(
+        qr_store(), qr_id, session.user, session, number, origin(), now=utcnow(),
+        freshness=int(config["QR_FACTOR_FRESHNESS"])))
     if isinstance(outcome, Response):
         return outcome
     if not outcome.ok:

@@ -19,7 +19,20 @@ from ..oidc.public import Client, encode_set, policy_of, update_policy
 from ..oidc.public import get as get_client
 from ..sessions.models import SECOND_FACTOR_PROOFS, Proof, SSOSession
 from ..users.models import User
-from .store import APPROVED, BLOCKED, MISSING, WRONG_SECRET, Created, Outcome, QRSession, QRStore
+from . import proximity
+from .store import (
+    APPROVED,
+    BLOCKED,
+    CONSUMED,
+    FAR_REFUSED,
+    MISSING,
+    PENDING,
+    WRONG_SECRET,
+    Created,
+    Outcome,
+    QRSession,
+    QRStore,
+)
 
 QR_SCOPE = "qr.approve"
 #: The proof (and ``amr`` value) of a sign-in approved by a phone (RFC 8176 has none for it).
@@ -76,8 +89,8 @@ def start(store: QRStore, *, client_id: str, client_name: str, acr_values: str,
     return created
 
 
-def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age: int
-                ) -> StepUp | None:
+def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age: int,
+                freshness: int | None = None) -> StepUp | None:
     """Whether this phone session may approve a sign-in to the QR's app, or what it owes.
 
     The session must be recent, and must satisfy the MFA the app requires: the flow's "mfa"
@@ -89,27 +102,53 @@ def check_phone(qr: QRSession, phone_session: SSOSession, now: datetime, max_age
         flow_id="", started_at=datetime.fromtimestamp(qr.created_at, UTC),
         client_id=qr.client_id, client_name=qr.client_name, scopes=(),
         acr_values=tuple(qr.acr_values.split()), policy=app_policy(qr.client_id),
+        # Bounded reach: an app that needs a second factor gets one proved within the
+        # freshness, so a phone whose factor is older verifies again on the phone first.
+        max_age=freshness,
     )
     interaction, _effects = flow.decide(request, phone_session, now, only={"mfa"})
     return StepUp("mfa", interaction) if interaction is not None else None
 
 
-def scan(store: QRStore, qr_id: str, user: User, phone: Origin) -> Outcome:
+def scan(store: QRStore, qr_id: str, user: User, phone: Origin,
+         trusted_networks: list[proximity.Network] | None = None) -> Outcome:
     if store.blocked_for(user.id):
         return _blocked(store, qr_id, user, phone, "qr.scan")
-    outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "")
-    audit.record("qr.scan", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
+    qr = store.get(qr_id)
+    near = proximity.compare(qr.desktop_ip if qr else "", phone.ip or "", trusted_networks or [])
+    if qr is not None and qr.state == PENDING and near.far \
+            and app_policy(qr.client_id).qr_refuse_remote:
+        outcome = Outcome(FAR_REFUSED, qr)
+        audit.record("qr.scan", audit.FAILURE, origin=phone, user_id=user.id,
+                     client_id=_client(outcome), result=FAR_REFUSED,
+                     desktop_network=near.desktop_network, phone_network=near.phone_network,
+                     **_details(qr, phone))
+        return outcome
+    outcome = store.scan(qr_id, user.id, phone.ip or "", phone.user_agent or "",
+                         far=near.far, desktop_net=near.desktop_network,
+                         phone_net=near.phone_network)
+    failed = ALARM if outcome.result in (APPROVED, CONSUMED) else audit.FAILURE
+    audit.record("qr.scan", audit.SUCCESS if outcome.ok else failed, origin=phone,
                  user_id=user.id, client_id=_client(outcome), result=outcome.result,
                  **_details(outcome.session, phone))
     return outcome
 
 
+def fresh_factors(phone_session: SSOSession, now: datetime, freshness: int) -> list[Proof]:
+    """The phone's second factors that travel to the desktop: proved within ``freshness``
+    seconds (bounded reach: an old MFA on the phone does not make a new desktop "MFA")."""
+    return [proof for proof in phone_session.proofs if proof.method in CARRIED_PROOFS
+            and (now - proof.at).total_seconds() <= freshness]
+
+
 def approve(store: QRStore, qr_id: str, user: User, phone_session: SSOSession,
-            number: int | None, phone: Origin) -> Outcome:
+            number: int | None, phone: Origin, *, now: datetime | None = None,
+            freshness: int = 600) -> Outcome:
     if store.blocked_for(user.id):
         return _blocked(store, qr_id, user, phone, "qr.approve")
+    now = now or datetime.now(UTC)
     factors = [f"{proof.method}@{proof.at.timestamp():.6f}"
-               for proof in phone_session.proofs if proof.method in CARRIED_PROOFS]
+               for proof in fresh_factors(phone_session, now, freshness)]
     outcome = store.approve(qr_id, user.id, number, factors, phone.ip or "",
                             phone.user_agent or "")
     audit.record("qr.approve", audit.SUCCESS if outcome.ok else audit.FAILURE, origin=phone,
@@ -161,7 +200,9 @@ def consume(store: QRStore, qr_id: str, secret: str, desktop: Origin, now: datet
     if outcome.ok and (user is None or user.status != "active"):
         outcome = Outcome("user_inactive", qr)
         user = None
-    audit.record("qr.consume", audit.SUCCESS if outcome.ok else audit.FAILURE,
+    # A second use of a single-use code (a replayed completion) is what an attack looks like.
+    failed = ALARM if qr is not None and qr.state == CONSUMED else audit.FAILURE
+    audit.record("qr.consume", audit.SUCCESS if outcome.ok else failed,
                  origin=desktop, user_id=qr.user_id if qr else None,
                  client_id=_client(outcome), result=outcome.result,
                  **_details(qr))
@@ -201,7 +242,7 @@ def report(store: QRStore, qr_id: str, user: User, phone: Origin, *, block_secon
         notify.mail(user.email, "qr_reported", locale=user.locale, purpose="qr-report",
                     user_id=user.id, user=user, qr=qr, minutes=max(block_seconds // 60, 0),
                     app_name=(qr.client_name if qr else "") or "")
-    _tell_apps(user, qr, issuer=issuer, keys=keys, now=now)
+    tell_apps(user, qr, issuer=issuer, keys=keys, now=now)
     return outcome
 
 
@@ -209,7 +250,7 @@ def report(store: QRStore, qr_id: str, user: User, phone: Origin, *, block_secon
 REPORTED_EVENT = "urn:sso:secevent:qr:reported"
 
 
-def _tell_apps(user: User, qr: QRSession | None, *, issuer: str, keys: Any, now: datetime
+def tell_apps(user: User, qr: QRSession | None, *, issuer: str, keys: Any, now: datetime
                ) -> None:
     """Queue a signed SET for every app with an events endpoint: it carries the user's
     ``sub`` and what was refused, nothing more (no claims the app's scopes did not ask for)."""

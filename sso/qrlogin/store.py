@@ -41,6 +41,8 @@ WRONG_NUMBER = "wrong_number"
 OK = "ok"
 #: The user reported a sign-in that was not theirs: their approvals are paused.
 BLOCKED = "blocked"
+#: The app refuses approvals from a phone on another network than the desktop's.
+FAR_REFUSED = "far_refused"
 
 
 class Unavailable(Exception):
@@ -66,6 +68,10 @@ class QRSession:
     phone_ua: str = ""
     #: The second-factor ``amr`` values of the approving phone's session.
     factors: tuple[str, ...] = ()
+    #: The phone scanned from another network than the desktop's (RFC 10027 proximity).
+    far: bool = False
+    desktop_network: str = ""
+    phone_network: str = ""
 
     @property
     def final(self) -> bool:
@@ -98,7 +104,16 @@ if not state then return {'missing'} end
 _SCAN = _STATE_OR_MISSING + """
 if state == 'pending' then
   redis.call('HSET', KEYS[1], 'state', 'scanned', 'user_id', ARGV[1], 'phone_ip', ARGV[2],
-             'phone_ua', ARGV[3], 'scanned_at', ARGV[4])
+             'phone_ua', ARGV[3], 'scanned_at', ARGV[4], 'desktop_net', ARGV[6],
+             'phone_net', ARGV[7])
+  if ARGV[5] == '1' then
+    -- The phone is on another network: number matching becomes mandatory for this code.
+    redis.call('HSET', KEYS[1], 'far', '1')
+    if not redis.call('HGET', KEYS[1], 'number') then
+      redis.call('HSET', KEYS[1], 'number', redis.call('HGET', KEYS[1], 'spare_number'),
+                 'choices', redis.call('HGET', KEYS[1], 'spare_choices'))
+    end
+  end
   redis.call('PUBLISH', KEYS[2], 'scanned')
   return {'ok'}
 end
@@ -222,12 +237,14 @@ class QRStore:
             "desktop_ua": desktop_ua[:255], "secret_hash": hash_token(secret),
             "acr_values": acr_values[:256],
         }
-        if number_matching:
-            number, *decoys = secrets.SystemRandom().sample(range(10, 100), 3)
-            choices = [number, *decoys]
-            secrets.SystemRandom().shuffle(choices)
-            fields["number"] = str(number)
-            fields["choices"] = ",".join(map(str, choices))
+        number, *decoys = secrets.SystemRandom().sample(range(10, 100), 3)
+        choices = [number, *decoys]
+        secrets.SystemRandom().shuffle(choices)
+        # Without number matching the number is kept aside: a phone on another network
+        # makes it mandatory when it scans (see _SCAN).
+        prefix = "" if number_matching else "spare_"
+        fields[prefix + "number"] = str(number)
+        fields[prefix + "choices"] = ",".join(map(str, choices))
         try:
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(self.key(qr_id), mapping=fields)
@@ -272,9 +289,11 @@ class QRStore:
         return stored is not None and same(stored.decode(), hash_token(secret))
 
     def scan(self, qr_id: str, user_id: int, phone_ip: str, phone_ua: str,
-             now: float | None = None) -> Outcome:
+             now: float | None = None, *, far: bool = False, desktop_net: str = "",
+             phone_net: str = "") -> Outcome:
         return self._transition("scan", _SCAN, qr_id, user_id, phone_ip[:45], phone_ua[:255],
-                                repr(time.time() if now is None else now))
+                                repr(time.time() if now is None else now), "1" if far else "",
+                                desktop_net[:64], phone_net[:64])
 
     def approve(self, qr_id: str, user_id: int, number: int | None, factors: list[str],
                 phone_ip: str, phone_ua: str, now: float | None = None) -> Outcome:
@@ -346,6 +365,9 @@ class QRStore:
             phone_ip=values.get("phone_ip", ""),
             phone_ua=values.get("phone_ua", ""),
             factors=tuple(f for f in values.get("factors", "").split(",") if f),
+            far=values.get("far") == "1",
+            desktop_network=values.get("desktop_net", ""),
+            phone_network=values.get("phone_net", ""),
         )
 
 

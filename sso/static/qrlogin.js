@@ -14,6 +14,14 @@
   var linkBox = document.getElementById("qr-link");
   var linkText = document.getElementById("qr-link-text");
   var FINAL = { consumed: true, denied: true, expired: true };
+  var countdown = document.getElementById("qr-countdown");
+  var timer = null;
+  var renewals = 0;
+  // A code lives 60-120 s (RFC 10027); while nobody has scanned it, a fresh one replaces it a
+  // few seconds before it expires, without reloading the page (a bounded number of times, so
+  // a forgotten tab does not make codes all day).
+  var RENEW_BEFORE = 5;
+  var MAX_RENEWALS = 20;
   var current = null;
   var source = null;
   var known = "";
@@ -24,7 +32,29 @@
     status.className = isError ? "error" : "message";
   }
 
+  function stopTimer() {
+    if (timer) { clearInterval(timer); timer = null; }
+    countdown.hidden = true;
+  }
+
+  function startTimer(expiresIn) {
+    stopTimer();
+    var deadline = Date.now() + expiresIn * 1000;
+    function tick() {
+      var left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      countdown.textContent = countdown.dataset.template.replace("{s}", String(Math.max(0, left - RENEW_BEFORE)));
+      countdown.hidden = known !== "pending";
+      if (known === "pending" && left <= RENEW_BEFORE) {
+        stopTimer();
+        if (renewals < MAX_RENEWALS) { renewals += 1; create(); } else { stale("msgExpired"); }
+      }
+    }
+    tick();
+    timer = setInterval(tick, 1000);
+  }
+
   function stop() {
+    stopTimer();
     generation += 1;
     if (source) { source.close(); source = null; }
   }
@@ -58,6 +88,17 @@
       if (current.number !== null && current.number !== undefined) {
         document.getElementById("qr-number-value").textContent = String(current.number);
         numberLine.hidden = false;
+      } else {
+        // A phone on another network makes the number mandatory at the scan: ask for it.
+        var asked = current;
+        fetch(current.number_url, { credentials: "same-origin" })
+          .then(function (r) { return r.json(); })
+          .then(function (body) {
+            if (asked !== current || body.number === null || body.number === undefined) { return; }
+            current.number = body.number;
+            document.getElementById("qr-number-value").textContent = String(body.number);
+            numberLine.hidden = false;
+          }).catch(function () {});
       }
     } else if (state === "approved") {
       stop();
@@ -135,9 +176,10 @@
       linkBox.hidden = false;
       onState("pending");
       listen();
+      startTimer(current.expires_in);
     }).catch(function () { stale("msgUnavailable"); });
   }
 
-  renew.addEventListener("click", create);
+  renew.addEventListener("click", function () { renewals = 0; create(); });
   create();
 }());

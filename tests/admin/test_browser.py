@@ -183,21 +183,35 @@ def test_approve_from_the_queue_and_the_waiting_user_gets_in(
 
 
 def test_freeze_a_user_and_their_session_ends(live_provider: LiveProvider, console: Any,
-                                              user_page: Any, alice: Any) -> None:
-    user_page.goto(f"{live_provider.url}/login")
+                                              user_page: Any, alice: Any, make_client: Any,
+                                              servers: list[Any]) -> None:
+    import requests
+
+    origin = f"http://127.0.0.1:{free_port()}"
+    client = make_client("CRM", [f"{origin}/cb"], client_id="crm-app")
+    rp = RelyingApp(live_provider.url, client, f"{origin}/cb")
+    servers.append(serve_in_thread(rp, int(origin.rsplit(":", 1)[1])))
+    user_page.goto(rp.authorize_url())
     sign_in_with_password(user_page, "alice", PASSWORD)
-    user_page.wait_for_url(f"{live_provider.url}/")
+    refresh = rp.tokens(rp.landed(user_page))["refresh_token"]
 
     page = console
     page.goto(f"{live_provider.url}/admin/users?q=alice")
     page.click("#users-table >> text=alice")
-    assert page.locator("#user-sessions tbody tr").count() == 1
+    sessions = page.locator("#user-sessions tbody tr")
+    assert sessions.count() == 1 and "crm-app" in sessions.inner_text()
+    assert "Chrome" in sessions.inner_text()
     page.click("#user-freeze button")
     assert "Account frozen" in page.locator("#admin-notice").inner_text()
     assert page.locator("#user-status").inner_text() == "disabled"
     assert page.locator("#sessions-none").is_visible()
-    user_page.reload()
+    # The browser's session is gone, and so is the app's refresh token.
+    user_page.goto(f"{live_provider.url}/")
     user_page.wait_for_url("**/login**")
+    answer = requests.post(f"{live_provider.url}/token", data={
+        "grant_type": "refresh_token", "refresh_token": refresh},
+        auth=(client.client_id, client.secret), timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
 
 
 def test_filter_and_export_the_audit_log(live_provider: LiveProvider, console: Any) -> None:
@@ -225,3 +239,53 @@ def test_chinese_console_in_the_browser(live_provider: LiveProvider, console: An
     page = console
     page.click("nav.admin-nav a[lang], header .langs a[lang=zh-CN]")
     assert "管理控制台" in page.locator("h1").inner_text()
+
+
+def test_bulk_disable_edit_and_roles_on_the_users_pages(live_provider: LiveProvider,
+                                                        console: Any, make_user: Any,
+                                                        make_client: Any) -> None:
+    from sso.users.service import define_role
+
+    for name in ("bob", "carl", "dora"):
+        make_user(name)
+    make_client("ERP", ["https://erp.example.com/cb"], client_id="erp")
+    in_app(live_provider.app, define_role, "erp", "clerk")
+    page = console
+    page.goto(f"{live_provider.url}/admin/users")
+    for name in ("bob", "carl"):
+        page.locator("#users-table tr", has_text=name).locator("input[type=checkbox]").check()
+    page.select_option("#bulk-action", "disable")
+    page.click("#bulk-apply")
+    assert "2 user(s) changed." in page.locator("#admin-notice").inner_text()
+    page.select_option("#status", "disabled")
+    page.click("#user-search button")
+    table = page.locator("#users-table").inner_text()
+    assert "bob" in table and "carl" in table and "dora" not in table
+
+    page.goto(f"{live_provider.url}/admin/users?q=dora")
+    page.click("#users-table >> text=dora")
+    page.fill("#user-edit #name", "Dora Explorer")
+    page.click("#user-edit button")
+    assert page.locator("#admin-notice").inner_text() == "Saved."
+    page.select_option("#role-app", "erp")
+    page.fill("#role-name", "clerk")
+    page.click("#user-role-grant button")
+    assert "erp: clerk" in page.locator("#user-roles").inner_text()
+
+
+def test_keys_page_rotates_and_registration_tokens_are_issued(live_provider: LiveProvider,
+                                                              console: Any) -> None:
+    page = console
+    page.click("nav.admin-nav >> text=Keys")
+    before = page.locator("#keys-table tbody tr").count()
+    assert page.locator("#keys-table .key-active").count() >= 1
+    page.click("#keys-rotate button")
+    assert page.locator("#keys-rotated").is_visible()
+    assert page.locator("#keys-table tbody tr").count() > before
+
+    page.click("nav.admin-nav >> text=Dynamic registration")
+    page.fill("#label", "CI pipeline")
+    page.click("#registration-issue button")
+    token = page.locator("#initial-token").inner_text()
+    assert token.startswith("ssoi_")
+    assert "CI pipeline" in page.locator("#registration-tokens").inner_text()

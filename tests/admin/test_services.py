@@ -210,3 +210,19 @@ def test_audit_commands_list_export_and_purge(app: Flask, admins: Any) -> None:
     assert len(list(csv.DictReader(io.StringIO(after.output)))) == 3
     assert "audit.purge" in runner.invoke(cli, ["audit", "list", "--event",
                                                 "audit.purge"]).output
+
+
+def test_admin_remits_from_the_command_line(app: Flask, admins: Any, as_admin: Any) -> None:
+    runner = app.test_cli_runner()
+    granted = runner.invoke(cli, ["admins", "grant", "plain", "--app-admin", "app-b"])
+    assert granted.exit_code == 0, granted.output
+    assert as_admin("plain").get("/admin/apps/app-b").status_code == 200
+    listed = runner.invoke(cli, ["admins", "list"]).output
+    assert "root" in listed and "plain" in listed and "app_admin app-b" in listed
+    assert runner.invoke(cli, ["admins", "revoke", "plain", "--app-admin",
+                               "app-b"]).exit_code == 0
+    assert as_admin("plain").get("/admin/").status_code == 403
+    bad = runner.invoke(cli, ["admins", "grant", "plain"])
+    assert bad.exit_code == 1 and "either --app-admin CLIENT_ID or --auditor" in bad.output
+    assert runner.invoke(cli, ["admins", "grant", "plain", "--app-admin",
+                               "nope"]).exit_code == 1

@@ -24,6 +24,8 @@ def test_clients_create_and_update_set_the_policies(runner: Any) -> None:
                              "--json").output)
     assert created["policy"] == {"activation": "approval", "mfa_required": False,
                                  "remember_device": True, "qr_number_matching": False,
+                                 "qr_refuse_remote": False, "ciba_mode": None,
+                                 "ciba_notification_endpoint": None,
                                  "events_endpoint": "https://erp.example.com/events"}
     client_id = created["client_id"]
     run(runner, "clients", "update", client_id, "--activation", "invite",

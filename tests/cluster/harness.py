@@ -176,13 +176,14 @@ def node_environment(folder: Path, issuer: str, database_url: str,
                      redis_settings: Mapping[str, str], **extra: str) -> dict[str, str]:
     """The ``SSO_*`` environment every node shares (one secret, one database, one Redis).
 
-    The nodes share one keys folder: keys live in files on this branch (the database keeps
-    them once keys-in-the-database lands, and the folder is then only the import source).
+    The signing keys live in the database, encrypted with the one key-encryption key; the
+    keys folder is only where an import would read from.
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith("SSO_")}
     env.update({
         "SSO_ISSUER": issuer,
         "SSO_SECRET_KEY": secrets.token_hex(32),
+        "SSO_KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         "SSO_DATABASE_URL": database_url,
         "SSO_REDIS_PREFIX": f"ssocluster:{secrets.token_hex(4)}:",
         "SSO_KEYS_DIR": str(folder / "keys"),

@@ -177,7 +177,11 @@ def test_a_desktop_waiting_on_node_1_is_approved_through_node_3(cluster: Cluster
     assert approve.status_code == 200, approve.text[:300]
     assert _next(events, "state") == "approved"
 
-    done = desktop.go("POST", code["complete_url"], data={"flow": flow_id, "csrf_token": csrf})
+    # The desktop shows who approved and continues on a click (DESIGN.md §4).
+    who = desktop.go("POST", code["complete_url"], data={"flow": flow_id, "csrf_token": csrf})
+    assert who.status_code == 200 and "Signed in as Alice (alice)" in who.text
+    done = desktop.go("POST", code["complete_url"], data={
+        "flow": flow_id, "csrf_token": _csrf(who.text), "decision": "continue"})
     auth_code = _follow_to_app(desktop, done)
     claims = _verified_claims(cluster, "n1", _redeem(cluster, "n2", auth_code,
                                                      verifier)["id_token"])

@@ -5,7 +5,8 @@ quorum 1, ``down-after-milliseconds 1000``) on free ports; the node is the produ
 (``sso serve``) configured with ``SSO_REDIS_SENTINELS`` only, no Redis URL. A desktop waits
 for its QR code to be scanned, the master is killed, the sentinel promotes the replica, and
 then: the waiting desktop hears the phone's scan and approval (its worker subscribed again,
-on the new master), and a password sign-in runs the whole code flow.
+on the new master), and a password sign-in runs the whole code flow. A planned failover
+(``SENTINEL FAILOVER``) keeps a waiting desktop too.
 """
 
 from __future__ import annotations
@@ -173,8 +174,13 @@ def test_sign_in_and_qr_go_on_after_a_failover(sentinel_node: Any) -> None:
                          data={"csrf_token": _csrf(confirm.text)}, timeout=GENEROUS)
     assert approve.status_code == 200, approve.text[:300]
     assert events.get(timeout=GENEROUS) == "approved"
-    done = desktop.post(f"{base}{code['complete_url']}", allow_redirects=False,
-                        data={"flow": flow_id, "csrf_token": csrf}, timeout=GENEROUS)
+    # The desktop shows who approved and continues on a click (DESIGN.md §4).
+    who = desktop.post(f"{base}{code['complete_url']}", allow_redirects=False,
+                       data={"flow": flow_id, "csrf_token": csrf}, timeout=GENEROUS)
+    assert who.status_code == 200 and "Signed in as Alice (alice)" in who.text
+    done = desktop.post(f"{base}{code['complete_url']}", allow_redirects=False, timeout=GENEROUS,
+                        data={"flow": flow_id, "csrf_token": _csrf(who.text),
+                              "decision": "continue"})
     claims = _claims(_redeem(base, facts, _to_app(desktop, base, done), verifier)["id_token"])
     assert claims["sub"] == facts["subject"] and claims["amr"] == ["qr"]
 
@@ -188,3 +194,43 @@ def test_sign_in_and_qr_go_on_after_a_failover(sentinel_node: Any) -> None:
     assert ready["status"] == "ready", ready
     print(f"failover: promoted {promoted_at - killed_at:.2f} s after the kill, QR served "
           f"again {serving_at - killed_at:.2f} s after it")
+
+
+def test_a_planned_failover_keeps_waiting_desktops(sentinel_node: Any) -> None:
+    """``SENTINEL FAILOVER`` (planned maintenance): the old master lives on as a replica. The
+    sentinel disconnects its clients when it demotes it, and the broker also checks every 5 s
+    where the master is; either way a waiting desktop hears the scan made on the new master."""
+    node, master, replica, sentinel, facts = sentinel_node
+    base = node.url
+    desktop = requests.Session()
+    flow_id, _verifier = _authorize(desktop, base, facts["client_id"])
+    csrf = _csrf(desktop.get(f"{base}/qr/login", params={"flow": flow_id},
+                             timeout=GENEROUS).text)
+    code = desktop.post(f"{base}/qr/sessions", data={"flow": flow_id},
+                        headers={"X-CSRF-Token": csrf}, timeout=GENEROUS).json()
+    events: queue.Queue[str] = queue.Queue()
+
+    def listen() -> None:
+        with desktop.get(f"{base}{code['events_url']}", stream=True,
+                         timeout=GENEROUS) as response:
+            for line in response.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    events.put(json.loads(line[6:])["state"])
+        events.put("<closed>")
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert events.get(timeout=GENEROUS) == "pending"
+    assert redis.Redis(port=master.port).execute_command("WAIT", 1, 5000) == 1
+    redis.Redis(port=sentinel.port).execute_command("SENTINEL", "FAILOVER", "sso")
+    wait_until(lambda: sentinel.master() == ("127.0.0.1", replica.port), GENEROUS,
+               "the sentinel hands the master role over", interval=0.05)
+    wait_until(lambda: redis.Redis(port=master.port).info("replication")["role"] == "slave",
+               GENEROUS, "the old master follows the new one")
+
+    phone = requests.Session()
+    wait_until(lambda: _sign_in(phone, base).status_code == 302, GENEROUS, "the phone signs in")
+    wait_until(lambda: phone.get(f"{base}/qr/s/{code['id']}", timeout=GENEROUS).status_code
+               == 200, GENEROUS, "the phone opens the code")
+    assert events.get(timeout=GENEROUS) == "scanned"
+    assert redis.Redis(port=replica.port).hget(
+        f"{node.env['SSO_REDIS_PREFIX']}qr:s:{code['id']}", "state") == b"scanned"

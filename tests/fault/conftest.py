@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 
 from sso import create_app, migrate, outbound
+from tests.apps.conftest import make_app  # noqa: F401 - fixture
 from tests.fault.services import Postgres, Redis
 
 #: Short bounds, so a fault costs seconds; docs/hardening.md has the production defaults.
@@ -90,5 +91,3 @@ def _stores_back(request: pytest.FixtureRequest) -> Iterator[None]:
     if "postgres" in request.fixturenames and "redis_server" in request.fixturenames:
         thaw_everything(request.getfixturevalue("postgres"),
                         request.getfixturevalue("redis_server"))
-
-

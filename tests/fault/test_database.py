@@ -8,10 +8,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from tests.conftest import Flow, basic, csrf_of
 from tests.fault.services import Postgres
+
+#: Threads and servers reach the database: real commits, tables emptied afterwards.
+pytestmark = pytest.mark.truncate
 
 #: Bound on the join of request threads: far above the settings' sum (a hang fails the test).
 JOIN = 60

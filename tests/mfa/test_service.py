@@ -156,7 +156,7 @@ def test_expired_code_is_wrong_and_counts_toward_lockout(ctx: None, alice: Any) 
     for _ in range(4):
         with pytest.raises(service.CodeError):
             service.verify(user, expired, origin=None, now=NOW)
-    assert lockout.locked_for(user.id) > 0
+    assert lockout.locked_for(user.id, lockout.SECOND) > 0
     # Locked: even the right code is refused until the lock ends.
     with pytest.raises(service.CodeError) as raised:
         service.verify(user, pyotp.TOTP(seed).at(NOW), origin=None, now=NOW)

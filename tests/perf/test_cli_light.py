@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
+# The command runs in another process and must see the rows the test wrote: no rollback.
+pytestmark = pytest.mark.truncate
+
 PROBE = ("import sys\n"
          "from sso.cli import cli\n"
          "cli.main(sys.argv[1:], standalone_mode=False)\n"

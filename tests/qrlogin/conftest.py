@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,10 +100,15 @@ def desktop(app: Any, erp: Any, alice: Any) -> Desktop:
 
 
 @pytest.fixture
-def phone(app: Any, alice: Any) -> Phone:
+def phone(app: Any, alice: Any) -> Iterator[Phone]:
+    """A signed-in phone on the office network: the desktop (127.0.0.1) and the phone
+    (10.0.0.7) are both inside the company's networks, so they count as near each other."""
     http = app.test_client()
     http.environ_base["HTTP_USER_AGENT"] = PHONE_UA
     http.environ_base["REMOTE_ADDR"] = "10.0.0.7"
     signed_in = Phone(http)
     signed_in.sign_in()
-    return signed_in
+    previous = app.config["QR_TRUSTED_NETWORKS"]
+    app.config["QR_TRUSTED_NETWORKS"] = "10.0.0.0/8, 127.0.0.0/8"
+    yield signed_in
+    app.config["QR_TRUSTED_NETWORKS"] = previous

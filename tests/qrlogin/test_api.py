@@ -177,7 +177,8 @@ def test_the_openapi_document(client: Any) -> None:
     document = client.get("/api/qr/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {"/api/qr/{id}/scan", "/api/qr/{id}/approve",
-                                      "/api/qr/{id}/deny", "/api/qr/{id}/report"}
+                                      "/api/qr/{id}/deny", "/api/qr/{id}/report",
+                                      "/api/ciba/requests", "/api/ciba/requests/{id}/{action}"}
     assert document["servers"] == [{"url": "http://sso.test"}]
 
 

@@ -210,3 +210,24 @@ def test_this_wasnt_me_cancels_alarms_mails_pauses_and_tells_the_apps(
         assert phone.locator("#qr-confirm").count() == 0
     finally:
         server.shutdown()
+
+
+def test_a_tossed_cookie_is_refused(devices: tuple[Any, Any], live_provider: LiveProvider,
+                                    make_app: Any, alice: Any, make_user: Any) -> None:
+    """A sibling subdomain's page sets the attacker's own flow cookie (holding his form token)
+    with a longer path, so the phone sends it first: the provider refuses both."""
+    import requests
+
+    make_user("mallory")
+    desktop, phone = devices
+    scanned = show_code(desktop, make_app())
+    attacker = requests.Session()
+    attacker.get(f"{live_provider.url}/login", timeout=10)
+    tossed = attacker.cookies.get("sso_flow")
+    assert tossed
+    sign_in_phone(phone, live_provider.url)
+    phone.context.add_cookies([{"name": "sso_flow", "value": tossed, "domain": "127.0.0.1",
+                                "path": "/qr/s"}])
+    phone.goto(scanned)
+    assert "two cookies with the same name" in phone.locator("main").inner_text()
+    assert phone.locator("#qr-confirm").count() == 0

@@ -8,6 +8,7 @@ import pytest
 
 from sso import outbound
 from tests.apps.conftest import make_app, receiver  # noqa: F401 - fixtures
+from tests.mfa.conftest import enrol  # noqa: F401 - fixture
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,10 @@ from tests.apps.conftest import app_result, run_flow
 from tests.conftest import Flow
 from tests.reliability.peers import Peer, answer, huge, slow, trickle
 
+# Deliveries run on threads and peers that must see committed rows, and some tests count the
+# connections in use: no per-test rollback here.
+pytestmark = pytest.mark.truncate
+
 TESTING = {"TESTING": True}
 PRODUCTION = {"ENV": "production"}
 
@@ -292,3 +296,22 @@ def test_mail_does_not_queue_behind_a_hanging_app(app: Any) -> None:
             thread.join(10)
         app.config["EVENTS_TIMEOUT"] = before
         peer.stop()
+
+
+def test_the_delivery_loop_carries_every_channel_not_only_mail_and_events(app: Any) -> None:
+    """Back-channel logout (and any channel added later) rides the apps' lane."""
+    delivered = threading.Event()
+    outbox.register_transport("probe-lane", lambda config: lambda m, c: delivered.set())
+    loop = outbox.DeliveryLoop(app)
+    try:
+        with app.app_context():
+            outbox.enqueue("probe-lane", "probe", "somewhere")
+            db.session.commit()
+        loop.start()
+        assert delivered.wait(60)
+    finally:
+        loop.stopping.set()
+        for wake in outbox._wakes.values():
+            wake.set()
+        for thread in loop.threads.values():
+            thread.join(10)

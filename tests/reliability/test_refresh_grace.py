@@ -66,3 +66,18 @@ def test_the_sealed_answer_is_not_readable_in_the_database(flow: Flow, app: Any)
     assert len(sealed) == 1
     assert answer["refresh_token"] not in sealed[0]
     assert answer["access_token"].split(".")[1] not in sealed[0]
+
+
+def test_purge_forgets_sealed_answers_past_the_grace(flow: Flow, app: Any) -> None:
+    from sso.oidc.tokens import purge_expired
+
+    tokens = flow.token(flow.authorize()["code"]).get_json()
+    assert _refresh(flow, tokens["refresh_token"]).status_code == 200
+    with app.app_context():
+        purge_expired()
+        assert db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)
+                                 .where(RefreshToken.successor.is_not(None))) == 1
+        purge_expired(utcnow() + timedelta(seconds=11))
+        db.session.commit()
+        assert db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)
+                                 .where(RefreshToken.successor.is_not(None))) == 0

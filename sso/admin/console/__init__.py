@@ -26,5 +26,8 @@ def init_app(app: Flask) -> None:
     from .blueprint import bp  # noqa: PLC0415
 
     app.register_blueprint(bp)
+    from .. import registration  # noqa: PLC0415
+
+    registration.init_app(app)
     # Before the CSRF check, which reads the form under the provider's small limit.
     app.before_request_funcs.setdefault(None, []).insert(0, _upload_limit)

@@ -201,4 +201,6 @@ def admin_nav() -> list[tuple[str, str]]:
              ("admin.audit", _("Audit log"))]
     if remit is not None and remit.reads_everything:
         items.append(("admin.keys", _("Keys")))
+    if remit is not None and remit.super_admin:
+        items.append(("admin.registration", _("Dynamic registration")))
     return items

@@ -78,3 +78,46 @@ def keys(remit: Remit) -> Response:
 def keys_rotate(remit: Remit) -> Response:
     operations.rotate_keys(remit, origin())
     return redirect(url_for("admin.keys", rotated=1))  # type: ignore[return-value]
+
+
+@bp.get("/registration")
+@admin_page
+def registration(remit: Remit) -> Response:
+    from .. import registration as dcr  # noqa: PLC0415
+
+    if not remit.super_admin:
+        raise operations.ReadOnly()
+    return page("admin/registration.html", tokens=dcr.initial_tokens(),
+                notice=request.args.get("notice"))
+
+
+@bp.post("/registration")
+@admin_page
+def registration_issue(remit: Remit) -> Response:
+    from .. import registration as dcr  # noqa: PLC0415
+
+    raw = request.form.get("hours", "24").strip()
+    try:
+        if not raw.isdigit() or len(raw) > 4:
+            raise AdminError("hours: 1 to 720")
+        token = dcr.issue_initial_token(remit, hours=int(raw),
+                                        label=request.form.get("label", "")[:128],
+                                        for_login=request.form.get("for", "")[:254] or None)
+    except AdminError as error:
+        if not remit.super_admin:
+            raise operations.ReadOnly() from None
+        return page("admin/registration.html", status=400, tokens=dcr.initial_tokens(),
+                    error=message(error))
+    return page("admin/registration.html", tokens=dcr.initial_tokens(), new_token=token)
+
+
+@bp.post("/registration/<token_id>/revoke")
+@admin_page
+def registration_revoke(remit: Remit, token_id: str) -> Response:
+    from .. import registration as dcr  # noqa: PLC0415
+
+    if not token_id.isdigit() or len(token_id) > 12:
+        raise operations.OutOfRemit()
+    dcr.revoke_initial_token(remit, int(token_id))
+    return redirect(url_for("admin.registration",  # type: ignore[return-value]
+                            notice=_("The token was revoked.")))

@@ -90,27 +90,31 @@ def user_new(remit: Remit) -> Response:
                             notice=_("User created.")))
 
 
-def _user_page(remit: Remit, user_id: int, status: int = 200, **context: object) -> Response:
+def _user_page(remit: Remit, user_id: str, status: int = 200, **context: object) -> Response:
     found = operations.user(remit, user_id)
     apps = operations.visible_clients(remit)
     changeable = [c for c in apps if remit.may_change_app(c.client_id)]
-    return page("admin/user.html", status=status, user=found,
+    live = operations.sessions_of(remit, user_id)
+    reached = {sid: [c for c in found_apps if remit.may_read_app(c)]
+               for sid, found_apps in operations.apps_reached(live).items()}
+    return page("admin/user.html", status=status, user=found, reached=reached,
+                device_of=operations.device_of,
                 roles=operations.roles_visible(remit, found),
                 accounts=operations.app_accounts_visible(remit, found),
-                sessions=operations.sessions_of(remit, user_id),
+                sessions=live,
                 grants=remits.grants_of(found.id) if remit.reads_everything else [],
                 apps=changeable, app_roles={c.client_id: [r.name for r in roles_of_app(
                     c.client_id)] for c in changeable}, admin_roles=ROLES,
                 notice=request.args.get("notice"), **context)
 
 
-@bp.get("/users/<int:user_id>")
+@bp.get("/users/<user_id>")
 @admin_page
-def user(remit: Remit, user_id: int) -> Response:
+def user(remit: Remit, user_id: str) -> Response:
     return _user_page(remit, user_id)
 
 
-def _act(remit: Remit, user_id: int, done: str, action: object) -> Response:
+def _act(remit: Remit, user_id: str, done: str, action: object) -> Response:
     try:
         action()  # type: ignore[operator]
     except AdminError as error:
@@ -119,39 +123,39 @@ def _act(remit: Remit, user_id: int, done: str, action: object) -> Response:
                             notice=done))
 
 
-@bp.post("/users/<int:user_id>/edit")
+@bp.post("/users/<user_id>/edit")
 @admin_page
-def user_edit(remit: Remit, user_id: int) -> Response:
+def user_edit(remit: Remit, user_id: str) -> Response:
     return _act(remit, user_id, _("Saved."), lambda: operations.edit_user(
         remit, user_id, name=request.form.get("name"), email=request.form.get("email"),
         phone=request.form.get("phone"), origin=origin()))
 
 
-@bp.post("/users/<int:user_id>/status")
+@bp.post("/users/<user_id>/status")
 @admin_page
-def user_status(remit: Remit, user_id: int) -> Response:
+def user_status(remit: Remit, user_id: str) -> Response:
     return _act(remit, user_id, _("Saved."), lambda: operations.set_status(
         remit, user_id, request.form.get("action", ""), origin()))
 
 
-@bp.post("/users/<int:user_id>/reset-password")
+@bp.post("/users/<user_id>/reset-password")
 @admin_page
-def user_reset_password(remit: Remit, user_id: int) -> Response:
+def user_reset_password(remit: Remit, user_id: str) -> Response:
     return _act(remit, user_id, _("A password reset link was sent."),
                 lambda: operations.send_reset_link(remit, user_id, origin()))
 
 
-@bp.post("/users/<int:user_id>/reset-mfa")
+@bp.post("/users/<user_id>/reset-mfa")
 @admin_page
-def user_reset_mfa(remit: Remit, user_id: int) -> Response:
+def user_reset_mfa(remit: Remit, user_id: str) -> Response:
     return _act(remit, user_id, _("Two-step verification was reset; the user's sessions "
                                   "ended."),
                 lambda: operations.reset_mfa(remit, user_id, origin()))
 
 
-@bp.post("/users/<int:user_id>/roles")
+@bp.post("/users/<user_id>/roles")
 @admin_page
-def user_roles(remit: Remit, user_id: int) -> Response:
+def user_roles(remit: Remit, user_id: str) -> Response:
     client_id = request.form.get("app", "")[:64]
     role = request.form.get("role", "")[:64]
     grant = request.form.get("change") != "revoke"
@@ -159,17 +163,17 @@ def user_roles(remit: Remit, user_id: int) -> Response:
         remit, user_id, client_id, role, grant, origin()))
 
 
-@bp.post("/users/<int:user_id>/admin")
+@bp.post("/users/<user_id>/admin")
 @admin_page
-def user_admin_grant(remit: Remit, user_id: int) -> Response:
+def user_admin_grant(remit: Remit, user_id: str) -> Response:
     return _act(remit, user_id, _("Saved."), lambda: operations.change_admin_grant(
         remit, user_id, request.form.get("role", "")[:16], request.form.get("app") or None,
         request.form.get("change") != "revoke", origin()))
 
 
-@bp.post("/users/<int:user_id>/sessions/end")
+@bp.post("/users/<user_id>/sessions/end")
 @admin_page
-def user_session_end(remit: Remit, user_id: int) -> Response:
+def user_session_end(remit: Remit, user_id: str) -> Response:
     session_id = request.form.get("session", "")
     if session_id == "all":
         return _act(remit, user_id, _("Every session ended."),
@@ -178,9 +182,9 @@ def user_session_end(remit: Remit, user_id: int) -> Response:
                 lambda: operations.end_session(remit, user_id, session_id, origin()))
 
 
-@bp.post("/users/<int:user_id>/freeze")
+@bp.post("/users/<user_id>/freeze")
 @admin_page
-def user_freeze(remit: Remit, user_id: int) -> Response:
+def user_freeze(remit: Remit, user_id: str) -> Response:
     return _act(remit, user_id, _("Account frozen: disabled, sessions ended, app access "
                                   "revoked."),
                 lambda: operations.freeze(remit, user_id, origin()))
