@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint install clean screenshots
+.PHONY: run test bench profile lint install clean screenshots
 
 run: $(VENV)/.installed
 	$(BIN)/sso demo
@@ -13,6 +13,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# A flame graph per workload (py-spy) in profiles/: bench/README.md.
+profile: $(VENV)/.installed
+	$(BIN)/python bench/flame.py $(PROFILE_ARGS)
 
 # Every page state in both languages at a desktop and a phone width, for a person to look
 # over (docs/pages-checklist.md); SSO_BRAND_* settings in the environment apply.

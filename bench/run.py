@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -37,12 +38,15 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LUA = BENCH / "lua"
 CACHE = Path(os.environ.get("SSO_BENCH_CACHE", Path.home() / ".cache" / "sso-bench"))
-REFERENCE_PACKAGE = "oidc-provider@9"
+REFERENCE_PACKAGES = ["oidc-provider@9", "ioredis@5"]
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 FLOW_SCOPE = "openid profile email"
 SERVICE_SCOPE = "api"
 PG_ADMIN_URL = os.environ.get("SSO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Seconds a seeding request (a code flow before a workload) may take on a busy machine.
+SEED_TIMEOUT = 60
 WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
 TOKEN_WORKLOADS = ("client_credentials", "code_flow", "refresh", "introspection")
 
@@ -62,6 +66,17 @@ class Target:
     sign_in: Any = None
     #: Process group of the server, whose CPU time each run measures.
     pgid: int = 0
+    #: What else serves it and is counted too: a private redis-server's pid, and a function
+    #: listing the PostgreSQL backends serving its database.
+    extra_pids: list[int] = field(default_factory=list)
+    backends: Any = None
+
+    def cpu(self) -> dict[int, float]:
+        """CPU seconds so far of every process serving this target, by pid."""
+        found = group_cpu(self.pgid)
+        for pid in [*self.extra_pids, *(self.backends() if self.backends else [])]:
+            found[pid] = proc_cpu(pid)
+        return found
 
     @property
     def basic(self) -> str:
@@ -88,7 +103,7 @@ class Target:
         url = f"{self.base_url}{self.authorize_path()}&state={nonce}&nonce={nonce}"
         headers = {"Cookie": self.cookie} if self.cookie else {}
         for _hop in range(8):
-            response = http.get(url, headers=headers, allow_redirects=False, timeout=10)
+            response = http.get(url, headers=headers, allow_redirects=False, timeout=SEED_TIMEOUT)
             location = response.headers.get("Location", "")
             if response.status_code not in (302, 303) or not location:
                 raise RuntimeError(f"{self.name}: authorize answered {response.status_code}: "
@@ -104,7 +119,7 @@ class Target:
         response = http.post(self.base_url + self.paths["token"], data={
             "grant_type": "authorization_code", "code": query["code"][0],
             "redirect_uri": REDIRECT_URI, "code_verifier": self.verifier,
-        }, headers={"Authorization": self.basic}, timeout=10)
+        }, headers={"Authorization": self.basic}, timeout=SEED_TIMEOUT)
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
@@ -151,17 +166,61 @@ def running(command: list[str], env: dict[str, str], ready_url: str, log: Path,
                 process.wait()
 
 
-def cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system) used so far by the live processes of a process group."""
-    ticks = 0
+def _stat_fields(stat: Path) -> list[str]:
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU time (user + system) used so far by one process; 0 once it is gone."""
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
+
+
+def group_cpu(pgid: int) -> dict[int, float]:
+    """CPU time used so far by each live process of a process group, by pid."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        fields = _stat_fields(stat)
+        if fields and int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two samples by the processes alive at the second (a process
+    that started in between counts from zero)."""
+    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+
+
+@contextmanager
+def private_redis(workdir: Path, name: str, durable: bool) -> Iterator[tuple[str, int]]:
+    """A redis-server of its own (its CPU is counted with the target it serves); durable is
+    an append-only file synced every second, Redis's usual durable setting."""
+    port = free_port()
+    folder = workdir / f"redis-{name}"
+    folder.mkdir()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+               "--save", "", "--appendonly", "yes" if durable else "no"]
+    with open(folder / "log", "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    log = (folder / "log").read_text()
+                    raise RuntimeError(f"redis-server did not start: {log}") from None
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def pinned(cpu: str | None, command: list[str]) -> list[str]:
@@ -169,37 +228,52 @@ def pinned(cpu: str | None, command: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(tag: str) -> Iterator[tuple[str, Any]]:
+    """A temporary database, and a function listing the pids of the backends serving it (the
+    server runs on this machine: their CPU is counted with ours)."""
     import psycopg  # noqa: PLC0415
 
-    name = f"sso_bench_{os.getpid()}"
+    name = f"sso_bench_{os.getpid()}_{tag}"
     admin = PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(admin)
+    watcher = psycopg.connect(admin, autocommit=True)
+
+    def backends() -> list[int]:
+        rows = watcher.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                               (name,)).fetchall()
+        return [int(row[0]) for row in rows]
+
     try:
-        yield parts._replace(path="/" + name).geturl()
+        yield parts._replace(path="/" + name).geturl(), backends
     finally:
+        watcher.close()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
-def our_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
-    """Seed a fresh database, then run ``sso serve --workers 1`` (gunicorn + gevent)."""
+def our_provider(args: argparse.Namespace, workdir: Path, database: str) -> Iterator[Target]:
+    """Seed a fresh database, then run ``sso serve --workers 1`` (gunicorn + gevent), with a
+    Redis of its own."""
     with ExitStack() as stack:
-        if args.database == "sqlite":
+        backends = None
+        tag = database.split(":")[0].split("+")[0]
+        if database == "sqlite":
             database_url = f"sqlite:///{workdir / 'sso.sqlite3'}"
-        elif args.database == "postgresql":
-            database_url = stack.enter_context(postgres_database())
+        elif database == "postgresql":
+            database_url, backends = stack.enter_context(postgres_database(tag))
         else:
-            database_url = args.database
+            database_url = database
+        redis_url, redis_pid = stack.enter_context(private_redis(workdir, f"ours-{tag}",
+                                                                 durable=False))
         port = free_port()
         env = {
             **os.environ,
             "SSO_ISSUER": f"http://127.0.0.1:{port}",
             "SSO_DATABASE_URL": database_url,
-            "SSO_REDIS_URL": args.redis_url,
+            "SSO_REDIS_URL": redis_url,
             "SSO_REDIS_PREFIX": f"ssobench{os.getpid()}:",
             "SSO_KEYS_DIR": str(workdir / "keys"),
             "SSO_INSTANCE_PATH": str(workdir / "instance"),
@@ -213,12 +287,14 @@ def our_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
         sso = str(Path(sys.executable).parent / "sso")
         command = pinned(args.server_cpu, [sso, "serve", "--host", "127.0.0.1",
                                            "--port", str(port), "--workers", "1"])
+        if args.server == "granian":
+            command = pinned(args.server_cpu, granian(port, "sso:create_app", factory=True))
         base = f"http://127.0.0.1:{port}"
         process = stack.enter_context(running(command, env,
                                               base + "/.well-known/openid-configuration",
-                                              workdir / "ours.log"))
-        yield Target(pgid=process.pid,
-            name="ours", base_url=base, client_id=seed["client_id"],
+                                              workdir / f"ours-{tag}.log"))
+        yield Target(pgid=process.pid, extra_pids=[redis_pid], backends=backends,
+            name=f"ours-{tag}", base_url=base, client_id=seed["client_id"],
             client_secret=seed["client_secret"], cookie=seed["cookie"],
             paths={"discovery": "/.well-known/openid-configuration", "jwks": "/jwks.json",
                    "authorize": "/authorize", "token": "/token", "userinfo": "/userinfo",
@@ -230,28 +306,41 @@ def install_reference() -> Path:
     """npm-install oidc-provider into the cache (once), next to a copy of server.mjs."""
     folder = CACHE / "reference"
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "node_modules" / "oidc-provider").is_dir():
+    modules = folder / "node_modules"
+    if not ((modules / "oidc-provider").is_dir() and (modules / "ioredis").is_dir()):
         (folder / "package.json").write_text(
             '{"name": "sso-bench-reference", "private": true, "type": "module"}\n')
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent",
-                        REFERENCE_PACKAGE], cwd=folder, check=True)
-    shutil.copy(BENCH / "reference" / "server.mjs", folder / "server.mjs")
+                        *REFERENCE_PACKAGES], cwd=folder, check=True)
+    for name in ("server.mjs", "redis-adapter.mjs"):
+        shutil.copy(BENCH / "reference" / name, folder / name)
     return folder
 
 
 @contextmanager
-def reference_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+def reference_provider(args: argparse.Namespace, workdir: Path,
+                       durable: bool = False) -> Iterator[Target]:
+    """oidc-provider with its in-memory adapter, or (``durable``) with the Redis adapter on a
+    redis-server of its own whose CPU is counted with it."""
     folder = install_reference()
     port = free_port()
     secret = secrets.token_urlsafe(32)
     env = {**os.environ, "PORT": str(port), "CLIENT_ID": "bench", "CLIENT_SECRET": secret,
            "REDIRECT_URI": REDIRECT_URI, "NODE_ENV": "production"}
+    name = "reference-redis" if durable else "reference"
     base = f"http://127.0.0.1:{port}"
     command = pinned(args.server_cpu, ["node", "server.mjs"])
-    with running(command, env, base + "/.well-known/openid-configuration",
-                 workdir / "reference.log", cwd=folder) as process:
-        target = Target(pgid=process.pid,
-            name="reference", base_url=base, client_id="bench", client_secret=secret, cookie="",
+    with ExitStack() as stack:
+        extra = []
+        if durable:
+            redis_url, redis_pid = stack.enter_context(private_redis(workdir, name, True))
+            env.update({"ADAPTER": "redis", "REDIS_URL": redis_url})
+            extra.append(redis_pid)
+        process = stack.enter_context(running(command, env,
+                                              base + "/.well-known/openid-configuration",
+                                              workdir / f"{name}.log", cwd=folder))
+        target = Target(pgid=process.pid, extra_pids=extra,
+            name=name, base_url=base, client_id="bench", client_secret=secret, cookie="",
             paths={"discovery": "/.well-known/openid-configuration", "jwks": "/jwks",
                    "authorize": "/auth", "token": "/token", "userinfo": "/me",
                    "introspection": "/token/introspection"},
@@ -270,12 +359,24 @@ def reference_provider(args: argparse.Namespace, workdir: Path) -> Iterator[Targ
         yield target
 
 
+def granian(port: int, target: str, factory: bool = False) -> list[str]:
+    """granian's WSGI server with one worker (``--server granian``: a measurement only; the
+    production server stays gunicorn + gevent, which the QR waiters need)."""
+    binary = shutil.which("granian") or str(Path(sys.executable).with_name("granian"))
+    if not Path(binary).exists():
+        sys.exit("granian is missing: pip install granian")
+    return [binary, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--no-access-log", *(["--factory"] if factory else []), target]
+
+
 @contextmanager
 def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
     port = free_port()
     gunicorn = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1",
                 "--bind", f"127.0.0.1:{port}", "--worker-connections", "20000",
                 "bench.floor:app"]
+    if args.server == "granian":
+        gunicorn = granian(port, "bench.floor:app")
     base = f"http://127.0.0.1:{port}"
     with running(pinned(args.server_cpu, gunicorn), dict(os.environ), base + "/",
                  workdir / "floor.log") as process:
@@ -344,9 +445,9 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
         script, env = workload_env(args, target, workload, workdir)
         wrk(args, target, script, env, args.warmup)
     script, env = workload_env(args, target, workload, workdir)
-    cpu_before = cpu_seconds(target.pgid)
+    cpu_before = target.cpu()
     raw = wrk(args, target, script, env, args.duration)
-    cpu = cpu_seconds(target.pgid) - cpu_before
+    cpu = cpu_spent(cpu_before, target.cpu())
     seconds = raw["duration_us"] / 1e6
     flows = raw["flows"] if workload in ("code_flow", "refresh") else raw["requests"]
     result = {
@@ -355,14 +456,16 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
         # holds up on a machine whose cores other work is using too.
         "rate_per_cpu_s": flows / cpu if cpu > 0 else 0.0,
         "server_cpu_s": cpu,
+        # CPU-µs of the server (with its Redis and database backends) per unit.
+        "cpu_us_per_unit": cpu * 1e6 / flows if flows else 0.0,
         "unit": "flows/s" if workload == "code_flow" else "req/s",
         "requests_per_s": raw["requests"] / seconds,
         "p50_ms": raw["p50_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000,
         "errors": raw["status_errors"] + raw["socket_errors"] + raw["failures"],
     }
-    print(f"  {target.name:9} {workload:18} {result['rate']:9.0f} {result['unit']:8}"
-          f" ({result['rate_per_cpu_s']:6.0f} per CPU-s)"
+    print(f"  {target.name:15} {workload:18} {result['rate']:9.0f} {result['unit']:8}"
+          f" ({result['cpu_us_per_unit']:7.0f} CPU-µs each)"
           f" p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
           f"  errors {result['errors']}", file=sys.stderr, flush=True)
     return result
@@ -380,44 +483,43 @@ def measure_median(args: argparse.Namespace, target: Target, workload: str,
 
 
 def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
-    columns = [f"{'workload':18}"]
-    for name in ("ours", "reference"):
-        columns.append(f"{name + ' /s':>10} {'/CPU-s':>7} {'p50 ms':>7} {'p99 ms':>7}")
-    columns.append(f"{'ratio /s':>8} {'/CPU-s':>7}")
-    lines = [" | ".join(columns)]
-
-    def cells(result: dict[str, Any] | None) -> str:
-        if not result:
-            return f"{'-':>10} {'-':>7} {'-':>7} {'-':>7}"
-        return (f"{result['rate']:10.0f} {result['rate_per_cpu_s']:7.0f} "
-                f"{result['p50_ms']:7.2f} {result['p99_ms']:7.2f}")
-
-    for workload in workloads:
-        mine = results.get("ours", {}).get(workload)
-        theirs = results.get("reference", {}).get(workload)
-        ratio = f"{'-':>8} {'-':>7}"
-        if mine and theirs:
-            ratio = (f"{mine['rate'] / theirs['rate']:7.2f}x "
-                     f"{_ratio(mine, theirs, 'rate_per_cpu_s'):6.2f}x")
-        lines.append(" | ".join([f"{workload:18}", cells(mine), cells(theirs), ratio]))
-    floor = results.get("floor", {}).get("hello")
-    if floor:
-        lines.append(" | ".join([f"{'floor: bare Flask':18}", cells(floor)]))
-    lines.append("/s: measured throughput with the server pinned to one core; /CPU-s: per second "
-                 "of the server's CPU time.\ncode_flow counts flows (3 requests each); the rest "
-                 "count requests.")
+    """One row per workload and target, then the ratios of each of our databases to each
+    reference (per CPU-second: the reference's CPU-µs per unit over ours)."""
+    lines = [f"{'workload':18} | {'target':17} | {'CPU-µs/unit':>11} | {'/s':>8} | "
+             f"{'p50 ms':>7} | {'p99 ms':>7} | errors"]
+    for workload in [*workloads, "hello"]:
+        for name, by_workload in results.items():
+            result = by_workload.get(workload)
+            if result:
+                lines.append(f"{workload:18} | {name:17} | {result['cpu_us_per_unit']:11.0f} | "
+                             f"{result['rate']:8.0f} | {result['p50_ms']:7.2f} | "
+                             f"{result['p99_ms']:7.2f} | {result['errors']}")
+    found = ratios(results)
+    if found:
+        lines += ["", "ratio per CPU-second (above 1.00x: ours serves more per core)"]
+        for workload, row in found.items():
+            lines.append(f"{workload:18} | " + " | ".join(
+                f"{pair} {value:5.2f}x" for pair, value in row.items()))
+    lines.append("CPU-µs: the server's processes, its own redis-server and, on PostgreSQL, the "
+                 "backends serving its database.\ncode_flow and refresh count flows (3 and 1 "
+                 "requests); the rest count requests.")
     return "\n".join(lines)
 
 
-def _ratio(mine: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
-    return float(mine[key] / theirs[key]) if theirs[key] else 0.0
-
-
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    ours, ref = results.get("ours", {}), results.get("reference", {})
-    return {w: {"per_s": round(_ratio(ours[w], ref[w], "rate"), 3),
-                "per_cpu_s": round(_ratio(ours[w], ref[w], "rate_per_cpu_s"), 3)}
-            for w in ours if w in ref}
+    """workload -> {"ours-sqlite/reference": ratio, ...}: the reference's CPU per unit over
+    ours, so above 1 means ours is cheaper."""
+    found: dict[str, dict[str, float]] = {}
+    ours = [name for name in results if name.startswith("ours")]
+    references = [name for name in results if name.startswith("reference")]
+    for workload in WORKLOADS:
+        for mine in ours:
+            for theirs in references:
+                a, b = results[mine].get(workload), results[theirs].get(workload)
+                if a and b and a["cpu_us_per_unit"]:
+                    found.setdefault(workload, {})[f"{mine}/{theirs}"] = round(
+                        b["cpu_us_per_unit"] / a["cpu_us_per_unit"], 3)
+    return found
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -428,13 +530,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated, from {', '.join(WORKLOADS)}")
-    parser.add_argument("--database", default="sqlite",
-                        help="sqlite (a temp file), postgresql (a temp database on "
-                             "SSO_TEST_DATABASE_URL's server) or an SQLAlchemy URL")
-    parser.add_argument("--redis-url", default=os.environ.get("SSO_REDIS_URL",
-                                                              "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--targets", default="ours,reference,floor",
-                        help="comma-separated, from ours, reference, floor")
+    parser.add_argument("--database", default="sqlite,postgresql",
+                        help="comma-separated: sqlite (a temp file), postgresql (a temp "
+                             "database on SSO_TEST_DATABASE_URL's server) or an SQLAlchemy URL; "
+                             "ours runs on each")
+    parser.add_argument("--targets", default="ours,reference,reference-redis,floor",
+                        help="comma-separated, from ours, reference (in-memory adapter), "
+                             "reference-redis (its Redis adapter, durable), floor")
+    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn",
+                        help="our server and the floor's: sso serve (gunicorn + gevent, the "
+                             "production server) or granian (to compare)")
     parser.add_argument("--server-cpu", default="0", help="core for the server ('' = any)")
     parser.add_argument("--load-cpu", default="1", help="core for wrk ('' = any)")
     parser.add_argument("--repeat", type=int, default=1,
@@ -457,27 +562,42 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("wrk is missing: apt-get install -y wrk")
     workloads = args.workloads.split(",")
     targets = args.targets.split(",")
-    results: dict[str, dict[str, Any]] = {name: {} for name in targets}
-    if "reference" in targets and not shutil.which("node"):
+    if any(name.startswith("reference") for name in targets) and not shutil.which("node"):
         sys.exit("node is missing: apt-get install -y nodejs npm")
-    starters = {"ours": our_provider, "reference": reference_provider, "floor": stack_floor}
+    if not shutil.which("redis-server"):
+        sys.exit("redis-server is missing: apt-get install -y redis-server")
+    starters: dict[str, Any] = {}
+    for name in targets:
+        if name == "ours":
+            for database in args.database.split(","):
+                tag = database.split(":")[0].split("+")[0]
+                starters[f"ours-{tag}"] = functools.partial(our_provider, database=database)
+        elif name in ("reference", "reference-redis"):
+            starters[name] = functools.partial(reference_provider,
+                                               durable=name == "reference-redis")
+        elif name == "floor":
+            starters[name] = stack_floor
+        else:
+            sys.exit(f"unknown target {name}")
+    results: dict[str, dict[str, Any]] = {name: {} for name in starters}
     with tempfile.TemporaryDirectory(prefix="sso-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         # Every server runs (idle but for the one measured) so that the targets take turns
         # per workload: a burst of load from elsewhere on the machine then hits both alike.
-        running_targets = {name: stack.enter_context(starters[name](args, workdir))
-                           for name in targets}
+        running_targets = {name: stack.enter_context(start(args, workdir))
+                           for name, start in starters.items()}
         for workload in workloads:
-            for name in targets:
+            for name in starters:
                 if name != "floor":
                     results[name][workload] = measure_median(
                         args, running_targets[name], workload, workdir)
-        if "floor" in targets:
+        if "floor" in starters:
             results["floor"]["hello"] = measure_median(args, running_targets["floor"], "hello",
                                                        workdir)
     report = {
         "settings": {"duration_s": args.duration, "connections": args.connections,
-                     "wrk_threads": args.threads, "database": args.database.split(":")[0],
+                     "wrk_threads": args.threads, "server": args.server,
+                     "databases": [d.split(":")[0] for d in args.database.split(",")],
                      "server_cpu": args.server_cpu, "load_cpu": args.load_cpu,
                      "cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "results": results,

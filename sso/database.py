@@ -24,10 +24,10 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from sqlalchemy import event, exc
+if TYPE_CHECKING:  # the settings read engine_options: `sso db current` needs no Flask
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def _pg_socket(dbapi_connection: Any) -> int | None:
 
 def guard(engine: Any, config: Any) -> None:
     """Put the client-side deadline on ``engine``'s PostgreSQL statements and pings."""
+    from sqlalchemy import event, exc  # noqa: PLC0415 - not for the settings alone
     if engine.dialect.name != "postgresql":
         return
     limit = float(config.get("DB_STATEMENT_TIMEOUT", 10))

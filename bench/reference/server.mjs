@@ -10,11 +10,17 @@
 // session would invalidate them; and a grant shared by every flow would make the in-memory
 // adapter walk an ever-growing member list on each token it saves.
 //
-// Environment: PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI.
+// With ADAPTER=redis (and REDIS_URL) it keeps everything in Redis through redis-adapter.mjs,
+// the durable reference the issue compares the code flow and refresh against.
+//
+// Environment: PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, ADAPTER, REDIS_URL.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
 import Provider from 'oidc-provider';
+
+const adapter = process.env.ADAPTER === 'redis'
+  ? (await import('./redis-adapter.mjs')).default : undefined;
 
 const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
@@ -26,6 +32,7 @@ function signingKey(type, options, alg) {
 }
 
 const provider = new Provider(issuer, {
+  ...(adapter ? { adapter } : {}),
   clients: [{
     client_id: process.env.CLIENT_ID,
     client_secret: process.env.CLIENT_SECRET,

@@ -64,9 +64,15 @@ def _read(loader: Any, statement: str) -> list[tuple[Any, ...]]:
     from ..cli import load_settings  # noqa: PLC0415
     from ..dbapi import DatabaseUnreadable, rows  # noqa: PLC0415
 
-    settings = loader.load_app().config if loader is not None else load_settings()
+    if loader is not None:  # the caller's app: the same statement on its own session
+        from sqlalchemy import text  # noqa: PLC0415
+
+        from ..extensions import db  # noqa: PLC0415
+
+        with loader.load_app().app_context():
+            return [tuple(row) for row in db.session.execute(text(statement))]
     try:
-        return rows(settings["SQLALCHEMY_DATABASE_URI"], statement)
+        return rows(load_settings()["SQLALCHEMY_DATABASE_URI"], statement)
     except DatabaseUnreadable as error:
         raise click.ClickException(str(error)) from None
 

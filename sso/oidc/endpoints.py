@@ -86,7 +86,7 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
             "iat": int(row.created_at.timestamp()),
         }
     try:
-        info = token_service().validate_access_token(token, with_user=True)
+        info = token_service().validate_access_token(token, with_status=True)
     except InvalidJWS:
         return inactive
     audience = info.claims.get("aud")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
 from ..users.models import User, UserStatus
 from .claims import user_claims
-from .keys import InvalidJWS, decode_jws, encode_jws, half_hash
+from .keys import InvalidJWS, b64url_decode, decode_jws, encode_jws, half_hash
 from .keystore import KeyStore
 from .models import Client, RefreshToken, RevokedAccessToken
 
@@ -36,6 +37,46 @@ REFRESH_PREFIX = "ssor_"
 ACCESS_TYPE = "at+jwt"
 #: Clock skew tolerated when validating our own tokens.
 LEEWAY = 30
+#: Access tokens whose signature a worker has verified, kept (per worker) so that the next
+#: use of the same token skips the signature and the decoding (issue 15: introspection and
+#: userinfo see the same token many times). Expiry, issuer and revocation are still checked
+#: on every use, and the user's status by the callers that load the user.
+VERIFIED_TOKENS = 4096
+
+
+class VerifiedTokens:
+    """A bounded map of token string -> (kid, claims) for tokens whose signature verified.
+
+    Keyed by the whole compact token, signature included, so only the exact bytes that were
+    verified hit. A hit still needs its key in the key store (a key dropped after its
+    retirement grace un-verifies its tokens, as :func:`decode_jws` would). When full, the
+    oldest entry goes (insertion order).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def get(self, keys: KeyStore, token: str) -> dict[str, Any] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if keys.by_kid(entry[0]) is None:
+            self._entries.pop(token, None)
+            return None
+        return dict(entry[1])  # callers may change their copy
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        if self.size <= 0:
+            return
+        try:
+            header = json.loads(b64url_decode(token.split(".", 1)[0]))
+        except ValueError:  # it verified, so this cannot happen; no caching then
+            return
+        entries = self._entries
+        while len(entries) >= self.size:
+            entries.pop(next(iter(entries)), None)
+        entries[token] = (str(header["kid"]), dict(claims))
 
 
 @dataclass
@@ -56,8 +97,9 @@ class AccessTokenInfo:
 
     claims: dict[str, Any]
     #: The user the token is for, read with the revocation check when the caller asked
-    #: (``with_user``); None for a client's own token or a user that no longer exists.
-    user: User | None = None
+    #: (``with_user``: the User; ``with_status``: a :class:`UserStatusRow`); None for a
+    #: client's own token or a user that no longer exists.
+    user: Any = None
 
     @property
     def scopes(self) -> list[str]:
@@ -78,6 +120,7 @@ class TokenService:
         self.refresh_ttl: int = config["REFRESH_TOKEN_TTL"]
         self.offline_ttl: int = config["OFFLINE_REFRESH_TOKEN_TTL"]
         self.offline_max = timedelta(days=float(config.get("OFFLINE_MAX_DAYS") or 0))
+        self.verified = VerifiedTokens(VERIFIED_TOKENS)
 
     # Access tokens.
 
@@ -111,12 +154,18 @@ class TokenService:
         return token, expires
 
     def validate_access_token(self, token: str, now: datetime | None = None, *,
-                              with_user: bool = False) -> AccessTokenInfo:
+                              with_user: bool = False,
+                              with_status: bool = False) -> AccessTokenInfo:
         """Check signature, type, issuer, expiry and revocation; raise InvalidJWS if any fails.
 
-        ``with_user`` also loads the token's user, in the revocation check's statement.
+        ``with_user`` also loads the token's user, in the revocation check's statement;
+        ``with_status`` reads only the user's name and status there (``info.user`` is then a
+        :class:`UserStatusRow`).
         """
-        claims = decode_jws(self.keys, token, typ=ACCESS_TYPE)
+        claims = self.verified.get(self.keys, token)
+        if claims is None:
+            claims = decode_jws(self.keys, token, typ=ACCESS_TYPE)
+            self.verified.put(token, claims)
         now_ts = (now or utcnow()).timestamp()
         if claims.get("iss") != self.issuer:
             raise InvalidJWS("wrong issuer")
@@ -126,8 +175,10 @@ class TokenService:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not isinstance(claims.get("client_id"), str):
             raise InvalidJWS("malformed")
-        user = None
-        if with_user and claims.get("sub") != claims["client_id"]:
+        user: Any = None
+        if with_status and claims.get("sub") != claims["client_id"]:
+            revoked, user = revocation_and_status(jti, str(claims.get("sub")))
+        elif with_user and claims.get("sub") != claims["client_id"]:
             revoked, user = revocation_and_user(jti, str(claims.get("sub")))
         else:
             revoked = is_revoked(jti)
@@ -325,6 +376,31 @@ _REVOKED_AND_USER = (
     .select_from(_ONE_ROW)
     .outerjoin(User, User.subject == bindparam("sub"))
 )
+
+
+_REVOKED_AND_STATUS = (
+    select(exists().where(RevokedAccessToken.jti == bindparam("jti")), User.username,
+           User.status)
+    .select_from(_ONE_ROW)
+    .outerjoin(User, User.subject == bindparam("sub"))
+)
+
+
+@dataclass(frozen=True)
+class UserStatusRow:
+    """A token user's name and status, read as plain columns (introspection needs no more)."""
+
+    username: str
+    status: str
+
+
+def revocation_and_status(jti: str, subject: str) -> tuple[bool, UserStatusRow | None]:
+    """Like :func:`revocation_and_user` without loading the user as an ORM object: one
+    statement, two columns, for introspection (issue 15: the entity load was most of it)."""
+    db.session.flush()  # a revocation added earlier in this transaction counts
+    row = db.session.connection().execute(_REVOKED_AND_STATUS,
+                                          {"jti": jti, "sub": subject}).one()
+    return bool(row[0]), (UserStatusRow(row[1], row[2]) if row[1] is not None else None)
 
 
 def revocation_and_user(jti: str, subject: str) -> tuple[bool, User | None]:

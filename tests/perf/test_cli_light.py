@@ -37,6 +37,7 @@ def _sso(app: Flask, tmp_path: Path, *args: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.truncate  # another process reads the rows
 def test_users_list_builds_no_app(app: Flask, make_user: Any, tmp_path: Path) -> None:
     make_user("bob", email=None)
     make_user("alice", is_admin=True)
@@ -47,6 +48,7 @@ def test_users_list_builds_no_app(app: Flask, make_user: Any, tmp_path: Path) ->
     assert lines[1].split()[1:] == ["-", "active"]
 
 
+@pytest.mark.truncate
 def test_clients_list_builds_no_app(app: Flask, make_client: Any, tmp_path: Path) -> None:
     erp = make_client("ERP")
     spa = make_client("SPA", first_party=False, public=True,
