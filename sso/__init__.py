@@ -37,10 +37,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config_module.load(app, config)
     logging.getLogger("authlib").setLevel(logging.INFO)
 
+    from importlib import import_module  # noqa: PLC0415
+
     from . import (  # noqa: PLC0415
-        accounts,
-        apps,
-        auth,
         branding,
         database,
         errors,
@@ -49,18 +48,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         i18n,
         logs,
         metrics,
-        mfa,
         notify,
         oidc,
         outbox,
         pages,
         qrlogin,
+        selfservice,
         sessions,
         web,
     )
+    from .admin import console  # noqa: PLC0415
     from .extensions import db, init_redis  # noqa: PLC0415
     from .security import PasswordHashing  # noqa: PLC0415
-    from .signin import STEPS  # noqa: PLC0415
+    from .signin import METHODS, STEPS  # noqa: PLC0415
 
     db.init_app(app)
     database.init_app(app)
@@ -82,14 +82,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     notify.init_app(app)
     qrlogin.init_app(app)
     oidc.init_app(app)
-    auth.init_app(app)
-    apps.init_app(app)
-    accounts.init_app(app)
-    mfa.init_app(app)
+    for method in METHODS:
+        import_module(method).init_app(app)
     health.init_app(app)
-    from . import selfservice  # noqa: PLC0415
-    from .admin import console  # noqa: PLC0415
-
     selfservice.init_app(app)
     console.init_app(app)
     # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the

@@ -1,7 +1,8 @@
 """Chinese (zh-CN) and English pages; the language follows the browser.
 
 Catalogs are gettext ``.po`` files, ``sso/translations/<language>/<area>.po`` (one file per
-package, merged), read once at start-up. The language of a request is, in
+package, merged; a package may keep its own in ``sso/<package>/translations/``), read once at
+start-up. The language of a request is, in
 order: the ``ui_locales`` of the authorization request being served, the ``lang`` cookie set
 by the language switch, then the browser's ``Accept-Language``.
 """
@@ -23,7 +24,11 @@ _translated: dict[str, frozenset[str]] = {}
 
 
 def _load() -> None:
-    for folder in sorted(p for p in TRANSLATIONS.iterdir() if p.is_dir()):
+    # A package may carry its own catalogs (``sso/<package>/translations/<language>/``), so
+    # that a sign-in method is one folder.
+    roots = [TRANSLATIONS, *sorted(TRANSLATIONS.parent.glob("*/translations"))]
+    for folder in sorted((p for root in roots for p in root.iterdir() if p.is_dir()),
+                         key=lambda p: (p.name, str(p))):
         messages = _catalogs.setdefault(folder.name.replace("_", "-"), {})
         for path in sorted(folder.glob("*.po")):
             with path.open("rb") as fh:

@@ -17,6 +17,11 @@ effects of the decisions taken run once, after deciding. The order, and why:
 
 Steps are skipped by each app's policy inside the step (a first-party app needs no consent,
 an app without a second-factor policy no ``mfa`` for most users).
+
+:data:`METHODS` lists the sign-in method packages: :func:`sso.create_app` calls each one's
+``init_app``, which registers its pages and (with ``flow.register_method``) its tab. Adding a
+method is one package and one line here (docs/architecture.md; ``sso/smscode`` is the
+example).
 """
 
 from __future__ import annotations
@@ -33,4 +38,13 @@ STEPS = (
     Step("password_change", password_change_step),
     Step("consent", consent_step),
     Step("activation", activation_step),
+)
+
+#: The sign-in method packages, in the order their ``init_app`` runs (after the protocol's).
+METHODS = (
+    "sso.auth",
+    "sso.apps",
+    "sso.accounts",
+    "sso.mfa",
+    "sso.smscode",
 )

@@ -150,6 +150,12 @@ def app(app_config: dict[str, Any]) -> Flask:
     """The provider on one database backend, migrated to head once per session."""
     application = create_app(app_config)
     migrate.upgrade(application)
+    from sso.extensions import db
+
+    with application.app_context():
+        # Committed before any test: keys first made inside a rolled-back test would vanish.
+        application.extensions["sso_keys"].ensure()
+        db.session.remove()
     return application
 
 
@@ -216,6 +222,8 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     outer = connection.begin()
     if sqlite:
         connection.exec_driver_sql("BEGIN")
+    keys = app.extensions["sso_keys"]
+    fingerprint = keys.fingerprint
     owner = threading.get_ident()
     original = FlaskSession.get_bind
     database = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -242,6 +250,10 @@ def rolled_back(app: Flask) -> Iterator[Any]:
         if sqlite:
             raw.isolation_level = ""
         connection.close()
+        if keys.fingerprint != fingerprint:  # keys rotated in the test: forget them too
+            with app.app_context():
+                keys.refresh(force=True)
+                db.session.remove()
 
 
 @pytest.fixture(autouse=True)

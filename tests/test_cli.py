@@ -40,6 +40,7 @@ def test_duplicate_users_are_refused(runner: Any, alice: Any) -> None:
     assert "already exists" in result.output
 
 
+@pytest.mark.truncate  # the light listing reads on a connection of its own
 def test_clients_create_json_prints_the_secret_once(runner: Any, client: Any) -> None:
     created = json.loads(run(runner, "clients", "create", "--name", "CRM",
                              "--redirect-uri", "https://crm.example.com/cb",

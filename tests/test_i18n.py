@@ -14,14 +14,15 @@ ROOT = Path(__file__).parent.parent
 def _messages() -> set[str]:
     found: set[str] = set()
     for directory, method_map in (
-        (ROOT / "sso", [("**.py", "python")]),
+        (ROOT / "sso", [("**.py", "python"), ("**/templates/**.html", "jinja2"),
+                        ("**/templates/**.txt", "jinja2")]),
         (ROOT / "templates", [("**.html", "jinja2"), ("**.txt", "jinja2")]),
     ):
         for _filename, _lineno, message, _comments, _context in extract_from_dir(
             str(directory), method_map, keywords={"_": None, "gettext": None, "N_": None,
                                                   "ngettext": (1, 2)},
-            options_map={"**.html": {"extensions": "jinja2.ext.i18n"},
-                         "**.txt": {"extensions": "jinja2.ext.i18n"}},
+            options_map={pattern: {"extensions": "jinja2.ext.i18n"} for pattern in (
+                "**.html", "**.txt", "**/templates/**.html", "**/templates/**.txt")},
         ):
             for text in (message if isinstance(message, tuple) else (message,)):
                 if text:

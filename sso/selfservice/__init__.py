@@ -9,7 +9,9 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from ..sessions import devices  # noqa: PLC0415
+    from .profile import bp as profile_bp  # noqa: PLC0415
     from .views import bp, mail_new_device  # noqa: PLC0415
 
     app.register_blueprint(bp)
+    app.register_blueprint(profile_bp)
     devices.on_new_device(app, mail_new_device)

@@ -122,12 +122,13 @@ class SSOSession(db.Model):  # type: ignore[name-defined,misc]
         return acr_of(self.amr)
 
     def second_factor(self, accepted: frozenset[str]) -> Proof | None:
-        """The newest proof of one of the ``accepted`` second factors, if the session also
-        holds a proof of another kind (a code that was the only proof is a first factor)."""
-        found = [p for p in self.proofs if p.method in accepted]
-        if not found or all(p.method in SECOND_FACTOR_PROOFS for p in self.proofs):
-            return None
-        return max(found, key=lambda p: p.at)
+        """The newest proof of one of the ``accepted`` second factors that the session holds
+        beside a proof of another method (a code that was the only proof is a first factor;
+        an SMS sign-in code followed by an authenticator's code is two)."""
+        proofs = self.proofs
+        found = [p for p in proofs if p.method in accepted
+                 and any(other.method != p.method for other in proofs)]
+        return max(found, key=lambda p: p.at) if found else None
 
 
 class UserDevice(db.Model):  # type: ignore[name-defined,misc]

@@ -136,8 +136,7 @@ def live_sessions(user_id: int) -> list[SSOSession]:
 
 def sweep(now: datetime | None = None, limit: int = 500) -> int:
     """End sessions past their idle or absolute limit (or expired) that nobody used since,
-    so the apps hear of it; return how many ended. Run by the outbox loop and
-    ``sso sessions sweep``."""
+    so the apps hear of it; return how many ended. Run by the outbox's events lane."""
     now = now or utcnow()
     config = current_app.config
     idle, longest = int(config["SESSION_IDLE"] or 0), int(config["SESSION_MAX"] or 0)

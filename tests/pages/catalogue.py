@@ -406,6 +406,37 @@ def _forced_change(visit: Visit) -> Any:
     return visit.page
 
 
+def _account_sessions(visit: Visit) -> Any:
+    page = visit.signed_in_page("alice")
+    page.click("#nav-sessions")
+    page.wait_for_selector("#this-device")
+    return page
+
+
+def _account_apps(visit: Visit) -> Any:
+    page = visit.signed_in_page("alice")
+    visit.authorize("erp", page)  # signed in: straight back to the app
+    page.wait_for_url(re.compile(re.escape(apps_origin()) + "/erp/callback"))
+    visit.open("/", page)
+    page.click("#nav-apps")
+    page.wait_for_selector(".user-app")
+    return page
+
+
+def _account_activity(visit: Visit) -> Any:
+    page = visit.signed_in_page("alice")
+    page.click("#nav-activity")
+    page.wait_for_selector("#activity")
+    return page
+
+
+def _account_profile(visit: Visit) -> Any:
+    page = visit.signed_in_page("alice")
+    page.click("#edit-profile-link")
+    page.wait_for_selector("#profile")
+    return page
+
+
 def _logout_confirm(visit: Visit) -> Any:
     page = visit.signed_in_page("alice")
     visit.open("/logout", page)
@@ -589,6 +620,10 @@ PAGES: list[PageState] = [
     PageState("forced-change", _forced_change),
     PageState("logout-confirm", _logout_confirm),
     PageState("logged-out", _logged_out),
+    PageState("account-sessions", _account_sessions, "this device marked; end one or all others"),
+    PageState("account-apps", _account_apps, "roles, consents, offline grants"),
+    PageState("account-activity", _account_activity),
+    PageState("account-profile", _account_profile),
     PageState("activate-link", _activate_link),
     PageState("activate-link-error", _activate_link_error),
     PageState("activate-code", _activate_code),

@@ -7,7 +7,12 @@ import queue
 import threading
 from typing import Any
 
+import pytest
+
 from tests.qrlogin.conftest import Desktop, Phone
+
+# Streams and long polls are read from other threads: their rows must be really committed.
+pytestmark = pytest.mark.truncate
 
 GENEROUS = 10.0  # seconds; a bound against hanging, not a performance assertion
 

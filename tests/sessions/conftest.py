@@ -34,10 +34,11 @@ def delivery(live_provider: LiveProvider) -> Iterator[Any]:
     loop.stopping.set()
     from sso import outbox
 
-    outbox._wake.set()
-    if loop.thread is not None:
-        loop.thread.join(timeout=10)
-    loop.thread = None
+    for wake in outbox._wakes.values():
+        wake.set()
+    for thread in loop.threads.values():
+        thread.join(timeout=10)
+    loop.threads.clear()
     loop.stopping.clear()
 
 
