@@ -147,8 +147,63 @@ def guard(engine: Any, config: Any) -> None:
             watchdog.disarm(token)
 
 
+#: Statements that take SQLite's write lock.
+_SQLITE_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+_WRITING = "sso_sqlite_writing"
+
+
+class SQLiteWriteGate:
+    """One writer at a time per process, queued in Python, on a SQLite engine.
+
+    SQLite lets one connection write at a time; another writer waits in SQLite's busy
+    handler, which sleeps in C. Under gevent every request of a worker shares one thread, so
+    that sleep stops the whole worker, including the request that holds the lock and waits
+    on Redis or the network before it commits: nobody moves until the busy timeout fails the
+    second writer (seen as 5 s stalls and errors in the code flow under load). Here a writer
+    first takes a lock that gevent makes cooperative, held from its first write to its commit
+    or rollback, so the others wait as greenlets and the holder finishes. Other processes
+    still meet at SQLite's own lock, where the operating system keeps the holder running.
+    """
+
+    def __init__(self, wait: float) -> None:
+        self.lock = threading.RLock()
+        self.wait = wait
+
+    def attach(self, engine: Any) -> None:
+        from sqlalchemy import event  # noqa: PLC0415 - not for the settings alone
+
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "commit", self._end)
+        event.listen(engine, "rollback", self._end)
+        event.listen(engine.pool, "reset", self._reset)
+        event.listen(engine.pool, "invalidate", self._reset)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        info = conn.connection.info
+        if info.get(_WRITING) or not statement.lstrip()[:7].upper().startswith(_SQLITE_WRITES):
+            return
+        # Bounded: past the busy timeout SQLite itself answers "database is locked".
+        if self.lock.acquire(timeout=self.wait):
+            info[_WRITING] = True
+
+    def _release(self, info: dict[str, Any]) -> None:
+        if info.pop(_WRITING, False):
+            try:
+                self.lock.release()
+            except RuntimeError:  # ended from another thread than the one that wrote
+                log.warning("SQLite write gate released from another thread")
+
+    def _end(self, conn: Any) -> None:
+        self._release(conn.connection.info)
+
+    def _reset(self, dbapi_connection: Any, record: Any, *_rest: Any) -> None:
+        self._release(record.info)
+
+
 def init_app(app: Flask) -> None:
     from .extensions import db  # noqa: PLC0415
 
     with app.app_context():
         guard(db.engine, app.config)
+        if db.engine.dialect.name == "sqlite":
+            SQLiteWriteGate(float(app.config.get("DB_BUSY_TIMEOUT", 5))).attach(db.engine)
