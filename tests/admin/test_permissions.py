@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 
 from tests.admin.conftest import csrf
+from tests.conftest import csrf_of
 
 ROLES = ("root", "appadmin", "auditor", "plain")
 
@@ -92,10 +93,9 @@ def _form(path: str, ids: dict[str, int]) -> dict[str, str]:
 
 
 def _plain_csrf(http: Any) -> str:
-    """A valid CSRF token for a user who has no admin page to read it from."""
-    with http.session_transaction() as session:
-        session["csrf"] = "plain-user-token"
-    return "plain-user-token"
+    """A valid CSRF token for a user who has no admin page to read it from: the one on
+    their own account page (tokens are bound to the SSO session)."""
+    return csrf_of(http.get("/account/profile").get_data(as_text=True))
 
 
 @pytest.mark.parametrize("role", ROLES)
