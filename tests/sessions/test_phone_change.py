@@ -90,6 +90,9 @@ def test_the_right_code_changes_the_number_and_tells_the_old_one(
         as_text=True)
     assert [o for o, _ in _events(app, "account.phone_change_request")] == ["success"]
     assert [o for o, _ in _events(app, "account.phone_change")] == ["success"]
+    activity = client.get("/account/activity").get_data(as_text=True)
+    assert "Mobile number changed" in activity
+    assert "Asked for a code to change the mobile number" in activity
 
     again = _confirm(client, csrf, code)  # used once
     assert again.status_code == 400
