@@ -137,6 +137,8 @@ class DefaultConfig:
     EVEN_ANSWER_SECONDS = 0.5
     RATE_LIMIT_ACCOUNT_IP = "20/900"
     RATE_LIMIT_MESSAGES_PER_USER = "3/900"
+    #: Codes sent to a new mobile number from the profile page, per user.
+    RATE_LIMIT_PHONE_CHANGE_USER = "3/900"
     #: Tencent Cloud SMS (``SSO_SMS_TRANSPORT=tencent``).
     TENCENT_SMS_ENDPOINT = "https://sms.tencentcloudapi.com"
     TENCENT_SMS_REGION = "ap-guangzhou"

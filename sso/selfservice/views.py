@@ -186,6 +186,11 @@ def describe_event(event: str, outcome: str) -> str:
         "grant.revoke": _("App access ended"),
         "code.issue": _("Signed in to an app"),
         "account.settings": _("Changed account settings"),
+        "account.profile": _("Profile changed"),
+        "account.email_change_request": _("Asked to change the email address"),
+        "account.email_change": _("Email address changed"),
+        "account.phone_change_request": _("Asked for a code to change the mobile number"),
+        "account.phone_change": _("Mobile number changed"),
         "login": _("Sign-in attempt"),
     }
     text = words.get(event, event)

@@ -437,6 +437,22 @@ def _account_profile(visit: Visit) -> Any:
     return page
 
 
+def _account_profile_phone_code(visit: Visit) -> Any:
+    page = _account_profile(visit)
+    page.fill("#profile-phone", "+8613900000002")
+    page.click("#phone-form button[type=submit]")
+    page.wait_for_selector("#phone-sent")
+    return page
+
+
+def _account_profile_phone_error(visit: Visit) -> Any:
+    page = _account_profile_phone_code(visit)
+    page.fill("#phone-code", "12345")
+    page.click("#phone-confirm button:not([name=cancel])")
+    page.wait_for_selector("#phone-errors")
+    return page
+
+
 def _logout_confirm(visit: Visit) -> Any:
     page = visit.signed_in_page("alice")
     visit.open("/logout", page)
@@ -624,6 +640,9 @@ PAGES: list[PageState] = [
     PageState("account-apps", _account_apps, "roles, consents, offline grants"),
     PageState("account-activity", _account_activity),
     PageState("account-profile", _account_profile),
+    PageState("account-profile-phone-code", _account_profile_phone_code,
+              "the number the code went to; the code field, Change number and Cancel"),
+    PageState("account-profile-phone-error", _account_profile_phone_error, "tries left"),
     PageState("activate-link", _activate_link),
     PageState("activate-link-error", _activate_link_error),
     PageState("activate-code", _activate_code),
