@@ -259,6 +259,7 @@ def demo_app_command(name: str, client_id: str, client_secret: str, port: int, h
         neighbours=neighbours if known else None,
         receives_events=receives_events, accounts_file=accounts_file,
         logout_channel=known.get("logout") if known else None,
+        ciba=bool(known and known.get("ciba")),
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True)
