@@ -8,8 +8,9 @@ provider gave (one poll per page load, the page reloads itself with a meta refre
 a CSP of ``default-src 'none'``). When the phone approves, the ID token is verified against the
 provider's JWKS and its claims are shown; a denial or expiry shows the CIBA error.
 
-Requests wait in the app's memory, each bound to the operator's browser (its session cookie):
-``auth_req_id`` never reaches the browser.
+Only an operator signed in to the app (through the provider) may ask. Requests wait in the
+app's memory, each bound to the operator's browser (its session cookie): ``auth_req_id`` never
+reaches the browser.
 """
 
 from __future__ import annotations
@@ -113,24 +114,31 @@ def add_call_centre(app: Flask, provider: Any, client_id: str, client_secret: st
         if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
             abort(400)
 
+    def operator() -> dict[str, Any] | None:
+        """The signed-in operator (anyone signed in to this app through the provider)."""
+        return session.get("user")  # type: ignore[no-any-return]
+
     @app.get(PATH)
     def call_centre() -> Response:
-        return _page("demo/ciba_start.html")
+        return _page("demo/ciba_start.html", operator=operator())
 
     @app.post(PATH)
     def call_centre_start() -> Response:
         check_csrf()
+        if operator() is None:
+            return _page("demo/ciba_start.html", 403, operator=None)
         username = request.form.get("username", "").strip()
         message = request.form.get("binding_message", "").strip()
         if not username or len(username) > 128:
             return _page("demo/ciba_start.html", 400, username=username, message=message,
-                         problem=_("Enter the caller's username."))
+                         operator=operator(), problem=_("Enter the caller's username."))
         endpoint = metadata().get("backchannel_authentication_endpoint")
         answer = requests.post(endpoint, timeout=10, auth=(client_id, client_secret), data={
             "scope": SCOPE, "login_hint": username, "binding_message": message})
         body = _json(answer)
         if answer.status_code != 200 or "auth_req_id" not in body:
             return _page("demo/ciba_start.html", 400, username=username, message=message,
+                         operator=operator(),
                          problem=_("The company sign-in refused the request."),
                          code=body.get("error", str(answer.status_code)),
                          description=body.get("error_description"))
@@ -177,7 +185,7 @@ def add_call_centre(app: Flask, provider: Any, client_id: str, client_secret: st
     def call_centre_request(ticket: str) -> Response:
         item = store.get(ticket)
         if item is None or ticket not in session.get(SESSION_TICKETS, []):
-            return _page("demo/ciba_start.html", 404,
+            return _page("demo/ciba_start.html", 404, operator=operator(),
                          problem=_("This request is not known here; start a new one."))
         with store.lock():  # one poll at a time per app: the interval holds
             poll(item)

@@ -130,6 +130,8 @@ def _banner(issuer: str) -> str:
         "    .venv/bin/sso apps approve inventory alice",
         "  ERP lists the accounts the SSO activated there (signed events);",
         "  the sign-in page's 'Scan to sign in' tab: approve from a second window or a phone;",
+        "  CRM's 'Call centre' page signs a caller in by phone (CIBA): ask for alice, then",
+        f"    approve at {issuer}/qr/requests in a second window signed in as alice;",
         "  sign out of any one app: the other two are signed out as well (single logout).",
         "",
         "Open an app, sign in, then open another app: no second password.",

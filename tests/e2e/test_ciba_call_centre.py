@@ -62,14 +62,21 @@ def _phone_answers(phone: Any, provider_url: str, message: str, button: str) -> 
 
 
 @pytest.fixture
-def contexts(chromium: Any, phone_device: dict[str, Any],
-             live_provider: LiveProvider) -> Iterator[tuple[Any, Any]]:
-    """The operator's desktop and the caller's phone (signed in as alice), one page each."""
+def contexts(chromium: Any, phone_device: dict[str, Any], live_provider: LiveProvider,
+             demo_crm: str) -> Iterator[tuple[Any, Any]]:
+    """The operator's desktop (signed in to CRM as the sales user: only operators may ask)
+    and the caller's phone (signed in to the provider as alice), one page each."""
     operator_context = chromium.new_context(locale="en-US")
     phone_context = chromium.new_context(**phone_device, locale="en-US")
     try:
         operator = operator_context.new_page()
         operator.set_default_timeout(30_000)
+        operator.goto(f"{demo_crm}/call-centre")
+        assert operator.locator("#ciba-form").count() == 0  # signed out: no form
+        operator.click("#sign-in")
+        operator.wait_for_url(f"{live_provider.url}/login?**")
+        sign_in_with_password(operator, "sales", DEMO_PASSWORD)
+        operator.wait_for_url(f"{demo_crm}/")
         phone = phone_context.new_page()
         phone.set_default_timeout(15_000)
         phone.goto(f"{live_provider.url}/login")
@@ -125,3 +132,19 @@ def test_an_unknown_user_is_refused_at_once(
     operator.click("#ciba-send")
     assert operator.text_content("#ciba-error") == "unknown_user_id"
     assert operator.locator("#ciba-problem").is_visible()
+
+
+def test_the_call_centre_page_speaks_chinese(chromium: Any, demo_crm: str) -> None:
+    context = chromium.new_context(locale="zh-CN")
+    try:
+        page = context.new_page()
+        answer = page.goto(f"{demo_crm}/call-centre")
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
+        assert page.text_content("h1") == "呼叫中心：为来电者登录"
+        assert page.text_content("#ciba-sign-in-first") == "坐席人员须先使用企业账号登录。"
+        # A forged ask (no operator session, no CSRF token) is refused.
+        refused = page.request.post(f"{demo_crm}/call-centre",
+                                    form={"username": "alice", "csrf": "x"})
+        assert refused.status == 400
+    finally:
+        context.close()
