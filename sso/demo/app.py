@@ -84,6 +84,7 @@ def create_demo_app(
     receives_events: bool = False,
     accounts_file: str | None = None,
     logout_channel: str | None = None,
+    ciba: bool = False,
 ) -> Flask:
     """Build one relying-party app served at ``http://{host}:{port}``.
 
@@ -92,7 +93,8 @@ def create_demo_app(
     local accounts the events create are kept in ``accounts_file`` (JSON), else in memory.
     ``logout_channel`` "back" serves :data:`BACKCHANNEL_PATH`, "front" serves
     :data:`FRONTCHANNEL_PATH` (:mod:`.logout`): a session ended at the provider signs the
-    browser out of this app too.
+    browser out of this app too. ``ciba`` serves the call-centre pages (:mod:`.ciba`), for an
+    app the provider registered as a CIBA client (poll mode).
     """
     from .. import _template_folder  # noqa: PLC0415
 
@@ -110,6 +112,7 @@ def create_demo_app(
         DEMO_ACCENT=accent,
         DEMO_NEIGHBOURS=list(neighbours or []),
         DEMO_RECEIVES_EVENTS=receives_events,
+        DEMO_CIBA=ciba,
     )
     local_accounts = LocalAccounts(accounts_file)
     app.extensions["demo_local_accounts"] = local_accounts
@@ -242,6 +245,11 @@ def create_demo_app(
 
     if receives_events:
         app.add_url_rule(EVENTS_PATH, view_func=security_events, methods=["POST"])
+
+    if ciba:
+        from .ciba import add_call_centre  # noqa: PLC0415
+
+        add_call_centre(app, provider, client_id, client_secret, jwks)
 
     @app.get("/login")
     def login() -> Response:

@@ -130,6 +130,8 @@ def _banner(issuer: str) -> str:
         "    .venv/bin/sso apps approve inventory alice",
         "  ERP lists the accounts the SSO activated there (signed events);",
         "  the sign-in page's 'Scan to sign in' tab: approve from a second window or a phone;",
+        "  CRM's 'Call centre' page signs a caller in by phone (CIBA): ask for alice, then",
+        f"    approve at {issuer}/qr/requests in a second window signed in as alice;",
         "  sign out of any one app: the other two are signed out as well (single logout).",
         "",
         "Open an app, sign in, then open another app: no second password.",
@@ -259,6 +261,7 @@ def demo_app_command(name: str, client_id: str, client_secret: str, port: int, h
         neighbours=neighbours if known else None,
         receives_events=receives_events, accounts_file=accounts_file,
         logout_channel=known.get("logout") if known else None,
+        ciba=bool(known and known.get("ciba")),
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True)

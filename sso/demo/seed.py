@@ -32,6 +32,7 @@ from ..users.models import User
 DEMO_PASSWORD = "Demo-SSO-2024"
 SECRETS_FILE = "demo-client-secrets.json"
 SCOPE = "openid profile email phone offline_access roles"
+CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 
 #: Where the demo ERP receives Security Event Tokens (``sso.demo.app``, EVENTS_PATH).
 ERP_EVENTS_ENDPOINT = "http://127.0.0.1:5001/sso/events"
@@ -52,6 +53,8 @@ DEMO_APPS: list[dict[str, Any]] = [
         "roles": {"sales-rep": "Works leads and deals", "sales-manager": "Owns the pipeline"},
         "policy": {},
         "logout": "front",
+        # Also a CIBA client (poll mode): its call-centre page signs a caller in by phone.
+        "ciba": "poll",
     },
     {
         "name": "Inventory", "name_zh": "库存管理", "client_id": "inventory", "port": 5003,
@@ -117,19 +120,24 @@ def _seed_app(demo_app: dict[str, Any], known_secret: str | None) -> str:
     url = base_url(demo_app)
     redirect_uris = [f"{url}/callback"]
     logout_uris = [f"{url}/"]
+    # A CIBA app (``"ciba": "poll"``) also has the CIBA grant and its delivery mode.
+    grant_types = ["authorization_code", "refresh_token",
+                   *([CIBA_GRANT] if demo_app.get("ciba") else [])]
+    policy = {**_checked_policy(demo_app["policy"]), "ciba_mode": demo_app.get("ciba")}
     client = clients.get(demo_app["client_id"])
     if client is None:
         client, secret = clients.create_client(
             demo_app["name"], redirect_uris, post_logout_redirect_uris=logout_uris,
-            grant_types=["authorization_code", "refresh_token"], scope=SCOPE,
-            first_party=True, client_id=demo_app["client_id"],
-            policy=_checked_policy(demo_app["policy"]),
+            grant_types=grant_types, scope=SCOPE,
+            first_party=True, client_id=demo_app["client_id"], policy=policy,
         )
         assert secret is not None  # noqa: S101 - a confidential client always has one
     else:
         client.redirect_uris = redirect_uris
         client.post_logout_redirect_uris = logout_uris
-        clients.update_policy(client, **_checked_policy(demo_app["policy"]))
+        if list(client.grant_types or []) != grant_types:
+            client.grant_types = grant_types
+        clients.update_policy(client, **policy)
         if known_secret and client.secret_hash and same(hash_token(known_secret),
                                                         client.secret_hash):
             secret = known_secret

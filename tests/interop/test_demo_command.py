@@ -121,6 +121,14 @@ def test_sso_demo_serves_signs_in_and_stops_cleanly(
     page = browser.get(landing, timeout=10)
     for role in user["roles"][second_app["client_id"]]:
         assert f"<span>{role}</span>" in page.text
+    # CRM, registered by the seed as a CIBA client, asks the provider from its call centre.
+    ciba_app = next(a for a in DEMO_APPS if a.get("ciba"))
+    assert ciba_app in no_mfa[:2], "the CIBA demo app is one signed in to above"
+    form = browser.get(f"{base_url(ciba_app)}/call-centre", timeout=10).text
+    csrf = form.split('name="csrf" value="')[1].split('"')[0]
+    asked = browser.post(f"{base_url(ciba_app)}/call-centre", timeout=10, data={
+        "csrf": csrf, "username": "alice", "binding_message": "demo"})
+    assert 'id="ciba-waiting"' in asked.text, asked.text
     # The app that requires MFA leads the same user (no authenticator yet) to enrolment.
     mfa_app = next(a for a in DEMO_APPS if a["policy"].get("mfa_required"))
     enrol = browse_until(browser, f"{base_url(mfa_app)}/login",
