@@ -176,7 +176,7 @@ class SQLiteWriteGate:
         event.listen(engine, "commit", self._end)
         event.listen(engine, "rollback", self._end)
         event.listen(engine.pool, "reset", self._reset)
-        event.listen(engine.pool, "invalidate", self._reset)
+        event.listen(engine.pool, "invalidate", self._invalidate)
 
     def _before(self, conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
         info = conn.connection.info
@@ -196,7 +196,10 @@ class SQLiteWriteGate:
     def _end(self, conn: Any) -> None:
         self._release(conn.connection.info)
 
-    def _reset(self, dbapi_connection: Any, record: Any, *_rest: Any) -> None:
+    def _reset(self, dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+        self._release(record.info)
+
+    def _invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
         self._release(record.info)
 
 
