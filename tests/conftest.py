@@ -273,6 +273,9 @@ def _clean_stores(request: pytest.FixtureRequest) -> Iterator[None]:
                 yield
     finally:
         _empty_redis(app.config["REDIS_URL"], app.config["REDIS_PREFIX"])
+        from sso import ratelimit
+
+        ratelimit.local.clear()  # the counters kept in this process while Redis was away
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ from tests.conftest import pkce_pair
 
 pytestmark = pytest.mark.slow
 GENEROUS = 30.0  # seconds: a bound against hanging, not a performance assertion
+#: How long after a node's death a request may still have been on its way to it.
+SETTLE = 0.05
 
 
 def _csrf(html: str) -> str:
@@ -283,9 +285,11 @@ def test_a_node_killed_under_traffic_fails_only_its_requests_in_flight(
 
     failed = [o for o in outcomes if not o.ok]
     # Only requests that were under way when n2 died may fail (at most one per client), and
-    # they fail as HAProxy's 502, not as an error of a live node.
+    # they fail as HAProxy's 502, not as an error of a live node. "Under way" includes a
+    # request sent a moment after the kill that HAProxy had already handed to n2's socket
+    # (the kernel resets it once the process is gone): SETTLE seconds.
     for outcome in failed:
-        assert outcome.started <= dead_at and outcome.ended >= killed_at, outcome
+        assert outcome.started <= dead_at + SETTLE and outcome.ended >= killed_at, outcome
         assert outcome.status in (None, 502, 503), outcome
     assert len(failed) <= clients
     after = [o for o in outcomes if o.started > down_at]

@@ -33,6 +33,13 @@ def focused(page: Any) -> dict[str, Any]:
     return dict(page.evaluate(_FOCUSED))
 
 
+def cursor_in_username(page: Any) -> None:
+    """Wait until the sign-in page has put the cursor in the username field: typing before
+    that (a slow page under load) would lose the first keys."""
+    page.wait_for_function("() => document.activeElement && "
+                           "document.activeElement.id === 'username'")
+
+
 def tab_until(page: Any, element_id: str, limit: int = 20) -> list[str]:
     """Press Tab until ``element_id`` has the focus; every stop must show it has it."""
     stops = []
@@ -81,6 +88,7 @@ def test_password_sign_in_with_the_keyboard(visit: Visit) -> None:
 def test_a_wrong_password_is_announced_and_tied_to_the_fields(visit: Visit) -> None:
     page = visit.page
     visit.authorize("erp")
+    cursor_in_username(page)
     page.keyboard.type("alice")
     page.keyboard.press("Tab")
     page.keyboard.type("wrong password")
@@ -95,6 +103,7 @@ def test_a_wrong_password_is_announced_and_tied_to_the_fields(visit: Visit) -> N
 def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
     page = visit.page
     visit.authorize("payroll")
+    cursor_in_username(page)
     page.keyboard.type("bob")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
