@@ -238,6 +238,7 @@ class Outcome:
     ended: float
     status: int | None
     served_by: str | None
+    client: int = 0
 
     @property
     def ok(self) -> bool:
@@ -250,7 +251,7 @@ def test_a_node_killed_under_traffic_fails_only_its_requests_in_flight(
     stop = threading.Event()
     clients = 6
 
-    def traffic() -> None:
+    def traffic(client: int) -> None:
         http = requests.Session()
         while not stop.is_set():
             started = time.monotonic()
@@ -260,12 +261,13 @@ def test_a_node_killed_under_traffic_fails_only_its_requests_in_flight(
                     auth=(cluster.facts["client_id"], cluster.facts["secret"]),
                     data={"grant_type": "client_credentials", "scope": "api"})
                 outcome = Outcome(started, time.monotonic(), response.status_code,
-                                  response.headers.get(SERVED_BY))
+                                  response.headers.get(SERVED_BY), client)
             except requests.RequestException as error:
-                outcome = Outcome(started, time.monotonic(), None, repr(error))
+                outcome = Outcome(started, time.monotonic(), None, repr(error), client)
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=traffic, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=traffic, args=(client,), daemon=True)
+               for client in range(clients)]
     for thread in threads:
         thread.start()
     try:
@@ -284,14 +286,18 @@ def test_a_node_killed_under_traffic_fails_only_its_requests_in_flight(
             thread.join(timeout=GENEROUS)
 
     failed = [o for o in outcomes if not o.ok]
-    # Only requests that were under way when n2 died may fail (at most one per client), and
-    # they fail as HAProxy's 502, not as an error of a live node. "Under way" includes a
+    # Only requests that were under way when n2 died may fail, and they fail as HAProxy's
+    # 502 or a closed connection, not as an error of a live node. "Under way" includes a
     # request sent a moment after the kill that HAProxy had already handed to n2's socket
-    # (the kernel resets it once the process is gone): SETTLE seconds.
+    # (the kernel resets it once the process is gone): SETTLE seconds. A client can lose two:
+    # the one on n2 when it died and, sent at once after it, one that HAProxy put on an idle
+    # keep-alive connection to n2 whose end it had not read yet (it then closes the client's
+    # connection without an answer, so that the client may retry).
     for outcome in failed:
         assert outcome.started <= dead_at + SETTLE and outcome.ended >= killed_at, outcome
         assert outcome.status in (None, 502, 503), outcome
-    assert len(failed) <= clients
+    for client in range(clients):
+        assert sum(o.client == client for o in failed) <= 2, failed
     after = [o for o in outcomes if o.started > down_at]
     assert after and all(o.ok for o in after)
     assert {o.served_by for o in after} == {"n1", "n3"}
