@@ -609,6 +609,81 @@ def _outbox(visit: Visit) -> Any:
     return visit.page
 
 
+# The admin console (docs/admin.md): the demo's way in, a super admin with an authenticator.
+
+def _admin(visit: Visit, path: str = "/admin/") -> Any:
+    """Sign in at ``/admin`` as a super admin (password, then the authenticator's code) and
+    open ``path``; a pending activation and an app with events give the lists something."""
+    def prepare() -> str:
+        from sso.accounts.service import create_user
+        from sso.apps import service as app_accounts
+        from sso.dbtypes import utcnow
+        from sso.extensions import db
+        from sso.mfa import service as mfa
+        from sso.oidc.clients import get
+        from sso.users.service import find_by_login
+
+        admin = create_user("admin", password=PASSWORD, email="admin@example.com",
+                            name="Admin", is_admin=True)
+        db.session.flush()
+        enrolment = mfa.begin_enrolment(admin)
+        past = utcnow() - timedelta(seconds=90)
+        mfa.confirm_enrolment(admin, enrolment.id, pyotp.TOTP(enrolment.seed).at(past),
+                              origin=None, now=past)
+        app_accounts.on_sign_in(find_by_login("alice"), get("inventory"), interactive=True,
+                                origin=None)
+        return str(enrolment.seed)
+
+    visit.world.seeds["admin"] = visit.in_app(prepare)
+    visit.open("/admin/")
+    visit.sign_in("admin")
+    visit.page.wait_for_selector("#mfa-verify")
+    visit.page.fill("#mfa-verify input[name=code]", visit.code("admin"))
+    visit.page.click("#mfa-verify button[type=submit]")
+    visit.page.wait_for_url(f"{visit.url}/admin/")
+    if path != "/admin/":
+        visit.open(path)
+    return visit.page
+
+
+def _admin_user(visit: Visit) -> Any:
+    _admin(visit, "/admin/users")
+    visit.page.locator("table a", has_text="alice").first.click()
+    visit.page.wait_for_load_state()
+    return visit.page
+
+
+def _admin_user_new_error(visit: Visit) -> Any:
+    _admin(visit, "/admin/users/new")
+    visit.page.fill("input[name=username]", "alice")
+    visit.page.locator("main form button[type=submit]").first.click()
+    visit.page.wait_for_load_state()
+    return visit.page
+
+
+def _admin_app(visit: Visit) -> Any:
+    return _admin(visit, "/admin/apps/erp")
+
+
+def _admin_app_new_error(visit: Visit) -> Any:
+    _admin(visit, "/admin/apps/new")
+    visit.page.fill("input[name=name]", "Warehouse")
+    visit.page.fill("textarea[name=redirect_uris]", "http://warehouse.example.com/cb#frag")
+    visit.page.locator("main form button[type=submit]").first.click()
+    visit.page.wait_for_load_state()
+    return visit.page
+
+
+def _admin_import_check(visit: Visit) -> Any:
+    _admin(visit, "/admin/users/import")
+    visit.page.set_input_files("input[type=file]", files=[{
+        "name": "people.csv", "mimeType": "text/csv",
+        "buffer": b"username,email,name\ncarol,carol@example.com,Carol\nalice,not-a-mail,Alice\n"}])
+    visit.page.locator("main form button[type=submit]").first.click()
+    visit.page.wait_for_load_state()
+    return visit.page
+
+
 PAGES: list[PageState] = [
     PageState("sign-in", _sign_in, "the app's name and logo, both tabs, the links below"),
     PageState("sign-in-error", _sign_in_error, "the error is read out and tied to the fields"),
@@ -661,4 +736,19 @@ PAGES: list[PageState] = [
     PageState("error-expired-flow", _expired_flow),
     PageState("error-bad-logout", _bad_logout, "the page's own message, translated"),
     PageState("outbox", _outbox, "mail, SMS and signed events, inside the card"),
+    PageState("admin-home", _admin, "who is signed in, the console's parts"),
+    PageState("admin-users", lambda visit: _admin(visit, "/admin/users"),
+              "search, filters, a selection's bulk actions, paging"),
+    PageState("admin-user", _admin_user, "status, roles per app, sessions, actions"),
+    PageState("admin-user-new-error", _admin_user_new_error, "the form says what is wrong"),
+    PageState("admin-import", lambda visit: _admin(visit, "/admin/users/import")),
+    PageState("admin-import-check", _admin_import_check, "each row's error before writing"),
+    PageState("admin-apps", lambda visit: _admin(visit, "/admin/apps")),
+    PageState("admin-app", _admin_app, "every setting, rotate, disable, delete"),
+    PageState("admin-app-new-error", _admin_app_new_error),
+    PageState("admin-queue", lambda visit: _admin(visit, "/admin/queue"),
+              "pending activations, approve or deny one or many"),
+    PageState("admin-audit", lambda visit: _admin(visit, "/admin/audit"), "filters, paging"),
+    PageState("admin-keys", lambda visit: _admin(visit, "/admin/keys")),
+    PageState("admin-registration", lambda visit: _admin(visit, "/admin/registration")),
 ]
