@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .. import onetimecode
 from ..extensions import get_redis
 from ..security import same
 
@@ -37,6 +38,7 @@ TTL = 300
 #: The emailed or texted alternative: its lifetime, and wrong tries before it is void.
 CODE_TTL = 600
 CODE_TRIES = 5
+CODE_PURPOSE = "captcha-alternative"
 WIDTH, HEIGHT = 180, 64
 
 
@@ -82,34 +84,26 @@ def verify(challenge_id: str | None, answer: str | None, user_id: int | None = N
 
 
 def _code_key(user_id: int) -> str:
-    return get_redis().key("captcha", "code", str(user_id))
+    return get_redis().key("captcha", "alternative", str(user_id))
 
 
 def _check_code(user_id: int, typed: str) -> bool:
-    client = get_redis().client
-    key = _code_key(user_id)
-    expected = client.get(key)
-    if expected is None or not typed.isdigit():
+    """Whether ``typed`` is the code sent to the user: one of :data:`CODE_TRIES` tries, the
+    code used up on success (:mod:`sso.onetimecode`). A picture's answer is no try."""
+    if len(typed) != 6 or not typed.isdigit():
         return False
-    if same(typed, expected.decode()):
-        client.delete(key, key + ":tries")
-        return True
-    # A code has a million values: a few wrong tries void it, so it cannot be walked.
-    tries = client.incr(key + ":tries")
-    client.expire(key + ":tries", CODE_TTL)
-    if tries >= CODE_TRIES:
-        client.delete(key, key + ":tries")
-    return False
+    checked = onetimecode.check(_code_key(user_id), onetimecode.mac(CODE_PURPOSE, user_id,
+                                                                    code=typed), CODE_TRIES)
+    return checked.outcome == onetimecode.OK
 
 
 def send_code(user: Any) -> str | None:
     """Keep a new 6-digit code for ``user`` and return it (None when Redis cannot keep it);
     the caller sends it to the user's own address."""
-    code = f"{secrets.randbelow(10**6):06d}"
+    code = onetimecode.new_code()
     try:
-        client = get_redis().client
-        client.set(_code_key(user.id), code, ex=CODE_TTL)
-        client.delete(_code_key(user.id) + ":tries")
+        onetimecode.keep(_code_key(user.id), onetimecode.mac(CODE_PURPOSE, user.id, code=code),
+                         CODE_TTL)
     except redis.RedisError as exc:
         log.warning("captcha code not kept, Redis unavailable: %s", exc)
         return None

@@ -1,11 +1,9 @@
 """A new mobile number, confirmed by a 6-digit code sent by SMS to that number.
 
 The pending change lives in Redis (short-lived state, DESIGN.md §5), one per user: the new
-number, an HMAC of the code keyed with the provider's secret and bound to the user and the
-number (the code itself is never stored), and the tries so far. It lives :data:`TTL` seconds.
-Checking is one Lua script: it counts the try, compares, and deletes the pending change on
-success or on the last try, so a code works once and at most :data:`ATTEMPTS` guesses are
-ever compared. Asking again replaces the pending change (and its code).
+number and the code, bound to the user and the number, as :mod:`sso.onetimecode` keeps one
+(used once, at most :data:`ATTEMPTS` guesses ever compared). It lives :data:`TTL` seconds.
+Asking again replaces the pending change (and its code).
 
 Whether another account already has the number is not looked at when the code is sent (the
 answer is the same for every number, so the page names no one's number); it is looked at
@@ -14,14 +12,11 @@ when the right code comes back, and the change is then refused with a neutral me
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 
+from .. import onetimecode
 from ..extensions import db, get_redis
 from ..users.models import User
 from ..users.service import PHONE_PATTERN, normalise_phone
@@ -30,26 +25,8 @@ from ..users.service import PHONE_PATTERN, normalise_phone
 ATTEMPTS = 5
 TTL = 10 * 60
 
-OK, WRONG, GONE, TAKEN = "ok", "wrong", "gone", "taken"
-
-# KEYS[1] the pending change; ARGV[1] the HMAC of the typed code, ARGV[2] the tries allowed.
-# Returns {outcome, the new number or "", tries left}.
-_CHECK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', '', 0} end
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-local allowed = tonumber(ARGV[2])
-if tries > allowed then
-  redis.call('DEL', KEYS[1])
-  return {'gone', '', 0}
-end
-local phone = redis.call('HGET', KEYS[1], 'phone')
-if redis.call('HGET', KEYS[1], 'mac') == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return {'ok', phone, allowed - tries}
-end
-if tries >= allowed then redis.call('DEL', KEYS[1]) end
-return {'wrong', phone, allowed - tries}
-"""
+OK, WRONG, GONE, TAKEN = onetimecode.OK, onetimecode.WRONG, onetimecode.GONE, "taken"
+PURPOSE = "phone-change"
 
 
 @dataclass(frozen=True)
@@ -70,21 +47,11 @@ def _key(user_id: int) -> str:
     return get_redis().key("selfservice", "phone", str(user_id))
 
 
-def _mac(user_id: int, phone: str, code: str) -> str:
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    message = f"phone-change:{user_id}:{phone}:{code}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
 def start(user: User, phone: str) -> str:
     """Open (or replace) ``user``'s pending change to ``phone``; return the code to send."""
-    code = f"{secrets.randbelow(10**6):06d}"
-    pipe = get_redis().client.pipeline(transaction=True)
-    pipe.delete(_key(user.id))
-    pipe.hset(_key(user.id), mapping={"phone": phone, "mac": _mac(user.id, phone, code),
-                                      "tries": 0})
-    pipe.expire(_key(user.id), TTL)
-    pipe.execute()
+    code = onetimecode.new_code()
+    onetimecode.keep(_key(user.id), onetimecode.mac(PURPOSE, user.id, phone, code=code), TTL,
+                     phone=phone)
     return code
 
 
@@ -101,16 +68,11 @@ def cancel(user_id: int) -> None:
 def check(user: User, code: str) -> Check:
     """Count one try of ``code`` for ``user``'s pending change; on success it is used up,
     and the outcome is :data:`TAKEN` if another account has the number by now."""
-    code = "".join(code.split())
-    if len(code) != 6 or not code.isdigit():
-        # Still a try: a malformed code must not be a free probe of the count.
-        code = "x"
-    store = get_redis().client
     phone = pending(user.id) or ""
-    outcome, found, left = store.eval(_CHECK, 1, _key(user.id), _mac(user.id, phone, code),
-                                      ATTEMPTS)
-    outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
-    found = found.decode() if isinstance(found, bytes) else found
+    checked = onetimecode.check(
+        _key(user.id), onetimecode.mac(PURPOSE, user.id, phone, code=onetimecode.typed(code)),
+        ATTEMPTS, "phone")
+    outcome, found, left = checked.outcome, checked.value, checked.tries_left
     if outcome == OK and found != phone:  # replaced between the two reads: not this code
         return Check(GONE)
     if outcome == OK and taken(found, user.id):

@@ -2,23 +2,19 @@
 
 A code belongs to an *attempt*: a random id the page carries between "send" and "verify".
 The attempt holds the user (or nobody, for a name that matched no one, so the answer and
-the count of tries are the same either way: no enumeration), an HMAC of the code keyed with
-the provider's secret (the code itself is never stored), and the tries so far. Checking is
-one Lua script: it counts the try, compares, and deletes the attempt on success or on the
-last try, so a code is used once and at most :data:`ATTEMPTS` guesses are ever compared.
+the count of tries are the same either way: no enumeration) and the code as
+:mod:`sso.onetimecode` keeps one: used once, at most :data:`ATTEMPTS` guesses ever compared.
 Asking for a new code for a user deletes the previous attempt.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 
+from .. import onetimecode
 from ..extensions import db, get_redis
 from ..users.models import User, UserStatus
 from ..users.service import find_by_login
@@ -27,26 +23,8 @@ from ..users.service import find_by_login
 ATTEMPTS = 5
 TTL = 10 * 60
 
-OK, WRONG, GONE = "ok", "wrong", "gone"
-
-# KEYS[1] the attempt; ARGV[1] the HMAC of the typed code, ARGV[2] the tries allowed.
-# Returns {outcome, user id or "" (for the audit log only), tries left}.
-_CHECK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', '', 0} end
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-local allowed = tonumber(ARGV[2])
-local user = redis.call('HGET', KEYS[1], 'user')
-if tries > allowed then
-  redis.call('DEL', KEYS[1])
-  return {'gone', user, 0}
-end
-if user ~= '' and redis.call('HGET', KEYS[1], 'mac') == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return {'ok', user, allowed - tries}
-end
-if tries >= allowed then redis.call('DEL', KEYS[1]) end
-return {'wrong', user, allowed - tries}
-"""
+OK, WRONG, GONE = onetimecode.OK, onetimecode.WRONG, onetimecode.GONE
+PURPOSE = "sms-sign-in"
 
 
 @dataclass(frozen=True)
@@ -62,11 +40,6 @@ def _attempt_key(attempt: str) -> str:
 
 def _user_key(user_id: int) -> str:
     return get_redis().key("smscode", "user", str(user_id))
-
-
-def _mac(attempt: str, code: str) -> str:
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, f"sms-sign-in:{attempt}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 def normalise_phone(value: str) -> str:
@@ -95,20 +68,18 @@ def start(user: User | None) -> tuple[str, str | None]:
     """Open an attempt for ``user`` (or for nobody); return its id and the code to send."""
     store = get_redis()
     attempt = secrets.token_urlsafe(24)
-    code = f"{secrets.randbelow(10**6):06d}" if user is not None else None
+    code = onetimecode.new_code() if user is not None else None
     pipe = store.client.pipeline(transaction=True)
-    pipe.hset(_attempt_key(attempt), mapping={
-        "user": str(user.id) if user is not None else "",
-        # Nobody's attempt gets a MAC no code can match.
-        "mac": _mac(attempt, code) if code else secrets.token_hex(32),
-        "tries": 0,
-    })
-    pipe.expire(_attempt_key(attempt), TTL)
+    # Nobody's attempt gets a MAC no code can match.
+    onetimecode.keep(_attempt_key(attempt),
+                     onetimecode.mac(PURPOSE, attempt, code=code) if code
+                     else onetimecode.unmatchable(),
+                     TTL, pipe, user=str(user.id) if user is not None else "")
     if user is not None:
-        pipe.get(_user_key(user.id))
-        pipe.set(_user_key(user.id), attempt, ex=TTL)
+        pipe.getset(_user_key(user.id), attempt)
+        pipe.expire(_user_key(user.id), TTL)
     results = pipe.execute()
-    previous = results[2] if user is not None else None
+    previous = results[3] if user is not None else None
     if previous:
         # A new code retires the previous one.
         store.client.delete(_attempt_key(previous.decode()))
@@ -117,18 +88,12 @@ def start(user: User | None) -> tuple[str, str | None]:
 
 def check(attempt: str, code: str) -> Check:
     """Count one try of ``code`` for ``attempt``; on success the attempt is used up."""
-    code = "".join(code.split())
     if not attempt or len(attempt) > 64:
         return Check(GONE)
-    if len(code) != 6 or not code.isdigit():
-        # Still a try: a malformed code must not be a free probe of the count.
-        code = "x"
-    store = get_redis()
-    outcome, user, left = store.client.eval(
-        _CHECK, 1, _attempt_key(attempt), _mac(attempt, code), ATTEMPTS)
-    outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
-    user = user.decode() if isinstance(user, bytes) else user
-    user_id = int(user) if user else None
-    if outcome == OK and user_id is not None:
-        store.client.delete(_user_key(user_id))
-    return Check(outcome, user_id, int(left))
+    checked = onetimecode.check(
+        _attempt_key(attempt),
+        onetimecode.mac(PURPOSE, attempt, code=onetimecode.typed(code)), ATTEMPTS, "user")
+    user_id = int(checked.value) if checked.value else None
+    if checked.outcome == OK and user_id is not None:
+        get_redis().client.delete(_user_key(user_id))
+    return Check(checked.outcome, user_id, checked.tries_left)

@@ -15,19 +15,22 @@ from .blueprint import bp
 FILTERS = ("since", "until", "actor", "user", "app", "event", "ip", "result")
 
 
-def _typed() -> dict[str, str]:
-    return {name: request.args.get(name, "")[:254] for name in FILTERS}
+def _filtered() -> tuple[dict[str, str], audit_query.AuditFilter | Response]:
+    """The filters as typed, and what they select (or the page that says what is wrong)."""
+    typed = {name: request.args.get(name, "")[:254] for name in FILTERS}
+    try:
+        return typed, audit_query.AuditFilter.parse(dict(typed))
+    except AdminError as error:
+        return typed, page("admin/audit.html", status=400, typed=typed, rows=[], before=None,
+                           error=message(error))
 
 
 @bp.get("/audit")
 @admin_page
 def audit(remit: Remit) -> Response:
-    typed = _typed()
-    try:
-        where = audit_query.AuditFilter.parse(dict(typed))
-    except AdminError as error:
-        return page("admin/audit.html", status=400, typed=typed, rows=[], before=None,
-                    error=message(error))
+    typed, where = _filtered()
+    if isinstance(where, Response):
+        return where
     raw_before = request.args.get("before", "")
     before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
     rows, next_before = audit_query.page(where, remit, before)
@@ -38,12 +41,9 @@ def audit(remit: Remit) -> Response:
 @bp.get("/audit/export.csv")
 @admin_page
 def audit_export(remit: Remit) -> Response:
-    typed = _typed()
-    try:
-        where = audit_query.AuditFilter.parse(dict(typed))
-    except AdminError as error:
-        return page("admin/audit.html", status=400, typed=typed, rows=[], before=None,
-                    error=message(error))
+    typed, where = _filtered()
+    if isinstance(where, Response):
+        return where
     operations.audit(remit, "audit.export", origin=origin(),
                      filter={k: v for k, v in typed.items() if v})
     db.session.commit()
