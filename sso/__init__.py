@@ -25,9 +25,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Building starts nothing: in development the settings may name the embedded Redis
     (``REDIS_EMBEDDED``), which the commands that run the provider start (``sso.embedded``).
     """
-    from flask import Flask  # noqa: PLC0415 - `sso --help` and the settings need no Flask
+    from .web import ProviderApp  # noqa: PLC0415 - `sso --help` and the settings need no Flask
 
-    app = Flask(
+    app = ProviderApp(
         __name__,
         instance_path=str(config_module.instance_path(config)),
         instance_relative_config=False,
@@ -87,6 +87,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     health.init_app(app)
     selfservice.init_app(app)
     console.init_app(app)
+    web.trust_proxies(app)
     # The signing keys live in the database (sso/oidc/keystore.py): read, and created if the
     # table is empty, on first use, since the database may not be migrated yet here.
     return app

@@ -234,6 +234,8 @@ class DefaultConfig:
     DB_CONNECT_TIMEOUT = 3
     DB_POOL_TIMEOUT = 5
     DB_STATEMENT_TIMEOUT = 10
+    #: PostgreSQL: a pooled connection idle this long is checked before use (0: always).
+    DB_PING_IDLE = 1
     DB_LOCK_TIMEOUT = 5
     DB_BUSY_TIMEOUT = 5
     #: A refresh token presented again within this many seconds of its use gets the same

@@ -92,6 +92,7 @@ class Watchdog:
 
 watchdog = Watchdog()
 _TOKEN = "sso_watchdog"
+_CHECKED_IN = "sso_checked_in"
 
 
 def _pg_socket(dbapi_connection: Any) -> int | None:
@@ -129,18 +130,34 @@ def guard(engine: Any, config: Any) -> None:
             watchdog.disarm(context.connection.info.pop(_TOKEN, None))
 
     ping_seconds = min(seconds, float(config.get("DB_CONNECT_TIMEOUT", 3)) + WATCHDOG_GRACE)
+    ping_idle = float(config.get("DB_PING_IDLE", 1))
+
+    @event.listens_for(engine, "checkin")
+    def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         """SQLAlchemy's pre-ping, under the watchdog: a dead or frozen server fails it and
-        the pool tries a fresh connection (which ``connect_timeout`` bounds)."""
+        the pool tries a fresh connection (which ``connect_timeout`` bounds).
+
+        A connection handed back less than ``SSO_DB_PING_IDLE`` seconds ago is not pinged
+        (under load none is): if the server went away since, the request's own statement
+        fails, answers 503, and that disconnect invalidates the whole pool, so the next
+        checkout connects afresh. The ping runs outside a transaction (one round trip, not
+        BEGIN, SELECT and ROLLBACK)."""
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is not None and time.monotonic() - checked_in < ping_idle:
+            return
         fileno = _pg_socket(dbapi_connection)
         token = watchdog.arm(fileno, ping_seconds) if fileno is not None else None
         try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-            dbapi_connection.rollback()
+            dbapi_connection.autocommit = True
+            try:
+                dbapi_connection.execute("SELECT 1")
+            finally:
+                dbapi_connection.autocommit = False
         except Exception as error:  # noqa: BLE001 - any failure means: not this connection
             raise exc.DisconnectionError(f"stale database connection: {error}") from error
         finally:

@@ -108,18 +108,32 @@ def _begin() -> None:
     g.request_started = time.perf_counter()
 
 
+def access(method: str, path: str, status: int, started: float,
+           remote_addr: str | None) -> None:
+    """The access-log line of one request (none for :data:`QUIET_PATHS`)."""
+    if path in QUIET_PATHS:
+        return
+    access_log.info("%s %s %s", method, path, status,
+                    extra={"method": method, "path": path, "status": status,
+                           "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                           "remote_addr": remote_addr})
+
+
+def serving(request_id: str) -> contextvars.Token[str | None]:
+    """Make ``request_id`` the id on log lines written from here (until :func:`served`)."""
+    return _request_id.set(request_id)
+
+
+def served(token: contextvars.Token[str | None]) -> None:
+    _request_id.reset(token)
+
+
 def _answer(response: Response) -> Response:
     request_id = g.get("request_id")
     if request_id:
         response.headers[HEADER] = request_id
-        if request.path not in QUIET_PATHS:
-            started = g.get("request_started") or time.perf_counter()
-            access_log.info("%s %s %s", request.method, request.path, response.status_code,
-                            extra={"method": request.method, "path": request.path,
-                                   "status": response.status_code,
-                                   "duration_ms": round((time.perf_counter() - started)
-                                                        * 1000, 1),
-                                   "remote_addr": request.remote_addr})
+        access(request.method, request.path, response.status_code,
+               g.get("request_started") or time.perf_counter(), request.remote_addr)
     return response
 
 

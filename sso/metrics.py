@@ -214,13 +214,17 @@ def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+def observe(endpoint: str, status: int, started: float) -> None:
+    """Count one answered request of ``endpoint`` and time it from ``started``."""
+    LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    REQUESTS.labels(endpoint, f"{status // 100}xx").inc()
+
+
 def _observe(response: Response) -> Response:
     started = g.pop("metrics_started", None)
     if started is None or request.path in QUIET_PATHS:
         return response
-    endpoint = request.endpoint or "unmatched"
-    LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-    REQUESTS.labels(endpoint, f"{response.status_code // 100}xx").inc()
+    observe(request.endpoint or "unmatched", response.status_code, started)
     if request.endpoint == "oidc.token" and response.status_code == 200:
         grant = request.form.get("grant_type", "")
         TOKENS.labels(grant if grant in GRANT_TYPES else "other").inc()

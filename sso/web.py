@@ -121,11 +121,17 @@ def origin() -> Origin:
     return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
 
 
+#: On every answer: never framed, never sniffed, no Referer sent on.
+SECURITY_HEADERS = (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+                    ("Referrer-Policy", "no-referrer"))
+#: On every answer when the provider is served over https (``SSO_SESSION_COOKIE_SECURE``).
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+
+
 def _security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    for name, value in SECURITY_HEADERS:
+        headers.setdefault(name, value)
     if response.mimetype == "text/html":
         form_action = " ".join(getattr(g, "csp_form_action", []))
         img_src = "".join(f" {found}" for found in dict.fromkeys(getattr(g, "csp_img_src", [])))
@@ -135,7 +141,7 @@ def _security_headers(response: Response) -> Response:
                                        frame_src=f"; frame-src {frames}" if frames else ""))
         headers.setdefault("Cache-Control", "no-store")
     if current_app.config["SESSION_COOKIE_SECURE"]:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        headers.setdefault(*HSTS)
     return response
 
 
@@ -182,6 +188,27 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return cached[1]
 
 
+class ProviderApp(Flask):
+    """Flask, with the answer to "is this hook a coroutine?" kept per function: Flask asks it
+    for every hook and view of every request (about fifteen times, ~1 µs each), and the
+    provider's functions never change their nature. Bounded: a request's own callbacks
+    (``after_this_request``) are new functions each time."""
+
+    SYNC_FUNCTIONS_KEPT = 512
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        cache: dict[Any, Callable[..., Any]] = self.__dict__.setdefault("_sync_functions", {})
+        try:
+            return cache[func]
+        except KeyError:
+            found = super().ensure_sync(func)
+            if len(cache) < self.SYNC_FUNCTIONS_KEPT:
+                cache[func] = found
+            return found
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
+
+
 class FromTrustedProxies:
     """Drop ``X-Forwarded-*`` unless the direct peer is a trusted proxy (RFC 10027, forged
     context: with the port published directly, anyone could name any client address)."""
@@ -209,12 +236,18 @@ class FromTrustedProxies:
         return self.wsgi_app(environ, start_response)
 
 
-def init_app(app: Flask) -> None:
+def trust_proxies(app: Flask) -> None:
+    """Read the client's address and scheme from the trusted proxies' ``X-Forwarded-*``: the
+    outermost layer around the app (the factory installs it last), so that every layer
+    inside it, Flask and the published documents (:mod:`sso.oidc.documents`), sees them."""
     proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
     if proxies:
         fixed = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
         app.wsgi_app = FromTrustedProxies(  # type: ignore[method-assign]
             fixed, app.config.get("TRUSTED_PROXY_NETWORKS") or "")
+
+
+def init_app(app: Flask) -> None:
     app.before_request(_refuse_duplicate_cookies)
     app.before_request(_refuse_nul)
     app.session_interface = CookieSessionInterface()

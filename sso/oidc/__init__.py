@@ -9,7 +9,7 @@ from flask import Flask
 
 from .. import errors
 from ..sessions import service as sessions
-from . import protector
+from . import documents, protector
 from .ciba import CIBAGrant
 from .discovery import metadata_json
 from .grants import (
@@ -52,3 +52,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     errors.speaks_json(app, JSON_ENDPOINTS)
     app.extensions["sso_discovery"] = metadata_json(app)
+    documents.init_app(app)

@@ -168,6 +168,14 @@ class KeyStore:
         self.refresh()
         return self.jwks_json
 
+    def jwks_if_fresh(self) -> bytes | None:
+        """The JWKS without a freshness check, or None when one is due (:meth:`refresh`
+        would look at Redis or the database): for answering outside a request."""
+        if (self.fingerprint is None or time.monotonic() - self._checked >= self.check_interval
+                or time.time() >= self._next_expiry):
+            return None
+        return self.jwks_json
+
     # Freshness.
 
     def _generation_key(self) -> str:

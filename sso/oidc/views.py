@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
-
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.datastructures import MultiDict
@@ -16,7 +13,7 @@ from ..flow import pending as pending_flows
 from ..web import csrf_exempt, origin
 from . import authorize as authorize_module
 from . import consent as consent_module
-from . import endpoints, logout
+from . import documents, endpoints, logout
 from .server import NO_STORE, check_single_auth_method, current_request, query_client
 
 bp = Blueprint("oidc", __name__)
@@ -26,32 +23,22 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 CORS_ENDPOINTS = {"oidc.discovery", "oidc.jwks", "oidc.token", "oidc.userinfo", "oidc.revoke"}
 
 
-@functools.lru_cache(maxsize=8)
-def _etag(body: bytes) -> str:
-    """The ETag of a cached document; the documents change only with a key rotation."""
-    return hashlib.sha256(body).hexdigest()[:32]
-
-
-def _cached_json(body: bytes, max_age: int) -> Response:
-    etag = _etag(body)
-    if etag in request.if_none_match:
-        response = Response(status=304)
-    else:
-        response = Response(body, mimetype="application/json")
-    response.set_etag(etag)
-    response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    return response
+def _document(body: bytes) -> Response:
+    status, headers, body = documents.answer(
+        body, documents.DOCUMENTS[request.path][1], request.headers.get("If-None-Match"),
+        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+    return Response(body, status=status, headers=headers)
 
 
 @bp.get("/.well-known/openid-configuration")
 @bp.get("/.well-known/oauth-authorization-server")
 def discovery() -> Response:
-    return _cached_json(current_app.extensions["sso_discovery"], 3600)
+    return _document(current_app.extensions["sso_discovery"])
 
 
 @bp.get("/jwks.json")
 def jwks() -> Response:
-    return _cached_json(current_app.extensions["sso_keys"].jwks(), 300)
+    return _document(current_app.extensions["sso_keys"].jwks())
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
