@@ -129,12 +129,11 @@ def _plain_csrf(http: Any) -> str:
 @pytest.mark.parametrize("role", ROLES)
 def test_permissions_matrix(app: Flask, admins: dict[str, Any], as_admin: Any,
                             role: str) -> None:
+    from sso.admin import groups
     from sso.apps import service as apps
     from sso.extensions import db
     from sso.oidc.clients import get
     from sso.users.service import find_by_login
-
-    from sso.admin import groups
 
     ids = admins["ids"]
     with app.app_context():  # one waiting request in app A for the queue
