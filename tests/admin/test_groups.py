@@ -4,6 +4,7 @@ group form refuses bad input readably; ``sso groups``."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -386,3 +387,31 @@ def test_sso_groups_commands(app: Flask, admins: dict[str, Any]) -> None:
     run("delete", "sales", "--detach-members")
     run("delete", "company")
     assert "company" not in run("list")
+
+
+def test_import_joins_existing_groups_and_refuses_unknown_ones(
+        app: Flask, org: dict[str, int], admins: dict[str, Any], as_admin: Any) -> None:
+    from sso.admin import groups, importer
+
+    data = (b"username,email,groups\n"
+            b"newsales,newsales@example.com,sales; company\n"
+            b"lost,lost@example.com,sales;nowhere\n"
+            b"loner,loner@example.com,\n")
+    with app.app_context():
+        result = importer.dry_run("people.csv", data, admins["ids"]["root"])
+        assert [r.username for r in result.valid] == ["newsales", "loner"]
+        assert result.invalid[0].errors == ["no group 'nowhere'"]
+        imported, skipped = importer.commit(result.import_id, admins["ids"]["root"],
+                                            actor="admin:root", locale="en")
+        assert (imported, skipped) == (2, 1)
+        assert _user("newsales").roles_in("app-a") == ["viewer"]
+        assert [g.name for g in groups.user_groups(None, _user("newsales"))] == [
+            "company", "sales"]
+        assert groups.user_groups(None, _user("loner")) == []
+    # The dry run's page shows the row's error in the admin's language.
+    http = as_admin("root")
+    page = http.post("/admin/users/import", data={
+        "csrf_token": csrf(http), "file": (io.BytesIO(data.replace(b"newsales", b"other")),
+                                           "people.csv")},
+        content_type="multipart/form-data", headers={"Accept-Language": "zh-CN"})
+    assert "没有组 nowhere" in page.get_data(as_text=True)
