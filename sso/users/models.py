@@ -15,11 +15,12 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     bindparam,
+    event,
     false,
     select,
     union,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
 from ..dbtypes import UTCDateTime, utcnow
 from ..extensions import db
@@ -72,9 +73,19 @@ class User(db.Model):  # type: ignore[name-defined,misc]
 
     def roles_in(self, client_id: str) -> list[str]:
         """The user's effective roles in the app, sorted: granted directly or through any
-        group the user is in, that group's parents included (one statement)."""
-        return list(db.session.scalars(_ROLES_IN, {"roles_user": self.id,
-                                                   "roles_client": client_id}))
+        group the user is in, that group's parents included (one statement).
+
+        Remembered in the session until it next writes, commits or rolls back, as the
+        ``roles`` relationship was: a token response asks twice (access and ID token)."""
+        session = db.session()
+        memo: dict[tuple[int, str], list[str]] = session.info.setdefault(_ROLES_MEMO, {})
+        if memo and _role_changes_pending(session):
+            memo.clear()  # changes the query's autoflush would write first
+        key = (self.id, client_id)
+        if key not in memo:
+            memo[key] = list(session.scalars(_ROLES_IN, {"roles_user": self.id,
+                                                         "roles_client": client_id}))
+        return list(memo[key])
 
 
 class AppRole(db.Model):  # type: ignore[name-defined,misc]
@@ -187,3 +198,41 @@ def _roles_in_statement() -> Select[tuple[str]]:
 
 #: Built once: every token with the ``roles`` scope asks.
 _ROLES_IN = _roles_in_statement()
+
+_ROLES_MEMO = "sso_roles_in"
+
+
+#: What a flush must write for the roles to change (a user's ``roles`` collection too).
+_ROLE_MODELS = (User, AppRole, UserRole, Group, GroupMember, GroupRole)
+_ROLE_TABLES = frozenset(model.__tablename__ for model in _ROLE_MODELS)
+
+
+def _forget_roles(session: Session, *_args: Any) -> None:
+    session.info.pop(_ROLES_MEMO, None)
+
+
+def _role_changes_pending(session: Session) -> bool:
+    return any(isinstance(obj, _ROLE_MODELS)
+               for obj in (*session.new, *session.dirty, *session.deleted))
+
+
+def _forget_roles_after_flush(session: Session, *_args: Any) -> None:
+    """A flush of other rows (a refresh token, an audit event) keeps what was read."""
+    if _ROLES_MEMO in session.info and _role_changes_pending(session):
+        _forget_roles(session)
+
+
+def _forget_roles_on_write(state: ORMExecuteState) -> None:
+    """An INSERT, UPDATE or DELETE statement of a role table (or of one it cannot name)."""
+    if state.is_select or _ROLES_MEMO not in state.session.info:
+        return
+    table = getattr(state.statement, "table", None)
+    if table is not None and getattr(table, "name", None) not in _ROLE_TABLES:
+        return
+    _forget_roles(state.session)
+
+
+for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
+    event.listen(Session, _name, _forget_roles)
+event.listen(Session, "after_flush", _forget_roles_after_flush)
+event.listen(Session, "do_orm_execute", _forget_roles_on_write)

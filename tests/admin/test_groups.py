@@ -109,6 +109,28 @@ def test_the_console_shows_direct_and_inherited_roles(
     assert "inherited from group company" in page and "sales-east" in page
 
 
+def test_roles_read_once_are_read_again_after_any_change_to_them(
+        app: Flask, org: dict[str, int]) -> None:
+    """The session remembers a user's roles (a token response asks twice) only until it
+    writes a role table: flushed objects, UPDATE/DELETE statements, commit or rollback."""
+    from sso.extensions import db
+    from sso.users import groups as store
+    from sso.users.models import GroupRole
+
+    with app.app_context():
+        user = _user("plain")
+        assert user.roles_in("app-a") == []
+        store.add_member(store.find("sales"), user)  # flushed, not committed
+        assert user.roles_in("app-a") == ["viewer"]
+        db.session.add(GroupRole(group_id=org["sales"],
+                                 role_id=store.find("sales-east").roles[0].id))
+        assert user.roles_in("app-b") == ["editor"]  # pending: the query's autoflush writes it
+        db.session.execute(db.delete(GroupRole).where(GroupRole.group_id == org["sales"]))
+        assert user.roles_in("app-b") == []
+        db.session.rollback()
+        assert _user("plain").roles_in("app-a") == []
+
+
 def test_a_cycle_is_refused(app: Flask, org: dict[str, int]) -> None:
     from sso.admin import AdminError, groups
 
