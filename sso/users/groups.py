@@ -213,6 +213,13 @@ def revoke(group: Group, role: AppRole) -> bool:
     return True
 
 
+def groups_with_role(role: AppRole) -> list[str]:
+    """The names of the groups granting ``role`` (their members and subgroups' hold it)."""
+    return list(db.session.scalars(
+        select(Group.name).join(GroupRole, GroupRole.group_id == Group.id)
+        .where(GroupRole.role_id == role.id).order_by(Group.name)))
+
+
 def role_sources(user: User) -> list[tuple[str, str, str | None]]:
     """Every role the user holds as ``(client_id, role, via)``: ``via`` is None for a direct
     grant, else the name of the group (the user's or an ancestor of it) that hands it down.

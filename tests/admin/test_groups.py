@@ -195,6 +195,23 @@ def test_delete_refuses_members_and_subgroups_unless_told(
         assert event.details["actor"] == "cli"
 
 
+def test_deleting_a_role_or_a_member_takes_their_group_rows_along(
+        app: Flask, org: dict[str, int]) -> None:
+    from sso.admin import service
+    from sso.extensions import db
+    from sso.users.models import GroupMember, GroupRole, User
+
+    with app.app_context():
+        service.delete_role("app-b", "editor")
+        assert _user("a_user").roles_in("app-b") == []
+        assert db.session.scalars(select(GroupRole).where(
+            GroupRole.group_id == org["sales-east"])).all() == []
+        db.session.delete(db.session.get(User, _user("b_user").id))
+        db.session.commit()
+        assert db.session.scalars(select(GroupMember).where(
+            GroupMember.group_id == org["sales"])).all() == []
+
+
 def test_changes_are_audited_with_admin_target_and_change(
         app: Flask, org: dict[str, int]) -> None:
     from sso.admin import groups
@@ -392,6 +409,8 @@ def test_sso_groups_commands(app: Flask, admins: dict[str, Any]) -> None:
     run("create", "sales", "--parent", "company", "--description", "Sells")
     assert "a_user" in run("add", "sales", "a_user", "b_user")
     run("grant", "company", "app-a", "editor")
+    roles = runner.invoke(cli, ["roles", "list", "app-a"])
+    assert "groups: company" in roles.output
     listing = run("list")
     assert "company" in listing and "sales" in listing and "2 member" in listing
     shown = run("show", "sales")
