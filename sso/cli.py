@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     "clients": "sso.admin.cli:clients_group",
     "demo": "sso.demo.cli:demo_command",
     "demo-app": "sso.demo.cli:demo_app_command",
+    "groups": "sso.admin.groups_cli:groups_group",
     "keys": "sso.admin.cli:keys_group",
     "mfa": "sso.admin.cli:mfa_group",
     "purge": "sso.admin.cli:purge_command",

@@ -401,10 +401,14 @@ def roles_define(client_id: str, name: str, description: str | None) -> None:
 @click.argument("client_id")
 @with_app
 def roles_list(client_id: str) -> None:
-    """List the roles of app CLIENT_ID and who has them."""
+    """List the roles of app CLIENT_ID and who has them (users, and groups whose members
+    inherit them)."""
+    from ..users.groups import groups_with_role  # noqa: PLC0415
+
     for role in _service().roles_of_app(client_id):
         holders = ", ".join(sorted(u.username for u in role.users)) or "-"
-        click.echo(f"{role.name:24} {holders}")
+        via = groups_with_role(role)
+        click.echo(f"{role.name:24} {holders}" + (f"  groups: {', '.join(via)}" if via else ""))
 
 
 @roles_group.command("grant")

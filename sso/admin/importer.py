@@ -6,8 +6,9 @@ the valid rows, or nothing. The parsed rows wait in Redis for an hour, bound to 
 uploaded them; 10,000 rows go in one import.
 
 Columns (a header row, any order, case-insensitive): ``username`` (required), ``email``,
-``phone``, ``name``. Every imported user is invited: an activation link by email, or a code by
-SMS when there is only a mobile number.
+``phone``, ``name``, and optionally ``groups``: names of existing groups separated by ``;``
+or ``,``, which the user joins (an unknown group is the row's error). Every imported user is
+invited: an activation link by email, or a code by SMS when there is only a mobile number.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,14 +24,16 @@ from typing import Any
 from sqlalchemy import select
 
 from ..accounts import lifecycle
+from ..audit import record
 from ..extensions import db, get_redis
 from ..users import service as users
-from ..users.models import User
+from ..users.models import Group, GroupMember, User
 from . import AdminError
 
 MAX_ROWS = 10_000
 MAX_BYTES = 5 * 1024 * 1024
-COLUMNS = ("username", "email", "phone", "name")
+COLUMNS = ("username", "email", "phone", "name", "groups")
+GROUP_SEPARATORS = re.compile(r"[;,]")
 TTL = 3600
 
 
@@ -41,6 +45,8 @@ class Row:
     phone: str | None
     name: str | None
     errors: list[str] = field(default_factory=list)
+    #: Existing groups the user joins (the optional ``groups`` column).
+    groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -120,8 +126,34 @@ def parse(filename: str, data: bytes) -> list[Row]:
 
     return [Row(line=number, username=(_clean(cell(row, "username"), 64) or ""),
                 email=_clean(cell(row, "email"), 254), phone=_clean(cell(row, "phone"), 32),
-                name=_clean(cell(row, "name"), 128))
+                name=_clean(cell(row, "name"), 128), groups=_group_names(cell(row, "groups")))
             for number, row in enumerate(table[1:], start=2)]
+
+
+def _group_names(value: str | None) -> list[str]:
+    names = [n.strip().lower()[:65] for n in GROUP_SEPARATORS.split(value or "")]
+    return list(dict.fromkeys(n for n in names if n))[:20]
+
+
+def _check_groups(rows: list[Row]) -> None:
+    """Each row's unknown groups are its errors (one lookup for the whole file)."""
+    wanted = sorted({name for row in rows for name in row.groups})
+    known = set(db.session.scalars(select(Group.name).where(Group.name.in_(wanted)))
+                ) if wanted else set()
+    for row in rows:
+        row.errors.extend(f"no group {name!r}" for name in row.groups if name not in known)
+
+
+def _join_groups(user: User, row: Row, actor: str) -> None:
+    """The per-row apply of the ``groups`` column: the new user joins its groups (checked
+    again with the row just before, so they exist)."""
+    if not row.groups:
+        return
+    for group_id, name in db.session.execute(
+            select(Group.id, Group.name).where(Group.name.in_(row.groups))):
+        db.session.add(GroupMember(group_id=group_id, user_id=user.id))
+        record("admin.group.member.add", user_id=user.id, actor=actor,
+               change={"group": name, "username": user.username, "via": "import"})
 
 
 def check(rows: list[Row]) -> None:
@@ -161,6 +193,7 @@ def check(rows: list[Row]) -> None:
     for row in rows:
         if row.username in taken or (row.email and row.email in taken):
             row.errors.append("a user with that username or email already exists")
+    _check_groups(rows)
 
 
 def _key(import_id: str) -> str:
@@ -200,10 +233,11 @@ def commit(import_id: str, admin_id: int, *, actor: str, locale: str | None) -> 
     valid = [r for r in rows if not r.errors]
     for row in valid:
         try:
-            lifecycle.invite(row.username, email=row.email, phone=row.phone, name=row.name,
-                             locale=locale, actor=actor)
+            user, _channel = lifecycle.invite(row.username, email=row.email, phone=row.phone,
+                                              name=row.name, locale=locale, actor=actor)
         except ValueError as error:
             raise AdminError(f"line {row.line}: {error}; nothing was imported") from None
+        _join_groups(user, row, actor)
         # The rows are flushed; forgetting their objects keeps each next row's work (the
         # services' ORM updates look through the session) from growing with the import.
         db.session.flush()

@@ -199,10 +199,6 @@ def change_role(remit: Remit, user_id: int | str, client_id: str, role: str, gra
     db.session.commit()
 
 
-def roles_visible(remit: Remit, found: User) -> list[tuple[str, str]]:
-    return [(r.client_id, r.name) for r in found.roles if remit.may_read_app(r.client_id)]
-
-
 def app_accounts_visible(remit: Remit, found: User) -> list[AppAccount]:
     return [a for a in db.session.scalars(select(AppAccount).where(
         AppAccount.user_id == found.id).order_by(AppAccount.client_id))

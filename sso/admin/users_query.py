@@ -4,7 +4,7 @@ users and beyond.
 Paging walks ``username`` (unique, indexed) from the last one shown, never ``OFFSET``: page
 two hundred costs what page one does. A search is a prefix of the username, email or mobile
 number (indexed with pattern ops on PostgreSQL, see ``sso.admin.models``); an app admin only
-ever sees users with an account or a role in their apps.
+ever sees users with an account or a role in their apps (held directly or through a group).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import Select, exists, or_, select
 
 from ..apps.models import AppAccount
 from ..extensions import db
-from ..users.models import AppRole, User, UserRole, UserStatus
+from ..users.models import AppRole, Group, GroupMember, GroupRole, User, UserRole, UserStatus
 from .remit import Remit
 
 PAGE_SIZE = 50
@@ -50,7 +50,20 @@ def in_remit(remit: Remit) -> Select:  # type: ignore[type-arg]
         exists().where(AppAccount.user_id == User.id, AppAccount.client_id.in_(apps)),
         exists().where(UserRole.user_id == User.id, UserRole.role_id == AppRole.id,
                        AppRole.client_id.in_(apps)),
+        exists().where(GroupMember.user_id == User.id,
+                       GroupMember.group_id.in_(_groups_granting(apps))),
     ))
+
+
+def _groups_granting(apps: list[str]) -> Select:  # type: ignore[type-arg]
+    """Groups whose members hold a role of ``apps``: those granting one, and every group
+    nested under them (members of a child inherit the parent's roles)."""
+    down = (select(GroupRole.group_id.label("group_id"))
+            .join(AppRole, AppRole.id == GroupRole.role_id)
+            .where(AppRole.client_id.in_(apps))
+            .cte("groups_granting", recursive=True))
+    down = down.union(select(Group.id).join(down, Group.parent_id == down.c.group_id))
+    return select(down.c.group_id)
 
 
 def _filtered(remit: Remit, where: UserFilter) -> Select:  # type: ignore[type-arg]

@@ -1,5 +1,6 @@
 """Seed the demo: an admin, three users and the ERP, CRM and inventory apps with their roles,
-plus one invited user (``newhire``) and one who must change the initial password (``trainee``).
+plus one invited user (``newhire``) and one who must change the initial password (``trainee``),
+and two departments (groups ``finance`` and ``sales``) whose roles their members inherit.
 
 Each app's sign-in policy is in its ``policy`` (ERP requires MFA and receives Security Event
 Tokens, inventory activates accounts on approval). Seeded users are the company's existing
@@ -26,6 +27,7 @@ from ..extensions import db
 from ..oidc import clients
 from ..oidc.models import Client
 from ..security import hash_token, new_token, same
+from ..users import groups
 from ..users import service as users
 from ..users.models import User
 
@@ -91,6 +93,17 @@ LIFECYCLE_USERS: list[dict[str, Any]] = [
     {"username": "trainee", "name": "Trainee", "email": "trainee@example.com",
      "invited": False, "roles": {"crm": ["sales-rep"]},
      "shows": "must change the initial password at the first sign-in"},
+]
+
+
+#: Departments: their members inherit the group's roles. Every member already holds these
+#: roles directly, so the groups change nothing the demo users can do; they show the console's
+#: Groups pages and the "inherited from group" roles on a user's page.
+DEMO_GROUPS: list[dict[str, Any]] = [
+    {"name": "finance", "display_name": "Finance", "description": "Accounting and purchasing",
+     "roles": {"erp": ["accountant"]}, "members": ["alice", "warehouse"]},
+    {"name": "sales", "display_name": "Sales", "description": "Leads, deals and customers",
+     "roles": {"crm": ["sales-rep"]}, "members": ["alice", "sales"]},
 ]
 
 
@@ -207,6 +220,22 @@ def _grant_roles(user: User, roles: dict[str, list[str]],
             app_accounts.provision(user, client, actor="demo seed")
 
 
+def _seed_group(spec: dict[str, Any], seeded: dict[str, Client | None]) -> None:
+    group = groups.find(spec["name"]) or groups.create(
+        spec["name"], display_name=spec["display_name"], description=spec["description"])
+    for client_id, names in spec["roles"].items():
+        if seeded.get(client_id) is None:
+            continue
+        for name in names:
+            role = users.find_role(client_id, name)
+            if role is not None:
+                groups.grant(group, role)
+    for username in spec["members"]:
+        member = users.find_by_login(username)
+        if member is not None:
+            groups.add_member(group, member)
+
+
 def seed(instance_path: str, apps: list[dict[str, Any]] | None = None,
          users: list[dict[str, Any]] | None = None) -> dict[str, str]:
     """Create what is missing and commit; return each demo app's client secret by client_id.
@@ -228,6 +257,8 @@ def seed(instance_path: str, apps: list[dict[str, Any]] | None = None,
         for spec in LIFECYCLE_USERS:
             user = _seed_lifecycle_user(spec)
             _grant_roles(user, {k: v for k, v in spec["roles"].items() if k in seeded}, seeded)
+        for group_spec in DEMO_GROUPS:
+            _seed_group(group_spec, seeded)
     db.session.commit()
     if secrets != {k: known.get(k) for k in secrets}:
         _write_secrets(path, {**known, **secrets})

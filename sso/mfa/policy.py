@@ -22,7 +22,7 @@ from ..extensions import db
 from ..flow import Interaction, Request
 from ..oidc.public import Client, update_policy
 from ..sessions.models import ACR_MULTI_FACTOR, SECOND_FACTOR_PROOFS, Proof, SSOSession
-from ..users.models import AppRole, User, UserRole
+from ..users.models import AppRole, User, effective_role_ids
 from . import service
 from .models import RoleRequirement, TotpAuthenticator, UserRequirement
 
@@ -53,11 +53,12 @@ def _stored_facts_statement() -> Select[tuple[bool, bool, bool]]:
         TotpAuthenticator.user_id == user_id).exists()
     by_admin = select(UserRequirement.user_id).where(
         UserRequirement.user_id == user_id).exists()
+    # The user's effective roles: direct and inherited from groups (and their parents).
     by_role = (
         select(RoleRequirement.role_id)
-        .join(UserRole, UserRole.role_id == RoleRequirement.role_id)
         .join(AppRole, AppRole.id == RoleRequirement.role_id)
-        .where(UserRole.user_id == user_id, AppRole.client_id == client_id)
+        .where(RoleRequirement.role_id.in_(effective_role_ids(user_id)),
+               AppRole.client_id == client_id)
         .exists()
     )
     return select(enrolled, by_admin, by_role)

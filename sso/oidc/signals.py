@@ -20,6 +20,7 @@ from .. import outbox
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..sessions.models import SSOSession
+from ..users.groups import effective_client_ids
 from ..users.models import User
 from .models import Client, RefreshToken
 from .secevent import encode_set
@@ -35,7 +36,7 @@ def subscribers(user: User, client_ids: list[str] | None = None) -> list[Client]
     if client_ids is None:
         found = set(db.session.scalars(select(RefreshToken.client_id).where(
             RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)).distinct()))
-        found.update(role.client_id for role in user.roles)
+        found.update(effective_client_ids(user))  # roles held directly or via a group
         for reached in db.session.scalars(select(SSOSession.client_ids).where(
                 SSOSession.user_id == user.id)):
             found.update(reached or [])

@@ -22,6 +22,7 @@ from ..oidc.public import access_of, forget_app, frontchannel_uris, revoke_grant
 from ..sessions import devices
 from ..sessions import service as sessions
 from ..sessions.models import SSOSession, UserDevice
+from ..users.groups import effective_client_ids
 from ..users.models import User
 from ..web import allow_frame, origin
 
@@ -131,7 +132,7 @@ def settings() -> Response:
 def apps_page() -> Response:
     current = _signed_in()
     user = current.user
-    reached = {role.client_id for role in user.roles}
+    reached = effective_client_ids(user)  # roles held directly or via a group
     for session in sessions.live_sessions(user.id):
         reached.update(session.client_ids or [])
     apps = access_of(user.id, sorted(reached))

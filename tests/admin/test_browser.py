@@ -289,3 +289,47 @@ def test_keys_page_rotates_and_registration_tokens_are_issued(live_provider: Liv
     token = page.locator("#initial-token").inner_text()
     assert token.startswith("ssoi_")
     assert "CI pipeline" in page.locator("#registration-tokens").inner_text()
+
+
+def test_a_group_grants_its_role_to_a_member_in_the_token(
+        live_provider: LiveProvider, console: Any, user_page: Any, alice: Any,
+        make_client: Any, servers: list[Any]) -> None:
+    """The admin creates a department, grants it an app role and adds a user; the user's
+    page shows the role as inherited, and the app's next ID token carries it."""
+    origin = f"http://127.0.0.1:{free_port()}"
+    erp = make_client("ERP", [f"{origin}/cb"], client_id="erp",
+                      scope="openid profile roles")
+
+    def define() -> None:
+        from sso.extensions import db
+        from sso.users.service import define_role
+
+        define_role("erp", "accountant")
+        db.session.commit()
+
+    in_app(live_provider.app, define)
+    page = console
+    page.click("nav.admin-nav >> text=Groups")
+    page.click("#group-new")
+    page.fill("#name", "finance")
+    page.fill("#display_name", "Finance")
+    page.click("#group-new-form button[type=submit]")
+    assert page.locator("#admin-notice").inner_text() == "Group created."
+    page.select_option("#role-app", "erp")
+    page.fill("#role-name", "accountant")
+    page.click("#group-role-grant button[type=submit]")
+    assert "erp: accountant" in page.locator("#group-roles").inner_text()
+    page.fill("#member-username", "alice")
+    page.click("#group-member-add button[type=submit]")
+    assert page.locator("#member-total").inner_text() == "1"
+    page.click("#group-members >> text=alice")
+    assert "inherited from group finance" in page.locator("#user-roles").inner_text()
+    assert "Finance" in page.locator("#user-groups").inner_text()
+    page.click("nav.admin-nav >> text=Groups")
+    assert page.locator("#groups-table td.count").inner_text() == "1"
+
+    rp = RelyingApp(live_provider.url, erp, f"{origin}/cb")
+    servers.append(serve_in_thread(rp, int(origin.rsplit(":", 1)[1])))
+    user_page.goto(rp.authorize_url(scope="openid profile roles"))
+    sign_in_with_password(user_page, "alice", PASSWORD)
+    assert rp.id_token_claims(rp.landed(user_page))["roles"] == ["accountant"]

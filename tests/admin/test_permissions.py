@@ -51,6 +51,23 @@ ROUTES: list[tuple[str, str, dict[str, int]]] = [
     ("POST", "/admin/users/bulk", {"root": 302, "appadmin": 403, "auditor": 403}),
     ("POST", "/admin/users/import", {"root": 400, "appadmin": 403, "auditor": 403}),
     ("POST", "/admin/users/import/nothing", {"root": 400, "appadmin": 403, "auditor": 403}),
+    # Groups (before app-a is deleted below): every admin reads the structure; the super
+    # admin changes it; an app admin grants its apps' roles on a group only.
+    ("GET", "/admin/groups", {}),
+    ("GET", "/admin/groups/new", {"appadmin": 403, "auditor": 403}),
+    ("GET", "/admin/groups/{g}", {}),
+    ("GET", "/admin/groups/999999", {"root": 404, "appadmin": 404, "auditor": 404}),
+    ("GET", "/admin/groups/not-a-group", {"root": 404, "appadmin": 404, "auditor": 404}),
+    ("POST", "/admin/groups/new", {"root": 302, "appadmin": 403, "auditor": 403}),
+    ("POST", "/admin/groups/{g}/edit", {"root": 302, "appadmin": 403, "auditor": 403}),
+    ("POST", "/admin/groups/{g}/members", {"root": 302, "appadmin": 403, "auditor": 403}),
+    ("POST", "/admin/groups/{g}/roles", {"root": 302, "appadmin": 302, "auditor": 403}),
+    ("POST", "/admin/groups/{g}/roles?app=app-b", {"root": 302, "appadmin": 404,
+                                                   "auditor": 403}),
+    ("POST", "/admin/groups/999999/roles", {"root": 404, "appadmin": 404, "auditor": 404}),
+    ("POST", "/admin/groups/{e}/delete", {"root": 302, "appadmin": 403, "auditor": 403}),
+    ("POST", "/admin/users/{a}/groups", {"root": 302, "appadmin": 403, "auditor": 403}),
+    ("POST", "/admin/users/{b}/groups", {"root": 302, "appadmin": 404, "auditor": 403}),
     ("POST", "/admin/apps/new", {"root": 200, "appadmin": 403, "auditor": 403}),
     ("POST", "/admin/apps/app-a/settings", {"root": 302, "appadmin": 302, "auditor": 403}),
     ("POST", "/admin/apps/app-b/settings", {"root": 302, "appadmin": 404, "auditor": 403}),
@@ -79,12 +96,23 @@ FORMS = {
     "enabled": {"enabled": "0"},
     "delete": {"confirm": "app-a"},
     "queue": {"item": "app:app-a:{a}", "decision": "approve"},
+    "members": {"username": "a_user"},
+    "groups": {"group": "team"},
+}
+
+#: The group forms whose last path part a user form shares.
+GROUP_FORMS = {
+    "new": {"name": "new-group", "display_name": "New group"},
+    "edit": {"name": "team", "display_name": "The team"},
+    "delete": {},
 }
 
 
 def _form(path: str, ids: dict[str, int]) -> dict[str, str]:
     key = path.split("?")[0].rstrip("/").split("/")[-1]
     form = dict(FORMS.get(key, {}))
+    if path.startswith("/admin/groups/") and key in GROUP_FORMS:
+        form = dict(GROUP_FORMS[key])
     if path.endswith("app-b/delete"):
         form["confirm"] = "app-b"
     if "app=app-b" in path:
@@ -101,6 +129,7 @@ def _plain_csrf(http: Any) -> str:
 @pytest.mark.parametrize("role", ROLES)
 def test_permissions_matrix(app: Flask, admins: dict[str, Any], as_admin: Any,
                             role: str) -> None:
+    from sso.admin import groups
     from sso.apps import service as apps
     from sso.extensions import db
     from sso.oidc.clients import get
@@ -110,10 +139,13 @@ def test_permissions_matrix(app: Flask, admins: dict[str, Any], as_admin: Any,
     with app.app_context():  # one waiting request in app A for the queue
         apps.revoke(find_by_login("a_user"), get("app-a"), actor="test")
         db.session.commit()
+        # A group to look at and change, and an empty one to delete.
+        team = groups.create(None, name="team").id
+        empty = groups.create(None, name="empty").id
     problems = []
     for method, template, expected in ROUTES:
         http = as_admin(role)  # a fresh session: an earlier change must not leak over
-        path = template.format(a=ids["a_user"], b=ids["b_user"])
+        path = template.format(a=ids["a_user"], b=ids["b_user"], g=team, e=empty)
         want = 403 if role == "plain" else expected.get(role, 200)
         if method == "GET":
             answer = http.get(path)

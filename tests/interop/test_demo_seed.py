@@ -136,3 +136,29 @@ def test_seed_validates_the_policy_and_an_empty_events_endpoint_removes_it(
         assert get("erp").events_endpoint is None and get("erp").mfa_required is False
         with pytest.raises(AppsError):
             seed(instance, apps=[{**erp, "policy": {"activation": "sometimes"}}], users=[])
+
+
+def test_seed_groups_change_nothing_the_demo_users_can_do(app: Flask, instance: str) -> None:
+    """The departments show inherited roles without giving any demo user a role they did not
+    already hold directly (the README's tour stays true)."""
+    from sso.demo.seed import DEMO_APPS, DEMO_GROUPS, LIFECYCLE_USERS
+    from sso.users import groups
+    from sso.users.service import find_by_login
+
+    with app.app_context():
+        seed(instance)
+        seed(instance)  # a rerun adds nothing twice
+        assert [g.name for g, _count in groups.with_member_counts()] == ["finance", "sales"]
+        for spec in DEMO_GROUPS:
+            group = groups.find(spec["name"])
+            assert [u.username for u in groups.members(group)] == sorted(spec["members"])
+            assert {(r.client_id, r.name) for r in group.roles} == {
+                (c, n) for c, names in spec["roles"].items() for n in names}
+        for spec in [*DEMO_USERS, *LIFECYCLE_USERS]:
+            user = find_by_login(spec["username"])
+            for demo_app in DEMO_APPS:
+                client_id = demo_app["client_id"]
+                direct = sorted(r.name for r in user.roles if r.client_id == client_id)
+                assert user.roles_in(client_id) == direct, (spec["username"], client_id)
+        alice = find_by_login("alice")
+        assert ("erp", "accountant", "finance") in groups.role_sources(alice)

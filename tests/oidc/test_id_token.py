@@ -76,6 +76,40 @@ def test_roles_claim_holds_only_this_apps_roles(flow: Flow, app: Any, erp: Any,
     assert userinfo.get_json()["roles"] == ["accountant"]
 
 
+def test_roles_claim_holds_the_roles_a_group_and_its_parent_give(
+        flow: Flow, app: Any, erp: Any) -> None:
+    """A grant on a group (or on the group above it) reaches the ID token, the access token
+    and userinfo of tokens issued afterwards; taking it back leaves the next ones without."""
+    from sso.admin import groups
+    from sso.extensions import db
+    from sso.users import service as users
+
+    with app.app_context():
+        users.define_role(erp.client_id, "accountant")
+        users.define_role(erp.client_id, "approver")
+        users.define_role(erp.client_id, "auditor")
+        users.grant_role(users.find_by_login("alice"), erp.client_id, "approver")
+        db.session.commit()
+        groups.create(None, name="company")
+        groups.create(None, name="finance", parent="company")
+        groups.change_member(None, "finance", "alice", True)
+        groups.change_role(None, "finance", erp.client_id, "accountant", True)
+        groups.change_role(None, "company", erp.client_id, "auditor", True)
+        groups.change_role(None, "company", erp.client_id, "approver", True)  # held directly
+    body = flow.token(flow.authorize()["code"]).get_json()
+    expected = ["accountant", "approver", "auditor"]
+    assert _verify(flow.http, body["id_token"], "RS256")["roles"] == expected
+    header = json.loads(base64.urlsafe_b64decode(body["access_token"].split(".")[0] + "=="))
+    assert _verify(flow.http, body["access_token"], header["alg"])["roles"] == expected
+    userinfo = flow.http.get("/userinfo",
+                             headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert userinfo.get_json()["roles"] == expected
+    with app.app_context():
+        groups.change_member(None, "finance", "alice", False)
+    body = flow.token(flow.authorize()["code"]).get_json()
+    assert _verify(flow.http, body["id_token"], "RS256")["roles"] == ["approver"]
+
+
 def test_claims_follow_the_scopes(flow: Flow) -> None:
     body = flow.token(flow.authorize(scope="openid")["code"]).get_json()
     claims = _verify(flow.http, body["id_token"], "RS256")

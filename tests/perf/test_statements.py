@@ -6,6 +6,7 @@ Counts, not timings: each request's statements are listed, so a regression names
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,11 +85,41 @@ def test_code_exchange_claims_and_loads_in_one_statement(flow: Flow) -> None:
     assert len(_without_roles(seen)) == 4, seen
 
 
+def test_code_exchange_reads_the_roles_once(flow: Flow, app: Any) -> None:
+    """Direct and group roles (nested groups included) in one statement, asked for by the
+    access token and again by the ID token: read once per response."""
+    from sso.admin import groups
+    from sso.extensions import db
+    from sso.users import service as users
+
+    client_id = flow.app_client.client_id
+    with app.app_context():
+        users.define_role(client_id, "accountant")
+        users.define_role(client_id, "approver")
+        users.grant_role(users.find_by_login("alice"), client_id, "approver")
+        db.session.commit()
+        groups.create(None, name="company")
+        groups.create(None, name="finance", parent="company")
+        groups.change_member(None, "finance", "alice", True)
+        groups.change_role(None, "company", client_id, "accountant", True)
+    code = flow.authorize()["code"]
+    with statements() as seen:
+        response = flow.token(code)
+    assert response.status_code == 200
+    roles = [s for s in seen if "app_roles" in s]
+    assert len(roles) == 1, roles
+    payload = response.get_json()["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["roles"] == ["accountant", "approver"]
+
+
 def test_authorize_of_a_signed_in_user_reads_each_fact_once(flow: Flow) -> None:
     flow.authorize()  # signs in and activates the app account
     with statements() as seen:
         assert "code" in flow.authorize()
-    reads = [s for s in seen if s.startswith("SELECT")]
+    # The MFA facts read the user's effective roles (groups and their parents: a recursive
+    # CTE), so that one read starts with WITH.
+    reads = [s for s in seen if s.startswith(("SELECT", "WITH"))]
     writes = [s.split(" (")[0] for s in seen if s.startswith("INSERT")]
     # nonce replay check, SSO session with its user, MFA facts (one statement), app account
     # status (a first-party app: no consent lookup)

@@ -22,7 +22,7 @@ def _upload_limit() -> None:
 
 
 def init_app(app: Flask) -> None:
-    from . import access, apps, audit, home, users  # noqa: F401, PLC0415
+    from . import access, apps, audit, groups, home, users  # noqa: F401, PLC0415
     from .blueprint import bp  # noqa: PLC0415
 
     app.register_blueprint(bp)

@@ -104,6 +104,9 @@ def N_(text: str) -> str:  # noqa: N802 - gettext's name for "translate later"
 PATTERNS = [(re.compile(pattern), template) for pattern, template in (
     (r"^no user '(?P<name>.*)'$", N_("no user %(name)s")),
     (r"^no client '(?P<name>.*)'$", N_("no app %(name)s")),
+    (r"^no group '(?P<name>.*)'$", N_("no group %(name)s")),
+    (r"^groups nest at most (?P<count>\d+) levels deep$",
+     N_("groups nest at most %(count)s levels deep")),
     (r"^app '(?P<app>.*)' has no role '(?P<role>.*)'$", N_("app %(app)s has no role %(role)s")),
     (r"^(?P<uri>.*): must be absolute and without a fragment$",
      N_("%(uri)s: must be absolute and without a fragment")),
@@ -197,7 +200,8 @@ def admin_message(text: str) -> str:
 def admin_nav() -> list[tuple[str, str]]:
     remit: Remit | None = g.get("admin_remit")
     items = [("admin.home", _("Overview")), ("admin.users", _("Users")),
-             ("admin.apps", _("Apps")), ("admin.queue", _("Activation queue")),
+             ("admin.groups", _("Groups")), ("admin.apps", _("Apps")),
+             ("admin.queue", _("Activation queue")),
              ("admin.audit", _("Audit log"))]
     if remit is not None and remit.reads_everything:
         items.append(("admin.keys", _("Keys")))

@@ -9,7 +9,7 @@ from ...i18n import current_locale
 from ...i18n import gettext as _
 from ...users.service import roles_of_app
 from ...web import origin
-from .. import AdminError, importer, operations, users_query
+from .. import AdminError, groups, importer, operations, users_query
 from .. import remit as remits
 from ..models import ROLES
 from ..remit import Remit
@@ -99,7 +99,9 @@ def _user_page(remit: Remit, user_id: str, status: int = 200, **context: object)
                for sid, found_apps in operations.apps_reached(live).items()}
     return page("admin/user.html", status=status, user=found, reached=reached,
                 device_of=operations.device_of,
-                roles=operations.roles_visible(remit, found),
+                roles=groups.role_sources(remit, found),
+                groups=groups.user_groups(remit, found),
+                group_names=groups.names() if remit.super_admin else [],
                 accounts=operations.app_accounts_visible(remit, found),
                 sessions=live,
                 grants=remits.grants_of(found.id) if remit.reads_everything else [],
