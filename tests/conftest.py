@@ -172,6 +172,10 @@ def _empty_tables(app: Flask) -> None:
                 connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             else:
                 for table in tables:
+                    # A row's parent in the same table (a group's) goes first: RESTRICT.
+                    for column in {fk.parent for fk in table.foreign_keys
+                                   if fk.column.table is table}:
+                        connection.execute(table.update().values({column.name: None}))
                     connection.execute(table.delete())
 
 

@@ -684,6 +684,35 @@ def _admin_import_check(visit: Visit) -> Any:
     return visit.page
 
 
+def _admin_group(visit: Visit) -> Any:
+    """A department with a subgroup, a member and a role in an app."""
+    def prepare() -> int:
+        from sso.extensions import db
+        from sso.users import groups
+        from sso.users.models import AppRole
+        from sso.users.service import find_by_login
+
+        finance = groups.create("finance", display_name="Finance")
+        payables = groups.create("payables", display_name="Payables", parent=finance)
+        role = AppRole(client_id="erp", name="accountant", description="Posts journal entries")
+        db.session.add(role)
+        db.session.flush()
+        groups.grant(finance, role)
+        groups.add_member(payables, find_by_login("alice"))
+        return int(finance.id)
+
+    group_id = visit.in_app(prepare)
+    return _admin(visit, f"/admin/groups/{group_id}")
+
+
+def _admin_group_new_error(visit: Visit) -> Any:
+    _admin(visit, "/admin/groups/new")
+    visit.page.fill("input[name=name]", "bad name!")
+    visit.page.locator("main form button[type=submit]").first.click()
+    visit.page.wait_for_load_state()
+    return visit.page
+
+
 PAGES: list[PageState] = [
     PageState("sign-in", _sign_in, "the app's name and logo, both tabs, the links below"),
     PageState("sign-in-error", _sign_in_error, "the error is read out and tied to the fields"),
@@ -743,6 +772,9 @@ PAGES: list[PageState] = [
     PageState("admin-user-new-error", _admin_user_new_error, "the form says what is wrong"),
     PageState("admin-import", lambda visit: _admin(visit, "/admin/users/import")),
     PageState("admin-import-check", _admin_import_check, "each row's error before writing"),
+    PageState("admin-groups", lambda visit: _admin(visit, "/admin/groups")),
+    PageState("admin-group", _admin_group, "its place in the tree, roles per app, members"),
+    PageState("admin-group-new-error", _admin_group_new_error),
     PageState("admin-apps", lambda visit: _admin(visit, "/admin/apps")),
     PageState("admin-app", _admin_app, "every setting, rotate, disable, delete"),
     PageState("admin-app-new-error", _admin_app_new_error),
