@@ -283,6 +283,25 @@ def update_client(client_id: str, *, activation: str | None, events_endpoint: st
     return client
 
 
+def update_registration(client_id: str, *, name: str, redirect_uris: list[str],
+                        post_logout_redirect_uris: list[str], grant_types: list[str] | None,
+                        scope: str | None, id_token_alg: str,
+                        logo_uri: str | None) -> tuple[Client, list[str]]:
+    """Replace an app's registration metadata (RFC 7592 §2.2) with the rules of
+    :func:`create_client`; returns the app and the names of what changed. A value left out
+    takes its default (no logo, no post-logout URIs, the default grant types and scope)."""
+    client = find_client(client_id)
+    changed = _refused(clients.update_registration, client, name=name,
+                       redirect_uris=redirect_uris,
+                       post_logout_redirect_uris=post_logout_redirect_uris,
+                       grant_types=grant_types, scope=scope, id_token_alg=id_token_alg)
+    if (client.logo_uri or "") != (logo_uri or ""):
+        _refused(branding.brand_client, client, logo_uri=logo_uri or "")
+        changed.append("logo_uri")
+    db.session.commit()
+    return client, changed
+
+
 def delete_client(client_id: str) -> None:
     """Remove the client with its roles, consents and tokens."""
     _refused(clients.delete_client, client_id)
