@@ -167,9 +167,12 @@ LIFETIMES = {
 
 
 def parse_lifetime(field: str, text: str | int | None) -> int | None:
-    """A lifetime as a form or an option gives it: empty is the global setting."""
+    """A lifetime as a form or an option gives it: empty (or ``default``) is the global
+    setting."""
+    if field not in LIFETIMES:
+        raise ClientError(f"unknown lifetime(s): {field}")
     label = LIFETIMES[field][0]
-    if text is None or (isinstance(text, str) and not text.strip()):
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "default")):
         return None
     if isinstance(text, str):
         if not text.strip().isdigit() or len(text.strip()) > 9:
@@ -185,6 +188,10 @@ def _set_lifetimes(client: Client, values: dict[str, int | None]) -> dict[str, i
     changed: dict[str, int | None] = {}
     for field, value in values.items():
         label, low, high = LIFETIMES[field]
+        if field != "refresh_token_ttl" and has_app_context():
+            # A token must outlive no key that signed it: a retired key is published for
+            # KEY_RETIREMENT_GRACE seconds (a day by default).
+            high = min(high, int(current_app.config["KEY_RETIREMENT_GRACE"]))
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not low <= value <= high):
             raise ClientError(f"{label}: {low} to {high} seconds, or empty for the default")
