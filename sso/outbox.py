@@ -67,7 +67,7 @@ class GiveUp(Exception):
 
 Transport = Callable[[OutboxMessage, Any], None]
 _transports: dict[str, Callable[[Any], Transport]] = {}
-_wakes = {lane: threading.Event() for lane in ("messages", "events")}
+_wakes = {lane: threading.Event() for lane in ("messages", "events", "jobs")}
 
 
 def register_transport(channel: str, factory: Callable[[Any], Transport]) -> None:
@@ -83,8 +83,8 @@ def enqueue(channel: str, purpose: str, recipient: str, *, subject: str | None =
                             subject=subject, body_text=body_text, body_html=body_html,
                             payload=payload or {}, user_id=user_id, next_attempt_at=utcnow())
     db.session.add(message)
-    for wake in _wakes.values():
-        wake.set()
+    for lane in LANES:
+        _wakes[lane].set()
     return message
 
 
@@ -229,12 +229,20 @@ def deliver_due(config: Any, now: datetime | None = None, limit: int = 50,
 
 
 _TASKS = "sso_outbox_tasks"
+#: Lanes that run tasks only: long work (a bulk import) that must not hold up the events.
+TASK_LANES = ("jobs",)
 
 
-def every_pass(app: Flask, task: Callable[[], None]) -> None:
-    """Run ``task`` (in an app context) on every pass of the delivery loop; it decides itself
-    how often to do real work (the session sweep, say)."""
-    app.extensions.setdefault(_TASKS, []).append(task)
+def every_pass(app: Flask, task: Callable[[], bool | None], lane: str = "events") -> None:
+    """Run ``task`` (in an app context) on every pass of the delivery loop's ``lane``; it
+    decides itself how often to do real work (the session sweep, say). A task of a task lane
+    that returns True has more to do: the next pass follows at once."""
+    app.extensions.setdefault(_TASKS, {}).setdefault(lane, []).append(task)
+
+
+def wake(lane: str) -> None:
+    """Start the next pass of ``lane`` in this process now rather than at the next poll."""
+    _wakes[lane].set()
 
 
 class DeliveryLoop:
@@ -247,10 +255,11 @@ class DeliveryLoop:
         self.stopping = threading.Event()
 
     def start(self) -> None:
-        for lane, channels in LANES.items():
+        tasks = self.app.extensions.get(_TASKS, {})
+        for lane in (*LANES, *(lane for lane in TASK_LANES if tasks.get(lane))):
             thread = self.threads.get(lane)
             if thread is None or not thread.is_alive():
-                thread = threading.Thread(target=self._run, args=(lane, channels),
+                thread = threading.Thread(target=self._run, args=(lane, LANES.get(lane)),
                                           name=f"sso-outbox-{lane}", daemon=True)
                 self.threads[lane] = thread
                 thread.start()
@@ -258,17 +267,19 @@ class DeliveryLoop:
     def _run(self, lane: str, channels: tuple[str, ...] | None) -> None:
         wake = _wakes[lane]
         while not self.stopping.is_set():
+            more = False
             try:
                 with self.app.app_context():
-                    deliver_due(self.app.config, channels=channels,
-                                exclude=MESSAGE_CHANNELS if channels is None else None)
-                    if lane == "events":
-                        for task in self.app.extensions.get(_TASKS, []):
-                            task()
+                    if lane in LANES:
+                        deliver_due(self.app.config, channels=channels,
+                                    exclude=MESSAGE_CHANNELS if channels is None else None)
+                    for task in self.app.extensions.get(_TASKS, {}).get(lane, []):
+                        more = bool(task()) or more
                     db.session.remove()
             except Exception:  # noqa: BLE001 - the loop must survive a database outage
                 log.exception("outbox delivery pass (%s) failed", lane)
-            wake.wait(POLL_SECONDS)
+            if not more:
+                wake.wait(POLL_SECONDS)
             wake.clear()
 
 

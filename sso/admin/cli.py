@@ -279,6 +279,12 @@ def clients_group() -> None:
               help="Page the logout page loads in an iframe ('' removes it).")
 @click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required",
               default=None, help="Add iss and sid to the front-channel URI (default: yes).")
+@click.option("--access-token-ttl", help="Seconds access tokens of this app live, 60 to 86400 "
+              "('default': SSO_ACCESS_TOKEN_TTL).")
+@click.option("--id-token-ttl", help="Seconds ID tokens of this app live, 60 to 86400 "
+              "('default': SSO_ID_TOKEN_TTL).")
+@click.option("--refresh-token-ttl", help="Seconds refresh tokens of this app live, 60 to "
+              "31536000 ('default': SSO_REFRESH_TOKEN_TTL and SSO_OFFLINE_REFRESH_TOKEN_TTL).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_app
 def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
@@ -286,15 +292,17 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
                    first_party: bool, id_token_alg: str, client_id: str | None,
                    activation: str | None, events_endpoint: str | None,
                    mfa_required: bool, name_zh: str | None, logo_uri: str | None,
-                   as_json: bool, **logout: Any) -> None:
+                   as_json: bool, **options: Any) -> None:
     """Register a client; its secret is printed this once and never again."""
     service = _service()
+    lifetimes = _lifetime_options(options)
+    logout = options
     client, secret = service.create_client(
         name, list(redirect_uris), post_logout_redirect_uris=list(post_logout_uris),
         public=public, grant_types=list(grant_types) or None, scope=scope,
         first_party=first_party, id_token_alg=id_token_alg, client_id=client_id,
         activation=activation, events_endpoint=events_endpoint, mfa_required=mfa_required,
-        name_zh=name_zh, logo_uri=logo_uri, logout=logout,
+        name_zh=name_zh, logo_uri=logo_uri, logout=logout, lifetimes=lifetimes,
     )
     if as_json:
         click.echo(json.dumps(service.describe_client(client, secret)))
@@ -320,13 +328,29 @@ def clients_create(name: str, redirect_uris: tuple[str, ...], post_logout_uris: 
               help="Page the logout page loads in an iframe ('' removes it).")
 @click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required",
               default=None, help="Add iss and sid to the front-channel URI (default: yes).")
+@click.option("--access-token-ttl", help="Seconds access tokens of this app live, 60 to 86400 "
+              "('default': SSO_ACCESS_TOKEN_TTL).")
+@click.option("--id-token-ttl", help="Seconds ID tokens of this app live, 60 to 86400 "
+              "('default': SSO_ID_TOKEN_TTL).")
+@click.option("--refresh-token-ttl", help="Seconds refresh tokens of this app live, 60 to "
+              "31536000 ('default': SSO_REFRESH_TOKEN_TTL and SSO_OFFLINE_REFRESH_TOKEN_TTL).")
 @with_app
 def clients_update(client_id: str, activation: str | None, events_endpoint: str | None,
-                   name_zh: str | None, logo_uri: str | None, **logout: Any) -> None:
-    """Change a client's policies, Chinese name and logo, and how it hears of sign-outs."""
+                   name_zh: str | None, logo_uri: str | None, **options: Any) -> None:
+    """Change a client's policies, Chinese name and logo, how it hears of sign-outs, and its
+    token lifetimes."""
+    lifetimes = _lifetime_options(options)
     _service().update_client(client_id, activation=activation, events_endpoint=events_endpoint,
-                             name_zh=name_zh, logo_uri=logo_uri, logout=logout)
+                             name_zh=name_zh, logo_uri=logo_uri, logout=options,
+                             lifetimes=lifetimes)
     click.echo(f"updated {client_id}")
+
+
+def _lifetime_options(options: dict[str, Any]) -> dict[str, str]:
+    """Take the lifetime options out of ``options`` (those given only)."""
+    given = {name: options.pop(name) for name in ("access_token_ttl", "id_token_ttl",
+                                                  "refresh_token_ttl")}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 @with_app

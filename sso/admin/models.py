@@ -9,8 +9,9 @@ an *app admin* of one app (its users' activation and roles, its settings) or an 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..audit import AuditEvent
@@ -80,3 +81,45 @@ class RegistrationToken(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportJob(db.Model):  # type: ignore[name-defined,misc]
+    """A bulk import of users that a background worker writes (``sso.admin.importer``).
+
+    The rows to write are kept here as JSON, in file order. ``done`` counts the rows already
+    written: it moves in the transaction that writes a batch, so a worker that dies mid-way
+    leaves the job where its last batch committed, and the next worker (once the claim has
+    lapsed) goes on from there without writing a row twice.
+    """
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The super admin who started it: the job acts in their remit, checked again when it runs.
+    admin_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    actor: Mapped[str] = mapped_column(String(128))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    #: The language of the invitations (the admin's at the time of the import).
+    locale: Mapped[str | None] = mapped_column(String(16))
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    #: Rows written or refused so far (the next row to write is ``rows[done]``).
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: Rows the dry run refused (not in ``rows``).
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    #: queued, running, done or failed.
+    status: Mapped[str] = mapped_column(String(8), default="queued", index=True)
+    #: The refused rows (line, username, error), the first ones only.
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: Why the whole job failed, if it did.
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Who holds the job: only that worker may write its next batch, until ``claimed_until``.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

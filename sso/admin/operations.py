@@ -337,15 +337,18 @@ def register_client(remit: Remit, settings: dict[str, Any],
 def update_client(remit: Remit, client_id: str, *, activation: str | None,
                   events_endpoint: str | None, name_zh: str | None, logo_uri: str | None,
                   mfa_required: bool, number_matching: bool,
+                  lifetimes: dict[str, Any] | None = None,
                   origin: Origin | None = None) -> Client:
     found = _changeable_client(remit, client_id)
     service.update_client(found.client_id, activation=activation,
-                          events_endpoint=events_endpoint, name_zh=name_zh, logo_uri=logo_uri)
+                          events_endpoint=events_endpoint, name_zh=name_zh, logo_uri=logo_uri,
+                          lifetimes=lifetimes)
     service.set_client_mfa(found.client_id, required=mfa_required, remember_device=None)
     service.set_number_matching(found.client_id, number_matching)
     audit(remit, "client.update", client_id=found.client_id, origin=origin,
           activation=activation, events_endpoint=events_endpoint, mfa_required=mfa_required,
-          number_matching=number_matching, name_zh=name_zh, logo_uri=logo_uri)
+          number_matching=number_matching, name_zh=name_zh, logo_uri=logo_uri,
+          **{name: getattr(found, name) for name in clients.LIFETIMES})
     db.session.commit()
     return found
 

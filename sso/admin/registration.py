@@ -6,12 +6,24 @@ app admin, who then administers every app registered with it). A program registe
 with ``POST /connect/register`` and ``Authorization: Bearer <initial access token>``; the metadata
 goes through the same service and validation as the console and ``sso clients create``. The
 answer carries the client's secret (once) and a registration access token, with which
-``GET /connect/register/<client_id>`` reads the registration and ``DELETE`` removes the app.
-Changing a registration (``PUT``) is not offered: the console does that.
+``GET /connect/register/<client_id>`` reads the registration, ``PUT`` replaces it and
+``DELETE`` removes the app.
+
+``PUT`` (RFC 7592 §2.2) takes the client's full metadata, checked by the same service and
+rules as registering; a field left out is reset to its default or removed. ``client_id`` must
+be the client's; a ``client_secret``, if sent, must be the current secret; the four fields the
+server issues (``registration_access_token``, ``registration_client_uri``,
+``client_secret_expires_at``, ``client_id_issued_at``) must not be sent. Whether the client is
+public or confidential cannot change (register a new client instead). The secret is kept (no
+new one is issued: the console's *New secret* rotates it with an overlap), and so is the
+registration access token (RFC 7592 §3 allows either). What the console sets beyond the
+registration metadata (activation, second factor, events, Chinese name, token lifetimes) stays
+as it is. A disabled app may read and delete its registration but not change it (403).
 """
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -202,9 +214,7 @@ def register() -> Response:
         return _json({"error": error.error, "error_description": error.description}, 400)
     except AdminError as error:
         db.session.rollback()
-        code = "invalid_redirect_uri" if "://" in str(error) or "redirect" in str(
-            error) else "invalid_client_metadata"
-        return _json({"error": code, "error_description": str(error)}, 400)
+        return _json({"error": _error_code(error), "error_description": str(error)}, 400)
     initial.used_at = utcnow()
     raw = new_token("ssog_")
     db.session.add(RegistrationToken(token_hash=hash_token(raw), kind=REGISTRATION,
@@ -221,10 +231,10 @@ def register() -> Response:
     return _json(body, 201)
 
 
-@bp.route("/connect/register/<client_id>", methods=["GET", "DELETE"])
+@bp.route("/connect/register/<client_id>", methods=["GET", "PUT", "DELETE"])
 @csrf_exempt
 def client(client_id: str) -> Response:
-    """RFC 7592 §2.1 read and §2.3 delete, with the registration access token."""
+    """RFC 7592 §2.1 read, §2.2 update and §2.3 delete, with the registration access token."""
     _token(REGISTRATION, client_id[:64])
     found = db.session.get(Client, client_id[:64])
     if found is None:
@@ -234,7 +244,71 @@ def client(client_id: str) -> Response:
         record("client.unregister", origin=origin(), client_id=client_id[:64])
         db.session.commit()
         return Response(status=204)
+    if request.method == "PUT":
+        return _update(found)
     return _json(describe(found), 200)
+
+
+#: RFC 7592 §2.2: what the server issues, which an update request must not carry.
+ISSUED = ("registration_access_token", "registration_client_uri", "client_secret_expires_at",
+          "client_id_issued_at")
+
+
+def _update(found: Client) -> Response:
+    """RFC 7592 §2.2: replace the registration with the metadata sent."""
+    if found.disabled_at is not None:
+        record("registration.refused", "failure", origin=origin(), client_id=found.client_id,
+               kind="update", reason="disabled")
+        db.session.commit()
+        return _json({"error": "access_denied",
+                      "error_description": "the app is disabled; an admin must enable it"},
+                     403)
+    metadata = request.get_json(silent=True)
+    try:
+        if not isinstance(metadata, dict):
+            raise RegistrationError("invalid_client_metadata",
+                                    "send the metadata as a JSON object")
+        sent = [name for name in ISSUED if name in metadata]
+        if sent:
+            raise RegistrationError("invalid_client_metadata",
+                                    f"{', '.join(sent)}: issued by the server, not sent")
+        if metadata.get("client_id") != found.client_id:
+            raise RegistrationError("invalid_client_metadata",
+                                    "client_id: required, and must be this client's")
+        secret = metadata.get("client_secret")
+        if secret is not None and not (
+                isinstance(secret, str) and found.secret_hash is not None
+                and hmac.compare_digest(hash_token(secret[:200]), found.secret_hash)):
+            raise RegistrationError("invalid_client_metadata",
+                                    "client_secret: not this client's current secret")
+        settings = _settings(metadata)
+        if settings["public"] != found.is_public:
+            raise RegistrationError("invalid_client_metadata",
+                                    "token_endpoint_auth_method: a public client stays public "
+                                    "and a confidential one confidential")
+        client, changed = service.update_registration(
+            found.client_id, name=settings["name"], redirect_uris=settings["redirect_uris"],
+            post_logout_redirect_uris=settings["post_logout_redirect_uris"],
+            grant_types=settings["grant_types"], scope=settings["scope"],
+            id_token_alg=settings["id_token_alg"], logo_uri=settings["logo_uri"])
+    except (RegistrationError, AdminError) as error:
+        db.session.rollback()
+        code = error.error if isinstance(error, RegistrationError) else _error_code(error)
+        record("registration.refused", "failure", origin=origin(), client_id=found.client_id,
+               kind="update", error=code)
+        db.session.commit()
+        return _json({"error": code, "error_description": str(error)}, 400)
+    record("client.register_update", origin=origin(), client_id=client.client_id,
+           actor="registration", changed=changed)
+    db.session.commit()
+    return _json(describe(client), 200)
+
+
+def _error_code(error: AdminError) -> str:
+    """RFC 7591 §3.2.2: a refused redirect URI is ``invalid_redirect_uri``."""
+    text = str(error)
+    return "invalid_redirect_uri" if "://" in text or "redirect" in text else (
+        "invalid_client_metadata")
 
 
 def init_app(app: Flask) -> None:

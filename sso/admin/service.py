@@ -31,7 +31,7 @@ from ..oidc import clients
 from ..oidc.keys import ALGORITHMS
 from ..oidc.models import Client
 from ..oidc.public import revoke_grants
-from ..oidc.tokens import purge_expired
+from ..oidc.tokens import longest_access_ttl, purge_expired
 from ..outbox import OutboxMessage
 from ..qrlogin import service as qrlogin
 from ..sessions import service as sessions
@@ -232,6 +232,7 @@ def describe_client(client: Client, secret: str | None = None) -> dict[str, Any]
         "name_zh": client.name_zh,
         "logo_uri": client.logo_uri,
         "logout": {name: getattr(client, name) for name in clients.LOGOUT_FIELDS},
+        "lifetimes": {name: getattr(client, name) for name in clients.LIFETIMES},
     }
     if secret:
         data["client_secret"] = secret
@@ -245,9 +246,11 @@ def create_client(name: str, redirect_uris: list[str], *,
                   events_endpoint: str | None, mfa_required: bool,
                   name_zh: str | None = None, logo_uri: str | None = None,
                   logout: dict[str, Any] | None = None,
+                  lifetimes: dict[str, Any] | None = None,
                   ) -> tuple[Client, str | None]:
     """Register a client; returns it and its secret (``None`` for a public client), which is
-    stored only as a hash."""
+    stored only as a hash. ``lifetimes``: its token lifetimes in seconds (``""`` or None: the
+    global settings), by column name (``clients.LIFETIMES``)."""
     policy: dict[str, Any] = {"mfa_required": mfa_required}
     if activation is not None:
         policy["activation"] = activation
@@ -258,7 +261,7 @@ def create_client(name: str, redirect_uris: list[str], *,
         post_logout_redirect_uris=post_logout_redirect_uris, public=public,
         grant_types=grant_types, scope=scope, first_party=first_party,
         id_token_alg=id_token_alg, client_id=client_id,
-        policy=_refused(apps.checked_policy, policy),
+        policy=_refused(apps.checked_policy, policy), lifetimes=_lifetimes(lifetimes),
     )
     if name_zh or logo_uri:
         _refused(branding.brand_client, client, name_zh=name_zh, logo_uri=logo_uri)
@@ -268,12 +271,22 @@ def create_client(name: str, redirect_uris: list[str], *,
     return client, secret
 
 
+def _lifetimes(raw: dict[str, Any] | None) -> dict[str, int | None]:
+    """Token lifetimes as the console and the CLI give them, as whole seconds or None."""
+    return {name: _refused(clients.parse_lifetime, name, value)
+            for name, value in (raw or {}).items()}
+
+
 def update_client(client_id: str, *, activation: str | None, events_endpoint: str | None,
                   name_zh: str | None = None, logo_uri: str | None = None,
-                  logout: dict[str, Any] | None = None) -> Client:
-    """Change an app's policy and its Chinese name and logo (None leaves a setting as it is,
-    an empty value removes an endpoint, name or logo)."""
+                  logout: dict[str, Any] | None = None,
+                  lifetimes: dict[str, Any] | None = None) -> Client:
+    """Change an app's policy, its Chinese name and logo (None leaves a setting as it is,
+    an empty value removes an endpoint, name or logo) and its token lifetimes (a lifetime
+    left out stays, ``""`` or None goes back to the global setting)."""
     client = find_client(client_id)
+    if lifetimes:
+        _refused(clients.set_lifetimes, client, **_lifetimes(lifetimes))
     _refused(apps.configure, client, activation=activation, events_endpoint=events_endpoint)
     if name_zh is not None or logo_uri is not None:
         _refused(branding.brand_client, client, name_zh=name_zh, logo_uri=logo_uri)
@@ -281,6 +294,25 @@ def update_client(client_id: str, *, activation: str | None, events_endpoint: st
         _refused(clients.set_logout, client, **logout)
     db.session.commit()
     return client
+
+
+def update_registration(client_id: str, *, name: str, redirect_uris: list[str],
+                        post_logout_redirect_uris: list[str], grant_types: list[str] | None,
+                        scope: str | None, id_token_alg: str,
+                        logo_uri: str | None) -> tuple[Client, list[str]]:
+    """Replace an app's registration metadata (RFC 7592 §2.2) with the rules of
+    :func:`create_client`; returns the app and the names of what changed. A value left out
+    takes its default (no logo, no post-logout URIs, the default grant types and scope)."""
+    client = find_client(client_id)
+    changed = _refused(clients.update_registration, client, name=name,
+                       redirect_uris=redirect_uris,
+                       post_logout_redirect_uris=post_logout_redirect_uris,
+                       grant_types=grant_types, scope=scope, id_token_alg=id_token_alg)
+    if (client.logo_uri or "") != (logo_uri or ""):
+        _refused(branding.brand_client, client, logo_uri=logo_uri or "")
+        changed.append("logo_uri")
+    db.session.commit()
+    return client, changed
 
 
 def delete_client(client_id: str) -> None:
@@ -409,6 +441,12 @@ def reencrypt_keys(*, actor: str) -> int:
     record("keys.reencrypt", actor=actor, keys=count)
     db.session.commit()
     return int(count)
+
+
+def longest_token_ttl() -> int:
+    """How long a retired signing key must stay published: the longest access- or ID-token
+    lifetime in use (the settings' or any app's own)."""
+    return longest_access_ttl()
 
 
 def purge() -> int:

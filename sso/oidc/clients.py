@@ -57,25 +57,12 @@ def _check_redirect_uri(uri: str, public: bool) -> None:
     raise ClientError(f"{uri}: use https (or, for a native app, a reverse-DNS private scheme)")
 
 
-def create_client(
-    name: str,
-    redirect_uris: list[str],
-    *,
-    post_logout_redirect_uris: list[str] | None = None,
-    public: bool = False,
-    grant_types: list[str] | None = None,
-    scope: str | None = None,
-    first_party: bool = False,
-    id_token_alg: str = "RS256",
-    client_id: str | None = None,
-    policy: dict[str, Any] | None = None,
-    origin: Origin | None = None,
-) -> tuple[Client, str | None]:
-    """Register a client; return it and its secret (None for public clients).
-
-    ``policy`` sets the app's sign-in policy columns (:data:`POLICY_FIELDS`), already
-    validated by the package that owns each (apps: activation and events endpoint).
-    """
+def _registration(
+    name: str, redirect_uris: list[str], *, post_logout_redirect_uris: list[str] | None,
+    public: bool, grant_types: list[str] | None, scope: str | None, id_token_alg: str,
+) -> dict[str, Any]:
+    """The registration metadata checked and normalised, as the client's column values: the
+    one set of rules for registering (console, CLI, RFC 7591) and for replacing it (RFC 7592)."""
     name = name.strip()
     if not name or len(name) > 128:
         raise ClientError("name: 1-128 characters")
@@ -95,6 +82,36 @@ def create_client(
             raise ClientError(f"scope {item!r} has characters RFC 6749 §3.3 does not allow")
     if id_token_alg not in ("RS256", "ES256"):
         raise ClientError("id_token_alg must be RS256 or ES256")
+    return {"name": name, "redirect_uris": list(redirect_uris),
+            "post_logout_redirect_uris": list(post_logout_redirect_uris or []),
+            "grant_types": grant_types, "scope": " ".join(dict.fromkeys(scopes)),
+            "id_token_signed_response_alg": id_token_alg}
+
+
+def create_client(
+    name: str,
+    redirect_uris: list[str],
+    *,
+    post_logout_redirect_uris: list[str] | None = None,
+    public: bool = False,
+    grant_types: list[str] | None = None,
+    scope: str | None = None,
+    first_party: bool = False,
+    id_token_alg: str = "RS256",
+    client_id: str | None = None,
+    policy: dict[str, Any] | None = None,
+    lifetimes: dict[str, int | None] | None = None,
+    origin: Origin | None = None,
+) -> tuple[Client, str | None]:
+    """Register a client; return it and its secret (None for public clients).
+
+    ``policy`` sets the app's sign-in policy columns (:data:`POLICY_FIELDS`), already
+    validated by the package that owns each (apps: activation and events endpoint);
+    ``lifetimes`` its token lifetimes (:func:`set_lifetimes`).
+    """
+    values = _registration(name, redirect_uris,
+                           post_logout_redirect_uris=post_logout_redirect_uris, public=public,
+                           grant_types=grant_types, scope=scope, id_token_alg=id_token_alg)
     if client_id is not None and (
         not re.match(r"^[A-Za-z0-9._~-]{3,64}$", client_id)
         or db.session.get(Client, client_id) is not None
@@ -104,20 +121,92 @@ def create_client(
     client = Client(
         client_id=client_id or secrets.token_hex(16),
         secret_hash=hash_token(secret) if secret else None,
-        name=name,
-        redirect_uris=list(redirect_uris),
-        post_logout_redirect_uris=list(post_logout_redirect_uris or []),
-        grant_types=grant_types,
-        scope=" ".join(dict.fromkeys(scopes)),
         token_endpoint_auth_method="none" if public else "client_secret_basic",
         first_party=first_party,
-        id_token_signed_response_alg=id_token_alg,
+        **values,
     )
     _set_policy(client, policy or {})
+    if lifetimes:
+        _set_lifetimes(client, lifetimes)
     db.session.add(client)
     db.session.flush()
     audit.record("client.create", origin=origin, client_id=client.client_id, public=public)
     return client, secret
+
+
+def update_registration(
+    client: Client, *, name: str, redirect_uris: list[str],
+    post_logout_redirect_uris: list[str] | None, grant_types: list[str] | None,
+    scope: str | None, id_token_alg: str, origin: Origin | None = None,
+) -> list[str]:
+    """Replace the client's registration metadata, checked by :func:`create_client`'s rules
+    (an omitted value falls back to its default); return the names of what changed. Whether
+    the client is public, its id, secret and policy stay as they are."""
+    values = _registration(name, redirect_uris,
+                           post_logout_redirect_uris=post_logout_redirect_uris,
+                           public=client.is_public, grant_types=grant_types, scope=scope,
+                           id_token_alg=id_token_alg)
+    changed = [key for key, value in values.items() if getattr(client, key) != value]
+    for key in changed:
+        setattr(client, key, values[key])
+    if changed:
+        audit.record("client.update", origin=origin, client_id=client.client_id,
+                     changed=changed)
+    return changed
+
+
+#: Per-app token lifetimes (seconds): the column, what the refusals call it, and its bounds.
+#: Access and ID tokens are short-lived by design (a JWT cannot be recalled before ``exp``
+#: other than by the revocation list): one minute to a day. Refresh tokens: one minute to a
+#: year. None (the default) follows the global settings.
+LIFETIMES = {
+    "access_token_ttl": ("access token lifetime", 60, 24 * 3600),
+    "id_token_ttl": ("ID token lifetime", 60, 24 * 3600),
+    "refresh_token_ttl": ("refresh token lifetime", 60, 365 * 24 * 3600),
+}
+
+
+def parse_lifetime(field: str, text: str | int | None) -> int | None:
+    """A lifetime as a form or an option gives it: empty (or ``default``) is the global
+    setting."""
+    if field not in LIFETIMES:
+        raise ClientError(f"unknown lifetime(s): {field}")
+    label = LIFETIMES[field][0]
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "default")):
+        return None
+    if isinstance(text, str):
+        if not text.strip().isdigit() or len(text.strip()) > 9:
+            raise ClientError(f"{label}: a whole number of seconds")
+        return int(text.strip())
+    return text
+
+
+def _set_lifetimes(client: Client, values: dict[str, int | None]) -> dict[str, int | None]:
+    unknown = set(values) - set(LIFETIMES)
+    if unknown:
+        raise ClientError(f"unknown lifetime(s): {', '.join(sorted(unknown))}")
+    changed: dict[str, int | None] = {}
+    for field, value in values.items():
+        label, low, high = LIFETIMES[field]
+        if field != "refresh_token_ttl" and has_app_context():
+            # A token must outlive no key that signed it: a retired key is published for
+            # KEY_RETIREMENT_GRACE seconds (a day by default).
+            high = min(high, int(current_app.config["KEY_RETIREMENT_GRACE"]))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not low <= value <= high):
+            raise ClientError(f"{label}: {low} to {high} seconds, or empty for the default")
+        if getattr(client, field) != value:
+            setattr(client, field, value)
+            changed[field] = value
+    return changed
+
+
+def set_lifetimes(client: Client, *, origin: Origin | None = None,
+                  **values: int | None) -> None:
+    """Set the app's token lifetimes (None: the global setting) within :data:`LIFETIMES`."""
+    changed = _set_lifetimes(client, values)
+    if changed:
+        audit.record("client.update", origin=origin, client_id=client.client_id, **changed)
 
 
 #: The typed policy columns of a client, and who reads them.

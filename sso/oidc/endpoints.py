@@ -128,7 +128,7 @@ def _revoke(token: str, client: Client) -> None:
         if row.client_id != client.client_id:
             raise InvalidGrantError("The token was not issued to this client.")
         tokens.revoke_family(row.family_id, reason="revocation_endpoint",
-                             access_ttl=service.access_ttl, origin=origin(),
+                             access_ttl=service.access_ttl_for(client), origin=origin(),
                              client_id=client.client_id, user_id=row.user_id)
         return
     try:

@@ -69,7 +69,7 @@ class _IssuesTokens:
         token: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",
-            "expires_in": service.access_ttl,
+            "expires_in": service.access_ttl_for(client),
             "scope": scope,
         }
         if with_refresh and user is not None and facts is not None:
@@ -151,7 +151,8 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
             db.session.rollback()
             tokens.revoke_family(
-                row.grant_id, reason="code_replay", access_ttl=token_service().access_ttl,
+                row.grant_id, reason="code_replay",
+                access_ttl=token_service().access_ttl_for(client),
                 origin=origin(), client_id=client.client_id, user_id=row.user_id,
             )
             audit.record("code.replay", audit.FAILURE, origin=origin(),
@@ -296,8 +297,7 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
     def _reuse_detected(self, row: RefreshToken) -> None:
         family, client_id, user_id = row.family_id, row.client_id, row.user_id
         db.session.rollback()
-        tokens.revoke_family(family, reason="refresh_reuse",
-                             access_ttl=token_service().access_ttl, origin=origin(),
+        tokens.revoke_family(family, reason="refresh_reuse", origin=origin(),
                              client_id=client_id, user_id=user_id)
         audit.record("refresh.reuse", audit.FAILURE, origin=origin(), client_id=client_id,
                      user_id=user_id)

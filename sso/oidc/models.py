@@ -77,6 +77,12 @@ class Client(db.Model):  # type: ignore[name-defined,misc]
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: A disabled app cannot sign anyone in nor redeem anything until enabled again.
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Token lifetimes of this app in seconds, overriding ACCESS_TOKEN_TTL, ID_TOKEN_TTL and
+    #: the refresh lifetimes (REFRESH_TOKEN_TTL, OFFLINE_REFRESH_TOKEN_TTL); None: the global
+    #: setting. Bounds in ``sso.oidc.clients.LIFETIME_BOUNDS``.
+    access_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    id_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name}>"

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, exists, literal, select, update
+from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 
 from .. import audit
 from ..audit import Origin
@@ -122,6 +122,16 @@ class TokenService:
         self.offline_max = timedelta(days=float(config.get("OFFLINE_MAX_DAYS") or 0))
         self.verified = VerifiedTokens(VERIFIED_TOKENS)
 
+    # The app's own lifetimes (``Client.*_ttl``, set in the console or ``sso clients``) win
+    # over the settings; the client is already loaded on every path that asks, so this costs
+    # no statement.
+
+    def access_ttl_for(self, client: Client) -> int:
+        return client.access_token_ttl or self.access_ttl
+
+    def id_ttl_for(self, client: Client) -> int:
+        return client.id_token_ttl or self.id_ttl
+
     # Access tokens.
 
     def access_token(
@@ -129,14 +139,15 @@ class TokenService:
         jti: str, now: datetime,
     ) -> tuple[str, datetime]:
         iat = int(now.timestamp())
-        expires = now + timedelta(seconds=self.access_ttl)
+        ttl = self.access_ttl_for(client)
+        expires = now + timedelta(seconds=ttl)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": user.subject if user else client.client_id,
             "aud": client.client_id,
             "client_id": client.client_id,
             "iat": iat,
-            "exp": iat + self.access_ttl,
+            "exp": iat + ttl,
             "jti": jti,
             "scope": scope,
         }
@@ -198,7 +209,7 @@ class TokenService:
             "iss": self.issuer,
             "aud": client.client_id,
             "iat": iat,
-            "exp": iat + self.id_ttl,
+            "exp": iat + self.id_ttl_for(client),
             "auth_time": int(facts.auth_time.timestamp()),
         })
         if facts.nonce and include_nonce:
@@ -242,14 +253,15 @@ class TokenService:
         """A new link of the family ``facts.grant_id``; the caller adds it to the session."""
         token = new_token(REFRESH_PREFIX)
         offline = "offline_access" in scope.split()
+        own = client.refresh_token_ttl  # the app's, for both kinds
         if offline:
-            expires = now + timedelta(seconds=self.offline_ttl)
+            expires = now + timedelta(seconds=own or self.offline_ttl)
             if self.offline_max:
                 # Sliding, but never past the absolute end counted from the sign-in that
                 # began the grant (every link of the family carries its auth_time).
                 expires = min(expires, facts.auth_time + self.offline_max)
         else:
-            expires = now + timedelta(seconds=self.refresh_ttl)
+            expires = now + timedelta(seconds=own or self.refresh_ttl)
             if session_expires_at is not None:
                 expires = min(expires, session_expires_at)
         row = RefreshToken(
@@ -415,12 +427,32 @@ def revoke_access_token(jti: str, expires_at: datetime) -> None:
         db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
 
 
+def access_ttl_of(client_id: str | None) -> int:
+    """The access-token lifetime of the app (its own, or the setting's)."""
+    client = db.session.get(Client, client_id) if client_id else None
+    own = client.access_token_ttl if client is not None else None
+    return own or int(current_app.config["ACCESS_TOKEN_TTL"])
+
+
+def longest_access_ttl() -> int:
+    """The longest lifetime an access or ID token may have now (the setting or any app's):
+    how long a retired signing key must stay published."""
+    config = current_app.config
+    own = db.session.execute(select(func.max(Client.access_token_ttl),
+                                    func.max(Client.id_token_ttl))).one()
+    return max(int(config["ACCESS_TOKEN_TTL"]), int(config["ID_TOKEN_TTL"]),
+               *(int(v) for v in own if v))
+
+
 def revoke_family(
-    family_id: str, *, reason: str, access_ttl: int, origin: Origin | None = None,
-    client_id: str | None = None, user_id: int | None = None,
+    family_id: str, *, reason: str, access_ttl: int | None = None,
+    origin: Origin | None = None, client_id: str | None = None, user_id: int | None = None,
 ) -> None:
-    """Revoke every refresh token of a grant and the access tokens issued with them."""
+    """Revoke every refresh token of a grant and the access tokens issued with them
+    (``access_ttl``: the app's access-token lifetime, looked up when not given)."""
     now = utcnow()
+    if access_ttl is None:
+        access_ttl = access_ttl_of(client_id)
     rows = db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == family_id))
     for row in rows:
         if row.revoked_at is None:
@@ -453,10 +485,12 @@ def revoke_grants(user_id: int, *, client_id: str | None = None, reason: str,
     if offline_only:
         query = query.where(RefreshToken.session_id.is_(None))
     families = db.session.execute(query).all()
-    access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
+    lifetimes: dict[str, int] = {}
     for family, family_client in families:
-        revoke_family(family, reason=reason, access_ttl=access_ttl, origin=origin,
-                      client_id=family_client, user_id=user_id)
+        if family_client not in lifetimes:
+            lifetimes[family_client] = access_ttl_of(family_client)
+        revoke_family(family, reason=reason, access_ttl=lifetimes[family_client],
+                      origin=origin, client_id=family_client, user_id=user_id)
     return len(families)
 
 

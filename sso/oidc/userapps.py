@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import delete, select
 
 from .. import audit
@@ -92,6 +91,6 @@ def revoke_grant(user_id: int, family_id: str, origin: Origin | None = None) -> 
         return False
     from .tokens import revoke_family  # noqa: PLC0415
 
-    revoke_family(family_id, reason="user", access_ttl=current_app.config["ACCESS_TOKEN_TTL"],
-                  origin=origin, client_id=row.client_id, user_id=user_id)
+    revoke_family(family_id, reason="user", origin=origin, client_id=row.client_id,
+                  user_id=user_id)
     return True

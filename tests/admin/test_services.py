@@ -115,18 +115,20 @@ def test_xlsx_dry_run_then_import_of_the_valid_rows(app: Flask, admins: Any) -> 
         assert result.invalid[0].errors == [
             "a user with that username or email already exists"]
         assert db.session.scalar(select(User).where(User.username == "grace")) is None
-        # Someone else cannot commit this admin's import.
+        # Someone else cannot queue this admin's import.
         with pytest.raises(importer.AdminError):
-            importer.commit(result.import_id, admins["ids"]["auditor"], actor="x", locale="en")
-        imported, skipped = importer.commit(result.import_id, admins["ids"]["root"],
-                                            actor="admin:root", locale="en")
+            importer.enqueue(result.import_id, _remit(app, "auditor"), locale="en")
+        job = importer.enqueue(result.import_id, _remit(app, "root"), locale="en")
         db.session.commit()
-        assert (imported, skipped) == (2, 1)
+        assert (job.total, job.skipped, job.status) == (2, 1, "queued")
+        assert importer.work() is True
+        job = importer.job_of(job.id, admins["ids"]["root"])
+        assert (job.status, job.imported, job.failed, job.done) == ("done", 2, 0, 2)
         statuses = dict(db.session.execute(select(User.username, User.status).where(
             User.username.in_(["grace", "heidi"]))).all())
         assert statuses == {"grace": "invited", "heidi": "invited"}
         assert db.session.query(OutboxMessage).count() >= 2
-        # Once used, the import is gone.
+        # Once queued, the dry run is gone.
         assert importer.load(result.import_id, admins["ids"]["root"]) is None
 
 

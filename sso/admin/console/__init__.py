@@ -29,5 +29,8 @@ def init_app(app: Flask) -> None:
     from .. import registration  # noqa: PLC0415
 
     registration.init_app(app)
+    from .. import importer  # noqa: PLC0415
+
+    importer.init_app(app)
     # Before the CSRF check, which reads the form under the provider's small limit.
     app.before_request_funcs.setdefault(None, []).insert(0, _upload_limit)

@@ -139,6 +139,11 @@ PATTERNS = [(re.compile(pattern), template) for pattern, template in (
      r"or fragment$",
      N_("logo URI: an absolute URL of at most %(count)s characters, without credentials or "
         "fragment")),
+    (r"^(?P<what>[A-Za-z -]+ lifetime): (?P<low>\d+) to (?P<high>\d+) seconds, or empty for "
+     r"the default$",
+     N_("%(what)s: %(low)s to %(high)s seconds, or empty for the default")),
+    (r"^(?P<what>[A-Za-z -]+ lifetime): a whole number of seconds$",
+     N_("%(what)s: a whole number of seconds")),
     # The refusals of sso.outbound.check_endpoint (events and logout endpoints).
     (r"^(?P<what>[a-z -]+): an absolute https URL is required$",
      N_("%(what)s: an absolute https URL is required")),
@@ -173,7 +178,8 @@ PATTERNS = [(re.compile(pattern), template) for pattern, template in (
 
 
 #: The terms above, for the catalogue.
-TERMS = (N_("events endpoint"), N_("back-channel logout URI"), N_("front-channel logout URI"),
+TERMS = (N_("access token lifetime"), N_("ID token lifetime"), N_("refresh token lifetime"),
+         N_("events endpoint"), N_("back-channel logout URI"), N_("front-channel logout URI"),
          N_("a loopback address"), N_("a link-local (cloud metadata) address"),
          N_("not a unicast address"), N_("a private address"))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, request, url_for
+from flask import current_app, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from ...i18n import gettext as _
+from ...oidc import clients
 from ...oidc.keys import ALGORITHMS
 from ...web import origin
 from .. import AdminError, operations
@@ -41,12 +42,35 @@ def _settings() -> dict[str, Any]:
         "mfa_required": form.get("mfa_required") == "1",
         "name_zh": form.get("name_zh", "").strip()[:128] or None,
         "logo_uri": form.get("logo_uri", "").strip()[:512] or None,
+        "lifetimes": _lifetimes(),
     }
+
+
+def _lifetimes() -> dict[str, str]:
+    """The token lifetimes the form sends (the service checks them)."""
+    return {name: request.form.get(name, "").strip()[:12] for name in clients.LIFETIMES}
+
+
+def _lifetime_context() -> dict[str, Any]:
+    """What the forms' token lifetime fields show: label, bounds and the current default."""
+    config = current_app.config
+    labels = {"access_token_ttl": _("Access token"), "id_token_ttl": _("ID token"),
+              "refresh_token_ttl": _("Refresh token")}
+    grace = int(config["KEY_RETIREMENT_GRACE"])
+    fields = [(name, labels[name], low, high if name == "refresh_token_ttl" else min(high, grace))
+              for name, (_label, low, high) in clients.LIFETIMES.items()]
+    defaults = {"access_token_ttl": config["ACCESS_TOKEN_TTL"],
+                "id_token_ttl": config["ID_TOKEN_TTL"],
+                "refresh_token_ttl": _("%(session)s (%(offline)s offline)",
+                                       session=config["REFRESH_TOKEN_TTL"],
+                                       offline=config["OFFLINE_REFRESH_TOKEN_TTL"])}
+    return {"lifetime_fields": fields, "lifetime_defaults": defaults}
 
 
 def _form_page(status: int = 200, **context: Any) -> Response:
     return page("admin/app_new.html", status=status, grant_types=GRANT_TYPES,
-                activations=ACTIVATIONS, algorithms=ALGORITHMS, **context)
+                activations=ACTIVATIONS, algorithms=ALGORITHMS, **_lifetime_context(),
+                **context)
 
 
 @bp.get("/apps")
@@ -87,7 +111,7 @@ def _app_page(remit: Remit, client_id: str, status: int = 200, **context: Any) -
     return page("admin/app.html", status=status, client=client, activations=ACTIVATIONS,
                 pending=operations.pending_accounts_of(client.client_id),
                 changeable=remit.may_change_app(client.client_id),
-                notice=request.args.get("notice"), **context)
+                notice=request.args.get("notice"), **_lifetime_context(), **context)
 
 
 @bp.get("/apps/<client_id>")
@@ -113,13 +137,21 @@ def app_settings(remit: Remit, client_id: str) -> Response:
     if activation not in ACTIVATIONS:
         return _app_page(remit, client_id, status=400,
                          error=_("activation: auto, approval or invite"))
-    return _done(remit, client_id, _("Saved."), lambda: operations.update_client(
-        remit, client_id, activation=activation,
-        events_endpoint=form.get("events_endpoint", "").strip()[:512],
-        name_zh=form.get("name_zh", "").strip()[:128],
-        logo_uri=form.get("logo_uri", "").strip()[:512],
-        mfa_required=form.get("mfa_required") == "1",
-        number_matching=form.get("number_matching") == "1", origin=origin()))
+    lifetimes = _lifetimes()
+    try:
+        operations.update_client(
+            remit, client_id, activation=activation,
+            events_endpoint=form.get("events_endpoint", "").strip()[:512],
+            name_zh=form.get("name_zh", "").strip()[:128],
+            logo_uri=form.get("logo_uri", "").strip()[:512],
+            mfa_required=form.get("mfa_required") == "1",
+            number_matching=form.get("number_matching") == "1", lifetimes=lifetimes,
+            origin=origin())
+    except AdminError as error:
+        return _app_page(remit, client_id, status=400, error=message(error),
+                         entered_lifetimes=lifetimes)
+    return redirect(url_for("admin.app", client_id=client_id,  # type: ignore[return-value]
+                            notice=_("Saved.")))
 
 
 @bp.post("/apps/<client_id>/rotate")

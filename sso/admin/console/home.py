@@ -70,7 +70,8 @@ def keys(remit: Remit) -> Response:
     rows.sort(key=lambda e: (e["alg"], ["active", "next", "retired"].index(e["state"])
                              if e["state"] in ("active", "next", "retired") else 3))
     return page("admin/keys.html", keys=rows, rotated=request.args.get("rotated") == "1",
-                retire_after=current_app.config.get("ACCESS_TOKEN_TTL"))
+                retire_after=service.longest_token_ttl(),
+                grace=int(current_app.config["KEY_RETIREMENT_GRACE"]))
 
 
 @bp.post("/keys/rotate")

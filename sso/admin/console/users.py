@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import redirect, request, stream_with_context, url_for
+from flask import jsonify, redirect, request, stream_with_context, url_for
 from werkzeug.wrappers import Response
 
 from ...i18n import current_locale
@@ -11,7 +11,7 @@ from ...users.service import roles_of_app
 from ...web import origin
 from .. import AdminError, groups, importer, operations, users_query
 from .. import remit as remits
-from ..models import ROLES
+from ..models import ROLES, ImportJob
 from ..remit import Remit
 from .access import admin_page, message, page
 from .blueprint import bp
@@ -222,22 +222,49 @@ def users_import_check(remit: Remit) -> Response:
 @bp.post("/users/import/<import_id>")
 @admin_page
 def users_import_commit(remit: Remit, import_id: str) -> Response:
+    """Queue the valid rows and answer at once: a background worker writes them."""
+    from ...extensions import db  # noqa: PLC0415
+
     if not remit.may_change_users:
         raise operations.ReadOnly()
     try:
-        imported, skipped = importer.commit(import_id, remit.user_id, actor=remit.actor,
-                                            locale=current_locale())
-        operations.audit(remit, "users.import", origin=origin(), imported=imported,
-                         skipped=skipped)
-        from ...extensions import db  # noqa: PLC0415
-
+        job = importer.enqueue(import_id, remit, locale=current_locale())
+        operations.audit(remit, "users.import_queued", origin=origin(), job=job.id,
+                         file=job.filename, rows=job.total, skipped=job.skipped)
         db.session.commit()
     except AdminError as error:
-        from ...extensions import db  # noqa: PLC0415
-
         db.session.rollback()
         return page("admin/import.html", status=400, error=message(error))
-    return redirect(url_for("admin.users",  # type: ignore[return-value]
-                            notice=_("%(imported)s user(s) imported and invited, %(skipped)s "
-                                     "row(s) skipped.", imported=imported, skipped=skipped)))
+    importer.wake()
+    return redirect(url_for("admin.users_import_job",  # type: ignore[return-value]
+                            job_id=job.id))
 
+
+def _job(remit: Remit, job_id: int) -> ImportJob:
+    if not remit.may_change_users:
+        raise operations.ReadOnly()
+    job = importer.job_of(job_id, remit.user_id)
+    if job is None:
+        raise operations.OutOfRemit()
+    return job
+
+
+@bp.get("/users/import/<int:job_id>")
+@admin_page
+def users_import_job(remit: Remit, job_id: int) -> Response:
+    job = _job(remit, job_id)
+    return page("admin/import_job.html", job=job, state=importer.progress(job))
+
+
+@bp.get("/users/import/<int:job_id>/progress")
+@admin_page
+def users_import_progress(remit: Remit, job_id: int) -> Response:
+    state = importer.progress(_job(remit, job_id))
+    return jsonify({**state, "summary": _("%(done)s of %(total)s row(s) done: %(imported)s "
+                                          "imported, %(failed)s failed.", **state),
+                    "status_text": _status_text(state["status"])})
+
+
+def _status_text(status: str) -> str:
+    return {importer.QUEUED: _("Queued"), importer.RUNNING: _("Running"),
+            importer.DONE: _("Done"), importer.FAILED: _("Failed")}.get(status, status)
