@@ -713,6 +713,14 @@ def _admin_group_new_error(visit: Visit) -> Any:
     return visit.page
 
 
+def _admin_import_job(visit: Visit) -> Any:
+    """The valid rows queued: the job's progress page (queued, as no worker runs here)."""
+    _admin_import_check(visit)
+    visit.page.click("#import-commit button[type=submit]")
+    visit.page.wait_for_url("**/admin/users/import/*")
+    return visit.page
+
+
 PAGES: list[PageState] = [
     PageState("sign-in", _sign_in, "the app's name and logo, both tabs, the links below"),
     PageState("sign-in-error", _sign_in_error, "the error is read out and tied to the fields"),
@@ -772,6 +780,7 @@ PAGES: list[PageState] = [
     PageState("admin-user-new-error", _admin_user_new_error, "the form says what is wrong"),
     PageState("admin-import", lambda visit: _admin(visit, "/admin/users/import")),
     PageState("admin-import-check", _admin_import_check, "each row's error before writing"),
+    PageState("admin-import-job", _admin_import_job, "rows done of all, refused rows, status"),
     PageState("admin-groups", lambda visit: _admin(visit, "/admin/groups")),
     PageState("admin-group", _admin_group, "its place in the tree, roles per app, members"),
     PageState("admin-group-new-error", _admin_group_new_error),
