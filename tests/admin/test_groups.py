@@ -432,7 +432,8 @@ def test_sso_groups_commands(app: Flask, admins: dict[str, Any]) -> None:
 
 def test_import_joins_existing_groups_and_refuses_unknown_ones(
         app: Flask, org: dict[str, int], admins: dict[str, Any], as_admin: Any) -> None:
-    from sso.admin import groups, importer
+    from sso.admin import groups, importer, remit
+    from sso.extensions import db
 
     data = (b"username,email,groups\n"
             b"newsales,newsales@example.com,sales; company\n"
@@ -442,9 +443,11 @@ def test_import_joins_existing_groups_and_refuses_unknown_ones(
         result = importer.dry_run("people.csv", data, admins["ids"]["root"])
         assert [r.username for r in result.valid] == ["newsales", "loner"]
         assert result.invalid[0].errors == ["no group 'nowhere'"]
-        imported, skipped = importer.commit(result.import_id, admins["ids"]["root"],
-                                            actor="admin:root", locale="en")
-        assert (imported, skipped) == (2, 1)
+        job = importer.enqueue(result.import_id, remit.of(_user("root")), locale="en")
+        db.session.commit()
+        assert importer.work(job_id=job.id) is True
+        progress = importer.progress(importer.job_of(job.id, admins["ids"]["root"]))
+        assert (progress["status"], progress["imported"], progress["skipped"]) == ("done", 2, 1)
         assert _user("newsales").roles_in("app-a") == ["viewer"]
         assert [g.name for g in groups.user_groups(None, _user("newsales"))] == [
             "company", "sales"]
