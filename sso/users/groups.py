@@ -9,6 +9,7 @@ afterwards.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -172,21 +173,31 @@ def members(group: Group) -> list[User]:
         .where(GroupMember.group_id == group.id).order_by(User.username)))
 
 
-def add_member(group: Group, user: User) -> bool:
-    if db.session.get(GroupMember, (group.id, user.id)) is not None:
+def _link(model: Any, **key: int) -> bool:
+    """Add the association row ``key`` (a member, a group's role); False if it was there."""
+    if db.session.get(model, tuple(key.values())) is not None:
         return False
-    db.session.add(GroupMember(group_id=group.id, user_id=user.id))
+    db.session.add(model(**key))
     db.session.flush()
     return True
 
 
-def remove_member(group: Group, user: User) -> bool:
-    row = db.session.get(GroupMember, (group.id, user.id))
+def _unlink(model: Any, **key: int) -> bool:
+    """Remove the association row ``key``; False if there was none."""
+    row = db.session.get(model, tuple(key.values()))
     if row is None:
         return False
     db.session.delete(row)
     db.session.flush()
     return True
+
+
+def add_member(group: Group, user: User) -> bool:
+    return _link(GroupMember, group_id=group.id, user_id=user.id)
+
+
+def remove_member(group: Group, user: User) -> bool:
+    return _unlink(GroupMember, group_id=group.id, user_id=user.id)
 
 
 def groups_of(user: User) -> list[Group]:
@@ -197,20 +208,11 @@ def groups_of(user: User) -> list[Group]:
 
 
 def grant(group: Group, role: AppRole) -> bool:
-    if db.session.get(GroupRole, (group.id, role.id)) is not None:
-        return False
-    db.session.add(GroupRole(group_id=group.id, role_id=role.id))
-    db.session.flush()
-    return True
+    return _link(GroupRole, group_id=group.id, role_id=role.id)
 
 
 def revoke(group: Group, role: AppRole) -> bool:
-    row = db.session.get(GroupRole, (group.id, role.id))
-    if row is None:
-        return False
-    db.session.delete(row)
-    db.session.flush()
-    return True
+    return _unlink(GroupRole, group_id=group.id, role_id=role.id)
 
 
 def groups_with_role(role: AppRole) -> list[str]:
