@@ -355,3 +355,5 @@ def init_app(app: Flask) -> None:
         # Started on the first request, so that it runs in the worker (after gunicorn forks
         # and gevent patches threading), not in the master process.
         app.before_request(lambda: loop.start())
+        # The requests answered in front of Flask (sso.oidc.direct) start it too.
+        app.extensions["sso_outbox_autostart"] = loop.start

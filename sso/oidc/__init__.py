@@ -9,7 +9,7 @@ from flask import Flask
 
 from .. import errors
 from ..sessions import service as sessions
-from . import documents, protector
+from . import direct, documents, protector
 from .ciba import CIBAGrant
 from .discovery import metadata_json
 from .grants import (
@@ -53,3 +53,4 @@ def init_app(app: Flask) -> None:
     errors.speaks_json(app, JSON_ENDPOINTS)
     app.extensions["sso_discovery"] = metadata_json(app)
     documents.init_app(app)
+    direct.init_app(app)

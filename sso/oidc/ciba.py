@@ -115,8 +115,7 @@ def _user_of(params: Any, client: Client) -> User:
 
 def authenticate(params: Any) -> Response:
     """``POST /bc-authorize``: validate, store, and answer ``auth_req_id``."""
-    from .endpoints import _oauth_error  # noqa: PLC0415
-    from .server import current_request  # noqa: PLC0415
+    from .server import current_request, oauth_error  # noqa: PLC0415
 
     server = current_app.extensions["sso_authorization_server"]
     try:
@@ -152,7 +151,7 @@ def authenticate(params: Any) -> Response:
             raise InvalidRequestError("'client_notification_token' is too long.")
         user = _user_of(params, client)
     except OAuth2Error as error:
-        return _oauth_error(error)
+        return oauth_error(error)
     auth_req_id = secrets.token_urlsafe(32)
     ref = hash_token(auth_req_id)[:43]
     now = time.time()

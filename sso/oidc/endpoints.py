@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from flask import current_app, jsonify, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from .. import audit
@@ -19,7 +21,13 @@ from .claims import user_claims
 from .grants import token_service
 from .keys import InvalidJWS
 from .models import Client
-from .server import NO_STORE, check_single_auth_method, current_request
+from .server import (
+    NO_STORE,
+    ProtocolRequest,
+    check_single_auth_method,
+    json_response,
+    oauth_error,
+)
 
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
@@ -34,38 +42,27 @@ def userinfo() -> Response:
     return response
 
 
-def _authenticate_client(methods: list[str]) -> Client:
-    oauth_request = current_request(request.form)
+def _authenticate_client(methods: list[str], form: MultiDict[str, str],
+                         headers: Mapping[str, str]) -> Client:
+    oauth_request = ProtocolRequest("POST", None, headers, form, form)
     check_single_auth_method(oauth_request)
     server = current_app.extensions["sso_authorization_server"]
     endpoint = "introspection" if methods == CONFIDENTIAL_METHODS else "token"
     return server.authenticate_client(oauth_request, methods, endpoint)  # type: ignore[no-any-return]
 
 
-def _oauth_error(error: OAuth2Error) -> Response:
-    status, body, headers = error()
-    response = jsonify(body)
-    response.status_code = status
-    for name, value in headers:
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    response.headers.extend(NO_STORE)
-    return response
+def introspection(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
+    """RFC 7662: a confidential client learns about tokens issued to it or meant for it.
 
-
-def introspect() -> Response:
-    """RFC 7662: a confidential client learns about tokens issued to it or meant for it."""
+    Called by both transports of :mod:`.direct`; it reads and never writes."""
     try:
-        client = _authenticate_client(CONFIDENTIAL_METHODS)
-        token = request.form.get("token")
+        client = _authenticate_client(CONFIDENTIAL_METHODS, form, headers)
+        token = form.get("token")
         if not token:
             raise InvalidRequestError("Missing 'token'.")
     except OAuth2Error as error:
-        return _oauth_error(error)
-    payload = _introspection(token, request.form.get("token_type_hint"), client)
-    response = jsonify(payload)
-    response.headers.extend(NO_STORE)
-    return response
+        return oauth_error(error)
+    return json_response(_introspection(token, form.get("token_type_hint"), client))
 
 
 def _introspection(token: str, hint: str | None, client: Client) -> dict[str, Any]:
@@ -105,14 +102,14 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
 def revoke() -> Response:
     """RFC 7009: revoke an access or refresh token the calling client holds."""
     try:
-        client = _authenticate_client(ALL_METHODS)
+        client = _authenticate_client(ALL_METHODS, request.form, request.headers)
         token = request.form.get("token")
         if not token:
             raise InvalidRequestError("Missing 'token'.")
         _revoke(token, client)
     except OAuth2Error as error:
         db.session.rollback()
-        return _oauth_error(error)
+        return oauth_error(error)
     db.session.commit()
     response = Response(status=200)
     response.headers.extend(NO_STORE)

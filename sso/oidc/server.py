@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from flask import Response, json
@@ -106,6 +107,24 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Authlib's blinker signals are not used; the audit log records what matters."""
+
+
+def oauth_error(error: OAuth2Error) -> Response:
+    """An OAuth error as JSON (RFC 6749 §5.2), with the headers the error carries."""
+    status, body, headers = error()
+    response = json_response(body, status)
+    for name, value in headers:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """JSON that no cache may keep, as Flask's ``jsonify`` writes it."""
+    response = Response(json.dumps(payload) + "\n", status=status,
+                        mimetype="application/json")
+    response.headers.extend(NO_STORE)
+    return response
 
 
 def query_client(client_id: str | None) -> Client | None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from ..extensions import db
 from ..flow import passage
 from ..flow import pending as pending_flows
 from ..web import csrf_exempt, origin
 from . import authorize as authorize_module
 from . import consent as consent_module
-from . import documents, endpoints, logout
-from .server import NO_STORE, check_single_auth_method, current_request, query_client
+from . import direct, documents, endpoints, logout
+from .server import NO_STORE, query_client
 
 bp = Blueprint("oidc", __name__)
 
@@ -81,45 +79,14 @@ def consent() -> Response:
 
 
 def _form_only() -> Response | None:
-    """Token-style endpoints take form-encoded bodies with each parameter once (RFC 6749 §3.2)."""
-    problem = None
-    if request.mimetype != "application/x-www-form-urlencoded":
-        problem = "Send parameters as application/x-www-form-urlencoded."
-    elif request.args:
-        problem = "Send parameters in the request body, not the query string."
-    elif any(len(request.form.getlist(k)) > 1 for k in request.form):
-        problem = "A parameter is repeated."
-    elif any(len(v) > current_app.config["MAX_PARAM_LENGTH"]
-             for v in request.form.values()):
-        problem = "A parameter is too long."
-    if problem is None:
-        try:
-            check_single_auth_method(current_request(request.form))
-        except InvalidRequestError as error:
-            problem = str(error.description)
-    if problem is None:
-        return None
-    return endpoints._oauth_error(InvalidRequestError(problem))
+    return direct.form_refusal(request.mimetype, bool(request.args), request.form,
+                               request.headers)
 
 
 @bp.post("/token")
 @csrf_exempt
 def token() -> Response:
-    refused = _form_only()
-    if refused is None and not request.form.get("grant_type"):
-        refused = endpoints._oauth_error(InvalidRequestError("Missing 'grant_type'."))
-    if refused is not None:
-        response = refused
-    else:
-        server = current_app.extensions["sso_authorization_server"]
-        response = server.create_token_response(current_request(request.form))
-        # client_credentials with a cached client never opens a database session.
-        if db.session.registry.has():
-            if response.status_code == 200:
-                db.session.commit()
-            else:
-                db.session.rollback()
-    return response
+    return _form_only() or direct.token(request.form, request.headers)
 
 
 @bp.post("/bc-authorize")
@@ -140,7 +107,7 @@ def userinfo() -> Response:
 @bp.post("/introspect")
 @csrf_exempt
 def introspect() -> Response:
-    return _form_only() or endpoints.introspect()
+    return _form_only() or endpoints.introspection(request.form, request.headers)
 
 
 @bp.post("/revoke")

@@ -15,7 +15,7 @@ from sso.oidc.documents import DOCUMENTS, DocumentsFirst
 PATHS = sorted(DOCUMENTS)
 
 
-def _fast_path_calls(app: Flask) -> list[str]:
+def _fast_path_calls(app: Flask, monkeypatch: Any) -> list[str]:
     """Record the paths the Flask app behind the layer is asked for."""
     layer = app.wsgi_app
     while not isinstance(layer, DocumentsFirst):
@@ -26,7 +26,7 @@ def _fast_path_calls(app: Flask) -> list[str]:
         seen.append(environ["PATH_INFO"])
         return behind(environ, start_response)
 
-    layer.wsgi_app = recording
+    monkeypatch.setattr(layer, "wsgi_app", recording)
     return seen
 
 
@@ -36,8 +36,9 @@ def _shape(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_the_bare_request_and_the_flask_route_answer_alike(app: Flask, path: str) -> None:
-    through_flask = _fast_path_calls(app)
+def test_the_bare_request_and_the_flask_route_answer_alike(app: Flask, path: str,
+                                                          monkeypatch: Any) -> None:
+    through_flask = _fast_path_calls(app, monkeypatch)
     bare = app.test_client()
     with_cookie = app.test_client()
     with_cookie.set_cookie("theme", "dark")
@@ -67,14 +68,14 @@ def test_the_bare_request_and_the_flask_route_answer_alike(app: Flask, path: str
 
 
 def test_the_bare_request_is_logged_counted_and_keeps_the_request_id(
-        app: Flask, caplog: Any) -> None:
+        app: Flask, caplog: Any, monkeypatch: Any) -> None:
     from sso.logs import RequestIdFilter
     from sso.metrics import REQUESTS
 
     caplog.handler.addFilter(RequestIdFilter())  # as the server's log handler has it
 
     path = "/.well-known/openid-configuration"
-    through_flask = _fast_path_calls(app)
+    through_flask = _fast_path_calls(app, monkeypatch)
     before = REQUESTS.labels("oidc.discovery", "2xx")._value.get()
     with caplog.at_level(logging.INFO, logger="sso.access"):
         response = app.test_client().get(path, headers={"X-Request-Id": "lb-1234"})
@@ -88,21 +89,22 @@ def test_the_bare_request_is_logged_counted_and_keeps_the_request_id(
     assert fresh.headers["X-Request-Id"] != "not a sane id"
 
 
-def test_a_query_string_or_a_post_goes_to_flask(app: Flask) -> None:
-    through_flask = _fast_path_calls(app)
+def test_a_query_string_or_a_post_goes_to_flask(app: Flask, monkeypatch: Any) -> None:
+    through_flask = _fast_path_calls(app, monkeypatch)
     client = app.test_client()
     assert client.get("/.well-known/openid-configuration?x=%00").status_code == 400
     assert client.post("/jwks.json").status_code == 405
     assert through_flask == ["/.well-known/openid-configuration", "/jwks.json"]
 
 
-def test_a_rotation_reaches_the_bare_request_after_the_check_interval(app: Flask) -> None:
+def test_a_rotation_reaches_the_bare_request_after_the_check_interval(
+        app: Flask, monkeypatch: Any) -> None:
     from sso.extensions import db
 
     app.config["KEYS_CHECK_INTERVAL"] = 0.0
     keys = app.extensions["sso_keys"]
     keys.check_interval = 0.0
-    through_flask = _fast_path_calls(app)
+    through_flask = _fast_path_calls(app, monkeypatch)
     client = app.test_client()
     before = client.get("/jwks.json").get_json()
     with app.app_context():

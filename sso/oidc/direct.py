@@ -1,0 +1,176 @@
+"""Direct requests (RFC 6749 §3.2): a client's own calls to the token endpoint and to
+introspection, made by a program with no browser in between.
+
+:func:`token` and :func:`.endpoints.introspection` are the one implementation of those
+endpoints: they take the parsed form and the request headers and return the whole answer.
+Two transports call them. The Flask routes (``views.py``) do, for every request.
+:class:`DirectFirst`, a WSGI layer in front of Flask, does too, for the requests that need
+nothing Flask gives: a POST with a form-encoded body, no query string and no cookies, and at
+the token endpoint only ``grant_type=client_credentials`` (it reads and writes nothing but
+the key store, so it cannot leave half a transaction behind). It skips Flask's request and
+response objects, routing, session handling and request hooks, and gives the answer the
+request id, the headers, the access-log line and the metrics the hooks would give it
+(docs/performance.md; ``tests/oidc/test_direct.py`` holds both transports to the same
+answers). Anything else, or any exception on the way, goes on to Flask, which answers it as
+it answers any other request (both endpoints only read there, so answering again is safe).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import Flask, current_app
+from werkzeug.datastructures import EnvironHeaders, MultiDict
+from werkzeug.wrappers import Response
+
+from .. import logs, metrics
+from ..extensions import db
+from ..web import HSTS, SECURITY_HEADERS
+from . import endpoints
+from .server import ProtocolRequest, check_single_auth_method, oauth_error
+
+FORM = "application/x-www-form-urlencoded"
+CORS = ("Access-Control-Allow-Origin", "*")
+#: Path -> endpoint name, for the requests :class:`DirectFirst` may take.
+DIRECT = {"/token": "oidc.token", "/introspect": "oidc.introspect"}
+
+
+def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
+                 headers: Mapping[str, str]) -> Response | None:
+    """Token-style endpoints take form-encoded bodies with each parameter once (RFC 6749 §3.2)
+    and one client authentication method (§2.3)."""
+    problem = None
+    if mimetype != FORM:
+        problem = "Send parameters as application/x-www-form-urlencoded."
+    elif has_query:
+        problem = "Send parameters in the request body, not the query string."
+    elif any(len(form.getlist(key)) > 1 for key in form):
+        problem = "A parameter is repeated."
+    elif any(len(value) > current_app.config["MAX_PARAM_LENGTH"] for value in form.values()):
+        problem = "A parameter is too long."
+    if problem is None:
+        try:
+            check_single_auth_method(ProtocolRequest("POST", None, headers, form, form))
+        except InvalidRequestError as error:
+            problem = str(error.description)
+    return None if problem is None else oauth_error(InvalidRequestError(problem))
+
+
+def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
+    """The token endpoint (RFC 6749 §3.2) for a form that passed :func:`form_refusal`."""
+    if not form.get("grant_type"):
+        return oauth_error(InvalidRequestError("Missing 'grant_type'."))
+    server = current_app.extensions["sso_authorization_server"]
+    response: Response = server.create_token_response(
+        ProtocolRequest("POST", None, headers, form, form))
+    # client_credentials with a cached client never opens a database session.
+    if db.session.registry.has():
+        if response.status_code == 200:
+            db.session.commit()
+        else:
+            db.session.rollback()
+    return response
+
+
+_ANSWERS: dict[str, Callable[[MultiDict[str, str], Mapping[str, str]], Response]] = {
+    "oidc.token": token, "oidc.introspect": endpoints.introspection,
+}
+
+
+def _mimetype(environ: dict[str, Any]) -> str:
+    return str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
+
+
+def _body(environ: dict[str, Any], limit: int) -> bytes | None:
+    """The whole body, if it has a length within ``limit`` and arrives whole."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    if not 0 < length <= limit:
+        return None
+    body = bytes(environ["wsgi.input"].read(length))
+    environ["wsgi.input"] = io.BytesIO(body)  # Flask may read it again if it goes on there
+    return body if len(body) == length else None
+
+
+def _form(body: bytes) -> MultiDict[str, str] | None:
+    """The form as Werkzeug parses it, or None for what Flask refuses or parses otherwise
+    (NUL characters: ``web._refuse_nul``; a body that is not UTF-8)."""
+    if b"%00" in body or b"\x00" in body:
+        return None
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None
+    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
+
+
+class DirectFirst:
+    """WSGI layer in front of Flask that answers the plain direct requests (module doc)."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.limit = int(app.config["MAX_CONTENT_LENGTH"])
+        self.headers = [*SECURITY_HEADERS, *([HSTS] if app.config["SESSION_COOKIE_SECURE"]
+                                             else [])]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        endpoint = DIRECT.get(environ.get("PATH_INFO", ""))
+        if (endpoint is None or environ.get("REQUEST_METHOD") != "POST"
+                or environ.get("QUERY_STRING") or "HTTP_COOKIE" in environ
+                or _mimetype(environ) != FORM):
+            return self.wsgi_app(environ, start_response)
+        body = _body(environ, self.limit)
+        form = None if body is None else _form(body)
+        if form is None or (endpoint == "oidc.token"
+                            and form.get("grant_type") != "client_credentials"):
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        request_id = logs.request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        serving = logs.serving(request_id)
+        try:
+            response = self._answer(endpoint, form, EnvironHeaders(environ))
+        except Exception:  # noqa: BLE001 - Flask answers it as any other request's failure
+            response = None
+        finally:
+            logs.served(serving)
+        if response is None:
+            environ["wsgi.input"] = io.BytesIO(body or b"")
+            return self.wsgi_app(environ, start_response)
+        status = response.status_code
+        headers = response.headers
+        for name, value in self.headers:
+            headers.setdefault(name, value)
+        if endpoint == "oidc.token":
+            headers.set(*CORS)
+        headers[logs.HEADER] = request_id
+        start_response(response.status, headers.to_wsgi_list())
+        serving = logs.serving(request_id)
+        try:
+            logs.access("POST", environ["PATH_INFO"], status, started,
+                        environ.get("REMOTE_ADDR"))
+        finally:
+            logs.served(serving)
+        metrics.observe(endpoint, status, started)
+        if endpoint == "oidc.token" and status == 200:
+            metrics.TOKENS.labels("client_credentials").inc()
+        return [response.get_data()]
+
+    def _answer(self, endpoint: str, form: MultiDict[str, str],
+                headers: EnvironHeaders) -> Response:
+        autostart = self.app.extensions.get("sso_outbox_autostart")
+        if autostart is not None:
+            autostart()
+        with self.app.app_context():
+            return form_refusal(FORM, False, form, headers) or _ANSWERS[endpoint](form, headers)
+
+
+def init_app(app: Flask) -> None:
+    app.wsgi_app = DirectFirst(app, app.wsgi_app)  # type: ignore[method-assign]

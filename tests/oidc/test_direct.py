@@ -1,0 +1,189 @@
+"""The direct requests answered in front of Flask (``sso/oidc/direct.py``) and the same requests
+through the Flask routes give the same answers: status, headers and body, errors included.
+The bare request is logged, counted and tied to its request id like any other; anything the
+layer does not take, or fails on, is answered by Flask."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from sso.oidc import direct
+from sso.oidc.direct import DirectFirst
+from tests.conftest import Flow, basic
+
+#: Keys of a token answer whose values are new on every request.
+FRESH = {"access_token"}
+
+
+@pytest.fixture
+def through_flask(app: Flask, monkeypatch: Any) -> list[str]:
+    """The paths the Flask app behind the layer is asked for."""
+    layer = app.wsgi_app
+    while not isinstance(layer, DirectFirst):
+        layer = layer.wsgi_app  # type: ignore[attr-defined]
+    behind, seen = layer.wsgi_app, []
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        seen.append(environ["PATH_INFO"])
+        return behind(environ, start_response)
+
+    monkeypatch.setattr(layer, "wsgi_app", recording)
+    return seen
+
+
+def _shape(response: Any) -> tuple[int, list[tuple[str, str]], Any]:
+    headers = sorted((k, v) for k, v in response.headers.items() if k != "X-Request-Id")
+    body = response.get_json()
+    if isinstance(body, dict):
+        body = {k: (k in FRESH) or v for k, v in body.items()}
+    return response.status_code, headers, body
+
+
+@pytest.fixture
+def service(make_client: Any) -> Any:
+    return make_client("Reports", grant_types=["client_credentials"], scope="reports audit",
+                       redirect_uris=[])
+
+
+def _token_requests(service: Any) -> list[dict[str, Any]]:
+    secret_post = {"client_id": service.client_id, "client_secret": service.secret}
+    return [
+        {"data": {"grant_type": "client_credentials"}, "headers": basic(service)},
+        {"data": {"grant_type": "client_credentials", "scope": "reports"},
+         "headers": basic(service)},
+        {"data": {"grant_type": "client_credentials", **secret_post}},
+        {"data": {"grant_type": "client_credentials", "scope": "openid"},
+         "headers": basic(service)},
+        {"data": {"grant_type": "client_credentials", "scope": "x" * 5000},
+         "headers": basic(service)},
+        {"data": "grant_type=client_credentials&scope=a&scope=b", "headers": basic(service),
+         "content_type": "application/x-www-form-urlencoded"},
+        {"data": {"grant_type": "client_credentials", **secret_post},
+         "headers": basic(service)},
+        {"data": {"grant_type": "client_credentials"},
+         "headers": {"Authorization": "Basic bm90OnJpZ2h0"}},
+        {"data": {"grant_type": "client_credentials"}, "headers": {"Authorization": "Basic %%"}},
+        {"data": {"grant_type": "client_credentials", "client_id": service.client_id,
+                  "client_secret": "wrong"}},
+        {"data": {"grant_type": "client_credentials"}},
+    ]
+
+
+def test_client_credentials_answer_alike_in_front_and_through_flask(
+        app: Flask, service: Any, through_flask: list[str]) -> None:
+    bare = app.test_client()
+    with_cookie = app.test_client()
+    with_cookie.set_cookie("theme", "dark")
+    statuses = []
+    for request in _token_requests(service):
+        fast = bare.post("/token", **request)
+        assert through_flask == []
+        routed = with_cookie.post("/token", **request)
+        assert through_flask == ["/token"]
+        del through_flask[:]
+        assert _shape(fast) == _shape(routed), request
+        statuses.append(fast.status_code)
+    assert statuses == [200, 200, 200, 400, 400, 400, 400, 401, 401, 401, 401]
+    granted = bare.post("/token", **_token_requests(service)[0])
+    assert granted.headers["Access-Control-Allow-Origin"] == "*"
+    assert granted.headers["Cache-Control"] == "no-store"
+    assert granted.headers["X-Frame-Options"] == "DENY"
+    assert granted.get_json()["scope"] == "reports audit"
+
+
+def test_introspection_answers_alike_in_front_and_through_flask(
+        app: Flask, flow: Flow, make_client: Any, through_flask: list[str]) -> None:
+    tokens = flow.token(flow.authorize()["code"]).get_json()
+    crm = make_client("CRM", redirect_uris=["https://crm.example.com/cb"])
+    del through_flask[:]
+    bare = app.test_client()
+    requests = [
+        ({"token": tokens["access_token"]}, basic(flow.app_client)),
+        ({"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
+         basic(flow.app_client)),
+        ({"token": tokens["access_token"]}, basic(crm)),
+        ({"token": "garbage"}, basic(flow.app_client)),
+        ({"token": tokens["access_token"], "client_id": flow.app_client.client_id,
+          "client_secret": flow.app_client.secret}, {}),
+        ({"token_type_hint": "access_token"}, basic(flow.app_client)),
+        ({"token": "x"}, {}),
+        ({"token": "x", "client_id": crm.client_id, "client_secret": crm.secret},
+         basic(crm)),
+    ]
+    answers = []
+    for data, headers in requests:
+        fast = bare.post("/introspect", data=data, headers=headers)
+        assert through_flask == []
+        routed = flow.http.post("/introspect", data=data, headers=headers)  # signed in
+        assert through_flask == ["/introspect"]
+        del through_flask[:]
+        assert _shape(fast) == _shape(routed), data
+        answers.append((fast.status_code, fast.get_json().get("active")))
+    assert answers == [(200, True), (200, True), (200, False), (200, False), (200, True),
+                       (400, None), (401, None), (400, None)]
+
+
+def test_the_bare_request_is_logged_counted_and_keeps_the_request_id(
+        app: Flask, service: Any, caplog: Any, through_flask: list[str]) -> None:
+    from sso.logs import RequestIdFilter
+    from sso.metrics import REQUESTS, TOKENS
+
+    caplog.handler.addFilter(RequestIdFilter())
+    answered = REQUESTS.labels("oidc.token", "2xx")._value.get()
+    issued = TOKENS.labels("client_credentials")._value.get()
+    with caplog.at_level(logging.INFO, logger="sso.access"):
+        response = app.test_client().post("/token", data={"grant_type": "client_credentials"},
+                                          headers={**basic(service), "X-Request-Id": "lb-77"})
+    assert through_flask == [] and response.status_code == 200
+    assert response.headers["X-Request-Id"] == "lb-77"
+    assert REQUESTS.labels("oidc.token", "2xx")._value.get() == answered + 1
+    assert TOKENS.labels("client_credentials")._value.get() == issued + 1
+    line, = [r for r in caplog.records if r.name == "sso.access"]
+    assert (line.method, line.path, line.status) == ("POST", "/token", 200)
+    assert line.request_id == "lb-77"
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"data": {"grant_type": "refresh_token", "refresh_token": "x"}},
+    {"data": {"grant_type": "client_credentials"}, "query_string": {"a": "b"}},
+    {"data": '{"grant_type": "client_credentials"}', "content_type": "application/json"},
+    {"data": "grant_type=client_credentials&scope=%00"},
+    {"data": b"grant_type=client_credentials&scope=\xff",
+     "content_type": "application/x-www-form-urlencoded"},
+    {"data": ""},
+])
+def test_what_the_layer_does_not_take_goes_to_flask(app: Flask, service: Any,
+                                                    request_kwargs: dict[str, Any],
+                                                    through_flask: list[str]) -> None:
+    request_kwargs.setdefault("content_type", "application/x-www-form-urlencoded")
+    response = app.test_client().post("/token", headers=basic(service), **request_kwargs)
+    assert through_flask == ["/token"]
+    assert response.status_code == 400
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_failure_in_front_is_answered_by_flask(app: Flask, service: Any, monkeypatch: Any,
+                                                 through_flask: list[str]) -> None:
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("not here")
+
+    monkeypatch.setitem(direct._ANSWERS, "oidc.token", broken)
+    response = app.test_client().post("/token", data={"grant_type": "client_credentials"},
+                                      headers=basic(service))
+    assert through_flask == ["/token"]
+    assert response.status_code == 200 and response.get_json()["token_type"] == "Bearer"
+
+
+def test_a_request_left_to_flask_is_read_whole_there(app: Flask, flow: Flow,
+                                                     through_flask: list[str]) -> None:
+    """The layer read the body to look at the grant; Flask reads the same bytes again."""
+    tokens = flow.token(flow.authorize()["code"]).get_json()
+    del through_flask[:]
+    response = app.test_client().post("/token", headers=basic(flow.app_client), data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert through_flask == ["/token"]
+    assert response.status_code == 200 and response.get_json()["refresh_token"]
