@@ -9,6 +9,7 @@ transports keep messages in the table, where ``/dev/outbox`` shows them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
@@ -303,11 +304,33 @@ def _note_new(session: Session, _context: Any) -> None:
         session.info.setdefault(_NEW, []).extend(ids)
 
 
+#: Committed messages of a request answered outside Flask's request context
+#: (:mod:`sso.oidc.direct`), to be delivered as :func:`_deliver_committed` does for Flask's.
+_committed_outside: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "sso_outbox_committed", default=None)
+
+
 @event.listens_for(Session, "after_commit")
 def _note_committed(session: Session) -> None:
     ids = session.info.pop(_NEW, None)
-    if ids and has_request_context():
+    if not ids:
+        return
+    if has_request_context():
         g.setdefault(_COMMITTED, []).extend(ids)
+    elif (outside := _committed_outside.get()) is not None:
+        outside.extend(ids)
+
+
+def collect_committed() -> tuple[list[int], contextvars.Token[list[int] | None]]:
+    """Start gathering the messages committed from here, outside a Flask request: the list
+    fills as commits happen; hand it to :func:`deliver_soon`, the token to
+    :func:`stop_collecting`."""
+    committed: list[int] = []
+    return committed, _committed_outside.set(committed)
+
+
+def stop_collecting(token: contextvars.Token[list[int] | None]) -> None:
+    _committed_outside.reset(token)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import re
@@ -116,9 +117,28 @@ def _refuse_nul() -> None:
         abort(400)
 
 
+#: The caller of a request answered outside Flask's request context (:mod:`sso.oidc.direct`).
+_direct_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
+    "sso_direct_origin", default=None)
+
+
 def origin() -> Origin:
     """The caller's IP and user agent, for the audit log and sessions."""
+    held = _direct_origin.get()
+    if held is not None:
+        return held
     return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
+
+
+def hold_origin(environ: dict[str, Any]) -> contextvars.Token[Origin | None]:
+    """Make the caller of the WSGI request ``environ`` the :func:`origin` (until
+    :func:`release_origin`), for a request answered without Flask's request context."""
+    return _direct_origin.set(Origin(ip=environ.get("REMOTE_ADDR"),
+                                     user_agent=environ.get("HTTP_USER_AGENT") or None))
+
+
+def release_origin(token: contextvars.Token[Origin | None]) -> None:
+    _direct_origin.reset(token)
 
 
 #: On every answer: never framed, never sniffed, no Referer sent on.

@@ -5,14 +5,14 @@ introspection, made by a program with no browser in between.
 endpoints: they take the parsed form and the request headers and return the whole answer.
 Two transports call them. The Flask routes (``views.py``) do, for every request.
 :class:`DirectFirst`, a WSGI layer in front of Flask, does too, for the requests that need
-nothing Flask gives: a POST with a form-encoded body, no query string and no cookies, and at
-the token endpoint only ``grant_type=client_credentials`` (it reads and writes nothing but
-the key store, so it cannot leave half a transaction behind). It skips Flask's request and
-response objects, routing, session handling and request hooks, and gives the answer the
-request id, the headers, the access-log line and the metrics the hooks would give it
-(docs/performance.md; ``tests/oidc/test_direct.py`` holds both transports to the same
-answers). Anything else, or any exception on the way, goes on to Flask, which answers it as
-it answers any other request (both endpoints only read there, so answering again is safe).
+nothing Flask gives: a POST with a form-encoded body, no query string and no cookies. It skips
+Flask's request and response objects, routing, cookie session and request hooks, and does
+itself what those hooks do for these requests: the request id, the security, cache and CORS
+headers, the access-log line, the metrics, the caller's address for the audit log
+(:func:`sso.web.hold_origin`) and the first delivery of the events the answer committed
+(:func:`sso.outbox.collect_committed`). An exception is answered by the app's own error
+handlers, as Flask would answer it. docs/performance.md tells what it saves;
+``tests/oidc/test_direct.py`` holds both transports to the same answers.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from flask import Flask, current_app
 from werkzeug.datastructures import EnvironHeaders, MultiDict
 from werkzeug.wrappers import Response
 
-from .. import logs, metrics
+from .. import logs, metrics, outbox
 from ..extensions import db
-from ..web import HSTS, SECURITY_HEADERS
+from ..web import HSTS, SECURITY_HEADERS, hold_origin, release_origin
 from . import endpoints
-from .server import ProtocolRequest, check_single_auth_method, oauth_error
+from .server import NO_STORE, ProtocolRequest, check_single_auth_method, oauth_error
 
 FORM = "application/x-www-form-urlencoded"
 CORS = ("Access-Control-Allow-Origin", "*")
@@ -77,6 +77,7 @@ def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
     return response
 
 
+#: Endpoint name -> its one implementation.
 _ANSWERS: dict[str, Callable[[MultiDict[str, str], Mapping[str, str]], Response]] = {
     "oidc.token": token, "oidc.introspect": endpoints.introspection,
 }
@@ -118,8 +119,9 @@ class DirectFirst:
         self.app = app
         self.wsgi_app = wsgi_app
         self.limit = int(app.config["MAX_CONTENT_LENGTH"])
-        self.headers = [*SECURITY_HEADERS, *([HSTS] if app.config["SESSION_COOKIE_SECURE"]
-                                             else [])]
+        # What Flask's after-request hooks give these endpoints' answers, errors included.
+        self.headers = [*NO_STORE, *SECURITY_HEADERS,
+                        *([HSTS] if app.config["SESSION_COOKIE_SECURE"] else [])]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         endpoint = DIRECT.get(environ.get("PATH_INFO", ""))
@@ -129,38 +131,34 @@ class DirectFirst:
             return self.wsgi_app(environ, start_response)
         body = _body(environ, self.limit)
         form = None if body is None else _form(body)
-        if form is None or (endpoint == "oidc.token"
-                            and form.get("grant_type") != "client_credentials"):
+        if form is None:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         request_id = logs.request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         serving = logs.serving(request_id)
+        caller = hold_origin(environ)
         try:
-            response = self._answer(endpoint, form, EnvironHeaders(environ))
-        except Exception:  # noqa: BLE001 - Flask answers it as any other request's failure
-            response = None
-        finally:
-            logs.served(serving)
-        if response is None:
-            environ["wsgi.input"] = io.BytesIO(body or b"")
-            return self.wsgi_app(environ, start_response)
-        status = response.status_code
-        headers = response.headers
-        for name, value in self.headers:
-            headers.setdefault(name, value)
-        if endpoint == "oidc.token":
-            headers.set(*CORS)
-        headers[logs.HEADER] = request_id
-        start_response(response.status, headers.to_wsgi_list())
-        serving = logs.serving(request_id)
-        try:
+            try:
+                response = self._answer(endpoint, form, EnvironHeaders(environ))
+            except Exception as error:  # noqa: BLE001 - answered by the app's error handlers
+                response = self._failure(environ, error)
+            status = response.status_code
+            headers = response.headers
+            for name, value in self.headers:
+                headers.setdefault(name, value)
+            if endpoint == "oidc.token":
+                headers.set(*CORS)
+            headers[logs.HEADER] = request_id
+            start_response(response.status, headers.to_wsgi_list())
             logs.access("POST", environ["PATH_INFO"], status, started,
                         environ.get("REMOTE_ADDR"))
         finally:
+            release_origin(caller)
             logs.served(serving)
         metrics.observe(endpoint, status, started)
         if endpoint == "oidc.token" and status == 200:
-            metrics.TOKENS.labels("client_credentials").inc()
+            grant = form.get("grant_type", "")
+            metrics.TOKENS.labels(grant if grant in metrics.GRANT_TYPES else "other").inc()
         return [response.get_data()]
 
     def _answer(self, endpoint: str, form: MultiDict[str, str],
@@ -169,7 +167,27 @@ class DirectFirst:
         if autostart is not None:
             autostart()
         with self.app.app_context():
-            return form_refusal(FORM, False, form, headers) or _ANSWERS[endpoint](form, headers)
+            committed, collecting = outbox.collect_committed()
+            try:
+                response = (form_refusal(FORM, False, form, headers)
+                            or _ANSWERS[endpoint](form, headers))
+            finally:
+                outbox.stop_collecting(collecting)
+            # What Flask's after-request hook does: the events the answer committed go out now.
+            outbox.deliver_soon(committed)
+            return response
+
+    def _failure(self, environ: dict[str, Any], error: Exception) -> Response:
+        """The answer Flask gives when a view raises ``error``: its error handlers run in a
+        request context (a database or Redis that is down: 503 in JSON; anything else: 500,
+        or the exception itself where ``PROPAGATE_EXCEPTIONS`` is set, as in tests)."""
+        app = self.app
+        with app.request_context(environ):
+            try:
+                answer = app.handle_user_exception(error)
+            except Exception as unhandled:  # noqa: BLE001 - as Flask's wsgi_app does
+                answer = app.handle_exception(unhandled)
+            return app.make_response(answer)
 
 
 def init_app(app: Flask) -> None:

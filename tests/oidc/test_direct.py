@@ -16,7 +16,7 @@ from sso.oidc.direct import DirectFirst
 from tests.conftest import Flow, basic
 
 #: Keys of a token answer whose values are new on every request.
-FRESH = {"access_token"}
+FRESH = frozenset({"access_token"})
 
 
 @pytest.fixture
@@ -35,11 +35,11 @@ def through_flask(app: Flask, monkeypatch: Any) -> list[str]:
     return seen
 
 
-def _shape(response: Any) -> tuple[int, list[tuple[str, str]], Any]:
+def _shape(response: Any, fresh: frozenset[str] = FRESH) -> tuple[int, list[tuple[str, str]], Any]:
     headers = sorted((k, v) for k, v in response.headers.items() if k != "X-Request-Id")
     body = response.get_json()
     if isinstance(body, dict):
-        body = {k: (k in FRESH) or v for k, v in body.items()}
+        body = {k: (k in fresh) or v for k, v in body.items()}
     return response.status_code, headers, body
 
 
@@ -147,8 +147,62 @@ def test_the_bare_request_is_logged_counted_and_keeps_the_request_id(
     assert line.request_id == "lb-77"
 
 
+def _code(flow: Flow) -> dict[str, str]:
+    """A fresh code with its verifier and redirect URI, for a token request."""
+    code = flow.authorize()["code"]
+    return {"grant_type": "authorization_code", "code": code,
+            "redirect_uri": flow.params["redirect_uri"], "code_verifier": flow.verifier}
+
+
+def test_code_and_refresh_grants_answer_alike_in_front_and_through_flask(
+        app: Flask, flow: Flow, through_flask: list[str]) -> None:
+    """``flow.http`` is signed in (it has cookies): its requests go through Flask."""
+    bare = app.test_client()
+    auth = basic(flow.app_client)
+    wrong_verifier = {"code_verifier": "x" * 43}
+    wrong_uri = {"redirect_uri": "https://erp.example.com/other"}
+    pairs = []
+    for change in ({}, wrong_verifier, wrong_uri):
+        fast_code, routed_code = {**_code(flow), **change}, {**_code(flow), **change}
+        pairs.append((bare.post("/token", data=fast_code, headers=auth),
+                      flow.http.post("/token", data=routed_code, headers=auth)))
+    spent = _code(flow)
+    assert bare.post("/token", data=spent, headers=auth).status_code == 200
+    pairs.append((bare.post("/token", data=spent, headers=auth),  # a code used twice
+                  flow.http.post("/token", data=spent, headers=auth)))
+    refreshes = [pair.get_json()["refresh_token"] for pair in pairs[0]]
+    pairs.append((bare.post("/token", headers=auth, data={
+                      "grant_type": "refresh_token", "refresh_token": refreshes[0]}),
+                  flow.http.post("/token", headers=auth, data={
+                      "grant_type": "refresh_token", "refresh_token": refreshes[1]})))
+    unknown = {"grant_type": "refresh_token", "refresh_token": "ssor_unknown"}
+    pairs.append((bare.post("/token", headers=auth, data=unknown),
+                  flow.http.post("/token", headers=auth, data=unknown)))
+    for fast, routed in pairs:
+        fresh = FRESH | {"refresh_token", "id_token"}
+        assert _shape(fast, fresh) == _shape(routed, fresh), fast.get_json()
+    assert [fast.status_code for fast, _ in pairs] == [200, 400, 400, 400, 200, 400]
+    assert [fast.get_json().get("error") for fast, _ in pairs][1:4] == ["invalid_grant"] * 3
+
+
+def test_audit_rows_of_a_bare_request_name_its_caller(app: Flask, flow: Flow) -> None:
+    from sqlalchemy import select
+
+    from sso.audit import AuditEvent
+    from sso.extensions import db
+
+    data = _code(flow)
+    response = app.test_client().post("/token", data=data, headers={
+        **basic(flow.app_client), "User-Agent": "erp-backend/2.1"},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert response.status_code == 200
+    with app.app_context():
+        row = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "token.issue")
+                                 .order_by(AuditEvent.id.desc())).first()
+        assert (row.ip, row.user_agent) == ("203.0.113.9", "erp-backend/2.1")
+
+
 @pytest.mark.parametrize("request_kwargs", [
-    {"data": {"grant_type": "refresh_token", "refresh_token": "x"}},
     {"data": {"grant_type": "client_credentials"}, "query_string": {"a": "b"}},
     {"data": '{"grant_type": "client_credentials"}', "content_type": "application/json"},
     {"data": "grant_type=client_credentials&scope=%00"},
@@ -166,24 +220,29 @@ def test_what_the_layer_does_not_take_goes_to_flask(app: Flask, service: Any,
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_a_failure_in_front_is_answered_by_flask(app: Flask, service: Any, monkeypatch: Any,
-                                                 through_flask: list[str]) -> None:
-    def broken(*_args: Any) -> Any:
-        raise RuntimeError("not here")
+def _database_down() -> Exception:
+    from sqlalchemy.exc import OperationalError
 
-    monkeypatch.setitem(direct._ANSWERS, "oidc.token", broken)
-    response = app.test_client().post("/token", data={"grant_type": "client_credentials"},
-                                      headers=basic(service))
+    return OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+
+@pytest.mark.parametrize(("failure", "status", "error"), [
+    (_database_down, 503, "temporarily_unavailable"),
+    (lambda: RuntimeError("a defect"), 500, "server_error"),
+])
+def test_a_failure_is_answered_by_the_apps_error_handlers(
+        app: Flask, service: Any, monkeypatch: Any, through_flask: list[str],
+        failure: Any, status: int, error: str) -> None:
+    def failing(*_args: Any) -> Any:
+        raise failure()
+
+    monkeypatch.setitem(direct._ANSWERS, "oidc.token", failing)
+    monkeypatch.setattr(direct, "token", failing)  # what the Flask route calls
+    request = {"data": {"grant_type": "client_credentials"}, "headers": basic(service)}
+    fast = app.test_client().post("/token", **request)
+    with_cookie = app.test_client()
+    with_cookie.set_cookie("theme", "dark")
+    routed = with_cookie.post("/token", **request)
     assert through_flask == ["/token"]
-    assert response.status_code == 200 and response.get_json()["token_type"] == "Bearer"
-
-
-def test_a_request_left_to_flask_is_read_whole_there(app: Flask, flow: Flow,
-                                                     through_flask: list[str]) -> None:
-    """The layer read the body to look at the grant; Flask reads the same bytes again."""
-    tokens = flow.token(flow.authorize()["code"]).get_json()
-    del through_flask[:]
-    response = app.test_client().post("/token", headers=basic(flow.app_client), data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
-    assert through_flask == ["/token"]
-    assert response.status_code == 200 and response.get_json()["refresh_token"]
+    assert _shape(fast) == _shape(routed)
+    assert fast.status_code == status and fast.get_json()["error"] == error
