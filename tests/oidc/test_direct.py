@@ -246,3 +246,19 @@ def test_a_failure_is_answered_by_the_apps_error_handlers(
     assert through_flask == ["/token"]
     assert _shape(fast) == _shape(routed)
     assert fast.status_code == status and fast.get_json()["error"] == error
+
+
+@pytest.mark.truncate
+def test_introspection_reads_outside_a_transaction_and_sees_revocations(
+        app: Flask, flow: Flow, through_flask: list[str]) -> None:
+    """With real commits (no test transaction around it), introspection's read runs on a
+    connection of its own in autocommit; a revocation committed since is seen at once."""
+    access = flow.token(flow.authorize()["code"]).get_json()["access_token"]
+    bare = app.test_client()
+    auth = basic(flow.app_client)
+    assert bare.post("/introspect", data={"token": access},
+                     headers=auth).get_json()["active"] is True
+    assert bare.post("/revoke", data={"token": access}, headers=auth).status_code == 200
+    assert bare.post("/introspect", data={"token": access},
+                     headers=auth).get_json() == {"active": False}
+    assert through_flask.count("/introspect") == 0
