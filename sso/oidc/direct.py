@@ -37,7 +37,13 @@ from .server import NO_STORE, ProtocolRequest, check_single_auth_method, oauth_e
 FORM = "application/x-www-form-urlencoded"
 CORS = ("Access-Control-Allow-Origin", "*")
 #: Path -> endpoint name, for the requests :class:`DirectFirst` may take.
-DIRECT = {"/token": "oidc.token", "/introspect": "oidc.introspect"}
+DIRECT = {"/token": "oidc.token", "/introspect": "oidc.introspect",
+          "/userinfo": "oidc.userinfo"}
+#: The endpoints that take only form-encoded parameters (RFC 6749 §3.2, RFC 7662 §2.1).
+FORM_ONLY = frozenset({"oidc.token", "oidc.introspect"})
+#: The endpoints a browser app may call from any origin (they use no cookies).
+CORS_ENDPOINTS = frozenset({"oidc.token", "oidc.userinfo"})
+_NO_PARAMETERS: MultiDict[str, str] = MultiDict()
 
 
 def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
@@ -77,9 +83,25 @@ def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
     return response
 
 
-#: Endpoint name -> its one implementation.
-_ANSWERS: dict[str, Callable[[MultiDict[str, str], Mapping[str, str]], Response]] = {
-    "oidc.token": token, "oidc.introspect": endpoints.introspection,
+class DirectRequest:
+    """What the endpoints read of a request answered in front of Flask: Flask's request has
+    the same four attributes."""
+
+    __slots__ = ("method", "headers", "form", "args")
+
+    def __init__(self, method: str, headers: Mapping[str, str],
+                 form: MultiDict[str, str]) -> None:
+        self.method = method
+        self.headers = headers
+        self.form = form
+        self.args = _NO_PARAMETERS  # a request with a query string goes on to Flask
+
+
+#: Endpoint name -> its one implementation (the Flask views call the same functions).
+_ANSWERS: dict[str, Callable[[DirectRequest], Response]] = {
+    "oidc.token": lambda request: token(request.form, request.headers),
+    "oidc.introspect": lambda request: endpoints.introspection(request.form, request.headers),
+    "oidc.userinfo": endpoints.userinfo,
 }
 
 
@@ -125,12 +147,15 @@ class DirectFirst:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         endpoint = DIRECT.get(environ.get("PATH_INFO", ""))
-        if (endpoint is None or environ.get("REQUEST_METHOD") != "POST"
-                or environ.get("QUERY_STRING") or "HTTP_COOKIE" in environ
-                or _mimetype(environ) != FORM):
+        method = environ.get("REQUEST_METHOD", "")
+        if endpoint is None or environ.get("QUERY_STRING") or "HTTP_COOKIE" in environ:
             return self.wsgi_app(environ, start_response)
-        body = _body(environ, self.limit)
-        form = None if body is None else _form(body)
+        body = form = None
+        if method == "GET" and endpoint == "oidc.userinfo":
+            form = _NO_PARAMETERS
+        elif method == "POST" and _mimetype(environ) == FORM:
+            body = _body(environ, self.limit)
+            form = None if body is None else _form(body)
         if form is None:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
@@ -139,18 +164,19 @@ class DirectFirst:
         caller = hold_origin(environ)
         try:
             try:
-                response = self._answer(endpoint, form, EnvironHeaders(environ))
+                response = self._answer(endpoint, DirectRequest(method, EnvironHeaders(environ),
+                                                                form))
             except Exception as error:  # noqa: BLE001 - answered by the app's error handlers
                 response = self._failure(environ, error)
             status = response.status_code
             headers = response.headers
             for name, value in self.headers:
                 headers.setdefault(name, value)
-            if endpoint == "oidc.token":
+            if endpoint in CORS_ENDPOINTS:
                 headers.set(*CORS)
             headers[logs.HEADER] = request_id
-            start_response(response.status, headers.to_wsgi_list())
-            logs.access("POST", environ["PATH_INFO"], status, started,
+            start_response(response.status, response.get_wsgi_headers(environ).to_wsgi_list())
+            logs.access(method, environ["PATH_INFO"], status, started,
                         environ.get("REMOTE_ADDR"))
         finally:
             release_origin(caller)
@@ -161,16 +187,16 @@ class DirectFirst:
             metrics.TOKENS.labels(grant if grant in metrics.GRANT_TYPES else "other").inc()
         return [response.get_data()]
 
-    def _answer(self, endpoint: str, form: MultiDict[str, str],
-                headers: EnvironHeaders) -> Response:
+    def _answer(self, endpoint: str, request: DirectRequest) -> Response:
         autostart = self.app.extensions.get("sso_outbox_autostart")
         if autostart is not None:
             autostart()
         with self.app.app_context():
             committed, collecting = outbox.collect_committed()
             try:
-                response = (form_refusal(FORM, False, form, headers)
-                            or _ANSWERS[endpoint](form, headers))
+                refusal = (form_refusal(FORM, False, request.form, request.headers)
+                           if endpoint in FORM_ONLY else None)
+                response = refusal or _ANSWERS[endpoint](request)
             finally:
                 outbox.stop_collecting(collecting)
             # What Flask's after-request hook does: the events the answer committed go out now.

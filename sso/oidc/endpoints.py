@@ -8,7 +8,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
-from flask import current_app, jsonify, request
+from flask import current_app, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
@@ -33,13 +33,13 @@ CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
 
-def userinfo() -> Response:
-    info = protector.require("openid")
+def userinfo(request: Any = None) -> Response:
+    """UserInfo (OIDC Core §5.3) for Flask's request or ``request`` (:mod:`.direct`'s); a
+    refused token raises :class:`.protector.BearerError`, which the app's handler answers."""
+    info = protector.require("openid", request)
     if info.user is None:  # a client's own token: there is no user to describe
         raise protector.BearerError(401, "invalid_token", "The token has no user.")
-    response = jsonify(user_claims(info.user, info.scopes, info.client_id))
-    response.headers.extend(NO_STORE)
-    return response
+    return json_response(user_claims(info.user, info.scopes, info.client_id))
 
 
 def _authenticate_client(methods: list[str], form: MultiDict[str, str],

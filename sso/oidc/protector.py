@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
+from authlib.oauth2.rfc6749 import (
+    MissingAuthorizationError,
+    ResourceProtector,
+    UnsupportedTokenTypeError,
+)
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
 from flask import Flask, current_app, jsonify
 from flask import request as flask_request
@@ -85,10 +88,9 @@ class JWTAccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
 class _Protector(ResourceProtector):  # type: ignore[misc]
     def parse_request_authorization(self, request: Any) -> tuple[Any, str]:
         """The token from the header or (RFC 6750 §2.2) a form body; never the query."""
-        header = flask_request.headers.get("Authorization", "")
-        form_token = (flask_request.form.get("access_token")
-                      if flask_request.method == "POST" else None)
-        if "access_token" in flask_request.args:
+        header = request.headers.get("Authorization", "")
+        form_token = request.form.get("access_token") if request.method == "POST" else None
+        if "access_token" in request.args:
             raise BearerError(400, "invalid_request",
                               "Tokens in the query string are not accepted.")
         if header and form_token:
@@ -108,11 +110,15 @@ _protector = _Protector()
 _protector.register_token_validator(JWTAccessTokenValidator())
 
 
-def require(scope: str | None = None) -> AccessTokenInfo:
+def require(scope: str | None = None, request: Any = None) -> AccessTokenInfo:
     """The valid access token of this request, with ``scope`` if given; or raise
-    :class:`BearerError`. A token of a user who is no longer active is invalid."""
+    :class:`BearerError`. A token of a user who is no longer active is invalid.
+
+    ``request`` is Flask's unless given: anything with its ``method``, ``headers``, ``form``
+    and ``args`` (a request answered in front of Flask, :mod:`.direct`)."""
     try:
-        token = _protector.acquire_token([scope] if scope else None)
+        token = _protector.validate_request([scope] if scope else None,
+                                            request or flask_request)
     except BearerError:
         raise
     except MissingAuthorizationError:

@@ -13,7 +13,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthor
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
-from flask import Response, json
+from flask import Response, current_app, json
 from flask import request as flask_request
 from werkzeug.datastructures import MultiDict
 
@@ -120,9 +120,9 @@ def oauth_error(error: OAuth2Error) -> Response:
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    """JSON that no cache may keep, as Flask's ``jsonify`` writes it."""
-    response = Response(json.dumps(payload) + "\n", status=status,
-                        mimetype="application/json")
+    """JSON that no cache may keep (Flask's ``jsonify``)."""
+    response: Response = current_app.json.response(payload)
+    response.status_code = status
     response.headers.extend(NO_STORE)
     return response
 

@@ -262,3 +262,40 @@ def test_introspection_reads_outside_a_transaction_and_sees_revocations(
     assert bare.post("/introspect", data={"token": access},
                      headers=auth).get_json() == {"active": False}
     assert through_flask.count("/introspect") == 0
+
+
+def test_userinfo_answers_alike_in_front_and_through_flask(
+        app: Flask, flow: Flow, service: Any, through_flask: list[str]) -> None:
+    access = flow.token(flow.authorize()["code"]).get_json()["access_token"]
+    service_token = app.test_client().post(
+        "/token", data={"grant_type": "client_credentials"},
+        headers=basic(service)).get_json()["access_token"]
+    del through_flask[:]
+    bare = app.test_client()
+    bearer = {"Authorization": f"Bearer {access}"}
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("GET", {"headers": bearer}),
+        ("POST", {"headers": bearer}),
+        ("POST", {"data": {"access_token": access}}),
+        ("POST", {"data": {"access_token": access}, "headers": bearer}),
+        ("GET", {}),
+        ("GET", {"headers": {"Authorization": "Bearer "}}),
+        ("GET", {"headers": {"Authorization": "Basic eDp5"}}),
+        ("GET", {"headers": {"Authorization": "Bearer not-a-token"}}),
+        ("GET", {"headers": {"Authorization": f"Bearer {service_token}"}}),
+    ]
+    answers = []
+    for method, kwargs in requests:
+        fast = bare.open("/userinfo", method=method, **kwargs)
+        routed = flow.http.open("/userinfo", method=method, **kwargs)  # signed in
+        assert _shape(fast) == _shape(routed), (method, kwargs)
+        answers.append(fast.status_code)
+    assert answers == [200, 200, 200, 400, 401, 401, 400, 401, 403]
+    # Only a POST without a form body goes on to Flask, and the signed-in browser's requests.
+    assert through_flask.count("/userinfo") == len(requests) + 1
+    answer = bare.get("/userinfo", headers=bearer)
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert answer.get_json()["sub"] and answer.headers["Cache-Control"] == "no-store"
+    refused = bare.get("/userinfo")
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer realm=")
+    assert bare.get("/userinfo", query_string={"access_token": access}).status_code == 400
