@@ -236,6 +236,12 @@ class DefaultConfig:
     DB_STATEMENT_TIMEOUT = 10
     #: PostgreSQL: a pooled connection idle this long is checked before use (0: always).
     DB_PING_IDLE = 1
+    #: PostgreSQL: connections each worker keeps open, and how many more it may open for a
+    #: burst (each closed again on its return). Kept, not reopened: under gevent one worker
+    #: serves many requests at once, and a burst above the kept ones used to open and close a
+    #: connection per request.
+    DB_POOL_SIZE = 15
+    DB_MAX_OVERFLOW = 0
     DB_LOCK_TIMEOUT = 5
     DB_BUSY_TIMEOUT = 5
     #: A refresh token presented again within this many seconds of its use gets the same
@@ -485,6 +491,8 @@ def engine_options(config: dict[str, Any]) -> dict[str, Any]:
         return {
             "pool_pre_ping": False,  # the watched ping below replaces it
             "pool_timeout": float(config.get("DB_POOL_TIMEOUT", 5)),
+            "pool_size": int(config.get("DB_POOL_SIZE", 15)),
+            "max_overflow": int(config.get("DB_MAX_OVERFLOW", 0)),
             "connect_args": {"connect_timeout": max(1, int(config.get("DB_CONNECT_TIMEOUT", 3))),
                              "options": options.strip()},
         }

@@ -107,3 +107,20 @@ def test_a_broken_settings_file_names_its_line(tmp_path: Path) -> None:
 def test_the_default_instance_folder_is_flasks() -> None:
     """Computed without importing Flask, and the same folder Flask would pick."""
     assert str(default_instance_path()) == Flask("sso").instance_path
+
+
+def test_the_postgresql_pool_keeps_its_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker keeps SSO_DB_POOL_SIZE connections and opens no throwaway ones by default;
+    a burst waits for a kept one up to SSO_DB_POOL_TIMEOUT."""
+    from sso.config import resolve
+
+    monkeypatch.setenv("SSO_DATABASE_URL", "postgresql://sso@db.internal/sso")
+    monkeypatch.setenv("SSO_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("SSO_ENV", "development")
+    config = resolve(Path("/nonexistent-instance"))
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (15, 0)
+    monkeypatch.setenv("SSO_DB_POOL_SIZE", "30")
+    monkeypatch.setenv("SSO_DB_MAX_OVERFLOW", "5")
+    options = resolve(Path("/nonexistent-instance"))["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (30, 5)
