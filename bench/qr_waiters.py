@@ -92,10 +92,12 @@ def prepare(folder: Path, port: int, redis_url: str, prefix: str, database_url: 
         "REDIS_PREFIX": prefix,
         "KEYS_DIR": str(folder / "keys"),
         "INSTANCE_PATH": str(folder / "instance"),
-        # Codes must outlive the run; creation must not be rate-limited for one address.
+        # Codes must outlive the run; creation from one address and approvals by the one
+        # bench user (one per sample) must not be rate-limited.
         "QR_TTL": 1800,
         "QR_HEARTBEAT": heartbeat,
         "RATE_LIMIT_QR_CREATE_IP": "100000000/60",
+        "RATE_LIMIT_QR_APPROVE_USER": "100000/60",
         "RATE_LIMIT_LOGIN_IP": "100000/60",
     }
     app = create_app(config)
