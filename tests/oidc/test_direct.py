@@ -193,13 +193,14 @@ def test_audit_rows_of_a_bare_request_name_its_caller(app: Flask, flow: Flow) ->
 
     data = _code(flow)
     response = app.test_client().post("/token", data=data, headers={
-        **basic(flow.app_client), "User-Agent": "erp-backend/2.1"},
+        **basic(flow.app_client), "User-Agent": "erp-backend/2.1", "X-Request-Id": "erp-42"},
         environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert response.status_code == 200
     with app.app_context():
         row = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "token.issue")
                                  .order_by(AuditEvent.id.desc())).first()
         assert (row.ip, row.user_agent) == ("203.0.113.9", "erp-backend/2.1")
+        assert row.request_id == "erp-42"
 
 
 @pytest.mark.parametrize("request_kwargs", [
