@@ -438,6 +438,22 @@ def resumed(http: FlaskClient, response: Any) -> Any:
     return response
 
 
+def paths_behind(app: Flask, layer_type: type, monkeypatch: Any) -> list[str]:
+    """The paths that the WSGI layer of ``layer_type`` in front of Flask passes on to the app
+    behind it (``sso.oidc.documents``, ``sso.oidc.direct``), recorded until the test ends."""
+    layer = app.wsgi_app
+    while not isinstance(layer, layer_type):
+        layer = layer.wsgi_app  # type: ignore[attr-defined]
+    behind, seen = layer.wsgi_app, []
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        seen.append(environ["PATH_INFO"])
+        return behind(environ, start_response)
+
+    monkeypatch.setattr(layer, "wsgi_app", recording)
+    return seen
+
+
 def basic(app_client: Any) -> dict[str, str]:
     if not getattr(app_client, "secret", None):
         return {}

@@ -1,18 +1,18 @@
-"""Direct requests (RFC 6749 §3.2): a client's own calls to the token endpoint and to
-introspection, made by a program with no browser in between.
+"""Direct requests (RFC 6749 §3.2): a client's own calls to the token endpoint, introspection
+and UserInfo, made by a program with no browser in between, answered in front of Flask.
 
-:func:`token` and :func:`.endpoints.introspection` are the one implementation of those
-endpoints: they take the parsed form and the request headers and return the whole answer.
-Two transports call them. The Flask routes (``views.py``) do, for every request.
-:class:`DirectFirst`, a WSGI layer in front of Flask, does too, for the requests that need
-nothing Flask gives: a POST with a form-encoded body, no query string and no cookies. It skips
-Flask's request and response objects, routing, cookie session and request hooks, and does
-itself what those hooks do for these requests: the request id, the security, cache and CORS
-headers, the access-log line, the metrics, the caller's address for the audit log
-(:func:`sso.web.hold_origin`) and the first delivery of the events the answer committed
-(:func:`sso.outbox.collect_committed`). An exception is answered by the app's own error
-handlers, as Flask would answer it. docs/performance.md tells what it saves;
-``tests/oidc/test_direct.py`` holds both transports to the same answers.
+Each of those endpoints has one implementation in :mod:`.endpoints`, which takes the parsed
+form and the request headers and returns the whole answer. Two transports call it: the Flask
+routes (``views.py``), for every request, and :class:`DirectFirst`, a WSGI layer in front of
+Flask, for the requests that need nothing Flask gives: no query string and no cookies, and a
+POST with a form-encoded body (or, for UserInfo, a GET). It skips Flask's request and response
+objects, routing, cookie session and request hooks, and does itself what those hooks do for
+these requests: the request id, the security, cache and CORS headers, the access-log line, the
+metrics, the caller's address for the audit log (:func:`sso.web.hold_origin`) and the first
+delivery of the events the answer committed (:func:`sso.outbox.collect_committed`). An
+exception is answered by the app's own error handlers, as Flask would answer it.
+docs/performance.md tells what it saves; ``tests/oidc/test_direct.py`` holds both transports
+to the same answers.
 """
 
 from __future__ import annotations
@@ -23,64 +23,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from authlib.oauth2.rfc6749 import InvalidRequestError
-from flask import Flask, current_app
+from flask import Flask
 from werkzeug.datastructures import EnvironHeaders, MultiDict
 from werkzeug.wrappers import Response
 
 from .. import logs, metrics, outbox
-from ..extensions import db
 from ..web import HSTS, SECURITY_HEADERS, hold_origin, release_origin
 from . import endpoints
-from .server import NO_STORE, ProtocolRequest, check_single_auth_method, oauth_error
+from .server import CORS, CORS_ENDPOINTS, FORM, NO_STORE
 
-FORM = "application/x-www-form-urlencoded"
-CORS = ("Access-Control-Allow-Origin", "*")
 #: Path -> endpoint name, for the requests :class:`DirectFirst` may take.
 DIRECT = {"/token": "oidc.token", "/introspect": "oidc.introspect",
           "/userinfo": "oidc.userinfo"}
 #: The endpoints that take only form-encoded parameters (RFC 6749 §3.2, RFC 7662 §2.1).
 FORM_ONLY = frozenset({"oidc.token", "oidc.introspect"})
-#: The endpoints a browser app may call from any origin (they use no cookies).
-CORS_ENDPOINTS = frozenset({"oidc.token", "oidc.userinfo"})
 _NO_PARAMETERS: MultiDict[str, str] = MultiDict()
-
-
-def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
-                 headers: Mapping[str, str]) -> Response | None:
-    """Token-style endpoints take form-encoded bodies with each parameter once (RFC 6749 §3.2)
-    and one client authentication method (§2.3)."""
-    problem = None
-    if mimetype != FORM:
-        problem = "Send parameters as application/x-www-form-urlencoded."
-    elif has_query:
-        problem = "Send parameters in the request body, not the query string."
-    elif any(len(form.getlist(key)) > 1 for key in form):
-        problem = "A parameter is repeated."
-    elif any(len(value) > current_app.config["MAX_PARAM_LENGTH"] for value in form.values()):
-        problem = "A parameter is too long."
-    if problem is None:
-        try:
-            check_single_auth_method(ProtocolRequest("POST", None, headers, form, form))
-        except InvalidRequestError as error:
-            problem = str(error.description)
-    return None if problem is None else oauth_error(InvalidRequestError(problem))
-
-
-def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
-    """The token endpoint (RFC 6749 §3.2) for a form that passed :func:`form_refusal`."""
-    if not form.get("grant_type"):
-        return oauth_error(InvalidRequestError("Missing 'grant_type'."))
-    server = current_app.extensions["sso_authorization_server"]
-    response: Response = server.create_token_response(
-        ProtocolRequest("POST", None, headers, form, form))
-    # client_credentials with a cached client never opens a database session.
-    if db.session.registry.has():
-        if response.status_code == 200:
-            db.session.commit()
-        else:
-            db.session.rollback()
-    return response
 
 
 class DirectRequest:
@@ -99,7 +56,7 @@ class DirectRequest:
 
 #: Endpoint name -> its one implementation (the Flask views call the same functions).
 _ANSWERS: dict[str, Callable[[DirectRequest], Response]] = {
-    "oidc.token": lambda request: token(request.form, request.headers),
+    "oidc.token": lambda request: endpoints.token(request.form, request.headers),
     "oidc.introspect": lambda request: endpoints.introspection(request.form, request.headers),
     "oidc.userinfo": endpoints.userinfo,
 }
@@ -194,7 +151,7 @@ class DirectFirst:
         with self.app.app_context():
             committed, collecting = outbox.collect_committed()
             try:
-                refusal = (form_refusal(FORM, False, request.form, request.headers)
+                refusal = (endpoints.form_refusal(FORM, False, request.form, request.headers)
                            if endpoint in FORM_ONLY else None)
                 response = refusal or _ANSWERS[endpoint](request)
             finally:

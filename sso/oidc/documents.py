@@ -26,6 +26,7 @@ from werkzeug.http import parse_etags
 
 from .. import logs, metrics
 from ..web import HSTS, SECURITY_HEADERS
+from .server import CORS
 
 #: Path -> (endpoint name, seconds a cache may keep it).
 DOCUMENTS = {
@@ -33,7 +34,6 @@ DOCUMENTS = {
     "/.well-known/oauth-authorization-server": ("oidc.discovery", 3600),
     "/jwks.json": ("oidc.jwks", 300),
 }
-CORS = ("Access-Control-Allow-Origin", "*")
 _STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}
 
 

@@ -1,4 +1,6 @@
-"""UserInfo (OIDC Core §5.3), introspection (RFC 7662) and revocation (RFC 7009)."""
+"""The token endpoint (RFC 6749 §3.2), UserInfo (OIDC Core §5.3), introspection (RFC 7662)
+and revocation (RFC 7009). The token endpoint, UserInfo and introspection take the request's
+parameters and headers as arguments: both transports of :mod:`.direct` call them."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .grants import token_service
 from .keys import InvalidJWS
 from .models import Client
 from .server import (
+    FORM,
     NO_STORE,
     ProtocolRequest,
     check_single_auth_method,
@@ -31,6 +34,43 @@ from .server import (
 
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
+
+
+def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
+                 headers: Mapping[str, str]) -> Response | None:
+    """Token-style endpoints take form-encoded bodies with each parameter once (RFC 6749 §3.2)
+    and one client authentication method (§2.3)."""
+    problem = None
+    if mimetype != FORM:
+        problem = "Send parameters as application/x-www-form-urlencoded."
+    elif has_query:
+        problem = "Send parameters in the request body, not the query string."
+    elif any(len(form.getlist(key)) > 1 for key in form):
+        problem = "A parameter is repeated."
+    elif any(len(value) > current_app.config["MAX_PARAM_LENGTH"] for value in form.values()):
+        problem = "A parameter is too long."
+    if problem is None:
+        try:
+            check_single_auth_method(ProtocolRequest("POST", None, headers, form, form))
+        except InvalidRequestError as error:
+            problem = str(error.description)
+    return None if problem is None else oauth_error(InvalidRequestError(problem))
+
+
+def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
+    """The token endpoint (RFC 6749 §3.2) for a form that passed :func:`form_refusal`."""
+    if not form.get("grant_type"):
+        return oauth_error(InvalidRequestError("Missing 'grant_type'."))
+    server = current_app.extensions["sso_authorization_server"]
+    response: Response = server.create_token_response(
+        ProtocolRequest("POST", None, headers, form, form))
+    # client_credentials with a cached client never opens a database session.
+    if db.session.registry.has():
+        if response.status_code == 200:
+            db.session.commit()
+        else:
+            db.session.rollback()
+    return response
 
 
 def userinfo(request: Any = None) -> Response:

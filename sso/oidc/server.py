@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+FORM = "application/x-www-form-urlencoded"
+CORS = ("Access-Control-Allow-Origin", "*")
+#: Endpoints a single-page app calls from the browser; they use no cookies, so any origin may.
+CORS_ENDPOINTS = frozenset({"oidc.discovery", "oidc.jwks", "oidc.token", "oidc.userinfo",
+                            "oidc.revoke"})
 
 
 class Payload(OAuth2Payload):

@@ -11,14 +11,10 @@ from ..flow import pending as pending_flows
 from ..web import csrf_exempt, origin
 from . import authorize as authorize_module
 from . import consent as consent_module
-from . import direct, documents, endpoints, logout
-from .server import NO_STORE, query_client
+from . import documents, endpoints, logout
+from .server import CORS, CORS_ENDPOINTS, NO_STORE, query_client
 
 bp = Blueprint("oidc", __name__)
-
-CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
-#: Endpoints a single-page app calls from the browser; they use no cookies, so any origin may.
-CORS_ENDPOINTS = {"oidc.discovery", "oidc.jwks", "oidc.token", "oidc.userinfo", "oidc.revoke"}
 
 
 def _document(body: bytes) -> Response:
@@ -79,14 +75,14 @@ def consent() -> Response:
 
 
 def _form_only() -> Response | None:
-    return direct.form_refusal(request.mimetype, bool(request.args), request.form,
+    return endpoints.form_refusal(request.mimetype, bool(request.args), request.form,
                                request.headers)
 
 
 @bp.post("/token")
 @csrf_exempt
 def token() -> Response:
-    return _form_only() or direct.token(request.form, request.headers)
+    return _form_only() or endpoints.token(request.form, request.headers)
 
 
 @bp.post("/bc-authorize")
@@ -136,7 +132,7 @@ def _api_headers(response: Response) -> Response:
         for name, value in NO_STORE:
             response.headers.setdefault(name, value)
     if request.endpoint in CORS_ENDPOINTS:
-        response.headers.update(CORS_HEADERS)
+        response.headers.set(*CORS)
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "GET, POST"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"

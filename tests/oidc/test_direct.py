@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from sso.oidc import direct
+from sso.oidc import direct, endpoints
 from sso.oidc.direct import DirectFirst
-from tests.conftest import Flow, basic
+from tests.conftest import Flow, basic, paths_behind
 
 #: Keys of a token answer whose values are new on every request.
 FRESH = frozenset({"access_token"})
@@ -22,17 +22,7 @@ FRESH = frozenset({"access_token"})
 @pytest.fixture
 def through_flask(app: Flask, monkeypatch: Any) -> list[str]:
     """The paths the Flask app behind the layer is asked for."""
-    layer = app.wsgi_app
-    while not isinstance(layer, DirectFirst):
-        layer = layer.wsgi_app  # type: ignore[attr-defined]
-    behind, seen = layer.wsgi_app, []
-
-    def recording(environ: dict[str, Any], start_response: Any) -> Any:
-        seen.append(environ["PATH_INFO"])
-        return behind(environ, start_response)
-
-    monkeypatch.setattr(layer, "wsgi_app", recording)
-    return seen
+    return paths_behind(app, DirectFirst, monkeypatch)
 
 
 def _shape(response: Any, fresh: frozenset[str] = FRESH) -> tuple[int, list[tuple[str, str]], Any]:
@@ -238,7 +228,7 @@ def test_a_failure_is_answered_by_the_apps_error_handlers(
         raise failure()
 
     monkeypatch.setitem(direct._ANSWERS, "oidc.token", failing)
-    monkeypatch.setattr(direct, "token", failing)  # what the Flask route calls
+    monkeypatch.setattr(endpoints, "token", failing)  # what the Flask route calls
     request = {"data": {"grant_type": "client_credentials"}, "headers": basic(service)}
     fast = app.test_client().post("/token", **request)
     with_cookie = app.test_client()

@@ -11,23 +11,9 @@ import pytest
 from flask import Flask
 
 from sso.oidc.documents import DOCUMENTS, DocumentsFirst
+from tests.conftest import paths_behind
 
 PATHS = sorted(DOCUMENTS)
-
-
-def _fast_path_calls(app: Flask, monkeypatch: Any) -> list[str]:
-    """Record the paths the Flask app behind the layer is asked for."""
-    layer = app.wsgi_app
-    while not isinstance(layer, DocumentsFirst):
-        layer = layer.wsgi_app  # type: ignore[attr-defined]
-    behind, seen = layer.wsgi_app, []
-
-    def recording(environ: dict[str, Any], start_response: Any) -> Any:
-        seen.append(environ["PATH_INFO"])
-        return behind(environ, start_response)
-
-    monkeypatch.setattr(layer, "wsgi_app", recording)
-    return seen
 
 
 def _shape(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -38,7 +24,7 @@ def _shape(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 @pytest.mark.parametrize("path", PATHS)
 def test_the_bare_request_and_the_flask_route_answer_alike(app: Flask, path: str,
                                                           monkeypatch: Any) -> None:
-    through_flask = _fast_path_calls(app, monkeypatch)
+    through_flask = paths_behind(app, DocumentsFirst, monkeypatch)
     bare = app.test_client()
     with_cookie = app.test_client()
     with_cookie.set_cookie("theme", "dark")
@@ -75,7 +61,7 @@ def test_the_bare_request_is_logged_counted_and_keeps_the_request_id(
     caplog.handler.addFilter(RequestIdFilter())  # as the server's log handler has it
 
     path = "/.well-known/openid-configuration"
-    through_flask = _fast_path_calls(app, monkeypatch)
+    through_flask = paths_behind(app, DocumentsFirst, monkeypatch)
     before = REQUESTS.labels("oidc.discovery", "2xx")._value.get()
     with caplog.at_level(logging.INFO, logger="sso.access"):
         response = app.test_client().get(path, headers={"X-Request-Id": "lb-1234"})
@@ -90,7 +76,7 @@ def test_the_bare_request_is_logged_counted_and_keeps_the_request_id(
 
 
 def test_a_query_string_or_a_post_goes_to_flask(app: Flask, monkeypatch: Any) -> None:
-    through_flask = _fast_path_calls(app, monkeypatch)
+    through_flask = paths_behind(app, DocumentsFirst, monkeypatch)
     client = app.test_client()
     assert client.get("/.well-known/openid-configuration?x=%00").status_code == 400
     assert client.post("/jwks.json").status_code == 405
@@ -104,7 +90,7 @@ def test_a_rotation_reaches_the_bare_request_after_the_check_interval(
     app.config["KEYS_CHECK_INTERVAL"] = 0.0
     keys = app.extensions["sso_keys"]
     keys.check_interval = 0.0
-    through_flask = _fast_path_calls(app, monkeypatch)
+    through_flask = paths_behind(app, DocumentsFirst, monkeypatch)
     client = app.test_client()
     before = client.get("/jwks.json").get_json()
     with app.app_context():
