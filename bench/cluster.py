@@ -1,6 +1,6 @@
 """Benchmark the provider as a cluster: nodes behind HAProxy, and the failover gaps.
 
-Three provider nodes (``sso serve``: gunicorn with gevent workers, the production command)
+Three provider nodes (``sso serve``: granian, the production command)
 share one PostgreSQL database and one Redis of their own; HAProxy (Debian's, the configuration
 of tests/cluster/harness.py) balances over the first 1, 2 or 3 of them. For each size wrk runs
 ``client_credentials`` and the signed-in code flow (bench/lua) through HAProxy, and the CPU
@@ -341,7 +341,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds before each run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per node")
+    parser.add_argument("--workers", type=int, default=1, help="server workers per node")
     parser.add_argument("--sizes", default="1,2,3", help="numbers of nodes behind HAProxy")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--sentinel-down-after", default="1000,3000",

@@ -5,7 +5,7 @@
 
 The server runs as ``make bench`` runs it (``sso serve --workers 1``, a fresh seeded database,
 a redis-server of its own), and for each workload ``py-spy record --subprocesses`` samples
-the gunicorn worker for ``--duration`` seconds while wrk sends the workload. Files go to
+the server's worker for ``--duration`` seconds while wrk sends the workload. Files go to
 ``--out`` (default ``profiles/``): ``<database>-<workload>.speedscope.json`` (open at
 speedscope.app or in any speedscope viewer) or ``.svg`` with ``--format flamegraph``. Needs
 py-spy (in the dev extras) and root or ptrace permission.

@@ -1,6 +1,6 @@
-"""The stack floor: a bare Flask route under the same gunicorn + gevent command.
+"""The stack floor: a bare Flask route under the same server command as the provider.
 
-``gunicorn -k gevent bench.floor:app``; what no endpoint of the provider can beat.
+(``sso.serving.command`` with ``bench.floor:app``); what no endpoint of the provider can beat.
 """
 
 from flask import Flask

@@ -1,7 +1,7 @@
 """Operations figures: what a /metrics scrape costs, and how soon every node serves the JWKS of
 a rotation done elsewhere.
 
-Starts two providers with their production command (``sso serve``, gunicorn and gevent, two
+Starts two providers with their production command (``sso serve``: granian, two
 workers each) on loopback, sharing one database (SQLite file, or ``--database``) and the Redis
 of ``SSO_REDIS_URL`` (default 127.0.0.1:6379) under a prefix of their own. Then:
 

@@ -1,5 +1,5 @@
-"""Scan to sign in under load, on the production server command (``sso serve``: gunicorn with
-gevent workers).
+"""Scan to sign in under load, on the production server command (``sso serve``: granian, a
+thread per waiting desktop).
 
 Measures, against a fresh provider on a free port with a throwaway database (PostgreSQL as in
 production when the local server answers, else SQLite):

@@ -1,10 +1,10 @@
 """Benchmark the provider against panva's oidc-provider, per core, with wrk.
 
-Our provider runs under the production server command (``sso serve``: gunicorn, one gevent
-worker) pinned to one core; wrk runs pinned to the other. Each workload runs for a fixed time
+Our provider runs under the production server command (``sso serve``: granian, one worker)
+pinned to one core; wrk runs pinned to the other. Each workload runs for a fixed time
 after a warm-up, then the same workloads run against the reference provider (installed from
 npm into ``~/.cache/sso-bench/reference``) and against a bare Flask route under the same
-gunicorn command (the stack floor). See bench/README.md.
+server command (the stack floor). See bench/README.md.
 
     make bench BENCH_ARGS="--duration 10 --json"
 """
@@ -255,8 +255,8 @@ def postgres_database(tag: str) -> Iterator[tuple[str, Any]]:
 
 @contextmanager
 def our_provider(args: argparse.Namespace, workdir: Path, database: str) -> Iterator[Target]:
-    """Seed a fresh database, then run ``sso serve --workers 1`` (gunicorn + gevent), with a
-    Redis of its own."""
+    """Seed a fresh database, then run ``sso serve --workers 1`` (granian), with a Redis of its
+    own; ``--server gunicorn`` runs the server before it (gunicorn + gevent) instead."""
     with ExitStack() as stack:
         backends = None
         tag = database.split(":")[0].split("+")[0]
@@ -287,8 +287,8 @@ def our_provider(args: argparse.Namespace, workdir: Path, database: str) -> Iter
         sso = str(Path(sys.executable).parent / "sso")
         command = pinned(args.server_cpu, [sso, "serve", "--host", "127.0.0.1",
                                            "--port", str(port), "--workers", "1"])
-        if args.server == "granian":
-            command = pinned(args.server_cpu, granian(port, "sso:create_app", factory=True))
+        if args.server == "gunicorn":
+            command = pinned(args.server_cpu, gunicorn(port, "sso.wsgi:app"))
         base = f"http://127.0.0.1:{port}"
         process = stack.enter_context(running(command, env,
                                               base + "/.well-known/openid-configuration",
@@ -359,26 +359,21 @@ def reference_provider(args: argparse.Namespace, workdir: Path,
         yield target
 
 
-def granian(port: int, target: str, factory: bool = False) -> list[str]:
-    """granian's WSGI server with one worker (``--server granian``: a measurement only; the
-    production server stays gunicorn + gevent, which the QR waiters need)."""
-    binary = shutil.which("granian") or str(Path(sys.executable).with_name("granian"))
-    if not Path(binary).exists():
-        sys.exit("granian is missing: pip install granian")
-    return [binary, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--no-access-log", *(["--factory"] if factory else []), target]
+def gunicorn(port: int, target: str) -> list[str]:
+    """gunicorn with one gevent worker: the production server before granian, to compare."""
+    return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1",
+            "--bind", f"127.0.0.1:{port}", "--worker-connections", "20000", target]
 
 
 @contextmanager
 def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
     port = free_port()
-    gunicorn = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1",
-                "--bind", f"127.0.0.1:{port}", "--worker-connections", "20000",
-                "bench.floor:app"]
-    if args.server == "granian":
-        gunicorn = granian(port, "bench.floor:app")
+    from sso import serving
+
+    command = (gunicorn(port, "bench.floor:app") if args.server == "gunicorn" else
+               serving.command("127.0.0.1", port, 1, serving.THREADS, target="bench.floor:app"))
     base = f"http://127.0.0.1:{port}"
-    with running(pinned(args.server_cpu, gunicorn), dict(os.environ), base + "/",
+    with running(pinned(args.server_cpu, command), dict(os.environ), base + "/",
                  workdir / "floor.log") as process:
         yield Target(pgid=process.pid, name="floor", base_url=base, paths={"hello": "/"},
                      client_id="", client_secret="", cookie="")
@@ -537,9 +532,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--targets", default="ours,reference,reference-redis,floor",
                         help="comma-separated, from ours, reference (in-memory adapter), "
                              "reference-redis (its Redis adapter, durable), floor")
-    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn",
-                        help="our server and the floor's: sso serve (gunicorn + gevent, the "
-                             "production server) or granian (to compare)")
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian",
+                        help="our server and the floor's: sso serve (granian, the production "
+                             "server) or gunicorn + gevent (the one before it, to compare)")
     parser.add_argument("--server-cpu", default="0", help="core for the server ('' = any)")
     parser.add_argument("--load-cpu", default="1", help="core for wrk ('' = any)")
     parser.add_argument("--repeat", type=int, default=1,

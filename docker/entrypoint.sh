@@ -1,6 +1,7 @@
 #!/bin/sh
-# Migrate, make sure keys exist, then hand the process over to gunicorn.
+# Migrate, make sure keys exist, then hand the process over to the server (granian).
 set -e
 sso db upgrade
 sso keys generate
-exec gunicorn --config /app/gunicorn.conf.py sso.wsgi:app
+exec sso serve --host "${SSO_HOST:-0.0.0.0}" --port "${SSO_PORT:-5000}" \
+    --workers "${SSO_WORKERS:-$(nproc)}" --threads "${SSO_THREADS:-20000}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -187,23 +186,22 @@ def db_revision(message: str) -> None:
 # Serving.
 
 
-def _gunicorn_has_control_socket() -> bool:
-    """gunicorn 25.1 added a control socket at ~/.gunicorn/gunicorn.ctl, on by default."""
-    try:
-        import gunicorn  # noqa: PLC0415
-    except ImportError:
-        raise click.ClickException(
-            "sso serve needs gunicorn and gevent: pip install 'sso[server]'") from None
-    return tuple(gunicorn.version_info[:2]) >= (25, 1)
-
-
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int,
-              help="gunicorn worker processes (each a gevent loop holding many connections).")
-def serve_command(host: str, port: int, workers: int) -> None:
-    """Run the provider under gunicorn with gevent workers (the production server)."""
+              help="Worker processes (one per core the server may use).")
+@click.option("--threads", default=20000, show_default=True, type=int,  # serving.THREADS
+              help="Requests one worker answers at once, each waiting QR desktop included.")
+def serve_command(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the provider under granian (the production server, sso/serving.py)."""
+    try:
+        import granian  # noqa: F401, PLC0415
+    except ImportError:
+        raise click.ClickException(
+            "sso serve needs granian: pip install 'sso[server]'") from None
+    from . import serving  # noqa: PLC0415
+
     # Checked here, so a refusal is one line rather than a traceback from every worker.
     settings = load_settings()
     if settings["REDIS_EMBEDDED"]:
@@ -212,19 +210,6 @@ def serve_command(host: str, port: int, workers: int) -> None:
 
         # The workers find it through the environment; they start nothing themselves.
         os.environ["SSO_REDIS_URL"] = ensure_redis(str(instance_path()))
-    args = [
-        sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
-        "--workers", str(workers), "--bind", f"{host}:{port}",
-        "--worker-connections", "20000", "--graceful-timeout", "5",
-        # The access log leaves out the load balancer's health probes.
-        "--logger-class", "sso.serverlog.AccessLog",
-        # The workers' shared metrics folder (PROMETHEUS_MULTIPROC_DIR) and its hooks.
-        "--config", "python:sso.gunicorn_hooks",
-    ]
-    if _gunicorn_has_control_socket():
-        # Unused here, and one fixed path per OS user: two servers on one host would fight over it.
-        args.append("--no-control-socket")
-    if access_log := os.environ.get("SSO_ACCESS_LOG"):
-        args += ["--access-logfile", access_log]
-    args.append("sso.wsgi:app")
-    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+    serving.prepare_metrics_folder(port)
+    args = serving.command(host, port, workers, threads)
+    os.execv(args[0], args)  # noqa: S606 - replaces this process with granian

@@ -183,8 +183,8 @@ class DefaultConfig:
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = 0
     #: Where those proxies connect from (CIDRs): X-Forwarded-* from any other peer is dropped,
-    #: so a port published directly cannot forge the client's address. Unset: the addresses
-    #: gunicorn trusts (SSO_FORWARDED_ALLOW_IPS), else loopback.
+    #: so a port published directly cannot forge the client's address. Unset:
+    #: SSO_FORWARDED_ALLOW_IPS, else loopback.
     TRUSTED_PROXY_NETWORKS: str | None = None
 
     # Operations (docs/operations.md): logs and Prometheus metrics.
@@ -192,6 +192,8 @@ class DefaultConfig:
     LOG_FORMAT: str | None = None
     #: Unset: INFO in production (an access line per request), WARNING in development.
     LOG_LEVEL: str | None = None
+    #: A file the access lines go to instead of stderr (in LOG_FORMAT, whatever LOG_LEVEL).
+    ACCESS_LOG: str | None = None
     #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
     METRICS_TOKEN: str | None = None
     #: Networks that may read /metrics without the token (comma-separated).

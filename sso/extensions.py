@@ -30,7 +30,7 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL and a busy timeout let gunicorn workers share one SQLite file; FKs are on."""
+    """WAL and a busy timeout let the server's workers share one SQLite file; FKs are on."""
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")

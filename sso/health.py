@@ -10,7 +10,7 @@
 
 Both are cheap enough to be polled every second: one ``SELECT`` of the Alembic revision, one
 ``PING``, keys from memory. Neither writes an audit row, reads the session cookie or sets
-one, and the gunicorn access log leaves them out (:mod:`sso.serverlog`). A database schema
+one, and the access log leaves them out (:data:`sso.logs.QUIET_PATHS`). A database schema
 *ahead* of this code (a newer release migrated it during a rolling upgrade) is ready: the
 migrations are additive, so the old nodes keep serving until they are replaced.
 """
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
-#: The paths a load balancer polls; :mod:`sso.serverlog` leaves them out of the access log.
+#: The paths a load balancer polls.
 PATHS = frozenset({"/healthz", "/readyz"})
 _HEADS = "sso_health_heads"
 

@@ -82,7 +82,24 @@ def configure_for(app: Flask) -> logging.Handler:
     commands keep Python's default (warnings and errors, as text), and tests pytest's."""
     level = app.config.get("LOG_LEVEL") or (
         "WARNING" if app.config["ENV"] == "development" else "INFO")
-    return configure(app.config["LOG_FORMAT"], str(level).upper())
+    handler = configure(app.config["LOG_FORMAT"], str(level).upper())
+    if app.config.get("ACCESS_LOG"):
+        log_access_to(app.config["ACCESS_LOG"], app.config["LOG_FORMAT"])
+    return handler
+
+
+def log_access_to(path: str, log_format: str) -> None:
+    """Write the access lines to the file ``path`` only (SSO_ACCESS_LOG)."""
+    if any(getattr(handler, "_sso", False) for handler in access_log.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler._sso = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         logging.Formatter(TEXT_FORMAT))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
 
 
 def configure(log_format: str, level: str = "INFO") -> logging.Handler:

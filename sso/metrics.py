@@ -1,8 +1,8 @@
 """Prometheus metrics at ``/metrics``.
 
-Counters and histograms live in this module's own registry. Under gunicorn each worker is a
-process of its own: the server start code (``sso serve``, ``docker/gunicorn.conf.py``, through
-:mod:`sso.gunicorn_hooks`) sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker imports this
+Counters and histograms live in this module's own registry. Under granian each worker is a
+process of its own: ``sso serve`` (:func:`sso.serving.prepare_metrics_folder`) sets
+``PROMETHEUS_MULTIPROC_DIR`` before any worker imports this
 module, so every worker writes its values to files there and a scrape on any worker adds up all
 of them (``prometheus_client``'s multiprocess mode). Values that the database holds (the outbox
 backlog) are read at scrape time instead.

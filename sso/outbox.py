@@ -375,8 +375,8 @@ def init_app(app: Flask) -> None:
     loop = DeliveryLoop(app)
     app.extensions["sso_outbox"] = loop
     if app.config.get("OUTBOX_DELIVERY", not app.config["TESTING"]):
-        # Started on the first request, so that it runs in the worker (after gunicorn forks
-        # and gevent patches threading), not in the master process.
+        # Started on the first request, so that it runs in the worker (after the server
+        # forks it), not in the master process.
         app.before_request(lambda: loop.start())
         # The requests answered in front of Flask (sso.oidc.direct) start it too.
         app.extensions["sso_outbox_autostart"] = loop.start

@@ -1,9 +1,9 @@
 """The pub/sub broker: one Redis subscription per worker process, fanned out in-process.
 
 Each worker holds a single pattern subscription to every QR channel (``{prefix}qr:ev:*``) in a
-background thread (a greenlet under gunicorn's gevent workers), and hands each message to the
-queues of that worker's requests waiting on that QR id. A waiting desktop therefore costs a
-queue, not a Redis connection.
+background thread, and hands each message to the queues of that worker's requests waiting on
+that QR id. A waiting desktop therefore costs a queue (and the server's thread that waits on
+it), not a Redis connection.
 
 No message is ever the only copy of the truth: a waiter registers its queue, then reads the
 state from Redis, so an event published before it started waiting is not lost. When the
@@ -11,8 +11,8 @@ subscription breaks (Redis restarted or unreachable, or under Sentinel the maste
 failover) it subscribes again, on the new master, and every waiter is told to read the state
 again; a key that vanished with a restarted Redis reads as ``expired``, an unreachable Redis
 ends the wait with ``expired`` too, so a desktop never hangs. On a graceful worker shutdown
-(SIGTERM) the open streams end with an SSE ``retry:`` hint and the browsers reconnect to
-another worker.
+(SIGTERM, through :func:`sso.serving.on_worker_stop`) the open streams end with an SSE
+``retry:`` hint and the browsers reconnect to another worker.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import logging
 import os
 import queue
 import random
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -127,25 +126,8 @@ class Broker:
             self.closing = False
             self.connected.clear()
             threading.Thread(target=self._run, name="qr-broker", daemon=True).start()
-        self._hook_sigterm()
         # Give a fresh subscription a moment, so the first waiters need not poll.
         self.connected.wait(1.0)
-
-    def _hook_sigterm(self) -> None:
-        """Chain onto the SIGTERM handler of a server that has one (gunicorn's worker), so a
-        graceful stop first ends this worker's streams; leave other processes alone."""
-        try:
-            previous = signal.getsignal(signal.SIGTERM)
-            if not callable(previous):
-                return
-
-            def on_sigterm(signum: int, frame: Any) -> None:
-                self.shutdown()
-                previous(signum, frame)
-
-            signal.signal(signal.SIGTERM, on_sigterm)
-        except ValueError:
-            pass  # not the main thread (a threaded development server): nothing to hook
 
     def _run(self) -> None:
         backoff = 0.1

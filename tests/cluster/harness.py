@@ -1,10 +1,10 @@
 """Real processes for the cluster tests and bench/cluster.py: provider nodes, HAProxy, Redis.
 
 Everything listens on loopback ports picked free at start and is stopped by its own process
-id (a node by its process group: the gunicorn master and its worker). Nothing here touches the
+id (a node by its process group: the server's master and its worker). Nothing here touches the
 shared PostgreSQL or Redis beyond a database and a key prefix of its own.
 
-* :class:`Node`: ``sso serve`` (gunicorn with gevent workers, the production server command).
+* :class:`Node`: ``sso serve`` (granian, the production server command).
 * :class:`HAProxy`: Debian's ``haproxy`` with a generated configuration: round robin over the
   nodes, an active health check of ``/readyz`` every 500 ms with a 2 s timeout (out after 2
   failures, back after 2 successes), requests that cannot connect re-dispatched to another
@@ -244,7 +244,7 @@ def seed(env: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class Node:
-    """One provider node: ``sso serve`` (gunicorn, gevent workers) on a loopback port."""
+    """One provider node: ``sso serve`` (granian) on a loopback port."""
 
     name: str
     env: dict[str, str]
@@ -285,7 +285,7 @@ class Node:
         return self
 
     def pids(self) -> list[int]:
-        """The gunicorn master and its workers (the process group)."""
+        """The server's master and its workers (the process group)."""
         if self.process is None:
             return []
         found = []

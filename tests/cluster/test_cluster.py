@@ -1,6 +1,6 @@
 """Three stateless nodes behind HAProxy share everything through PostgreSQL and Redis.
 
-Each node is the production server (``sso serve``: gunicorn with a gevent worker); HAProxy
+Each node is the production server (``sso serve``: granian, one worker); HAProxy
 (Debian's) balances over them and checks ``/readyz``. Requests go through HAProxy, pinned to a
 node where the test needs one (``X-SSO-Node``), and each answer names the node that served it
 (``X-SSO-Served-By``), so a step that only works when the nodes share their state is seen to

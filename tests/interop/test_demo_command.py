@@ -1,5 +1,5 @@
 """``sso demo`` (what ``make run`` starts) end to end: it sets up an empty instance, serves the
-provider under gunicorn and the three demo apps, a sign-in through the apps without an MFA
+provider (`sso serve`) and the three demo apps, a sign-in through the apps without an MFA
 policy works with single sign-on between them, ERP leads to MFA enrolment, and SIGTERM stops
 every process it started (no orphans), including the embedded Redis."""
 
@@ -152,7 +152,7 @@ def test_sso_demo_serves_signs_in_and_stops_cleanly(
     # The embedded Redis daemonizes (it is no child), so it is found through its pid file.
     redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())
     assert _alive(redis_pid)
-    assert len(started) >= 5, started  # gunicorn master and worker, three apps
+    assert len(started) >= 5, started  # the server's master and worker, three apps
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     deadline = time.monotonic() + 10

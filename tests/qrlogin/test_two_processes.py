@@ -1,4 +1,4 @@
-"""Two provider processes (the production server: gunicorn with gevent workers) on two ports,
+"""Two provider processes (the production server, `sso serve`) on two ports,
 sharing one Redis and one database: the desktop waits on one, the phone approves on the other.
 Then the desktop's worker is stopped and its open stream ends with a retry hint."""
 
