@@ -173,13 +173,13 @@ class SQLiteWriteGate:
     """One writer at a time per process, queued in Python, on a SQLite engine.
 
     SQLite lets one connection write at a time; another writer waits in SQLite's busy
-    handler, which sleeps in C. Under gevent every request of a worker shares one thread, so
-    that sleep stops the whole worker, including the request that holds the lock and waits
-    on Redis or the network before it commits: nobody moves until the busy timeout fails the
-    second writer (seen as 5 s stalls and errors in the code flow under load). Here a writer
-    first takes a lock that gevent makes cooperative, held from its first write to its commit
-    or rollback, so the others wait as greenlets and the holder finishes. Other processes
-    still meet at SQLite's own lock, where the operating system keeps the holder running.
+    handler, which sleeps in C and retries. Here a writer first takes a lock in Python, held
+    from its first write to its commit or rollback, so the others queue in order and the
+    holder finishes; under gevent (the server before granian), where every request of a
+    worker shares one thread, the busy handler's sleep stopped the whole worker, the holder
+    included, until the busy timeout failed the second writer (5 s stalls and errors in the
+    code flow under load). Other processes still meet at SQLite's own lock, where the
+    operating system keeps the holder running.
     """
 
     def __init__(self, wait: float) -> None:

@@ -247,23 +247,29 @@ def wake(lane: str) -> None:
 
 
 class DeliveryLoop:
-    """One daemon thread (a greenlet under gevent) per lane and process that drains the
-    outbox: mail and SMS in one, events to apps in the other."""
+    """One daemon thread per lane and process that drains the outbox: mail and SMS in one,
+    events to apps in the other."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.threads: dict[str, threading.Thread] = {}
         self.stopping = threading.Event()
+        # The server answers requests on many threads at once: one starts a lane's thread.
+        self._starting = threading.Lock()
 
     def start(self) -> None:
         tasks = self.app.extensions.get(_TASKS, {})
-        for lane in (*LANES, *(lane for lane in TASK_LANES if tasks.get(lane))):
-            thread = self.threads.get(lane)
-            if thread is None or not thread.is_alive():
-                thread = threading.Thread(target=self._run, args=(lane, LANES.get(lane)),
-                                          name=f"sso-outbox-{lane}", daemon=True)
-                self.threads[lane] = thread
-                thread.start()
+        lanes = (*LANES, *(lane for lane in TASK_LANES if tasks.get(lane)))
+        if all(lane in self.threads and self.threads[lane].is_alive() for lane in lanes):
+            return
+        with self._starting:
+            for lane in lanes:
+                thread = self.threads.get(lane)
+                if thread is None or not thread.is_alive():
+                    thread = threading.Thread(target=self._run, args=(lane, LANES.get(lane)),
+                                              name=f"sso-outbox-{lane}", daemon=True)
+                    self.threads[lane] = thread
+                    thread.start()
 
     def _run(self, lane: str, channels: tuple[str, ...] | None) -> None:
         wake = _wakes[lane]

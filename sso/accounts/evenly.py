@@ -5,8 +5,8 @@ activation link, the activation and reset codes) do different work for a known a
 unknown name: a token and a mail for one, nothing for the other. Each path does the same
 checks (the password policy and a hash where a password is given), and the answer is held
 until ``SSO_EVEN_ANSWER_SECONDS`` after the request began, so the time an answer takes says
-nothing but the floor (bench/enumeration.py measures it). The wait is a sleep: under gevent
-it costs a worker nothing.
+nothing but the floor (bench/enumeration.py measures it). The wait is a sleep: it holds one of
+the server's threads, not the CPU.
 """
 
 from __future__ import annotations

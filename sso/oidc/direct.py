@@ -101,6 +101,9 @@ class DirectFirst:
         # What Flask's after-request hooks give these endpoints' answers, errors included.
         self.headers = [*NO_STORE, *SECURITY_HEADERS,
                         *([HSTS] if app.config["SESSION_COOKIE_SECURE"] else [])]
+        # Headers whose value this layer sets, whatever the answer had.
+        self.replaced = frozenset({logs.HEADER.lower()})
+        self.cors_replaced = self.replaced | {CORS[0].lower()}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         endpoint = DIRECT.get(environ.get("PATH_INFO", ""))
@@ -126,13 +129,9 @@ class DirectFirst:
             except Exception as error:  # noqa: BLE001 - answered by the app's error handlers
                 response = self._failure(environ, error)
             status = response.status_code
-            headers = response.headers
-            for name, value in self.headers:
-                headers.setdefault(name, value)
-            if endpoint in CORS_ENDPOINTS:
-                headers.set(*CORS)
-            headers[logs.HEADER] = request_id
-            start_response(response.status, response.get_wsgi_headers(environ).to_wsgi_list())
+            content = response.get_data()
+            start_response(response.status,
+                           self._headers(response, endpoint, request_id, len(content)))
             logs.access(method, environ["PATH_INFO"], status, started,
                         environ.get("REMOTE_ADDR"))
         finally:
@@ -142,7 +141,25 @@ class DirectFirst:
         if endpoint == "oidc.token" and status == 200:
             grant = form.get("grant_type", "")
             metrics.TOKENS.labels(grant if grant in metrics.GRANT_TYPES else "other").inc()
-        return [response.get_data()]
+        return [content]
+
+    def _headers(self, response: Response, endpoint: str, request_id: str, length: int
+                 ) -> list[tuple[str, str]]:
+        """The answer's headers, plus what Flask's after-request hooks and Werkzeug's
+        ``get_wsgi_headers`` would add: the defaults where the answer has none, CORS on the
+        endpoints that allow it, the request id, the length of the body. (These answers are
+        never a redirect nor a 204 or 304.)"""
+        replaced = self.cors_replaced if endpoint in CORS_ENDPOINTS else self.replaced
+        headers = [(name, value) for name, value in response.headers.items()
+                   if name.lower() not in replaced]
+        present = {name.lower() for name, _ in headers}
+        headers += [pair for pair in self.headers if pair[0].lower() not in present]
+        if "content-length" not in present:
+            headers.append(("Content-Length", str(length)))
+        if endpoint in CORS_ENDPOINTS:
+            headers.append(CORS)
+        headers.append((logs.HEADER, request_id))
+        return headers
 
     def _answer(self, endpoint: str, request: DirectRequest) -> Response:
         autostart = self.app.extensions.get("sso_outbox_autostart")

@@ -11,6 +11,7 @@ The ``kid`` is the key's RFC 7638 thumbprint.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -191,9 +192,14 @@ def _json_segment(value: dict[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+@functools.lru_cache(maxsize=64)
+def _header_segment(alg: str, kid: str, typ: str) -> str:
+    return _json_segment({"alg": alg, "kid": kid, "typ": typ})
+
+
 def encode_jws(key: SigningKey, claims: dict[str, Any], typ: str = "JWT") -> str:
-    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
-    signing_input = f"{_json_segment(header)}.{_json_segment(claims)}".encode("ascii")
+    signing_input = f"{_header_segment(key.alg, key.kid, typ)}.{_json_segment(claims)}".encode(
+        "ascii")
     return signing_input.decode("ascii") + "." + b64url(key.sign(signing_input))
 
 

@@ -104,11 +104,10 @@ class AuthorizationServer(FlaskAuthorizationServer):
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
         if isinstance(payload, dict):
             payload = json.dumps(payload)
-        response = Response(payload, status=status_code, headers=headers)
         if status_code != 302:
-            for name, value in NO_STORE:
-                response.headers.setdefault(name, value)
-        return response
+            named = {name.lower() for name, _ in headers}
+            headers = [*headers, *(pair for pair in NO_STORE if pair[0].lower() not in named)]
+        return Response(payload, status=status_code, headers=headers)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Authlib's blinker signals are not used; the audit log records what matters."""

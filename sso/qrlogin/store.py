@@ -180,7 +180,7 @@ class QRStore:
 
     @property
     def client(self) -> redis.Redis:
-        """A bounded pool of its own: thousands of waiting desktops in one gevent worker share
+        """A bounded pool of its own: thousands of waiting desktops in one worker share
         a few connections (a burst waits for a free one instead of opening hundreds), and a
         dropped connection is retried before the feature is declared unavailable."""
         if self._client is None:
