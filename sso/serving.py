@@ -45,7 +45,8 @@ def command(host: str, port: int, workers: int, threads: int = THREADS,
         # starts them as needed. backpressure bounds the requests in the app to the same.
         "--blocking-threads", str(threads), "--backpressure", str(threads),
         "--no-ws", "--workers-kill-timeout", str(STOP_TIMEOUT),
-        "--respawn-failed-workers", "--log-level", "warning",
+        # granian warns at start that many threads "seem quite high": they are meant.
+        "--respawn-failed-workers", "--log-level", "error",
         target,
     ]
 
