@@ -78,3 +78,41 @@ def test_development_mail_is_held_and_shown_on_the_dev_outbox(app: Any, client: 
     assert "bob@example.com" in page and 'href="https://sso.test/x"' in page
     listed = client.get("/dev/outbox?format=json&to=bob@example.com").get_json()
     assert listed[0]["subject"] == "Hello"
+
+
+class _SlowLanes(dict):  # type: ignore[type-arg]
+    """A lane table that answers slowly, so that concurrent starts meet inside ``start``."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        threading.Event().wait(0.02)
+        return super().get(key, default)
+
+
+def test_requests_on_many_threads_start_each_lane_once(app: Any) -> None:
+    """The server answers on many threads at once, and each request starts the loop."""
+    loop = outbox.DeliveryLoop(app)
+    loop.threads = _SlowLanes()
+    started: list[str] = []
+    counting = threading.Lock()
+    run = loop._run
+
+    def counted(lane: str, channels: Any) -> None:
+        with counting:
+            started.append(lane)
+        run(lane, channels)
+
+    loop._run = counted  # type: ignore[method-assign]
+    callers = [threading.Thread(target=loop.start) for _ in range(8)]
+    try:
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(10)
+        threading.Event().wait(0.2)
+        assert sorted(started) == sorted(set(started)) and set(started) == set(loop.threads)
+    finally:
+        loop.stopping.set()
+        for wake in outbox._wakes.values():
+            wake.set()
+        for thread in list(loop.threads.values()):
+            thread.join(10)
