@@ -239,9 +239,9 @@ class DefaultConfig:
     #: PostgreSQL: a pooled connection idle this long is checked before use (0: always).
     DB_PING_IDLE = 1
     #: PostgreSQL: connections each worker keeps open, and how many more it may open for a
-    #: burst (each closed again on its return). Kept, not reopened: under gevent one worker
-    #: serves many requests at once, and a burst above the kept ones used to open and close a
-    #: connection per request.
+    #: burst (each closed again on its return). Kept, not reopened: one worker serves many
+    #: requests at once (a thread each), and a burst above the kept ones used to open and
+    #: close a connection per request.
     DB_POOL_SIZE = 15
     DB_MAX_OVERFLOW = 0
     DB_LOCK_TIMEOUT = 5
