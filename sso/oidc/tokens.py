@@ -339,8 +339,11 @@ def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
     import json  # noqa: PLC0415
 
     sealed = _successor_cipher().encrypt(json.dumps(answer).encode()).decode()
-    db.session.connection().execute(
-        _REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == row_id).values(successor=sealed))
+    db.session.connection().execute(_SEAL_SUCCESSOR, {"row_id": row_id, "sealed": sealed})
+
+
+_SEAL_SUCCESSOR = (_REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == bindparam("row_id"))
+                   .values(successor=bindparam("sealed")))
 
 
 def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, Any] | None:
@@ -362,9 +365,11 @@ def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, 
 
 def store_refresh_token(row: RefreshToken) -> None:
     """Insert a new refresh token with a plain INSERT, skipping the ORM's unit of work."""
-    table = RefreshToken.__table__
-    values = {c.name: getattr(row, c.key) for c in table.columns if c.name != "id"}
-    db.session.connection().execute(table.insert(), values)
+    values = {c.name: getattr(row, c.key) for c in _REFRESH_TABLE.columns if c.name != "id"}
+    db.session.connection().execute(_INSERT_REFRESH, values)
+
+
+_INSERT_REFRESH = _REFRESH_TABLE.insert()
 
 
 _SESSION_STATE = select(SSOSession.ended_at, SSOSession.expires_at).where(
