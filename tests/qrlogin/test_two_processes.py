@@ -18,13 +18,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import redis as redis_lib
 import requests
 
 from sso import create_app, migrate
+from tests.browser import read_qr, sign_in_with_password
 from tests.conftest import PASSWORD, free_port, pkce_pair
 
 pytestmark = pytest.mark.slow
@@ -179,6 +180,52 @@ def test_desktop_on_one_process_phone_on_the_other(cluster: Any) -> None:
     payload = tokens["id_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["sub"] == facts["subject"] and claims["amr"] == ["qr"]
+
+
+@pytest.mark.browser
+def test_a_browser_scans_and_confirms_across_the_two_servers(
+        cluster: Any, chromium: Any, phone_device: dict[str, Any]) -> None:
+    """The same, with real browsers against the production server: the desktop's page (its
+    CSP, cookies and server-sent events through granian) on one process, the phone's
+    sign-in and confirmation on the other; the desktop lands at the app's redirect URI."""
+    a, b, facts = cluster
+    _verifier, challenge = pkce_pair()
+    params = {"response_type": "code", "client_id": facts["client_id"],
+              "redirect_uri": REDIRECT_URI, "scope": "openid profile", "state": "st",
+              "code_challenge": challenge, "code_challenge_method": "S256"}
+    desktop_context = chromium.new_context(locale="en-US")
+    phone_context = chromium.new_context(**phone_device, locale="en-US")
+    # The app's redirect URI answers inside the browser (its host is not on this machine).
+    desktop_context.route(f"{REDIRECT_URI}**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body="<!doctype html><title>ERP</title>"))
+    try:
+        desktop = desktop_context.new_page()
+        desktop.set_default_timeout(GENEROUS * 1000)
+        desktop.goto(f"{a.url}/authorize?{urlencode(params)}")
+        desktop.get_by_role("link", name="Scan to sign in").click()
+        desktop.locator("#qr-status", has_text="Scan this code").wait_for()
+        scanned = urlsplit(read_qr(desktop.locator("#qr-image")))
+        assert scanned.path.startswith("/qr/s/")
+
+        phone = phone_context.new_page()
+        phone.set_default_timeout(GENEROUS * 1000)
+        phone.goto(f"{b.url}/login")
+        sign_in_with_password(phone, "alice", PASSWORD)
+        phone.wait_for_url(f"{b.url}/")
+        phone.goto(f"{b.url}{scanned.path}")
+        assert phone.locator("#qr-app").inner_text() == "ERP"
+        desktop.locator("#qr-status", has_text="Confirm the sign-in on your phone").wait_for()
+        phone.click("#qr-confirm")
+        phone.locator("#qr-message", has_text="signed in on your computer").wait_for()
+
+        desktop.locator("#qr-who", has_text="Signed in as Alice (alice)").wait_for()
+        desktop.click("#qr-continue")
+        desktop.wait_for_url(f"{REDIRECT_URI}**")
+        query = parse_qs(urlsplit(desktop.url).query)
+        assert query["state"] == ["st"] and query["code"][0]
+    finally:
+        desktop_context.close()
+        phone_context.close()
 
 
 def test_stopping_a_worker_ends_its_streams_with_a_retry_hint(cluster: Any) -> None:
