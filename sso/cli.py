@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from . import serving
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -191,7 +193,7 @@ def db_revision(message: str) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Worker processes (one per core the server may use).")
-@click.option("--threads", default=20000, show_default=True, type=int,  # serving.THREADS
+@click.option("--threads", default=serving.THREADS, show_default=True, type=int,
               help="Requests one worker answers at once, each waiting QR desktop included.")
 def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     """Run the provider under granian (the production server, sso/serving.py)."""
@@ -200,8 +202,6 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     except ImportError:
         raise click.ClickException(
             "sso serve needs granian: pip install 'sso[server]'") from None
-    from . import serving  # noqa: PLC0415
-
     # Checked here, so a refusal is one line rather than a traceback from every worker.
     settings = load_settings()
     if settings["REDIS_EMBEDDED"]:

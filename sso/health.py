@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
-#: The paths a load balancer polls.
-PATHS = frozenset({"/healthz", "/readyz"})
 _HEADS = "sso_health_heads"
 
 

@@ -92,14 +92,18 @@ def log_access_to(path: str, log_format: str) -> None:
     """Write the access lines to the file ``path`` only (SSO_ACCESS_LOG)."""
     if any(getattr(handler, "_sso", False) for handler in access_log.handlers):
         return
-    handler = logging.FileHandler(path, encoding="utf-8")
+    access_log.addHandler(_handler(logging.FileHandler(path, encoding="utf-8"), log_format))
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
+
+
+def _handler(handler: logging.Handler, log_format: str) -> logging.Handler:
+    """``handler`` writing records in ``log_format``, each with its request id."""
     handler._sso = True  # type: ignore[attr-defined]
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else
                          logging.Formatter(TEXT_FORMAT))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-    access_log.propagate = False
+    return handler
 
 
 def configure(log_format: str, level: str = "INFO") -> logging.Handler:
@@ -108,11 +112,7 @@ def configure(log_format: str, level: str = "INFO") -> logging.Handler:
     for handler in root.handlers:
         if getattr(handler, "_sso", False):
             return handler
-    handler = logging.StreamHandler(sys.stderr)
-    handler._sso = True  # type: ignore[attr-defined]
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else
-                         logging.Formatter(TEXT_FORMAT))
+    handler = _handler(logging.StreamHandler(sys.stderr), log_format)
     root.addHandler(handler)
     root.setLevel(level)
     return handler

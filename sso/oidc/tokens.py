@@ -393,7 +393,8 @@ _DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...] | None, dict[str, 
 
 def _driver_sql(statement: Any, dialect: Any, params: dict[str, Any]
                 ) -> tuple[str, tuple[Any, ...] | dict[str, Any]]:
-    """``statement`` compiled once per dialect, with ``params`` as its driver wants them:
+    """``statement`` (a module-level constant: it is cached by identity) compiled once per
+    dialect, with ``params`` as its driver wants them:
     the hot reads skip SQLAlchemy's per-call statement cache lookup and compilation (the
     largest part of their cost) and still pass its engine events (the statement watchdog,
     the error metrics)."""
