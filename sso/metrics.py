@@ -214,10 +214,31 @@ def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+#: (endpoint, status class) -> its latency and request series; grant type -> its token
+#: series. ``labels()`` looks a series up under a lock on every call; these are bounded by
+#: the app's endpoints and :data:`GRANT_TYPES`.
+_SERIES: dict[tuple[str, int], tuple[Any, Any]] = {}
+_TOKEN_SERIES: dict[str, Any] = {}
+
+
 def observe(endpoint: str, status: int, started: float) -> None:
     """Count one answered request of ``endpoint`` and time it from ``started``."""
-    LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-    REQUESTS.labels(endpoint, f"{status // 100}xx").inc()
+    key = (endpoint, status // 100)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES.setdefault(key, (LATENCY.labels(endpoint),
+                                          REQUESTS.labels(endpoint, f"{status // 100}xx")))
+    series[0].observe(time.perf_counter() - started)
+    series[1].inc()
+
+
+def token_issued(grant_type: str) -> None:
+    """Count one token answer of the token endpoint."""
+    grant = grant_type if grant_type in GRANT_TYPES else "other"
+    series = _TOKEN_SERIES.get(grant)
+    if series is None:
+        series = _TOKEN_SERIES.setdefault(grant, TOKENS.labels(grant))
+    series.inc()
 
 
 def _observe(response: Response) -> Response:
@@ -226,8 +247,7 @@ def _observe(response: Response) -> Response:
         return response
     observe(request.endpoint or "unmatched", response.status_code, started)
     if request.endpoint == "oidc.token" and response.status_code == 200:
-        grant = request.form.get("grant_type", "")
-        TOKENS.labels(grant if grant in GRANT_TYPES else "other").inc()
+        token_issued(request.form.get("grant_type", ""))
     return response
 
 

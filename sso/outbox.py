@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +33,8 @@ PENDING, SENT, HELD, DEAD = "pending", "sent", "held", "dead"
 MAX_ATTEMPTS = 12
 CLAIM_SECONDS = 60
 POLL_SECONDS = 2.0
+#: How often a request looks whether the delivery threads still run (:meth:`DeliveryLoop.start`).
+LANE_CHECK_SECONDS = 1.0
 
 
 class OutboxMessage(db.Model):  # type: ignore[name-defined,misc]
@@ -256,12 +260,18 @@ class DeliveryLoop:
         self.stopping = threading.Event()
         # The server answers requests on many threads at once: one starts a lane's thread.
         self._starting = threading.Lock()
+        #: The lanes were all seen running in this process until then (monotonic seconds).
+        self._running_until = float("-inf")
+        self._running_in: int | None = None
 
     def start(self) -> None:
+        """Start the lanes that are not running. Called by every request: between two checks
+        of the threads (at most a second apart) it costs one comparison and a ``getpid``; a
+        forked worker (a new pid) checks at once."""
+        if time.monotonic() < self._running_until and self._running_in == os.getpid():
+            return
         tasks = self.app.extensions.get(_TASKS, {})
         lanes = (*LANES, *(lane for lane in TASK_LANES if tasks.get(lane)))
-        if all(lane in self.threads and self.threads[lane].is_alive() for lane in lanes):
-            return
         with self._starting:
             for lane in lanes:
                 thread = self.threads.get(lane)
@@ -270,6 +280,8 @@ class DeliveryLoop:
                                               name=f"sso-outbox-{lane}", daemon=True)
                     self.threads[lane] = thread
                     thread.start()
+            self._running_in = os.getpid()
+            self._running_until = time.monotonic() + LANE_CHECK_SECONDS
 
     def _run(self, lane: str, channels: tuple[str, ...] | None) -> None:
         wake = _wakes[lane]

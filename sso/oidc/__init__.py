@@ -14,7 +14,6 @@ from .ciba import CIBAGrant
 from .discovery import metadata_json
 from .grants import (
     AuthorizationCodeGrant,
-    ClientCredentialsGrant,
     OpenIDCode,
     RefreshTokenGrant,
     S256Challenge,
@@ -34,7 +33,6 @@ def init_app(app: Flask) -> None:
     server.register_grant(AuthorizationCodeGrant, [OpenIDCode(require_nonce=False),
                                                     S256Challenge(required=True)])
     server.register_grant(RefreshTokenGrant, [OpenIDCode()])
-    server.register_grant(ClientCredentialsGrant)
     server.register_grant(CIBAGrant, [OpenIDCode()])
     app.extensions["sso_authorization_server"] = server
 

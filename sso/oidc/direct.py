@@ -139,8 +139,7 @@ class DirectFirst:
             logs.served(serving)
         metrics.observe(endpoint, status, started)
         if endpoint == "oidc.token" and status == 200:
-            grant = form.get("grant_type", "")
-            metrics.TOKENS.labels(grant if grant in metrics.GRANT_TYPES else "other").inc()
+            metrics.token_issued(form.get("grant_type", ""))
         return [content]
 
     def _headers(self, response: Response, endpoint: str, request_id: str, length: int

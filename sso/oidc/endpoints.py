@@ -20,7 +20,7 @@ from ..extensions import db
 from ..web import origin
 from . import protector, tokens
 from .claims import user_claims
-from .grants import token_service
+from .grants import client_credentials, token_service
 from .keys import InvalidJWS
 from .models import Client
 from .server import (
@@ -45,10 +45,17 @@ def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
         problem = "Send parameters as application/x-www-form-urlencoded."
     elif has_query:
         problem = "Send parameters in the request body, not the query string."
-    elif any(len(form.getlist(key)) > 1 for key in form):
-        problem = "A parameter is repeated."
-    elif any(len(value) > current_app.config["MAX_PARAM_LENGTH"] for value in form.values()):
-        problem = "A parameter is too long."
+    else:
+        limit = current_app.config["MAX_PARAM_LENGTH"]
+        too_long = False
+        for _name, values in form.lists():
+            if len(values) > 1:
+                problem = "A parameter is repeated."
+                break
+            too_long = too_long or len(values[0]) > limit
+        else:
+            if too_long:
+                problem = "A parameter is too long."
     if problem is None:
         try:
             check_single_auth_method(ProtocolRequest("POST", None, headers, form, form))
@@ -59,12 +66,14 @@ def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
 
 def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
     """The token endpoint (RFC 6749 §3.2) for a form that passed :func:`form_refusal`."""
-    if not form.get("grant_type"):
+    grant_type = form.get("grant_type")
+    if not grant_type:
         return oauth_error(InvalidRequestError("Missing 'grant_type'."))
+    oauth_request = ProtocolRequest("POST", None, headers, form, form)
+    if grant_type == "client_credentials":
+        return client_credentials(oauth_request)
     server = current_app.extensions["sso_authorization_server"]
-    response: Response = server.create_token_response(
-        ProtocolRequest("POST", None, headers, form, form))
-    # client_credentials with a cached client never opens a database session.
+    response: Response = server.create_token_response(oauth_request)
     if db.session.registry.has():
         if response.status_code == 200:
             db.session.commit()

@@ -75,6 +75,12 @@ def generate(alg: str) -> PrivateKey:
     raise ValueError(f"unsupported algorithm {alg}")
 
 
+# The algorithm objects are stateless: one each, not one per signature.
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 @dataclass
 class SigningKey:
     kid: str
@@ -86,22 +92,22 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         if isinstance(self.private, rsa.RSAPrivateKey):
-            return self.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
+            return self.private.sign(data, _PKCS1, _SHA256)
+        r, s = decode_dss_signature(self.private.sign(data, _ECDSA_SHA256))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         public = self.private.public_key()
         try:
             if isinstance(public, rsa.RSAPublicKey):
-                public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+                public.verify(signature, data, _PKCS1, _SHA256)
             else:
                 if len(signature) != 64:
                     return False
                 der = encode_dss_signature(
                     int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
                 )
-                public.verify(der, data, ec.ECDSA(hashes.SHA256()))
+                public.verify(der, data, _ECDSA_SHA256)
         except InvalidSignature:
             return False
         return True

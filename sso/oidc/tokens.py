@@ -256,8 +256,10 @@ class TokenService:
     def new_refresh_token(
         self, client: Client, user: User, scope: str, facts: GrantFacts, access_jti: str,
         access_expires_at: datetime, now: datetime, session_expires_at: datetime | None,
-    ) -> tuple[str, RefreshToken]:
-        """A new link of the family ``facts.grant_id``; the caller adds it to the session."""
+    ) -> tuple[str, dict[str, Any]]:
+        """A new link of the family ``facts.grant_id``: the token, and its row's columns for
+        :func:`store_refresh_token` (a dict: an ORM object cost ~30 µs to build, for a row
+        that is only inserted)."""
         token = new_token(REFRESH_PREFIX)
         offline = "offline_access" in scope.split()
         own = client.refresh_token_ttl  # the app's, for both kinds
@@ -271,21 +273,24 @@ class TokenService:
             expires = now + timedelta(seconds=own or self.refresh_ttl)
             if session_expires_at is not None:
                 expires = min(expires, session_expires_at)
-        row = RefreshToken(
-            token_hash=hash_token(token),
-            family_id=facts.grant_id,
-            client_id=client.client_id,
-            user_id=user.id,
-            session_id=None if offline else facts.session_id,
-            scope=scope,
-            auth_time=facts.auth_time,
-            acr=facts.acr,
-            amr=facts.amr,
-            access_jti=access_jti,
-            access_expires_at=access_expires_at,
-            created_at=now,
-            expires_at=expires,
-        )
+        row = {
+            "token_hash": hash_token(token),
+            "family_id": facts.grant_id,
+            "client_id": client.client_id,
+            "user_id": user.id,
+            "session_id": None if offline else facts.session_id,
+            "scope": scope,
+            "auth_time": facts.auth_time,
+            "acr": facts.acr,
+            "amr": facts.amr,
+            "access_jti": access_jti,
+            "access_expires_at": access_expires_at,
+            "created_at": now,
+            "expires_at": expires,
+            "used_at": None,
+            "revoked_at": None,
+            "successor": None,
+        }
         return token, row
 
 
@@ -363,10 +368,10 @@ def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, 
     return answer if isinstance(answer, dict) else None
 
 
-def store_refresh_token(row: RefreshToken) -> None:
-    """Insert a new refresh token with a plain INSERT, skipping the ORM's unit of work."""
-    values = {c.name: getattr(row, c.key) for c in _REFRESH_TABLE.columns if c.name != "id"}
-    db.session.connection().execute(_INSERT_REFRESH, values)
+def store_refresh_token(row: dict[str, Any]) -> None:
+    """Insert a new refresh token (:meth:`TokenService.new_refresh_token`'s row) with a plain
+    INSERT, skipping the ORM's unit of work."""
+    db.session.connection().execute(_INSERT_REFRESH, row)
 
 
 _INSERT_REFRESH = _REFRESH_TABLE.insert()

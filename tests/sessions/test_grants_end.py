@@ -111,11 +111,11 @@ def test_offline_grants_end_at_their_absolute_lifetime(app: Any, ctx: None, erp:
     _token, row = service.new_refresh_token(get(erp.client_id), find_by_login("alice"),
                                             "openid offline_access", facts, "j", now, now, None)
     # The sliding lifetime (30 days) is cut to the absolute end, 90 days after sign-in.
-    assert row.expires_at == facts.auth_time + timedelta(days=90)
+    assert row["expires_at"] == facts.auth_time + timedelta(days=90)
     fresh = GrantFacts(grant_id="h", session_id=None, auth_time=now, acr=None)
     _token, row = service.new_refresh_token(get(erp.client_id), find_by_login("alice"),
                                             "openid offline_access", fresh, "k", now, now, None)
-    assert row.expires_at == now + timedelta(seconds=app.config["OFFLINE_REFRESH_TOKEN_TTL"])
+    assert row["expires_at"] == now + timedelta(seconds=app.config["OFFLINE_REFRESH_TOKEN_TTL"])
 
 
 def test_the_apps_page_lists_and_revokes_an_offline_grant(app: Any, client: FlaskClient,
