@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 from werkzeug.wrappers import Response
 
-from .. import audit
+from .. import audit, driversql
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 _CODES = AuthorizationCode.__table__
+_INSERT_CODE = _CODES.insert()
 
 
 @dataclass
@@ -115,7 +116,7 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         session = signed_in.session
         now = utcnow()
         # A plain INSERT: the row is only ever read back by the UPDATE that consumes it.
-        db.session.connection().execute(_CODES.insert(), dict(
+        driversql.execute(db.session.connection(), _INSERT_CODE, dict(
             code_hash=hash_token(code),
             grant_id=new_token(nbytes=16),
             client_id=request.client.client_id,

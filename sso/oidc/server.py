@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json as _json
 import binascii
+import json as _json
 import logging
 import re
 from typing import Any
@@ -15,8 +15,8 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from flask import Response
-from flask.json.provider import _default as _flask_default
 from flask import request as flask_request
+from flask.json.provider import _default as _flask_default
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Connection, bindparam, delete, exists, func, literal, select, update
 
-from .. import audit
+from .. import audit, driversql
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -329,13 +330,19 @@ _CLAIM_REFRESH = (
 
 
 def _successor_cipher() -> Any:
+    return _cipher_for(str(current_app.config["SECRET_KEY"]))
+
+
+@functools.lru_cache(maxsize=4)
+def _cipher_for(secret: str) -> Any:
+    """The sealing cipher of a secret key, built once (it is stateless: each encryption
+    draws its own IV)."""
     import base64  # noqa: PLC0415
     import hashlib  # noqa: PLC0415
 
     from cryptography.fernet import Fernet  # noqa: PLC0415
 
-    secret = str(current_app.config["SECRET_KEY"]).encode()
-    key = hashlib.sha256(b"sso refresh successor\0" + secret).digest()
+    key = hashlib.sha256(b"sso refresh successor\0" + secret.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
 
@@ -344,7 +351,8 @@ def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
     import json  # noqa: PLC0415
 
     sealed = _successor_cipher().encrypt(json.dumps(answer).encode()).decode()
-    db.session.connection().execute(_SEAL_SUCCESSOR, {"row_id": row_id, "sealed": sealed})
+    driversql.execute(db.session.connection(), _SEAL_SUCCESSOR,
+                      {"row_id": row_id, "sealed": sealed})
 
 
 _SEAL_SUCCESSOR = (_REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == bindparam("row_id"))
@@ -371,7 +379,7 @@ def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, 
 def store_refresh_token(row: dict[str, Any]) -> None:
     """Insert a new refresh token (:meth:`TokenService.new_refresh_token`'s row) with a plain
     INSERT, skipping the ORM's unit of work."""
-    db.session.connection().execute(_INSERT_REFRESH, row)
+    driversql.execute(db.session.connection(), _INSERT_REFRESH, row)
 
 
 _INSERT_REFRESH = _REFRESH_TABLE.insert()
@@ -392,45 +400,20 @@ def live_session_expiry(session_id: str, now: datetime) -> datetime | None:
 _REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindparam("jti"))
 
 
-#: (statement, dialect) -> its SQL for the driver, and the order of its parameters.
-_DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-
-
-def _driver_sql(statement: Any, dialect: Any, params: dict[str, Any]
-                ) -> tuple[str, tuple[Any, ...] | dict[str, Any]]:
-    """``statement`` (a module-level constant: it is cached by identity) compiled once per
-    dialect, with ``params`` as its driver wants them:
-    the hot reads skip SQLAlchemy's per-call statement cache lookup and compilation (the
-    largest part of their cost) and still pass its engine events (the statement watchdog,
-    the error metrics)."""
-    key = (id(statement), dialect.name)
-    found = _DRIVER_SQL.get(key)
-    if found is None:
-        compiled = statement.compile(dialect=dialect)
-        order = tuple(compiled.positiontup) if compiled.positional else None
-        found = _DRIVER_SQL[key] = (str(compiled), order, dict(compiled.params))
-    sql, order, defaults = found
-    values = {**defaults, **params}
-    return sql, (tuple(values[name] for name in order) if order is not None else values)
-
-
 def _read(statement: Any, params: dict[str, Any]) -> Any:
     """The rows of one read. Inside the request's transaction if it has begun (a revocation
     added earlier in it counts); else on a pooled connection, in autocommit on PostgreSQL: one
     round trip instead of three (BEGIN, the statement, ROLLBACK), and no ORM session work."""
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
-        connection = db.session.connection()
-        return connection.exec_driver_sql(*_driver_sql(statement, connection.dialect,
-                                                       params)).all()
+        return driversql.execute(db.session.connection(), statement, params).all()
     bind = db.session.get_bind()
     if isinstance(bind, Connection):  # a session bound to one connection (the tests' own)
-        return bind.exec_driver_sql(*_driver_sql(statement, bind.dialect, params)).all()
+        return driversql.execute(bind, statement, params).all()
     with bind.connect() as connection:
         if connection.dialect.name != "sqlite":  # pysqlite begins no transaction to read
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        return connection.exec_driver_sql(*_driver_sql(statement, connection.dialect,
-                                                       params)).all()
+        return driversql.execute(connection, statement, params).all()
 
 
 def is_revoked(jti: str) -> bool:

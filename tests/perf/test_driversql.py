@@ -1,0 +1,73 @@
+"""The driver's-SQL path writes what SQLAlchemy's own execution writes: every type's bind
+processing (UTC dates, JSON, booleans, None) and the statement's defaults, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, select
+
+from sso import audit, driversql
+from sso.extensions import db
+from sso.oidc.models import AuthorizationCode
+
+_CODES = AuthorizationCode.__table__
+_INSERT_CODE = _CODES.insert()
+_READ_CODE = select(_CODES).where(_CODES.c.code_hash == bindparam("wanted"))
+
+
+def _code(code_hash: str, **changes: Any) -> dict[str, Any]:
+    now = datetime(2026, 12, 3, 9, 30, 15, 123456, tzinfo=UTC)
+    return {"code_hash": code_hash, "grant_id": code_hash[:43], "client_id": "erp",
+            "user_id": 1, "redirect_uri": "https://erp.example.com/cb",
+            "redirect_uri_given": False, "scope": "openid roles", "nonce": None,
+            "code_challenge": "c" * 43, "code_challenge_method": "S256", "session_id": None,
+            "auth_time": now - timedelta(minutes=5), "acr": None, "amr": ["pwd", "otp"],
+            "created_at": now, "expires_at": now + timedelta(minutes=1), **changes}
+
+
+@pytest.mark.parametrize("changes", [{}, {"amr": None, "nonce": "n-1", "acr": "mfa"},
+                                     {"redirect_uri_given": True, "amr": []}])
+def test_a_row_written_as_driver_sql_reads_back_as_one_written_by_sqlalchemy(
+        ctx: None, erp: Any, alice: Any, changes: dict[str, Any]) -> None:
+    connection = db.session.connection()
+    ours = _code("d" * 64, client_id=erp.client_id, user_id=alice.id, **changes)
+    theirs = _code("s" * 64, client_id=erp.client_id, user_id=alice.id, **changes)
+    driversql.execute(connection, _INSERT_CODE, ours)
+    connection.execute(_INSERT_CODE, theirs)
+    read_ours = connection.execute(_READ_CODE, {"wanted": "d" * 64}).one()._asdict()
+    read_theirs = connection.execute(_READ_CODE, {"wanted": "s" * 64}).one()._asdict()
+    for row in (read_ours, read_theirs):
+        row.pop("code_hash"), row.pop("grant_id")
+    assert read_ours == read_theirs
+    assert read_ours["amr"] == changes.get("amr", ["pwd", "otp"])
+    assert read_ours["created_at"] == ours["created_at"]
+
+
+def test_a_read_takes_its_parameters_by_name_or_in_order(ctx: None, erp: Any, alice: Any
+                                                          ) -> None:
+    connection = db.session.connection()
+    driversql.execute(connection, _INSERT_CODE,
+                      _code("r" * 64, client_id=erp.client_id, user_id=alice.id))
+    rows = driversql.execute(connection, _READ_CODE, {"wanted": "r" * 64}).all()
+    assert [row.scope for row in rows] == ["openid roles"]
+    assert driversql.execute(connection, _READ_CODE, {"wanted": "x" * 64}).all() == []
+
+
+def test_a_statement_whose_column_would_take_its_default_is_refused(ctx: None) -> None:
+    """A default computed at execution (``created_at``'s ``utcnow``) would not be computed
+    on this path: the statement is refused before it runs, not written without it."""
+    values = _code("p" * 64)
+    del values["created_at"]
+    with pytest.raises(ValueError, match="created_at"):
+        driversql.execute(db.session.connection(), _INSERT_CODE, values)
+
+
+def test_an_audit_row_keeps_its_details_and_time(ctx: None) -> None:
+    audit.record("driversql.check", client_id="erp", note="中文", count=3)
+    row = db.session.scalars(select(audit.AuditEvent)
+                             .where(audit.AuditEvent.event == "driversql.check")).one()
+    assert row.details == {"note": "中文", "count": 3}
+    assert row.at is not None and abs(row.at - datetime.now(UTC)) < timedelta(minutes=1)
