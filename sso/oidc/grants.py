@@ -61,6 +61,13 @@ class _IssuesTokens:
     """Token generation shared by the grants: JWT access token, optional rotating refresh."""
 
     request: Any
+    #: The refresh grant inserts the new refresh token's row itself, once the whole answer
+    #: (ID token included) is known, to keep that answer on it (:meth:`RefreshTokenGrant.
+    #: create_token_response`); the row waits in ``pending_refresh_row``.
+    DEFERS_REFRESH_ROW = False
+    #: The new refresh token's value, if drawn before the row (the refresh grant's claim
+    #: names it).
+    next_refresh_token: str | None = None
 
     def issue(self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
               with_refresh: bool, refresh_scope: str | None = None,
@@ -81,10 +88,13 @@ class _IssuesTokens:
                 session_expires = tokens.live_session_expiry(facts.session_id, now) or now
             refresh, row = service.new_refresh_token(
                 client, user, refresh_scope or scope, facts, jti, access_expires, now,
-                session_expires,
+                session_expires, token=self.next_refresh_token,
             )
             if row["expires_at"] > now:
-                tokens.store_refresh_token(row)
+                if self.DEFERS_REFRESH_ROW:
+                    self.pending_refresh_row = row
+                else:
+                    tokens.store_refresh_token(row)
                 token["refresh_token"] = refresh
         self.request.grant_facts = facts
         return token
@@ -255,6 +265,8 @@ class OpenIDCode(_OpenIDCode):
 class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+    DEFERS_REFRESH_ROW = True
+    pending_refresh_row: dict[str, Any] | None = None
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         """Claim the token (one UPDATE ... RETURNING); a used one revokes its family.
@@ -263,7 +275,8 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         (a session that ended, say), since the token view commits only a 200.
         """
         now = utcnow()
-        row = tokens.claim_refresh_token_by_value(refresh_token, now)
+        self.next_refresh_token = new_token(tokens.REFRESH_PREFIX)
+        row = tokens.claim_refresh_token_by_value(refresh_token, now, self.next_refresh_token)
         if row is not None:
             # The user is read now, with the session, for authenticate_user.
             self.token_user, self.session_expires = tokens.user_and_session_expiry(
@@ -294,7 +307,16 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         if replay is not None:
             return 200, replay, self.TOKEN_RESPONSE_HEADER
         status, token, headers = super().create_token_response()
-        if status == 200 and current_app.config.get("REFRESH_REUSE_GRACE", 10):
+        if status != 200:
+            return status, token, headers
+        grace = current_app.config.get("REFRESH_REUSE_GRACE", 10)
+        row = self.pending_refresh_row
+        if row is not None:
+            # The new token's row keeps the answer it came in, for a retry of the old token
+            # within the grace: one INSERT, where an UPDATE of the old row followed it.
+            row["answer"] = tokens.seal(token) if grace else None
+            tokens.store_refresh_token(row)
+        elif grace:  # no new refresh token (the session ends now): the old row keeps it
             tokens.seal_successor(self.request.refresh_token.id, token)
         return status, token, headers
 

@@ -246,9 +246,14 @@ class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: The answer its use gave (the successor pair), sealed with the server's secret, so that
-    #: the same token presented again within ``REFRESH_REUSE_GRACE`` gets the same answer.
+    #: Once used: the hash of the token its use issued (set by the claim), whose ``answer``
+    #: is given again if this token is presented again within ``REFRESH_REUSE_GRACE``. Rows
+    #: used before migration 0021, or whose use issued no new token, hold that answer here,
+    #: sealed.
     successor: Mapped[str | None] = mapped_column(Text)
+    #: The answer that issued this token (its predecessor's use), sealed with the server's
+    #: secret, kept for the grace (then ``purge_expired`` clears it).
+    answer: Mapped[str | None] = mapped_column(Text)
 
     # Authlib's TokenMixin, for the refresh grant.
 

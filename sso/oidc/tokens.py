@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -257,11 +258,13 @@ class TokenService:
     def new_refresh_token(
         self, client: Client, user: User, scope: str, facts: GrantFacts, access_jti: str,
         access_expires_at: datetime, now: datetime, session_expires_at: datetime | None,
+        token: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new link of the family ``facts.grant_id``: the token, and its row's columns for
         :func:`store_refresh_token` (a dict: an ORM object cost ~30 µs to build, for a row
-        that is only inserted)."""
-        token = new_token(REFRESH_PREFIX)
+        that is only inserted). ``token`` is its value if already drawn (the refresh grant
+        names it in the claim of its predecessor)."""
+        token = token or new_token(REFRESH_PREFIX)
         offline = "offline_access" in scope.split()
         own = client.refresh_token_ttl  # the app's, for both kinds
         if offline:
@@ -291,6 +294,7 @@ class TokenService:
             "used_at": None,
             "revoked_at": None,
             "successor": None,
+            "answer": None,
         }
         return token, row
 
@@ -303,17 +307,23 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     )
 
 
-def claim_refresh_token_by_value(token: str, now: datetime) -> RefreshToken | None:
-    """Mark an unused, live refresh token used and return it, in one statement.
+def claim_refresh_token_by_value(token: str, now: datetime, successor: str
+                                 ) -> RefreshToken | None:
+    """Mark an unused, live refresh token used by the token ``successor`` (the new token
+    this use issues) and return it, in one statement.
 
     ``UPDATE ... RETURNING`` both claims and loads the row, so of two racing requests exactly
     one gets it; None means it is unknown, used, revoked or expired (the caller looks closer).
+    The used row names its successor by hash, so that a retry within the grace finds the
+    answer the successor's row keeps (:func:`open_successor`).
     """
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
     connection = db.session.connection()
     claimed = connection.execute(_CLAIM_REFRESH, {"claimed_hash": hash_token(token),
-                                                  "claimed_at": now}).first()
+                                                  "claimed_at": now,
+                                                  "successor_hash": hash_token(successor)}
+                                 ).first()
     # A plain copy, attached to no session: the grant only reads it.
     return RefreshToken(**claimed._mapping) if claimed is not None else None
 
@@ -324,7 +334,7 @@ _CLAIM_REFRESH = (
     .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"),
            _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
            _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
-    .values(used_at=bindparam("claimed_at"))
+    .values(used_at=bindparam("claimed_at"), successor=bindparam("successor_hash"))
     .returning(*_REFRESH_TABLE.c)
 )
 
@@ -346,31 +356,45 @@ def _cipher_for(secret: str) -> Any:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
-    """Keep the answer that using refresh token ``row_id`` gave, encrypted, for the grace."""
-    import json  # noqa: PLC0415
+def seal(answer: dict[str, Any]) -> str:
+    """``answer`` encrypted with a key drawn from the server's secret (the database never
+    holds a usable token)."""
+    return str(_successor_cipher().encrypt(json.dumps(answer).encode()).decode())
 
-    sealed = _successor_cipher().encrypt(json.dumps(answer).encode()).decode()
+
+def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
+    """Keep the answer that using refresh token ``row_id`` gave on its own row, for the grace:
+    for a use that issued no new token (one that carries the answer itself)."""
     driversql.execute(db.session.connection(), _SEAL_SUCCESSOR,
-                      {"row_id": row_id, "sealed": sealed})
+                      {"row_id": row_id, "sealed": seal(answer)})
 
 
 _SEAL_SUCCESSOR = (_REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == bindparam("row_id"))
                    .values(successor=bindparam("sealed")))
+_SUCCESSOR_ANSWER = select(_REFRESH_TABLE.c.answer).where(
+    _REFRESH_TABLE.c.token_hash == bindparam("successor_hash"))
+#: A token hash (``security.hash_token``): what a used row's ``successor`` names, where a
+#: sealed answer (Fernet, base64) is longer and never all hexadecimal.
+_TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, Any] | None:
-    """The answer ``row``'s use gave, if it was used less than ``grace`` seconds ago."""
-    import json  # noqa: PLC0415
-
+    """The answer ``row``'s use gave, if it was used less than ``grace`` seconds ago: kept
+    by the token that use issued, or (a use that issued none, a row used before migration
+    0021) by ``row`` itself."""
     from cryptography.fernet import InvalidToken  # noqa: PLC0415
 
     if not row.successor or row.used_at is None or grace <= 0:
         return None
     if row.used_at < now - timedelta(seconds=grace):
         return None
+    sealed: str | None = row.successor
+    if _TOKEN_HASH.fullmatch(row.successor):
+        sealed = db.session.scalar(_SUCCESSOR_ANSWER, {"successor_hash": row.successor})
+        if not sealed:
+            return None
     try:
-        answer = json.loads(_successor_cipher().decrypt(row.successor.encode()))
+        answer = json.loads(_successor_cipher().decrypt(str(sealed).encode()))
     except (InvalidToken, ValueError):
         return None
     return answer if isinstance(answer, dict) else None
@@ -580,12 +604,18 @@ def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
 
 
 def forget_successors(now: datetime, grace: float) -> int:
-    """Drop sealed answers older than the grace (they can no longer be replayed)."""
-    return db.session.execute(
+    """Drop sealed answers older than the grace (they can no longer be replayed), and the
+    used rows' names of their successors with them; returns how many answers went."""
+    before = now - timedelta(seconds=grace)
+    answers = db.session.execute(
         update(RefreshToken)
-        .where(RefreshToken.successor.is_not(None),
-               RefreshToken.used_at < now - timedelta(seconds=grace))
-        .values(successor=None)).rowcount or 0
+        .where(RefreshToken.answer.is_not(None), RefreshToken.created_at < before)
+        .values(answer=None)).rowcount or 0
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.successor.is_not(None), RefreshToken.used_at < before)
+        .values(successor=None))
+    return int(answers)
 
 
 def purge_expired(now: datetime | None = None) -> int:

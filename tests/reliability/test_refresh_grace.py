@@ -61,11 +61,13 @@ def test_the_sealed_answer_is_not_readable_in_the_database(flow: Flow, app: Any)
     tokens = flow.token(flow.authorize()["code"]).get_json()
     answer = _refresh(flow, tokens["refresh_token"]).get_json()
     with app.app_context():
-        sealed = [r.successor for r in db.session.scalars(db.select(RefreshToken))
-                  if r.successor]
-    assert len(sealed) == 1
-    assert answer["refresh_token"] not in sealed[0]
-    assert answer["access_token"].split(".")[1] not in sealed[0]
+        rows = list(db.session.scalars(db.select(RefreshToken).order_by(RefreshToken.id)))
+    # The used token names its successor by hash; the successor keeps the sealed answer.
+    used, successor = rows
+    assert used.successor == successor.token_hash and used.answer is None
+    assert successor.answer and successor.successor is None
+    assert answer["refresh_token"] not in successor.answer
+    assert answer["access_token"].split(".")[1] not in successor.answer
 
 
 def test_purge_forgets_sealed_answers_past_the_grace(flow: Flow, app: Any) -> None:
@@ -73,11 +75,42 @@ def test_purge_forgets_sealed_answers_past_the_grace(flow: Flow, app: Any) -> No
 
     tokens = flow.token(flow.authorize()["code"]).get_json()
     assert _refresh(flow, tokens["refresh_token"]).status_code == 200
+    def kept(column: Any) -> int:
+        return int(db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)
+                                     .where(column.is_not(None))))
+
     with app.app_context():
         purge_expired()
-        assert db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)
-                                 .where(RefreshToken.successor.is_not(None))) == 1
-        purge_expired(utcnow() + timedelta(seconds=11))
+        assert kept(RefreshToken.answer) == 1 and kept(RefreshToken.successor) == 1
+        assert purge_expired(utcnow() + timedelta(seconds=11)) >= 1
         db.session.commit()
-        assert db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)
-                                 .where(RefreshToken.successor.is_not(None))) == 0
+        assert kept(RefreshToken.answer) == 0 and kept(RefreshToken.successor) == 0
+
+
+def test_a_use_sealed_before_the_answer_moved_is_still_replayed(flow: Flow, app: Any) -> None:
+    """A token used before migration 0021 keeps its answer on its own row; a retry within
+    the grace still gets it."""
+    from sso.oidc import tokens as token_store
+
+    tokens = flow.token(flow.authorize()["code"]).get_json()
+    first = _refresh(flow, tokens["refresh_token"]).get_json()
+    with app.app_context():
+        used = db.session.scalar(db.select(RefreshToken)
+                                 .where(RefreshToken.used_at.is_not(None)))
+        db.session.execute(update(RefreshToken).values(answer=None))
+        db.session.execute(update(RefreshToken).where(RefreshToken.id == used.id)
+                           .values(successor=token_store.seal(first)))
+        db.session.commit()
+    retry = _refresh(flow, tokens["refresh_token"])
+    assert retry.status_code == 200 and retry.get_json() == first
+
+
+def test_a_retry_whose_answer_was_forgotten_is_a_reuse(flow: Flow, app: Any) -> None:
+    tokens = flow.token(flow.authorize()["code"]).get_json()
+    first = _refresh(flow, tokens["refresh_token"]).get_json()
+    with app.app_context():
+        db.session.execute(update(RefreshToken).values(answer=None))
+        db.session.commit()
+    reused = _refresh(flow, tokens["refresh_token"])
+    assert reused.status_code == 400 and reused.get_json()["error"] == "invalid_grant"
+    assert _refresh(flow, first["refresh_token"]).get_json()["error"] == "invalid_grant"
