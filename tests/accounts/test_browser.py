@@ -95,12 +95,15 @@ def _captcha_answer(live: Any, page: Any) -> str:
 
 
 def _sign_in(live: Any, page: Any, username: str, password: str) -> None:
-    """Fill the sign-in form; the picture, when asked, is answered from its Redis record."""
+    """Fill the sign-in form and wait for its answer's page (else, on a busy machine, the next
+    look at the page can read the previous answer); the picture, when asked, is answered
+    from its Redis record."""
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     if page.locator("#captcha-image").count():
         page.fill("input[name=captcha]", _captcha_answer(live, page))
-    page.click("form#password button[type=submit]")
+    with page.expect_navigation():
+        page.click("form#password button[type=submit]")
 
 
 def test_lockout_and_captcha_appear_and_lift(app: Any, live_provider: Any, browser_page: Any,
