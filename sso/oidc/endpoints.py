@@ -20,7 +20,12 @@ from ..extensions import db
 from ..web import origin
 from . import protector, tokens
 from .claims import user_claims
-from .grants import client_credentials, token_service
+from .grants import (
+    ALL_AUTH_METHODS,
+    CONFIDENTIAL_AUTH_METHODS,
+    client_credentials,
+    token_service,
+)
 from .keys import InvalidJWS
 from .models import Client
 from .server import (
@@ -31,9 +36,6 @@ from .server import (
     json_response,
     oauth_error,
 )
-
-CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
-ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
 
 def form_refusal(mimetype: str, has_query: bool, form: MultiDict[str, str],
@@ -96,7 +98,7 @@ def _authenticate_client(methods: list[str], form: MultiDict[str, str],
     oauth_request = ProtocolRequest("POST", None, headers, form, form)
     check_single_auth_method(oauth_request)
     server = current_app.extensions["sso_authorization_server"]
-    endpoint = "introspection" if methods == CONFIDENTIAL_METHODS else "token"
+    endpoint = "introspection" if methods == CONFIDENTIAL_AUTH_METHODS else "token"
     return server.authenticate_client(oauth_request, methods, endpoint)  # type: ignore[no-any-return]
 
 
@@ -105,7 +107,7 @@ def introspection(form: MultiDict[str, str], headers: Mapping[str, str]) -> Resp
 
     Called by both transports of :mod:`.direct`; it reads and never writes."""
     try:
-        client = _authenticate_client(CONFIDENTIAL_METHODS, form, headers)
+        client = _authenticate_client(CONFIDENTIAL_AUTH_METHODS, form, headers)
         token = form.get("token")
         if not token:
             raise InvalidRequestError("Missing 'token'.")
@@ -151,7 +153,7 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
 def revoke() -> Response:
     """RFC 7009: revoke an access or refresh token the calling client holds."""
     try:
-        client = _authenticate_client(ALL_METHODS, request.form, request.headers)
+        client = _authenticate_client(ALL_AUTH_METHODS, request.form, request.headers)
         token = request.form.get("token")
         if not token:
             raise InvalidRequestError("Missing 'token'.")

@@ -32,11 +32,14 @@ from ..users.models import User
 from ..web import origin
 from . import tokens
 from .models import USER_SCOPES, AuthorizationCode, Client, RefreshToken
+from .server import JSON_NO_STORE
 from .tokens import GrantFacts, TokenService
 
 log = logging.getLogger(__name__)
 
-ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+#: How a confidential client authenticates (RFC 6749 §2.3.1); a public one uses "none".
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+ALL_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 _CODES = AuthorizationCode.__table__
 _INSERT_CODE = _CODES.insert()
 
@@ -353,10 +356,6 @@ class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
         return token
 
 
-SERVICE_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-#: Authlib's ``default_json_headers``: what every token answer carries.
-TOKEN_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
-                 ("Pragma", "no-cache")]
 
 
 def client_credentials(request: Any) -> Response:
@@ -369,7 +368,7 @@ def client_credentials(request: Any) -> Response:
     the same as every other grant, and errors are answered by the server's error answer."""
     server = current_app.extensions["sso_authorization_server"]
     try:
-        client = server.authenticate_client(request, SERVICE_AUTH_METHODS)
+        client = server.authenticate_client(request, CONFIDENTIAL_AUTH_METHODS)
         if not client.check_grant_type("client_credentials"):
             raise UnauthorizedClientError(
                 "The client is not allowed to use 'grant_type=client_credentials'.")
@@ -380,7 +379,7 @@ def client_credentials(request: Any) -> Response:
     access, _ = service.access_token(client, None, scope, None, new_token(nbytes=16), utcnow())
     token = {"access_token": access, "token_type": "Bearer",
              "expires_in": service.access_ttl_for(client), "scope": scope}
-    return server.handle_response(200, token, TOKEN_HEADERS)  # type: ignore[no-any-return]
+    return server.handle_response(200, token, JSON_NO_STORE)  # type: ignore[no-any-return]
 
 
 def _service_scope(client: Client, requested: str | None) -> str:
