@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/instructions.py client_credentials [--tree PATH] [--requests 200]
 
-Wall-clock A/B runs on a shared machine move by 30 % and more; an instruction count does not
-depend on the load. The workload runs in process through the app's WSGI callable (no HTTP
+Wall-clock A/B runs on a shared machine move by 30 % and more; an instruction count moves by
+a few percent at most (the request thread's own timed checks, such as the key store's, come
+round more often per request when the machine is busy): compare counts taken alike.
+The workload runs in process through the app's WSGI callable (no HTTP
 server, no test client for the measured requests), twice under ``valgrind --tool=callgrind``:
 after 50 warm-up requests, once with 50 more and once with 50 + ``--requests``; the
 difference over ``--requests`` is one request's cost with start-up, imports and warm-up
