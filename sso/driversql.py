@@ -10,12 +10,14 @@ metrics). The values reach the database as ``Connection.execute`` would send the
 parameter goes through its type's bind processor (dates in UTC, JSON serialised).
 
 Only statements that need nothing computed at execution time go this way: no column defaults
-to fill in (the caller gives every value) and no result rows to convert (reads of plain
-strings and numbers, or writes).
+to fill in (the caller gives every value). :func:`execute` hands back the driver's rows as
+they come (for writes, and reads of plain strings and numbers); :func:`rows` converts each
+value through its column's type as ``Connection.execute`` would (dates, JSON, booleans).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
@@ -65,3 +67,34 @@ def _compile(statement: Any, dialect: Any, names: tuple[str, ...]
 def execute(connection: Any, statement: Any, params: dict[str, Any]) -> Any:
     """Run ``statement`` with ``params`` on ``connection`` (a SQLAlchemy ``Connection``)."""
     return connection.exec_driver_sql(*prepared(statement, connection.dialect, params))
+
+
+#: (statement id, dialect) -> (the row's type, the result processor of each column or None).
+_RESULTS: dict[tuple[int, str], tuple[Any, tuple[Callable[[Any], Any] | None, ...]]] = {}
+
+
+def rows(connection: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
+    """The rows ``statement`` (a SELECT, or a write with RETURNING) gives, each a named tuple
+    whose values went through their columns' result processing, as ``Connection.execute``
+    would give them: a SQLite date comes back a UTC ``datetime``, a JSON column a list."""
+    dialect = connection.dialect
+    key = (id(statement), dialect.name)
+    found = _RESULTS.get(key)
+    if found is None:
+        found = _RESULTS[key] = _result_of(statement, dialect)
+    row_type, processors = found
+    fetched = connection.exec_driver_sql(*prepared(statement, dialect, params)).fetchall()
+    if not any(processors):
+        return [row_type._make(row) for row in fetched]
+    return [row_type._make([value if process is None else process(value)
+                            for process, value in zip(processors, row, strict=True)])
+            for row in fetched]
+
+
+def _result_of(statement: Any, dialect: Any
+               ) -> tuple[Any, tuple[Callable[[Any], Any] | None, ...]]:
+    columns = statement.compile(dialect=dialect)._result_columns
+    names = [column.keyname for column in columns]
+    processors = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+                       for column in columns)
+    return namedtuple("Row", names), processors  # noqa: PYI024 - built per statement

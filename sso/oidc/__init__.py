@@ -15,7 +15,6 @@ from .discovery import metadata_json
 from .grants import (
     AuthorizationCodeGrant,
     OpenIDCode,
-    RefreshTokenGrant,
     S256Challenge,
 )
 from .keystore import KeyStore
@@ -32,7 +31,6 @@ def init_app(app: Flask) -> None:
     server = build_server()
     server.register_grant(AuthorizationCodeGrant, [OpenIDCode(require_nonce=False),
                                                     S256Challenge(required=True)])
-    server.register_grant(RefreshTokenGrant, [OpenIDCode()])
     server.register_grant(CIBAGrant, [OpenIDCode()])
     app.extensions["sso_authorization_server"] = server
 

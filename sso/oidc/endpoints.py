@@ -24,6 +24,7 @@ from .grants import (
     ALL_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
     client_credentials,
+    refresh_token,
     token_service,
 )
 from .keys import InvalidJWS
@@ -74,8 +75,11 @@ def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
     oauth_request = ProtocolRequest("POST", None, headers, form, form)
     if grant_type == "client_credentials":
         return client_credentials(oauth_request)
-    server = current_app.extensions["sso_authorization_server"]
-    response: Response = server.create_token_response(oauth_request)
+    if grant_type == "refresh_token":
+        response = refresh_token(oauth_request)
+    else:
+        server = current_app.extensions["sso_authorization_server"]
+        response = server.create_token_response(oauth_request)
     if db.session.registry.has():
         if response.status_code == 200:
             db.session.commit()

@@ -1,5 +1,5 @@
-"""Grants: authorization code (+ OpenID Connect, + PKCE S256), refresh token (Authlib's, fitted),
-and client credentials (:func:`client_credentials`, without Authlib's grant plumbing)."""
+"""Grants: authorization code (+ OpenID Connect, + PKCE S256; Authlib's, fitted), and refresh
+token (:func:`refresh_token`) and client credentials (:func:`client_credentials`), our own."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
     UnauthorizedClientError,
@@ -64,17 +65,9 @@ class _IssuesTokens:
     """Token generation shared by the grants: JWT access token, optional rotating refresh."""
 
     request: Any
-    #: The refresh grant inserts the new refresh token's row itself, once the whole answer
-    #: (ID token included) is known, to keep that answer on it (:meth:`RefreshTokenGrant.
-    #: create_token_response`); the row waits in ``pending_refresh_row``.
-    DEFERS_REFRESH_ROW = False
-    #: The new refresh token's value, if drawn before the row (the refresh grant's claim
-    #: names it).
-    next_refresh_token: str | None = None
 
     def issue(self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
-              with_refresh: bool, refresh_scope: str | None = None,
-              first_of_grant: bool = False,
+              with_refresh: bool, first_of_grant: bool = False,
               session_expires: datetime | None = None) -> dict[str, Any]:
         service = token_service()
         now = utcnow()
@@ -90,14 +83,11 @@ class _IssuesTokens:
             if facts.session_id and session_expires is None:
                 session_expires = tokens.live_session_expiry(facts.session_id, now) or now
             refresh, row = service.new_refresh_token(
-                client, user, refresh_scope or scope, facts, jti, access_expires, now,
-                session_expires, token=self.next_refresh_token,
+                client, user, scope, facts, jti, access_expires, now,
+                session_expires,
             )
             if row["expires_at"] > now:
-                if self.DEFERS_REFRESH_ROW:
-                    self.pending_refresh_row = row
-                else:
-                    tokens.store_refresh_token(row)
+                tokens.store_refresh_token(row)
                 token["refresh_token"] = refresh
         self.request.grant_facts = facts
         return token
@@ -265,97 +255,117 @@ class OpenIDCode(_OpenIDCode):
                                 self.validate_openid_authorization_request)
 
 
-class RefreshTokenGrant(_IssuesTokens, grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
-    INCLUDE_NEW_REFRESH_TOKEN = True
-    DEFERS_REFRESH_ROW = True
-    pending_refresh_row: dict[str, Any] | None = None
+def refresh_token(request: Any) -> Response:
+    """The refresh_token grant (RFC 6749 §6), with rotation, reuse detection and the reuse
+    grace (RFC 9700 §4.14.2; docs/hardening.md "Refresh grace").
 
-    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        """Claim the token (one UPDATE ... RETURNING); a used one revokes its family.
-
-        A claim made here is undone with the transaction when the request fails later
-        (a session that ended, say), since the token view commits only a 200.
-        """
-        now = utcnow()
-        self.next_refresh_token = new_token(tokens.REFRESH_PREFIX)
-        row = tokens.claim_refresh_token_by_value(refresh_token, now, self.next_refresh_token)
-        if row is not None:
-            # The user is read now, with the session, for authenticate_user.
-            self.token_user, self.session_expires = tokens.user_and_session_expiry(
-                row.user_id, row.session_id, now)
-            if row.session_id is not None and self.session_expires is None:
-                return None
-            return row
-        row = tokens.find_refresh_token(refresh_token)
-        if row is None or row.revoked_at is not None or row.expires_at <= now:
-            return None
-        if row.session_id is not None and tokens.live_session_expiry(row.session_id, now) is None:
-            return None
-        # Known, live and not revoked, yet not claimable: it was used before (or just now,
-        # by a racing request). Used moments ago, it is most likely the client retrying after
-        # its answer was lost: the same answer again (RFC 9700 §4.14.2 allows the grace).
-        replay = tokens.open_successor(row, now, float(
-            current_app.config.get("REFRESH_REUSE_GRACE", 10)))
-        if replay is not None:
-            self.replay = replay
-            audit.record("refresh.replay", origin=origin(), client_id=row.client_id,
-                         user_id=row.user_id)
-            return row
-        self._reuse_detected(row)
-        return None
-
-    def create_token_response(self) -> tuple[int, dict, list]:
-        replay = getattr(self, "replay", None)
-        if replay is not None:
-            return 200, replay, self.TOKEN_RESPONSE_HEADER
-        status, token, headers = super().create_token_response()
-        if status != 200:
-            return status, token, headers
-        grace = current_app.config.get("REFRESH_REUSE_GRACE", 10)
-        row = self.pending_refresh_row
-        if row is not None:
-            # The new token's row keeps the answer it came in, for a retry of the old token
-            # within the grace: one INSERT, where an UPDATE of the old row followed it.
-            row["answer"] = tokens.seal(token) if grace else None
-            tokens.store_refresh_token(row)
-        elif grace:  # no new refresh token (the session ends now): the old row keeps it
-            tokens.seal_successor(self.request.refresh_token.id, token)
-        return status, token, headers
-
-    def _reuse_detected(self, row: RefreshToken) -> None:
-        family, client_id, user_id = row.family_id, row.client_id, row.user_id
-        db.session.rollback()
-        tokens.revoke_family(family, reason="refresh_reuse", origin=origin(),
-                             client_id=client_id, user_id=user_id)
-        audit.record("refresh.reuse", audit.FAILURE, origin=origin(), client_id=client_id,
-                     user_id=user_id)
-        db.session.commit()
-
-    def authenticate_user(self, refresh_token: RefreshToken) -> User | None:
-        if hasattr(self, "token_user"):
-            return self.token_user  # type: ignore[no-any-return]
-        return tokens.user_for_token(refresh_token.user_id)
-
-    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        """Already marked used when it was claimed."""
-
-    def issue_token(self, user: User, refresh_token: RefreshToken) -> dict:
-        scope = self.request.payload.scope or refresh_token.scope
-        facts = GrantFacts(grant_id=refresh_token.family_id, session_id=refresh_token.session_id,
-                           auth_time=refresh_token.auth_time, acr=refresh_token.acr,
-                           amr=list(refresh_token.amr or []))
-        # RFC 6749 §6: the new refresh token keeps the original scope even if this access
-        # token asked for less.
-        token = self.issue(self.request.client, user, scope, facts, with_refresh=True,
-                           refresh_scope=refresh_token.scope,
-                           session_expires=getattr(self, "session_expires", None))
-        self.request.user = user
-        audit.record("token.refresh", origin=origin(), user_id=user.id,
-                     client_id=self.request.client.client_id)
-        return token
+    This is the grant's one implementation, for both transports (``endpoints.token`` sends
+    ``grant_type=refresh_token`` here; no Authlib grant is registered for it). The client is
+    authenticated by the server's one client authentication and errors are answered by the
+    server's error answer, as for every grant; the rest is four statements: the claim, the
+    user with the session's state, the audit row and the new token's row. What it writes is
+    committed by ``endpoints.token`` with a 200 and rolled back otherwise, so a refused
+    request (a narrower scope not held, a session that ended) does not burn the token."""
+    server = current_app.extensions["sso_authorization_server"]
+    try:
+        client = server.authenticate_client(request, ALL_AUTH_METHODS)
+        if not client.check_grant_type("refresh_token"):
+            raise UnauthorizedClientError(
+                "The client is not authorized to use 'grant_type=refresh_token'")
+        presented = request.form.get("refresh_token")
+        if presented is None:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        token = _refresh(client, presented, request.payload.scope)
+    except OAuth2Error as error:
+        return server.handle_error_response(request, error)  # type: ignore[no-any-return]
+    return server.handle_response(200, token, JSON_NO_STORE)  # type: ignore[no-any-return]
 
 
+def _refresh(client: Client, presented: str, requested_scope: str | None) -> dict[str, Any]:
+    now = utcnow()
+    successor = new_token(tokens.REFRESH_PREFIX)
+    row = tokens.claim_refresh_token_by_value(presented, now, successor)
+    if row is None:
+        return _replay(client, presented, requested_scope, now)
+    if row.client_id != client.client_id:
+        raise InvalidGrantError()
+    _check_narrower_scope(row.scope, requested_scope)
+    user, session_expires = tokens.user_and_session_expiry(row.user_id, row.session_id, now)
+    if row.session_id is not None and session_expires is None:
+        raise InvalidGrantError()  # the SSO session it was bound to has ended
+    if user is None:
+        raise InvalidGrantError("The user of this token is not active.")
+    scope = requested_scope or row.scope
+    facts = GrantFacts(grant_id=row.family_id, session_id=row.session_id,
+                       auth_time=row.auth_time, acr=row.acr, amr=list(row.amr or []))
+    service = token_service()
+    jti = new_token(nbytes=16)
+    access, access_expires = service.access_token(client, user, scope, facts, jti, now)
+    token: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
+                             "expires_in": service.access_ttl_for(client), "scope": scope}
+    # RFC 6749 §6: the new refresh token keeps the original scope even if this access token
+    # asked for less.
+    refresh, new_row = service.new_refresh_token(
+        client, user, row.scope, facts, jti, access_expires, now, session_expires,
+        token=successor)
+    issues_refresh = new_row["expires_at"] > now
+    if issues_refresh:
+        token["refresh_token"] = refresh
+    if is_openid_scope(scope):
+        token["id_token"] = service.id_token(client, user, scope, facts, access, now,
+                                             include_nonce=False)
+    audit.record("token.refresh", origin=origin(), user_id=user.id,
+                 client_id=client.client_id)
+    grace = current_app.config.get("REFRESH_REUSE_GRACE", 10)
+    if issues_refresh:
+        # The new token's row keeps the answer it came in, for a retry of the old token
+        # within the grace: one INSERT.
+        new_row["answer"] = tokens.seal(token) if grace else None
+        tokens.store_refresh_token(new_row)
+    elif grace:  # no new refresh token (the session ends now): the old row keeps it
+        tokens.seal_successor(row.id, token)
+    return token
+
+
+def _replay(client: Client, presented: str, requested_scope: str | None,
+            now: datetime) -> dict[str, Any]:
+    """A token that could not be claimed: unknown, expired, revoked or used. Used moments
+    ago, it is most likely the client retrying after its answer was lost: the same answer
+    again. Used before that, it was stolen or leaked: its whole family is revoked."""
+    row = tokens.find_refresh_token(presented)
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise InvalidGrantError()
+    if row.session_id is not None and tokens.live_session_expiry(row.session_id, now) is None:
+        raise InvalidGrantError()
+    answer = tokens.open_successor(row, now, float(
+        current_app.config.get("REFRESH_REUSE_GRACE", 10)))
+    if answer is None:
+        _reuse_detected(row)
+        raise InvalidGrantError()
+    if row.client_id != client.client_id:
+        raise InvalidGrantError()
+    _check_narrower_scope(row.scope, requested_scope)
+    audit.record("refresh.replay", origin=origin(), client_id=row.client_id,
+                 user_id=row.user_id)
+    return answer
+
+
+def _check_narrower_scope(granted: str, requested: str | None) -> None:
+    """RFC 6749 §6: a refresh may ask for less than was granted, never for more."""
+    if requested and not set(requested.split()) <= set(granted.split()):
+        raise InvalidScopeError()
+
+
+def _reuse_detected(row: RefreshToken) -> None:
+    """Revoke the family of a refresh token used twice, and commit that at once: the
+    request's own answer is an error, whose transaction is rolled back."""
+    family, client_id, user_id = row.family_id, row.client_id, row.user_id
+    db.session.rollback()
+    tokens.revoke_family(family, reason="refresh_reuse", origin=origin(),
+                         client_id=client_id, user_id=user_id)
+    audit.record("refresh.reuse", audit.FAILURE, origin=origin(), client_id=client_id,
+                 user_id=user_id)
+    db.session.commit()
 
 
 def client_credentials(request: Any) -> Response:

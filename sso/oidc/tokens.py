@@ -28,7 +28,7 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
-from ..users.models import User, UserStatus
+from ..users.models import User, UserStatus, roles_of
 from .claims import user_claims
 from .keys import InvalidJWS, b64url_decode, decode_jws, encode_jws, half_hash
 from .keystore import KeyStore
@@ -307,25 +307,22 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     )
 
 
-def claim_refresh_token_by_value(token: str, now: datetime, successor: str
-                                 ) -> RefreshToken | None:
+def claim_refresh_token_by_value(token: str, now: datetime, successor: str) -> Any | None:
     """Mark an unused, live refresh token used by the token ``successor`` (the new token
     this use issues) and return it, in one statement.
 
     ``UPDATE ... RETURNING`` both claims and loads the row, so of two racing requests exactly
     one gets it; None means it is unknown, used, revoked or expired (the caller looks closer).
     The used row names its successor by hash, so that a retry within the grace finds the
-    answer the successor's row keeps (:func:`open_successor`).
+    answer the successor's row keeps (:func:`open_successor`). The row is a named tuple of
+    the table's columns (the grant only reads it).
     """
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
-    connection = db.session.connection()
-    claimed = connection.execute(_CLAIM_REFRESH, {"claimed_hash": hash_token(token),
-                                                  "claimed_at": now,
-                                                  "successor_hash": hash_token(successor)}
-                                 ).first()
-    # A plain copy, attached to no session: the grant only reads it.
-    return RefreshToken(**claimed._mapping) if claimed is not None else None
+    claimed = driversql.rows(db.session.connection(), _CLAIM_REFRESH, {
+        "claimed_hash": hash_token(token), "claimed_at": now,
+        "successor_hash": hash_token(successor)})
+    return claimed[0] if claimed else None
 
 
 _REFRESH_TABLE = RefreshToken.__table__
@@ -574,10 +571,50 @@ def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> N
 
 
 _USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
-_USER_AND_SESSION = (
-    select(User, SSOSession.ended_at, SSOSession.expires_at)
-    .outerjoin(SSOSession, SSOSession.id == bindparam("session_id"))
-    .where(User.id == bindparam("user_id"))
+
+
+@dataclass(slots=True)
+class TokenUser:
+    """The user a token is issued for, as the columns its claims read: what the grants hand
+    to :meth:`TokenService.access_token`, :meth:`~TokenService.id_token` and
+    :func:`.claims.user_claims` (issue 15: loading the ORM ``User`` cost more than the
+    statement that read it)."""
+
+    id: int
+    subject: str
+    username: str
+    name: str | None
+    locale: str | None
+    updated_at: datetime
+    email: str | None
+    email_verified: bool
+    phone: str | None
+    phone_verified: bool
+    status: str
+    #: client_id -> the user's roles there, read once per token answer (access and ID token
+    #: both ask).
+    roles: dict[str, list[str]] = field(default_factory=dict)
+
+    def roles_in(self, client_id: str) -> list[str]:
+        if client_id not in self.roles:
+            self.roles[client_id] = roles_of(self.id, client_id)
+        return list(self.roles[client_id])
+
+    def get_user_id(self) -> str:
+        """Authlib's hook: the ``sub`` of the tokens."""
+        return self.subject
+
+
+_USERS = User.__table__
+_TOKEN_USER_AND_SESSION = (
+    select(_USERS.c.id, _USERS.c.subject, _USERS.c.username, _USERS.c.name, _USERS.c.locale,
+           _USERS.c.updated_at, _USERS.c.email, _USERS.c.email_verified, _USERS.c.phone,
+           _USERS.c.phone_verified, _USERS.c.status,
+           SSOSession.__table__.c.ended_at.label("session_ended_at"),
+           SSOSession.__table__.c.expires_at.label("session_expires_at"))
+    .select_from(_USERS.outerjoin(SSOSession.__table__,
+                                  SSOSession.__table__.c.id == bindparam("session_id")))
+    .where(_USERS.c.id == bindparam("user_id"))
 )
 
 
@@ -589,17 +626,16 @@ def user_for_token(user_id: int) -> User | None:
 
 
 def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
-                            ) -> tuple[User | None, datetime | None]:
+                            ) -> tuple[TokenUser | None, datetime | None]:
     """The active user a token is for and, read in the same statement, when the SSO session
     the token is bound to expires (None: no session, or it is gone or has ended)."""
-    if session_id is None:
-        return user_for_token(user_id), None
-    row = db.session.execute(_USER_AND_SESSION,
-                             {"user_id": user_id, "session_id": session_id}).first()
-    if row is None:
+    found = driversql.rows(db.session.connection(), _TOKEN_USER_AND_SESSION,
+                           {"user_id": user_id, "session_id": session_id})
+    if not found:
         return None, None
-    user, ended_at, expires_at = row
+    *columns, ended_at, expires_at = found[0]
     live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
+    user = TokenUser(*columns)
     return (user if user.status == UserStatus.ACTIVE else None), live
 
 

@@ -83,8 +83,7 @@ class User(db.Model):  # type: ignore[name-defined,misc]
             memo.clear()  # changes the query's autoflush would write first
         key = (self.id, client_id)
         if key not in memo:
-            memo[key] = list(session.scalars(_ROLES_IN, {"roles_user": self.id,
-                                                         "roles_client": client_id}))
+            memo[key] = roles_of(self.id, client_id)
         return list(memo[key])
 
 
@@ -198,6 +197,12 @@ def _roles_in_statement() -> Select[tuple[str]]:
 
 #: Built once: every token with the ``roles`` scope asks.
 _ROLES_IN = _roles_in_statement()
+
+
+def roles_of(user_id: int, client_id: str) -> list[str]:
+    """The names of the user's effective roles in the app, sorted (one statement)."""
+    return list(db.session.scalars(_ROLES_IN, {"roles_user": user_id,
+                                               "roles_client": client_id}))
 
 _ROLES_MEMO = "sso_roles_in"
 

@@ -102,6 +102,33 @@ def test_another_clients_refresh_token_is_invalid_grant(flow: Flow, tokens: dict
     assert response.get_json()["error"] == "invalid_grant"
 
 
+def test_a_disabled_users_refresh_token_is_invalid_grant_and_stays_unused(
+        flow: Flow, tokens: dict[str, Any], app: Any) -> None:
+    """RFC 6749 §5.2: the grant is no longer valid. The claim is rolled back with the
+    refusal, so the token works again once the account is enabled."""
+    from sso.extensions import db
+    from sso.users.service import find_by_login
+
+    with app.app_context():
+        find_by_login("alice").status = "disabled"
+        db.session.commit()
+    response = _refresh(flow, tokens["refresh_token"])
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+    with app.app_context():
+        find_by_login("alice").status = "active"
+        db.session.commit()
+    assert _refresh(flow, tokens["refresh_token"]).status_code == 200
+
+
+def test_a_narrower_scope_keeps_the_granted_scope_on_the_new_refresh_token(
+        flow: Flow, tokens: dict[str, Any]) -> None:
+    narrowed = _refresh(flow, tokens["refresh_token"], scope="openid").get_json()
+    assert narrowed["scope"] == "openid" and "id_token" in narrowed
+    again = _refresh(flow, narrowed["refresh_token"]).get_json()
+    assert set(again["scope"].split()) == set(tokens["scope"].split())
+
+
 @pytest.mark.parametrize("token", ["", "ssor_unknown", "x" * 3000, "ssor_" + "a" * 200])
 def test_unknown_refresh_tokens(flow: Flow, token: str) -> None:
     response = _refresh(flow, token)

@@ -71,3 +71,19 @@ def test_an_audit_row_keeps_its_details_and_time(ctx: None) -> None:
                              .where(audit.AuditEvent.event == "driversql.check")).one()
     assert row.details == {"note": "中文", "count": 3}
     assert row.at is not None and abs(row.at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_rows_come_back_as_sqlalchemy_gives_them(ctx: None, erp: Any, alice: Any) -> None:
+    """:func:`driversql.rows` converts each value through its column's type: aware UTC dates
+    (SQLite keeps text), JSON lists, booleans, and None left alone."""
+    connection = db.session.connection()
+    for code_hash, changes in (("a" * 64, {}), ("b" * 64, {"amr": None, "nonce": "n-2",
+                                                            "redirect_uri_given": True})):
+        driversql.execute(connection, _INSERT_CODE,
+                          _code(code_hash, client_id=erp.client_id, user_id=alice.id, **changes))
+        ours, = driversql.rows(connection, _READ_CODE, {"wanted": code_hash})
+        theirs = connection.execute(_READ_CODE, {"wanted": code_hash}).one()
+        assert ours._asdict() == theirs._asdict()
+        assert ours.created_at.tzinfo is not None
+        assert ours.redirect_uri_given is changes.get("redirect_uri_given", False)
+    assert driversql.rows(connection, _READ_CODE, {"wanted": "x" * 64}) == []
