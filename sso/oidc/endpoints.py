@@ -91,7 +91,7 @@ def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
 def userinfo(request: Any = None) -> Response:
     """UserInfo (OIDC Core §5.3) for Flask's request or ``request`` (:mod:`.direct`'s); a
     refused token raises :class:`.protector.BearerError`, which the app's handler answers."""
-    info = protector.require("openid", request)
+    info = protector.require("openid", request, plain_user=True)
     if info.user is None:  # a client's own token: there is no user to describe
         raise protector.BearerError(401, "invalid_token", "The token has no user.")
     return json_response(user_claims(info.user, info.scopes, info.client_id))

@@ -231,7 +231,7 @@ class OpenIDCode(_OpenIDCode):
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        used = db.session.connection().execute(_NONCE_USED, {
+        used = driversql.execute(db.session.connection(), _NONCE_USED, {
             "nonce_client": request.payload.client_id, "nonce": nonce}).first()
         return used is not None
 

@@ -75,12 +75,18 @@ class _Token:
 
 
 class JWTAccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
-    """Our RFC 9068 access tokens, with their user loaded in the revocation check."""
+    """Our RFC 9068 access tokens, with their user loaded in the revocation check: the ORM
+    ``User``, or (``plain_user``) a :class:`.tokens.TokenUser` of the columns claims read."""
+
+    def __init__(self, plain_user: bool = False) -> None:
+        super().__init__()
+        self.plain_user = plain_user
 
     def authenticate_token(self, token_string: str) -> _Token | None:
         try:
-            return _Token(token_service().validate_access_token(token_string.strip(),
-                                                                with_user=True))
+            return _Token(token_service().validate_access_token(
+                token_string.strip(), with_user=not self.plain_user,
+                with_token_user=self.plain_user))
         except InvalidJWS:
             return None
 
@@ -108,17 +114,23 @@ class _Protector(ResourceProtector):  # type: ignore[misc]
 
 _protector = _Protector()
 _protector.register_token_validator(JWTAccessTokenValidator())
+_plain_protector = _Protector()
+_plain_protector.register_token_validator(JWTAccessTokenValidator(plain_user=True))
 
 
-def require(scope: str | None = None, request: Any = None) -> AccessTokenInfo:
+def require(scope: str | None = None, request: Any = None, *,
+            plain_user: bool = False) -> AccessTokenInfo:
     """The valid access token of this request, with ``scope`` if given; or raise
     :class:`BearerError`. A token of a user who is no longer active is invalid.
 
     ``request`` is Flask's unless given: anything with its ``method``, ``headers``, ``form``
-    and ``args`` (a request answered in front of Flask, :mod:`.direct`)."""
+    and ``args`` (a request answered in front of Flask, :mod:`.direct`). ``plain_user``:
+    ``info.user`` is a :class:`.tokens.TokenUser` (the columns claims read, without the ORM
+    load), for a caller that only describes the user."""
+    protector = _plain_protector if plain_user else _protector
     try:
-        token = _protector.validate_request([scope] if scope else None,
-                                            request or flask_request)
+        token = protector.validate_request([scope] if scope else None,
+                                           request or flask_request)
     except BearerError:
         raise
     except MissingAuthorizationError:

@@ -174,13 +174,14 @@ class TokenService:
         return token, expires
 
     def validate_access_token(self, token: str, now: datetime | None = None, *,
-                              with_user: bool = False,
+                              with_user: bool = False, with_token_user: bool = False,
                               with_status: bool = False) -> AccessTokenInfo:
         """Check signature, type, issuer, expiry and revocation; raise InvalidJWS if any fails.
 
         ``with_user`` also loads the token's user, in the revocation check's statement;
-        ``with_status`` reads only the user's name and status there (``info.user`` is then a
-        :class:`UserStatusRow`).
+        ``with_token_user`` reads it there as plain columns (``info.user`` is then a
+        :class:`TokenUser`: what UserInfo's claims need); ``with_status`` reads only the
+        user's name and status (a :class:`UserStatusRow`).
         """
         claims = self.verified.get(self.keys, token)
         if claims is None:
@@ -198,6 +199,8 @@ class TokenService:
         user: Any = None
         if with_status and claims.get("sub") != claims["client_id"]:
             revoked, user = revocation_and_status(jti, str(claims.get("sub")))
+        elif with_token_user and claims.get("sub") != claims["client_id"]:
+            revoked, user = revocation_and_token_user(jti, str(claims.get("sub")))
         elif with_user and claims.get("sub") != claims["client_id"]:
             revoked, user = revocation_and_user(jti, str(claims.get("sub")))
         else:
@@ -427,14 +430,14 @@ def _read(statement: Any, params: dict[str, Any]) -> Any:
     round trip instead of three (BEGIN, the statement, ROLLBACK), and no ORM session work."""
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
-        return driversql.execute(db.session.connection(), statement, params).all()
+        return driversql.rows(db.session.connection(), statement, params)
     bind = db.session.get_bind()
     if isinstance(bind, Connection):  # a session bound to one connection (the tests' own)
-        return driversql.execute(bind, statement, params).all()
+        return driversql.rows(bind, statement, params)
     with bind.connect() as connection:
         if connection.dialect.name != "sqlite":  # pysqlite begins no transaction to read
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        return driversql.execute(connection, statement, params).all()
+        return driversql.rows(connection, statement, params)
 
 
 def is_revoked(jti: str) -> bool:
@@ -471,6 +474,13 @@ def revocation_and_status(jti: str, subject: str) -> tuple[bool, UserStatusRow |
     statement, two columns, for introspection (issue 15: the entity load was most of it)."""
     row, = _read(_REVOKED_AND_STATUS, {"jti": jti, "sub": subject})
     return bool(row[0]), (UserStatusRow(row[1], row[2]) if row[1] is not None else None)
+
+
+def revocation_and_token_user(jti: str, subject: str) -> tuple[bool, TokenUser | None]:
+    """Like :func:`revocation_and_user`, with the user as plain columns: one statement,
+    outside any transaction (UserInfo: the ORM load of the user was most of it)."""
+    row, = _read(_REVOKED_AND_TOKEN_USER, {"jti": jti, "sub": subject})
+    return bool(row[0]), (TokenUser(*row[1:]) if row[1] is not None else None)
 
 
 def revocation_and_user(jti: str, subject: str) -> tuple[bool, User | None]:
@@ -615,6 +625,13 @@ _TOKEN_USER_AND_SESSION = (
     .select_from(_USERS.outerjoin(SSOSession.__table__,
                                   SSOSession.__table__.c.id == bindparam("session_id")))
     .where(_USERS.c.id == bindparam("user_id"))
+)
+
+
+_REVOKED_AND_TOKEN_USER = (
+    select(exists().where(RevokedAccessToken.jti == bindparam("jti")),
+           *_TOKEN_USER_AND_SESSION.selected_columns[:-2])
+    .select_from(_ONE_ROW.outerjoin(_USERS, _USERS.c.subject == bindparam("sub")))
 )
 
 

@@ -138,3 +138,13 @@ def test_introspection_costs_one_lookup(flow: Flow) -> None:
                                   headers=basic(flow.app_client))
     assert response.get_json()["active"] is True
     assert len(seen) == 1, seen  # revocation and user together
+
+
+def test_userinfo_costs_one_lookup_outside_a_transaction(flow: Flow) -> None:
+    access = _tokens(flow)["access_token"]
+    with statements() as seen:
+        response = flow.http.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert response.status_code == 200 and response.get_json()["sub"]
+    # revocation and the user's columns together (+ roles)
+    assert len(_without_roles(seen)) == 1, seen
+    assert "FROM revoked_access_tokens" in seen[0] and "users.email" in seen[0], seen
