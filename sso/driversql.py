@@ -73,16 +73,23 @@ def execute(connection: Any, statement: Any, params: dict[str, Any]) -> Any:
 _RESULTS: dict[tuple[int, str], tuple[Any, tuple[Callable[[Any], Any] | None, ...]]] = {}
 
 
-def rows(connection: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
+def rows(connection: Any, statement: Any, params: dict[str, Any],
+         row_type: Any = None) -> list[Any]:
     """The rows ``statement`` (a SELECT, or a write with RETURNING) gives, each a named tuple
     whose values went through their columns' result processing, as ``Connection.execute``
-    would give them: a SQLite date comes back a UTC ``datetime``, a JSON column a list."""
+    would give them: a SQLite date comes back a UTC ``datetime``, a JSON column a list.
+    ``row_type``: a named tuple class of the statement's columns, in order, to build the rows
+    of instead (one with methods of its own)."""
     dialect = connection.dialect
     key = (id(statement), dialect.name)
     found = _RESULTS.get(key)
     if found is None:
         found = _RESULTS[key] = _result_of(statement, dialect)
-    row_type, processors = found
+    own_type, processors = found
+    if row_type is None:
+        row_type = own_type
+    elif row_type._fields != own_type._fields:
+        raise ValueError(f"{row_type.__name__} does not name the statement's columns in order")
     fetched = connection.exec_driver_sql(*prepared(statement, dialect, params)).fetchall()
     if not any(processors):
         return [row_type._make(row) for row in fetched]

@@ -32,9 +32,9 @@ from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import origin
 from . import tokens
-from .models import USER_SCOPES, AuthorizationCode, Client, RefreshToken
+from .models import USER_SCOPES, AuthorizationCode, ClaimedCode, Client, RefreshToken
 from .server import JSON_NO_STORE
-from .tokens import GrantFacts, TokenService
+from .tokens import GrantFacts, TokenService, TokenUser
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +141,18 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         audit.record("code.issue", origin=origin(), user_id=signed_in.user.id,
                      client_id=request.client.client_id, session_id=session.id)
 
-    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+    def query_authorization_code(self, code: str, client: Client) -> ClaimedCode | None:
         """Consume the code atomically; a second use revokes what the first one got."""
         if not code or len(code) > 128:
             return None
         code_hash = hash_token(code)
         now = utcnow()
         # UPDATE ... RETURNING claims and loads the code in one statement.
-        claimed = db.session.connection().execute(_CLAIM_CODE, {
+        claimed = driversql.rows(db.session.connection(), _CLAIM_CODE, {
             "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
-        }).first()
-        if claimed is not None:
-            # A plain copy, attached to no session: the grant only reads it.
-            return AuthorizationCode(**claimed._mapping)
+        }, ClaimedCode)
+        if claimed:
+            return claimed[0]  # type: ignore[no-any-return]
         row = db.session.get(AuthorizationCode, code_hash)
         if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
             db.session.rollback()
@@ -167,17 +166,17 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
             db.session.commit()
         return None
 
-    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+    def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
         """Nothing to delete: the code stays, consumed, until it expires (replay detection)."""
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
+    def authenticate_user(self, authorization_code: ClaimedCode) -> TokenUser | None:
         user, self.session_expires = tokens.user_and_session_expiry(
             authorization_code.user_id, authorization_code.session_id, utcnow())
         return user
 
     def generate_token(self, user: Any = None, scope: Any = None, grant_type: Any = None,
                        expires_in: Any = None, include_refresh_token: bool = True) -> dict:
-        code: AuthorizationCode = self.request.authorization_code
+        code: ClaimedCode = self.request.authorization_code
         facts = GrantFacts(grant_id=code.grant_id, session_id=code.session_id,
                            auth_time=code.auth_time, acr=code.acr, amr=list(code.amr or []),
                            nonce=code.nonce)

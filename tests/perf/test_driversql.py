@@ -87,3 +87,20 @@ def test_rows_come_back_as_sqlalchemy_gives_them(ctx: None, erp: Any, alice: Any
         assert ours.created_at.tzinfo is not None
         assert ours.redirect_uri_given is changes.get("redirect_uri_given", False)
     assert driversql.rows(connection, _READ_CODE, {"wanted": "x" * 64}) == []
+
+
+def test_rows_of_a_named_type_must_name_the_columns_in_order(ctx: None, erp: Any,
+                                                             alice: Any) -> None:
+    from collections import namedtuple
+
+    from sso.oidc.models import ClaimedCode
+
+    connection = db.session.connection()
+    driversql.execute(connection, _INSERT_CODE,
+                      _code("c" * 64, client_id=erp.client_id, user_id=alice.id))
+    code, = driversql.rows(connection, _READ_CODE, {"wanted": "c" * 64}, ClaimedCode)
+    assert isinstance(code, ClaimedCode) and code.get_amr() == ["pwd", "otp"]
+    assert code.get_redirect_uri() is None  # the request did not name it
+    wrong = namedtuple("Wrong", ["code_hash", "scope"])  # noqa: PYI024
+    with pytest.raises(ValueError, match="Wrong"):
+        driversql.rows(connection, _READ_CODE, {"wanted": "c" * 64}, wrong)
