@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..users.models import User
+
+if TYPE_CHECKING:  # tokens imports this module
+    from .tokens import TokenUser
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "preferred_username", "locale", "updated_at"),
@@ -18,8 +21,10 @@ CLAIMS_SUPPORTED = sorted(
 )
 
 
-def user_claims(user: User, scopes: list[str] | tuple[str, ...], client_id: str) -> dict[str, Any]:
-    """``sub`` plus what ``scopes`` release; ``roles`` are the user's roles in this app only."""
+def user_claims(user: User | TokenUser, scopes: list[str] | tuple[str, ...],
+                client_id: str) -> dict[str, Any]:
+    """``sub`` plus what ``scopes`` release; ``roles`` are the user's roles in this app only.
+    ``user``: the ORM user or the columns of one (``tokens.TokenUser``)."""
     claims: dict[str, Any] = {"sub": user.subject}
     if "profile" in scopes:
         claims["preferred_username"] = user.username

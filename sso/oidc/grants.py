@@ -66,7 +66,8 @@ class _IssuesTokens:
 
     request: Any
 
-    def issue(self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
+    def issue(self, client: Client, user: User | TokenUser | None, scope: str,
+              facts: GrantFacts | None,
               with_refresh: bool, first_of_grant: bool = False,
               session_expires: datetime | None = None) -> dict[str, Any]:
         service = token_service()

@@ -144,8 +144,8 @@ class TokenService:
     # Access tokens.
 
     def access_token(
-        self, client: Client, user: User | None, scope: str, facts: GrantFacts | None,
-        jti: str, now: datetime,
+        self, client: Client, user: User | TokenUser | None, scope: str,
+        facts: GrantFacts | None, jti: str, now: datetime,
     ) -> tuple[str, datetime]:
         iat = int(now.timestamp())
         ttl = self.access_ttl_for(client)
@@ -212,7 +212,7 @@ class TokenService:
     # ID tokens.
 
     def id_token(
-        self, client: Client, user: User, scope: str, facts: GrantFacts,
+        self, client: Client, user: User | TokenUser, scope: str, facts: GrantFacts,
         access_token: str | None, now: datetime, include_nonce: bool = True,
     ) -> str:
         iat = int(now.timestamp())
@@ -259,8 +259,9 @@ class TokenService:
     # Refresh tokens.
 
     def new_refresh_token(
-        self, client: Client, user: User, scope: str, facts: GrantFacts, access_jti: str,
-        access_expires_at: datetime, now: datetime, session_expires_at: datetime | None,
+        self, client: Client, user: User | TokenUser, scope: str, facts: GrantFacts,
+        access_jti: str, access_expires_at: datetime, now: datetime,
+        session_expires_at: datetime | None,
         token: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new link of the family ``facts.grant_id``: the token, and its row's columns for
@@ -603,12 +604,12 @@ class TokenUser:
     status: str
     #: client_id -> the user's roles there, read once per token answer (access and ID token
     #: both ask).
-    roles: dict[str, list[str]] = field(default_factory=dict)
+    known_roles: dict[str, list[str]] = field(default_factory=dict)
 
     def roles_in(self, client_id: str) -> list[str]:
-        if client_id not in self.roles:
-            self.roles[client_id] = roles_of(self.id, client_id)
-        return list(self.roles[client_id])
+        if client_id not in self.known_roles:
+            self.known_roles[client_id] = roles_of(self.id, client_id)
+        return list(self.known_roles[client_id])
 
     def get_user_id(self) -> str:
         """Authlib's hook: the ``sub`` of the tokens."""
