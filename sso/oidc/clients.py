@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 import secrets
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -321,6 +322,9 @@ class ClientCache:
         self._generation: bytes | None = None
         self._checked_at = float("-inf")
         self._bypass_until = float("-inf")
+        #: Held by the one thread that asks Redis when the interval is up: the worker's other
+        #: threads keep the generation they have meanwhile, rather than all asking at once.
+        self._checking = threading.Lock()
 
     def _key(self) -> str:
         return self.redis.key("oidc", "clients", "generation")
@@ -330,7 +334,12 @@ class ClientCache:
             return None
         if self._generation is not None and now - self._checked_at < self.check_interval:
             return self._generation
+        # With no generation yet there is nothing to serve meanwhile: wait for the asker.
+        if not self._checking.acquire(blocking=self._generation is None):
+            return self._generation
         try:
+            if self._generation is not None and now - self._checked_at < self.check_interval:
+                return self._generation  # asked while this thread waited
             client = self.redis.client
             generation = client.get(self._key())
             if generation is None:
@@ -341,6 +350,8 @@ class ClientCache:
             self._bypass_until = now + self.REDIS_DOWN_PAUSE
             self._entries, self._generation = {}, None
             return None
+        finally:
+            self._checking.release()
         self._checked_at = now
         return generation  # type: ignore[no-any-return]
 

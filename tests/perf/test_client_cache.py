@@ -87,6 +87,27 @@ def test_another_worker_sees_the_change_within_the_check_interval(
         assert this_worker.get(service.client_id, now=101.0).name == "Renamed"
 
 
+def test_one_thread_asks_redis_when_the_interval_is_up(app: Flask, make_client: Any) -> None:
+    """While one thread of the worker is asking Redis for the generation, the others keep
+    serving the one they have (at most an interval old) instead of all asking at once."""
+    service = _service(make_client)
+    with app.app_context():
+        cache = ClientCache(app.extensions["sso_redis"], check_interval=1.0)
+        other_worker = ClientCache(app.extensions["sso_redis"])
+        assert cache.get(service.client_id, now=100.0).name == "Batch"
+        db.session.execute(text("UPDATE clients SET name = 'Renamed' WHERE client_id = :id"),
+                           {"id": service.client_id})
+        db.session.commit()
+        db.session.expire_all()
+        other_worker.invalidate()
+        assert cache._checking.acquire(blocking=False)  # another thread is asking now
+        try:
+            assert cache.get(service.client_id, now=102.0).name == "Batch"
+        finally:
+            cache._checking.release()
+        assert cache.get(service.client_id, now=102.0).name == "Renamed"
+
+
 def test_entries_expire_after_max_age(app: Flask, make_client: Any) -> None:
     service = _service(make_client)
     with app.app_context():
