@@ -13,7 +13,8 @@ cancelled out. Only the requests' own thread is counted (``--separate-threads``)
 outbox's delivery threads wake on a timer and would add a share that grows with the wall
 time. ``--tree`` measures another checkout's ``sso`` (a ``git worktree`` of an older
 commit) with this checkout's environment. Needs valgrind (``apt-get install -y valgrind``)
-and the real Redis; SQLite unless ``--database`` says otherwise.
+and the real Redis; SQLite unless ``--database`` says otherwise (a PostgreSQL URL names the
+server and the database to create each run's own database from).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import secrets
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -44,7 +47,8 @@ def main() -> None:
     parser.add_argument("workload", choices=WORKLOADS)
     parser.add_argument("--tree", default=str(BENCH.parent), help="the checkout to measure")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--database", help="an SQLAlchemy URL (default: a fresh SQLite file)")
+    parser.add_argument("--database", help="an SQLAlchemy URL (default: a fresh SQLite file);"
+                        " for PostgreSQL, a server where each run makes a database of its own")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured process
     args = parser.parse_args()
     if args.run is not None:
@@ -63,17 +67,38 @@ def _count(args: argparse.Namespace, requests: int) -> int:
         command = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
                    f"--callgrind-out-file={out}", sys.executable, __file__, args.workload,
                    "--tree", args.tree, "--run", str(requests)]
-        if args.database:
-            command += ["--database", args.database]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
-        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        with _fresh_database(args.database) as database:
+            if database:
+                command += ["--database", database]
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         main_thread = sorted(glob.glob(f"{out}-01") or glob.glob(f"{out}*"))[0]
         totals = re.search(r"^(?:summary|totals): (\d+)", Path(main_thread).read_text(),
                            re.MULTILINE)
         if totals is None:
             raise SystemExit(f"no instruction count in {main_thread}")
         return int(totals.group(1))
+
+
+@contextmanager
+def _fresh_database(url: str | None) -> Iterator[str | None]:
+    """``url`` itself, or for PostgreSQL a fresh database on that server for one counted
+    run (each run seeds its own provider), dropped afterwards."""
+    if not url or not url.startswith("postgresql"):
+        yield url
+        return
+    import psycopg  # noqa: PLC0415
+
+    admin = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    name = f"sso_instructions_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(admin.geturl(), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(url)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(admin.geturl(), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _drive(args: argparse.Namespace) -> None:

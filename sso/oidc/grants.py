@@ -32,7 +32,14 @@ from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import origin
 from . import tokens
-from .models import USER_SCOPES, AuthorizationCode, ClaimedCode, Client, RefreshToken
+from .models import (
+    CLAIMED_CODE_COLUMNS,
+    USER_SCOPES,
+    AuthorizationCode,
+    ClaimedCode,
+    Client,
+    RefreshToken,
+)
 from .server import JSON_NO_STORE
 from .tokens import GrantFacts, TokenService, TokenUser
 
@@ -195,7 +202,7 @@ _CLAIM_CODE = (
            _CODES.c.client_id == bindparam("claimed_by"),
            _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
     .values(consumed_at=bindparam("claimed_at"))
-    .returning(*_CODES.c)
+    .returning(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS))
 )
 
 

@@ -197,14 +197,17 @@ class AuthorizationCode(db.Model):  # type: ignore[name-defined,misc]
 
 
 
-_CODE_COLUMNS = namedtuple(  # noqa: PYI024
-    "_CODE_COLUMNS", [column.key for column in AuthorizationCode.__table__.columns])
+#: The columns of a code the token request reads (``grants._CLAIM_CODE`` returns these).
+CLAIMED_CODE_COLUMNS = ("grant_id", "client_id", "user_id", "redirect_uri",
+                        "redirect_uri_given", "scope", "nonce", "code_challenge",
+                        "code_challenge_method", "session_id", "auth_time", "acr", "amr")
+_CODE_COLUMNS = namedtuple("_CODE_COLUMNS", CLAIMED_CODE_COLUMNS)  # noqa: PYI024
 
 
 class ClaimedCode(_CODE_COLUMNS):
     """A code's row as its claim returned it (``grants._CLAIM_CODE``): the token request only
-    reads it, so a named tuple of its columns, without an ORM object's bookkeeping; with
-    Authlib's ``AuthorizationCodeMixin`` methods."""
+    reads it, so a named tuple of the columns it reads, without an ORM object's bookkeeping;
+    with Authlib's ``AuthorizationCodeMixin`` methods."""
 
     __slots__ = ()
 

@@ -93,12 +93,14 @@ def test_rows_of_a_named_type_must_name_the_columns_in_order(ctx: None, erp: Any
                                                              alice: Any) -> None:
     from collections import namedtuple
 
-    from sso.oidc.models import ClaimedCode
+    from sso.oidc.models import CLAIMED_CODE_COLUMNS, ClaimedCode
 
     connection = db.session.connection()
     driversql.execute(connection, _INSERT_CODE,
                       _code("c" * 64, client_id=erp.client_id, user_id=alice.id))
-    code, = driversql.rows(connection, _READ_CODE, {"wanted": "c" * 64}, ClaimedCode)
+    read_claimed = select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS)).where(
+        _CODES.c.code_hash == bindparam("wanted"))
+    code, = driversql.rows(connection, read_claimed, {"wanted": "c" * 64}, ClaimedCode)
     assert isinstance(code, ClaimedCode) and code.get_amr() == ["pwd", "otp"]
     assert code.get_redirect_uri() is None  # the request did not name it
     wrong = namedtuple("Wrong", ["code_hash", "scope"])  # noqa: PYI024
