@@ -297,7 +297,7 @@ def _refresh(client: Client, presented: str, requested_scope: str | None) -> dic
     if row.client_id != client.client_id:
         raise InvalidGrantError()
     _check_narrower_scope(row.scope, requested_scope)
-    user, session_expires = tokens.user_and_session_expiry(row.user_id, row.session_id, now)
+    user, session_expires = tokens.claimed_user_and_session_expiry(row, now)
     if row.session_id is not None and session_expires is None:
         raise InvalidGrantError()  # the SSO session it was bound to has ended
     if user is None:

@@ -20,7 +20,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, bindparam, delete, exists, func, literal, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 
 from .. import audit, driversql
 from ..audit import Origin
@@ -320,7 +330,10 @@ def claim_refresh_token_by_value(token: str, now: datetime, successor: str) -> A
     The used row names its successor by hash, so that a retry within the grace finds the
     answer the successor's row keeps (:func:`open_successor`). The row is a named tuple of
     the columns the grant reads: ``id``, ``family_id``, ``client_id``, ``user_id``,
-    ``session_id``, ``scope``, ``auth_time``, ``acr`` and ``amr``.
+    ``session_id``, ``scope``, ``auth_time``, ``acr`` and ``amr``; then the user's
+    (``user_subject`` ... ``user_status``, None if the user is gone) and the SSO session's
+    ``session_ended_at`` and ``session_expires_at``: :func:`claimed_user_and_session_expiry`
+    reads them.
     """
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
@@ -331,6 +344,22 @@ def claim_refresh_token_by_value(token: str, now: datetime, successor: str) -> A
 
 
 _REFRESH_TABLE = RefreshToken.__table__
+#: The user's columns a token's claims read (:class:`TokenUser`, after its ``id``).
+_TOKEN_USER_COLUMNS = ("subject", "username", "name", "locale", "updated_at", "email",
+                       "email_verified", "phone", "phone_verified", "status")
+
+
+def _read_along(table: Any, column: str, key: str, label: str) -> Any:
+    """``table.column`` of the row the refresh token's ``key`` names, read by the claim
+    itself: a scalar subquery in its RETURNING (PostgreSQL and SQLite both allow one there).
+    Written out, because SQLAlchemy's SQLite compiler drops the table names inside RETURNING
+    and would leave the correlation to how SQLite resolves bare column names."""
+    name, column_type = table.name, table.c[column].type  # the models' names only
+    return literal_column(
+        f"(SELECT {name}.{column} FROM {name} WHERE {name}.id = refresh_tokens.{key})",  # noqa: S608
+        column_type).label(label)
+
+
 _CLAIM_REFRESH = (
     _REFRESH_TABLE.update()
     .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"),
@@ -338,10 +367,16 @@ _CLAIM_REFRESH = (
            _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
     .values(used_at=bindparam("claimed_at"), successor=bindparam("successor_hash"))
     # What the grant reads, and no more: every column returned costs its description and
-    # result processing on each claim (most on PostgreSQL).
+    # result processing on each claim (most on PostgreSQL). The token's user and the state
+    # of its SSO session come with it: one round trip, where a SELECT followed.
     .returning(_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.client_id,
                _REFRESH_TABLE.c.user_id, _REFRESH_TABLE.c.session_id, _REFRESH_TABLE.c.scope,
-               _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr)
+               _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr,
+               *(_read_along(User.__table__, column, "user_id", f"user_{column}")
+                 for column in _TOKEN_USER_COLUMNS),
+               _read_along(SSOSession.__table__, "ended_at", "session_id", "session_ended_at"),
+               _read_along(SSOSession.__table__, "expires_at", "session_id",
+                           "session_expires_at"))
 )
 
 
@@ -660,6 +695,19 @@ def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
     live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
     user = TokenUser(*columns)
     return (user if user.status == UserStatus.ACTIVE else None), live
+
+
+def claimed_user_and_session_expiry(row: Any, now: datetime
+                                    ) -> tuple[TokenUser | None, datetime | None]:
+    """What :func:`user_and_session_expiry` gives, from the columns a refresh claim read
+    along (:func:`claim_refresh_token_by_value`)."""
+    user = None
+    if row.user_subject is not None and row.user_status == UserStatus.ACTIVE:
+        user = TokenUser(row.user_id, *(getattr(row, f"user_{column}")
+                                        for column in _TOKEN_USER_COLUMNS))
+    ended_at, expires_at = row.session_ended_at, row.session_expires_at
+    live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
+    return user, live
 
 
 def forget_successors(now: datetime, grace: float) -> int:

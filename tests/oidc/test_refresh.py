@@ -35,6 +35,12 @@ def test_refresh_rotates_and_returns_a_new_id_token(flow: Flow, tokens: dict[str
         new = decode_jws(keys, body["id_token"])
     assert new["sub"] == old["sub"] and new["auth_time"] == old["auth_time"]
     assert "nonce" not in new
+    # The user's claims, read along with the claim, are the code exchange's.
+    released = {"updated_at", "preferred_username", "name", "email", "email_verified",
+                "roles"}
+    assert {k: v for k, v in new.items() if k in released} == {
+        k: v for k, v in old.items() if k in released}
+    assert "updated_at" in new
 
 
 def test_reuse_of_a_rotated_token_revokes_the_whole_family(
