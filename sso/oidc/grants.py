@@ -4,6 +4,7 @@ token (:func:`refresh_token`) and client credentials (:func:`client_credentials`
 from __future__ import annotations
 
 import logging
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,14 +33,7 @@ from ..sessions.models import SSOSession
 from ..users.models import User
 from ..web import origin
 from . import tokens
-from .models import (
-    CLAIMED_CODE_COLUMNS,
-    USER_SCOPES,
-    AuthorizationCode,
-    ClaimedCode,
-    Client,
-    RefreshToken,
-)
+from .models import USER_SCOPES, AuthorizationCode, Client, RefreshToken
 from .server import JSON_NO_STORE
 from .tokens import GrantFacts, TokenService, TokenUser
 
@@ -50,6 +44,41 @@ CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 ALL_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 _CODES = AuthorizationCode.__table__
 _INSERT_CODE = _CODES.insert()
+
+
+#: The columns of a code the token request reads (``_CLAIM_CODE`` returns these, then the
+#: user's and the SSO session's read along: ``tokens.READ_ALONG``).
+CLAIMED_CODE_COLUMNS = ("grant_id", "client_id", "user_id", "redirect_uri",
+                        "redirect_uri_given", "scope", "nonce", "code_challenge",
+                        "code_challenge_method", "session_id", "auth_time", "acr", "amr")
+_CODE_COLUMNS = namedtuple(  # noqa: PYI024
+    "_CODE_COLUMNS", (*CLAIMED_CODE_COLUMNS, *tokens.READ_ALONG))
+
+
+class ClaimedCode(_CODE_COLUMNS):
+    """A code's row as its claim returned it (``_CLAIM_CODE``): the token request only reads
+    it, so a named tuple of the columns it reads, without an ORM object's bookkeeping; with
+    Authlib's ``AuthorizationCodeMixin`` methods."""
+
+    __slots__ = ()
+
+    def get_redirect_uri(self) -> str | None:
+        return self.redirect_uri if self.redirect_uri_given else None  # type: ignore[no-any-return]
+
+    def get_scope(self) -> str:
+        return self.scope  # type: ignore[no-any-return]
+
+    def get_nonce(self) -> str | None:
+        return self.nonce  # type: ignore[no-any-return]
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time.timestamp())
+
+    def get_acr(self) -> str | None:
+        return self.acr  # type: ignore[no-any-return]
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr or [])
 
 
 @dataclass
@@ -178,8 +207,8 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         """Nothing to delete: the code stays, consumed, until it expires (replay detection)."""
 
     def authenticate_user(self, authorization_code: ClaimedCode) -> TokenUser | None:
-        user, self.session_expires = tokens.user_and_session_expiry(
-            authorization_code.user_id, authorization_code.session_id, utcnow())
+        user, self.session_expires = tokens.claimed_user_and_session_expiry(
+            authorization_code, utcnow())
         return user
 
     def generate_token(self, user: Any = None, scope: Any = None, grant_type: Any = None,
@@ -202,7 +231,8 @@ _CLAIM_CODE = (
            _CODES.c.client_id == bindparam("claimed_by"),
            _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
     .values(consumed_at=bindparam("claimed_at"))
-    .returning(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS))
+    .returning(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
+               *tokens.read_along("authorization_codes"))
 )
 
 

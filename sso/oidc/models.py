@@ -6,7 +6,6 @@ Access tokens are self-contained JWTs (RFC 9068); only revoked ones are remember
 
 from __future__ import annotations
 
-from collections import namedtuple
 from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, true
@@ -195,39 +194,6 @@ class AuthorizationCode(db.Model):  # type: ignore[name-defined,misc]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-
-
-#: The columns of a code the token request reads (``grants._CLAIM_CODE`` returns these).
-CLAIMED_CODE_COLUMNS = ("grant_id", "client_id", "user_id", "redirect_uri",
-                        "redirect_uri_given", "scope", "nonce", "code_challenge",
-                        "code_challenge_method", "session_id", "auth_time", "acr", "amr")
-_CODE_COLUMNS = namedtuple("_CODE_COLUMNS", CLAIMED_CODE_COLUMNS)  # noqa: PYI024
-
-
-class ClaimedCode(_CODE_COLUMNS):
-    """A code's row as its claim returned it (``grants._CLAIM_CODE``): the token request only
-    reads it, so a named tuple of the columns it reads, without an ORM object's bookkeeping;
-    with Authlib's ``AuthorizationCodeMixin`` methods."""
-
-    __slots__ = ()
-
-    def get_redirect_uri(self) -> str | None:
-        return self.redirect_uri if self.redirect_uri_given else None
-
-    def get_scope(self) -> str:
-        return self.scope  # type: ignore[no-any-return]
-
-    def get_nonce(self) -> str | None:
-        return self.nonce  # type: ignore[no-any-return]
-
-    def get_auth_time(self) -> int:
-        return int(self.auth_time.timestamp())
-
-    def get_acr(self) -> str | None:
-        return self.acr  # type: ignore[no-any-return]
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr or [])
 
 
 class RefreshToken(db.Model):  # type: ignore[name-defined,misc]

@@ -349,15 +349,34 @@ _TOKEN_USER_COLUMNS = ("subject", "username", "name", "locale", "updated_at", "e
                        "email_verified", "phone", "phone_verified", "status")
 
 
-def _read_along(table: Any, column: str, key: str, label: str) -> Any:
-    """``table.column`` of the row the refresh token's ``key`` names, read by the claim
-    itself: a scalar subquery in its RETURNING (PostgreSQL and SQLite both allow one there).
-    Written out, because SQLAlchemy's SQLite compiler drops the table names inside RETURNING
-    and would leave the correlation to how SQLite resolves bare column names."""
+def _read_along(claimed: str, table: Any, column: str, key: str, label: str) -> Any:
+    """``table.column`` of the row that the ``key`` column of the row being claimed (in table
+    ``claimed``) names, read by the claim itself: a scalar subquery in its RETURNING
+    (PostgreSQL and SQLite both allow one there). Written out, because SQLAlchemy's SQLite
+    compiler drops the table names inside RETURNING and would leave the correlation to how
+    SQLite resolves bare column names."""
     name, column_type = table.name, table.c[column].type  # the models' names only
     return literal_column(
-        f"(SELECT {name}.{column} FROM {name} WHERE {name}.id = refresh_tokens.{key})",  # noqa: S608
+        f"(SELECT {name}.{column} FROM {name} WHERE {name}.id = {claimed}.{key})",  # noqa: S608
         column_type).label(label)
+
+
+def read_along(claimed: str) -> list[Any]:
+    """The columns a claim of a row of ``claimed`` (a refresh token, an authorization code:
+    a table with ``user_id`` and ``session_id``) returns for
+    :func:`claimed_user_and_session_expiry`: the user's (``user_subject`` ... ``user_status``)
+    and the SSO session's (``session_ended_at``, ``session_expires_at``). One round trip,
+    where a SELECT followed the claim."""
+    sessions = SSOSession.__table__
+    return [*(_read_along(claimed, User.__table__, column, "user_id", f"user_{column}")
+              for column in _TOKEN_USER_COLUMNS),
+            _read_along(claimed, sessions, "ended_at", "session_id", "session_ended_at"),
+            _read_along(claimed, sessions, "expires_at", "session_id", "session_expires_at")]
+
+
+#: The names :func:`read_along` gives its columns, in order.
+READ_ALONG = (*(f"user_{column}" for column in _TOKEN_USER_COLUMNS), "session_ended_at",
+              "session_expires_at")
 
 
 _CLAIM_REFRESH = (
@@ -368,15 +387,11 @@ _CLAIM_REFRESH = (
     .values(used_at=bindparam("claimed_at"), successor=bindparam("successor_hash"))
     # What the grant reads, and no more: every column returned costs its description and
     # result processing on each claim (most on PostgreSQL). The token's user and the state
-    # of its SSO session come with it: one round trip, where a SELECT followed.
+    # of its SSO session come with it (:func:`read_along`).
     .returning(_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.client_id,
                _REFRESH_TABLE.c.user_id, _REFRESH_TABLE.c.session_id, _REFRESH_TABLE.c.scope,
                _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr,
-               *(_read_along(User.__table__, column, "user_id", f"user_{column}")
-                 for column in _TOKEN_USER_COLUMNS),
-               _read_along(SSOSession.__table__, "ended_at", "session_id", "session_ended_at"),
-               _read_along(SSOSession.__table__, "expires_at", "session_id",
-                           "session_expires_at"))
+               *read_along("refresh_tokens"))
 )
 
 
@@ -657,21 +672,9 @@ class TokenUser:
 
 
 _USERS = User.__table__
-_TOKEN_USER_AND_SESSION = (
-    select(_USERS.c.id, _USERS.c.subject, _USERS.c.username, _USERS.c.name, _USERS.c.locale,
-           _USERS.c.updated_at, _USERS.c.email, _USERS.c.email_verified, _USERS.c.phone,
-           _USERS.c.phone_verified, _USERS.c.status,
-           SSOSession.__table__.c.ended_at.label("session_ended_at"),
-           SSOSession.__table__.c.expires_at.label("session_expires_at"))
-    .select_from(_USERS.outerjoin(SSOSession.__table__,
-                                  SSOSession.__table__.c.id == bindparam("session_id")))
-    .where(_USERS.c.id == bindparam("user_id"))
-)
-
-
 _REVOKED_AND_TOKEN_USER = (
-    select(exists().where(RevokedAccessToken.jti == bindparam("jti")),
-           *_TOKEN_USER_AND_SESSION.selected_columns[:-2])
+    select(exists().where(RevokedAccessToken.jti == bindparam("jti")), _USERS.c.id,
+           *(_USERS.c[column] for column in _TOKEN_USER_COLUMNS))
     .select_from(_ONE_ROW.outerjoin(_USERS, _USERS.c.subject == bindparam("sub")))
 )
 
@@ -683,24 +686,12 @@ def user_for_token(user_id: int) -> User | None:
     return user
 
 
-def user_and_session_expiry(user_id: int, session_id: str | None, now: datetime
-                            ) -> tuple[TokenUser | None, datetime | None]:
-    """The active user a token is for and, read in the same statement, when the SSO session
-    the token is bound to expires (None: no session, or it is gone or has ended)."""
-    found = driversql.rows(db.session.connection(), _TOKEN_USER_AND_SESSION,
-                           {"user_id": user_id, "session_id": session_id})
-    if not found:
-        return None, None
-    *columns, ended_at, expires_at = found[0]
-    live = expires_at if ended_at is None and expires_at is not None and expires_at > now else None
-    user = TokenUser(*columns)
-    return (user if user.status == UserStatus.ACTIVE else None), live
-
-
 def claimed_user_and_session_expiry(row: Any, now: datetime
                                     ) -> tuple[TokenUser | None, datetime | None]:
-    """What :func:`user_and_session_expiry` gives, from the columns a refresh claim read
-    along (:func:`claim_refresh_token_by_value`)."""
+    """The active user a token is for, and when the SSO session it is bound to expires
+    (None: no session, or it is gone or has ended), from the columns a claim read along
+    (:func:`read_along`): of a refresh token (:func:`claim_refresh_token_by_value`) or of an
+    authorization code (``grants._CLAIM_CODE``)."""
     user = None
     if row.user_subject is not None and row.user_status == UserStatus.ACTIVE:
         user = TokenUser(row.user_id, *(getattr(row, f"user_{column}")

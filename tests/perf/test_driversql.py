@@ -93,16 +93,20 @@ def test_rows_of_a_named_type_must_name_the_columns_in_order(ctx: None, erp: Any
                                                              alice: Any) -> None:
     from collections import namedtuple
 
-    from sso.oidc.models import CLAIMED_CODE_COLUMNS, ClaimedCode
+    from sso.oidc import tokens
+    from sso.oidc.grants import CLAIMED_CODE_COLUMNS, ClaimedCode
 
     connection = db.session.connection()
     driversql.execute(connection, _INSERT_CODE,
                       _code("c" * 64, client_id=erp.client_id, user_id=alice.id))
-    read_claimed = select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS)).where(
+    read_claimed = select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
+                          *tokens.read_along("authorization_codes")).where(
         _CODES.c.code_hash == bindparam("wanted"))
     code, = driversql.rows(connection, read_claimed, {"wanted": "c" * 64}, ClaimedCode)
     assert isinstance(code, ClaimedCode) and code.get_amr() == ["pwd", "otp"]
     assert code.get_redirect_uri() is None  # the request did not name it
+    assert code.user_username == alice.username and code.user_updated_at.tzinfo is not None
+    assert code.session_expires_at is None  # the code names no session
     wrong = namedtuple("Wrong", ["code_hash", "scope"])  # noqa: PYI024
     with pytest.raises(ValueError, match="Wrong"):
         driversql.rows(connection, _READ_CODE, {"wanted": "c" * 64}, wrong)
