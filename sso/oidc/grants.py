@@ -299,16 +299,14 @@ def refresh_token(request: Any) -> Response:
     This is the grant's one implementation, for both transports (``endpoints.token`` sends
     ``grant_type=refresh_token`` here; no Authlib grant is registered for it). The client is
     authenticated by the server's one client authentication and errors are answered by the
-    server's error answer, as for every grant; the rest is four statements: the claim, the
-    user with the session's state, the audit row and the new token's row. What it writes is
+    server's error answer, as for every grant; the rest is three statements: the claim (which
+    reads the user and the session's state along), the audit row and the new token's row
+    (with the answer sealed for the reuse grace). What it writes is
     committed by ``endpoints.token`` with a 200 and rolled back otherwise, so a refused
     request (a narrower scope not held, a session that ended) does not burn the token."""
     server = current_app.extensions["sso_authorization_server"]
     try:
-        client = server.authenticate_client(request, ALL_AUTH_METHODS)
-        if not client.check_grant_type("refresh_token"):
-            raise UnauthorizedClientError(
-                "The client is not authorized to use 'grant_type=refresh_token'")
+        client = _client_for(server, request, ALL_AUTH_METHODS, "refresh_token")
         presented = request.form.get("refresh_token")
         if presented is None:
             raise InvalidRequestError("Missing 'refresh_token' in request.")
@@ -415,10 +413,7 @@ def client_credentials(request: Any) -> Response:
     the same as every other grant, and errors are answered by the server's error answer."""
     server = current_app.extensions["sso_authorization_server"]
     try:
-        client = server.authenticate_client(request, CONFIDENTIAL_AUTH_METHODS)
-        if not client.check_grant_type("client_credentials"):
-            raise UnauthorizedClientError(
-                "The client is not allowed to use 'grant_type=client_credentials'.")
+        client = _client_for(server, request, CONFIDENTIAL_AUTH_METHODS, "client_credentials")
         scope = _service_scope(client, request.payload.scope)
     except OAuth2Error as error:
         return server.handle_error_response(request, error)  # type: ignore[no-any-return]
@@ -427,6 +422,16 @@ def client_credentials(request: Any) -> Response:
     token = {"access_token": access, "token_type": "Bearer",
              "expires_in": service.access_ttl_for(client), "scope": scope}
     return server.handle_response(200, token, JSON_NO_STORE)  # type: ignore[no-any-return]
+
+
+def _client_for(server: Any, request: Any, methods: list[str], grant_type: str) -> Client:
+    """The client, authenticated by the server's one client authentication with one of
+    ``methods``, if it may use ``grant_type``; else the OAuth error to answer."""
+    client: Client = server.authenticate_client(request, methods)
+    if not client.check_grant_type(grant_type):
+        raise UnauthorizedClientError(
+            f"The client is not allowed to use 'grant_type={grant_type}'.")
+    return client
 
 
 def _service_scope(client: Client, requested: str | None) -> str:
