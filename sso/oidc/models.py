@@ -195,7 +195,6 @@ class AuthorizationCode(db.Model):  # type: ignore[name-defined,misc]
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-
 class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
     """One link of a rotation chain; the chain (family) is the grant it came from.
 

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -344,9 +344,41 @@ def claim_refresh_token_by_value(token: str, now: datetime, successor: str) -> A
 
 
 _REFRESH_TABLE = RefreshToken.__table__
-#: The user's columns a token's claims read (:class:`TokenUser`, after its ``id``).
-_TOKEN_USER_COLUMNS = ("subject", "username", "name", "locale", "updated_at", "email",
-                       "email_verified", "phone", "phone_verified", "status")
+@dataclass(slots=True)
+class TokenUser:
+    """The user a token is issued for, as the columns its claims read: what the grants hand
+    to :meth:`TokenService.access_token`, :meth:`~TokenService.id_token` and
+    :func:`.claims.user_claims` (issue 15: loading the ORM ``User`` cost more than the
+    statement that read it)."""
+
+    id: int
+    subject: str
+    username: str
+    name: str | None
+    locale: str | None
+    updated_at: datetime
+    email: str | None
+    email_verified: bool
+    phone: str | None
+    phone_verified: bool
+    status: str
+    #: client_id -> the user's roles there, read once per token answer (access and ID token
+    #: both ask).
+    known_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    def roles_in(self, client_id: str) -> list[str]:
+        if client_id not in self.known_roles:
+            self.known_roles[client_id] = roles_of(self.id, client_id)
+        return list(self.known_roles[client_id])
+
+    def get_user_id(self) -> str:
+        """Authlib's hook: the ``sub`` of the tokens."""
+        return self.subject
+
+
+#: The user's columns a token's claims read: :class:`TokenUser`'s fields after its ``id``.
+_TOKEN_USER_COLUMNS = tuple(f.name for f in fields(TokenUser)
+                            if f.name not in ("id", "known_roles"))
 
 
 def _read_along(claimed: str, table: Any, column: str, key: str, label: str) -> Any:
@@ -637,38 +669,6 @@ def revoke_session_tokens(session_id: str, *, origin: Origin | None = None) -> N
 
 
 _USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
-
-
-@dataclass(slots=True)
-class TokenUser:
-    """The user a token is issued for, as the columns its claims read: what the grants hand
-    to :meth:`TokenService.access_token`, :meth:`~TokenService.id_token` and
-    :func:`.claims.user_claims` (issue 15: loading the ORM ``User`` cost more than the
-    statement that read it)."""
-
-    id: int
-    subject: str
-    username: str
-    name: str | None
-    locale: str | None
-    updated_at: datetime
-    email: str | None
-    email_verified: bool
-    phone: str | None
-    phone_verified: bool
-    status: str
-    #: client_id -> the user's roles there, read once per token answer (access and ID token
-    #: both ask).
-    known_roles: dict[str, list[str]] = field(default_factory=dict)
-
-    def roles_in(self, client_id: str) -> list[str]:
-        if client_id not in self.known_roles:
-            self.known_roles[client_id] = roles_of(self.id, client_id)
-        return list(self.known_roles[client_id])
-
-    def get_user_id(self) -> str:
-        """Authlib's hook: the ``sub`` of the tokens."""
-        return self.subject
 
 
 _USERS = User.__table__
