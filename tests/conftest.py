@@ -211,6 +211,7 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     from flask import current_app, has_app_context
     from flask_sqlalchemy.session import Session as FlaskSession
 
+    from sso import extensions
     from sso.extensions import db
 
     with app.app_context():
@@ -230,20 +231,28 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     fingerprint = keys.fingerprint
     owner = threading.get_ident()
     original = FlaskSession.get_bind
+    original_read_bind = extensions.read_bind
     database = app.config["SQLALCHEMY_DATABASE_URI"]
 
-    def get_bind(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def ours() -> bool:
         # Any app built on the test's database (a test may build one with other settings).
         if has_app_context() and current_app.config["SQLALCHEMY_DATABASE_URI"] == database:
             if threading.get_ident() != owner:
                 raise RuntimeError("a rolled-back test used the database from another thread;"
                                    " mark it @pytest.mark.truncate")
-            return connection
-        return original(self, *args, **kwargs)
+            return True
+        return False
+
+    def get_bind(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return connection if ours() else original(self, *args, **kwargs)
+
+    def read_bind() -> Any:
+        return connection if ours() else original_read_bind()
 
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setattr(FlaskSession, "get_bind", get_bind)
+            monkeypatch.setattr(extensions, "read_bind", read_bind)
             monkeypatch.setitem(db.session.session_factory.kw, "join_transaction_mode",
                                 "create_savepoint")
             yield connection

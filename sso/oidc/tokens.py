@@ -32,13 +32,13 @@ from sqlalchemy import (
     update,
 )
 
-from .. import audit, driversql
+from .. import audit, driversql, extensions
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
 from ..sessions.models import SSOSession
-from ..users.models import User, UserStatus, roles_of
+from ..users.models import ROLES_IN, User, UserStatus
 from .claims import user_claims
 from .keys import InvalidJWS, b64url_decode, decode_jws, encode_jws, half_hash
 from .keystore import KeyStore
@@ -363,12 +363,14 @@ class TokenUser:
     phone_verified: bool
     status: str
     #: client_id -> the user's roles there, read once per token answer (access and ID token
-    #: both ask).
+    #: both ask), as the token's other reads are: in the request's transaction if it has
+    #: begun, else outside any (UserInfo makes no ORM session).
     known_roles: dict[str, list[str]] = field(default_factory=dict)
 
     def roles_in(self, client_id: str) -> list[str]:
         if client_id not in self.known_roles:
-            self.known_roles[client_id] = roles_of(self.id, client_id)
+            params = {"roles_user": self.id, "roles_client": client_id}
+            self.known_roles[client_id] = [row.name for row in _read(ROLES_IN, params)]
         return list(self.known_roles[client_id])
 
     def get_user_id(self) -> str:
@@ -515,11 +517,11 @@ _REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindpa
 def _read(statement: Any, params: dict[str, Any]) -> Any:
     """The rows of one read. Inside the request's transaction if it has begun (a revocation
     added earlier in it counts); else on a pooled connection, in autocommit on PostgreSQL: one
-    round trip instead of three (BEGIN, the statement, ROLLBACK), and no ORM session work."""
+    round trip instead of three (BEGIN, the statement, ROLLBACK), and no ORM session made."""
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
         return driversql.rows(db.session.connection(), statement, params)
-    bind = db.session.get_bind()
+    bind = extensions.read_bind()
     if isinstance(bind, Connection):  # a session bound to one connection (the tests' own)
         return driversql.rows(bind, statement, params)
     with bind.connect() as connection:

@@ -196,12 +196,12 @@ def _roles_in_statement() -> Select[tuple[str]]:
 
 
 #: Built once: every token with the ``roles`` scope asks.
-_ROLES_IN = _roles_in_statement()
+ROLES_IN = _roles_in_statement()
 
 
 def roles_of(user_id: int, client_id: str) -> list[str]:
     """The names of the user's effective roles in the app, sorted (one statement)."""
-    return list(db.session.scalars(_ROLES_IN, {"roles_user": user_id,
+    return list(db.session.scalars(ROLES_IN, {"roles_user": user_id,
                                                "roles_client": client_id}))
 
 _ROLES_MEMO = "sso_roles_in"

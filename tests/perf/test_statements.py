@@ -36,6 +36,27 @@ def statements() -> Iterator[list[str]]:
         event.remove(Engine, "before_cursor_execute", note)
 
 
+@contextmanager
+def sessions_made() -> Iterator[list[object]]:
+    """The ORM sessions made inside the block (``db.session`` makes one per app context on
+    first use; a request that needs none should not pay for making and removing it)."""
+    from sso.extensions import db
+
+    made: list[object] = []
+    registry = db.session.registry
+    make = registry.createfunc
+
+    def counted() -> object:
+        made.append(session := make())
+        return session
+
+    registry.createfunc = counted
+    try:
+        yield made
+    finally:
+        registry.createfunc = make
+
+
 def _without_roles(seen: list[str]) -> list[str]:
     """The ``roles`` scope adds the user's roles in the app, a lookup of its own."""
     return [s for s in seen if "app_roles" not in s]
@@ -143,6 +164,15 @@ def test_introspection_costs_one_lookup(flow: Flow) -> None:
     assert len(seen) == 1, seen  # revocation and user together
 
 
+def test_introspection_makes_no_orm_session(flow: Flow) -> None:
+    access = _tokens(flow)["access_token"]
+    with sessions_made() as made:
+        response = flow.http.post("/introspect", data={"token": access},
+                                  headers=basic(flow.app_client))
+    assert response.get_json()["active"] is True
+    assert made == []
+
+
 def test_userinfo_costs_one_lookup_outside_a_transaction(flow: Flow) -> None:
     access = _tokens(flow)["access_token"]
     with statements() as seen:
@@ -151,3 +181,11 @@ def test_userinfo_costs_one_lookup_outside_a_transaction(flow: Flow) -> None:
     # revocation and the user's columns together (+ roles)
     assert len(_without_roles(seen)) == 1, seen
     assert "FROM revoked_access_tokens" in seen[0] and "users.email" in seen[0], seen
+
+
+def test_userinfo_with_roles_makes_no_orm_session(flow: Flow) -> None:
+    access = _tokens(flow)["access_token"]
+    with sessions_made() as made:
+        response = flow.http.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert response.status_code == 200 and "roles" in response.get_json()
+    assert made == []
