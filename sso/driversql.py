@@ -4,10 +4,14 @@ SQLAlchemy's ``Connection.execute`` builds a cache key for the statement on ever
 its compiled form up, and processes each parameter through its type: for one small INSERT that
 is about half of the time the statement takes on SQLite. :func:`execute` compiles a statement
 (a module-level constant: it is cached by identity) once per dialect and set of parameter
-names, keeps its parameters' type processors, and runs it with ``exec_driver_sql``, which
-still passes the engine's events (the statement watchdog, the SQLite write gate, the error
-metrics). The values reach the database as ``Connection.execute`` would send them: every
-parameter goes through its type's bind processor (dates in UTC, JSON serialised).
+names, keeps its parameters' type processors, and runs it on a cursor of the connection's
+own through ``Connection._cursor_execute``: the engine's events still fire (the statement
+watchdog, the SQLite write gate, the error metrics, the tests' statement counts) and a driver
+error is handled as SQLAlchemy handles it (wrapped, a disconnect invalidating the pool), but
+no execution context or result metadata is built: ``exec_driver_sql`` spent about a tenth of
+an introspection's instructions on those, for rows that are read here by position anyway.
+The values reach the database as ``Connection.execute`` would send them: every parameter goes
+through its type's bind processor (dates in UTC, JSON serialised).
 
 Only statements that need nothing computed at execution time go this way: no column defaults
 to fill in (the caller gives every value). :func:`execute` hands back the driver's rows as
@@ -64,9 +68,31 @@ def _compile(statement: Any, dialect: Any, names: tuple[str, ...]
     return str(compiled), order, defaults, processors
 
 
-def execute(connection: Any, statement: Any, params: dict[str, Any]) -> Any:
-    """Run ``statement`` with ``params`` on ``connection`` (a SQLAlchemy ``Connection``)."""
-    return connection.exec_driver_sql(*prepared(statement, connection.dialect, params))
+def execute(connection: Any, statement: Any, params: dict[str, Any]) -> None:
+    """Run ``statement`` (a write without RETURNING) with ``params`` on ``connection`` (a
+    SQLAlchemy ``Connection``)."""
+    _run(connection, *prepared(statement, connection.dialect, params), fetch=False)
+
+
+def _run(connection: Any, sql: str, params: Any, *, fetch: bool) -> list[Any]:
+    """``sql`` on a cursor of ``connection``'s driver connection, as ``exec_driver_sql`` runs
+    it (events, error handling) without its execution context; the rows if ``fetch``.
+
+    ``connection`` must be in the transaction the statement belongs to, or (a read) need none:
+    unlike ``exec_driver_sql`` this begins none."""
+    try:
+        cursor = connection.connection.cursor()
+    except Exception as error:  # noqa: BLE001 - handled (wrapped, re-raised) by SQLAlchemy
+        connection._handle_dbapi_exception(error, sql, params, None, None)
+    connection._cursor_execute(cursor, sql, params)  # on failure: closes the cursor, raises
+    fetched: list[Any] = []
+    if fetch:
+        try:
+            fetched = cursor.fetchall()
+        except Exception as error:  # noqa: BLE001 - handled as above
+            connection._handle_dbapi_exception(error, sql, params, cursor, None)
+    cursor.close()
+    return fetched
 
 
 #: (statement id, dialect) -> (the row's type, the result processor of each column or None).
@@ -90,7 +116,7 @@ def rows(connection: Any, statement: Any, params: dict[str, Any],
         row_type = own_type
     elif row_type._fields != own_type._fields:
         raise ValueError(f"{row_type.__name__} does not name the statement's columns in order")
-    fetched = connection.exec_driver_sql(*prepared(statement, dialect, params)).fetchall()
+    fetched = _run(connection, *prepared(statement, dialect, params), fetch=True)
     if not any(processors):
         return [row_type._make(row) for row in fetched]
     return [row_type._make([value if process is None else process(value)

@@ -268,9 +268,8 @@ class OpenIDCode(_OpenIDCode):
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        used = driversql.execute(db.session.connection(), _NONCE_USED, {
-            "nonce_client": request.payload.client_id, "nonce": nonce}).first()
-        return used is not None
+        return bool(driversql.rows(db.session.connection(), _NONCE_USED, {
+            "nonce_client": request.payload.client_id, "nonce": nonce}))
 
     def process_token(self, grant: Any, response: Any) -> Any:
         _status, token, _headers = response

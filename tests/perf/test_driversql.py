@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 
 from sso import audit, driversql
 from sso.extensions import db
@@ -51,9 +52,24 @@ def test_a_read_takes_its_parameters_by_name_or_in_order(ctx: None, erp: Any, al
     connection = db.session.connection()
     driversql.execute(connection, _INSERT_CODE,
                       _code("r" * 64, client_id=erp.client_id, user_id=alice.id))
-    rows = driversql.execute(connection, _READ_CODE, {"wanted": "r" * 64}).all()
+    rows = driversql.rows(connection, _READ_CODE, {"wanted": "r" * 64})
     assert [row.scope for row in rows] == ["openid roles"]
-    assert driversql.execute(connection, _READ_CODE, {"wanted": "x" * 64}).all() == []
+    assert driversql.rows(connection, _READ_CODE, {"wanted": "x" * 64}) == []
+
+
+def test_a_driver_error_is_sqlalchemys_and_the_transaction_goes_on(
+        ctx: None, erp: Any, alice: Any) -> None:
+    """The cursor-level path hands a driver's error over to SQLAlchemy, as its own execution
+    does: the caller meets SQLAlchemy's exception (which ``sso.errors`` answers), and a
+    savepoint rolled back leaves the transaction usable."""
+    connection = db.session.connection()
+    row = _code("u" * 64, client_id=erp.client_id, user_id=alice.id)
+    driversql.execute(connection, _INSERT_CODE, row)
+    savepoint = connection.begin_nested()
+    with pytest.raises(IntegrityError):
+        driversql.execute(connection, _INSERT_CODE, row)
+    savepoint.rollback()
+    assert len(driversql.rows(connection, _READ_CODE, {"wanted": "u" * 64})) == 1
 
 
 def test_a_statement_whose_column_would_take_its_default_is_refused(ctx: None) -> None:
