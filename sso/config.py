@@ -244,6 +244,9 @@ class DefaultConfig:
     #: close a connection per request.
     DB_POOL_SIZE = 15
     DB_MAX_OVERFLOW = 0
+    #: PostgreSQL: connections each worker keeps, in autocommit, for the reads that join no
+    #: transaction (the revocation check of introspection and UserInfo).
+    DB_READ_POOL_SIZE = 5
     DB_LOCK_TIMEOUT = 5
     DB_BUSY_TIMEOUT = 5
     #: A refresh token presented again within this many seconds of its use gets the same

@@ -153,11 +153,12 @@ def guard(engine: Any, config: Any) -> None:
         fileno = _pg_socket(dbapi_connection)
         token = watchdog.arm(fileno, ping_seconds) if fileno is not None else None
         try:
+            autocommit = dbapi_connection.autocommit  # the reads' engine keeps it on
             dbapi_connection.autocommit = True
             try:
                 dbapi_connection.execute("SELECT 1")
             finally:
-                dbapi_connection.autocommit = False
+                dbapi_connection.autocommit = autocommit
         except Exception as error:  # noqa: BLE001 - any failure means: not this connection
             raise exc.DisconnectionError(f"stale database connection: {error}") from error
         finally:
@@ -218,6 +219,51 @@ class SQLiteWriteGate:
 
     def _invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
         self._release(record.info)
+
+
+_READ_ENGINE = "sso_read_engine"
+_making_read_engine = threading.Lock()
+
+
+def read_bind() -> Any:
+    """The engine of the reads that join no transaction (``sso.oidc.tokens._read``: the
+    revocation check of introspection and UserInfo). Asking ``db.session`` for its bind would
+    make the request's ORM session, and making it and removing it at teardown was about a
+    tenth of an introspection. (The tests' rolled-back fixture binds this to its one
+    connection, as it binds every session.)
+
+    On PostgreSQL it is an engine of its own whose connections stay in autocommit: one round
+    trip per read, not BEGIN, the statement and ROLLBACK, and no switch of the connection's
+    isolation level and back on every read, which cost the client about a third of the
+    read's CPU (``docs/performance.md``). It is made on the first such read of the process,
+    with the main engine's settings and ``SSO_DB_READ_POOL_SIZE`` connections, under the
+    same watchdog. On SQLite a read outside a transaction begins none: the main engine."""
+    from flask import current_app  # noqa: PLC0415 - not for the settings alone
+
+    from .extensions import db  # noqa: PLC0415
+
+    engine = current_app.extensions.get(_READ_ENGINE)
+    if engine is not None:
+        return engine
+    with _making_read_engine:
+        engine = current_app.extensions.get(_READ_ENGINE)
+        if engine is None:
+            engine = current_app.extensions[_READ_ENGINE] = _read_engine(db.engine,
+                                                                         current_app.config)
+    return engine
+
+
+def _read_engine(main: Any, config: Any) -> Any:
+    if main.dialect.name != "postgresql":
+        return main
+    from sqlalchemy import create_engine  # noqa: PLC0415 - not for the settings alone
+
+    options = {**config["SQLALCHEMY_ENGINE_OPTIONS"],
+               "pool_size": int(config.get("DB_READ_POOL_SIZE", 5)), "max_overflow": 0,
+               "isolation_level": "AUTOCOMMIT"}
+    engine = create_engine(main.url, **options)
+    guard(engine, config)
+    return engine
 
 
 def init_app(app: Flask) -> None:

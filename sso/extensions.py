@@ -28,17 +28,6 @@ NAMING_CONVENTION = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 
-def read_bind() -> Any:
-    """What a read outside the request's transaction runs on: the request's ORM session's
-    bind if that session exists, else the engine. Asking ``db.session`` for its bind would
-    make the session, and a session costs its making and its removal at teardown: about a
-    tenth of an introspection's instructions, which makes none. (The tests' rolled-back
-    fixture binds this to its one connection, as it binds every session.)"""
-    if db.session.registry.has():
-        return db.session.get_bind()
-    return db.engine
-
-
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """WAL and a busy timeout let the server's workers share one SQLite file; FKs are on."""

@@ -211,7 +211,7 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     from flask import current_app, has_app_context
     from flask_sqlalchemy.session import Session as FlaskSession
 
-    from sso import extensions
+    from sso import database as engines
     from sso.extensions import db
 
     with app.app_context():
@@ -231,7 +231,7 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     fingerprint = keys.fingerprint
     owner = threading.get_ident()
     original = FlaskSession.get_bind
-    original_read_bind = extensions.read_bind
+    original_read_bind = engines.read_bind
     database = app.config["SQLALCHEMY_DATABASE_URI"]
 
     def ours() -> bool:
@@ -252,7 +252,7 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setattr(FlaskSession, "get_bind", get_bind)
-            monkeypatch.setattr(extensions, "read_bind", read_bind)
+            monkeypatch.setattr(engines, "read_bind", read_bind)
             monkeypatch.setitem(db.session.session_factory.kw, "join_transaction_mode",
                                 "create_savepoint")
             yield connection

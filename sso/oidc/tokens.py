@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from .. import audit, driversql, extensions
+from .. import audit, database, driversql
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -521,12 +521,10 @@ def _read(statement: Any, params: dict[str, Any]) -> Any:
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
         return driversql.rows(db.session.connection(), statement, params)
-    bind = extensions.read_bind()
-    if isinstance(bind, Connection):  # a session bound to one connection (the tests' own)
+    bind = database.read_bind()
+    if isinstance(bind, Connection):  # the tests' one connection
         return driversql.rows(bind, statement, params)
     with bind.connect() as connection:
-        if connection.dialect.name != "sqlite":  # pysqlite begins no transaction to read
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         return driversql.rows(connection, statement, params)
 
 

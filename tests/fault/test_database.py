@@ -95,3 +95,43 @@ def test_a_stopped_database_answers_503_and_the_provider_recovers_alone(
                             headers=basic(service))
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert _refresh(flow, token)[0] == 200
+
+
+def test_introspection_on_a_frozen_database_answers_503_and_recovers(
+        app: Flask, alice: Any, erp: Any, postgres: Postgres) -> None:
+    """Introspection reads on the engine of its own in autocommit (``database.read_bind``),
+    under the same watchdog as the main one."""
+    (flow, _refresh_token), = _chains(app, erp, 1)
+    access = flow.token(flow.authorize()["code"]).get_json()["access_token"]
+
+    def introspect() -> Any:
+        return flow.http.post("/introspect", data={"token": access},
+                              headers=basic(flow.app_client))
+
+    assert introspect().get_json()["active"] is True
+    postgres.freeze()
+    try:
+        frozen, = _run_all([introspect])
+    finally:
+        postgres.thaw()
+    assert frozen.status_code == 503, frozen.get_data(as_text=True)
+    assert frozen.get_json()["error"] == "temporarily_unavailable"
+    assert introspect().get_json()["active"] is True
+
+
+def test_the_reads_engine_keeps_its_connections_in_autocommit_through_the_ping(
+        app: Flask, postgres: Postgres) -> None:
+    """The pool's check of an idle connection switches autocommit on for its one round trip
+    and back to what it was: off on the main engine, on on the reads' one."""
+    from sso import database
+    from sso.extensions import db
+
+    with app.app_context():
+        assert database.read_bind() is not db.engine
+        engine = database._read_engine(db.engine, {**app.config, "DB_PING_IDLE": 0})
+        try:
+            for _ in range(2):  # a new connection, then the same one, checked on checkout
+                with engine.connect() as connection:
+                    assert connection.connection.driver_connection.autocommit is True
+        finally:
+            engine.dispose()
