@@ -41,28 +41,52 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
+#: The provider's tables, cut to the columns these statements touch, with all their indexes,
+#: unique constraints and foreign keys (each costs its pages on every write).
 SCHEMA = """
 CREATE TABLE users (id {serial}, subject VARCHAR(64) UNIQUE NOT NULL,
-                    username VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL);
+    username VARCHAR(64) UNIQUE NOT NULL, email VARCHAR(255) UNIQUE,
+    status VARCHAR(16) NOT NULL);
+CREATE TABLE clients (client_id VARCHAR(64) PRIMARY KEY);
 CREATE TABLE revoked_access_tokens (jti VARCHAR(64) PRIMARY KEY, expires_at {time} NOT NULL);
+CREATE INDEX ix_revoked_expires_at ON revoked_access_tokens (expires_at);
 CREATE TABLE refresh_tokens (id {serial}, token_hash VARCHAR(64) UNIQUE NOT NULL,
-    family_id VARCHAR(64) NOT NULL, client_id VARCHAR(64) NOT NULL, user_id INTEGER NOT NULL,
+    family_id VARCHAR(64) NOT NULL,
+    client_id VARCHAR(64) NOT NULL REFERENCES clients (client_id),
+    user_id INTEGER NOT NULL REFERENCES users (id), session_id VARCHAR(64),
     scope VARCHAR(255) NOT NULL, created_at {time} NOT NULL, expires_at {time} NOT NULL,
     used_at {time}, revoked_at {time}, successor VARCHAR(64), answer TEXT);
+CREATE INDEX ix_refresh_client_id ON refresh_tokens (client_id);
+CREATE INDEX ix_refresh_family_id ON refresh_tokens (family_id);
+CREATE INDEX ix_refresh_session_id ON refresh_tokens (session_id);
+CREATE INDEX ix_refresh_user_id ON refresh_tokens (user_id);
 CREATE TABLE audit_events (id {serial}, at {time} NOT NULL, event VARCHAR(64) NOT NULL,
-    outcome VARCHAR(16) NOT NULL, user_id INTEGER, client_id VARCHAR(64), details TEXT,
-    request_id VARCHAR(64));
+    outcome VARCHAR(16) NOT NULL, user_id INTEGER, subject VARCHAR(64),
+    client_id VARCHAR(64), session_id VARCHAR(64), ip VARCHAR(64), user_agent VARCHAR(255),
+    actor VARCHAR(64), details TEXT, request_id VARCHAR(64));
+CREATE INDEX ix_audit_user_id ON audit_events (user_id);
+CREATE INDEX ix_audit_event ON audit_events (event);
+CREATE INDEX ix_audit_request_id ON audit_events (request_id);
+CREATE INDEX ix_audit_at ON audit_events (at);
+CREATE INDEX ix_audit_client_id ON audit_events (client_id);
 CREATE TABLE sso_sessions (id VARCHAR(64) PRIMARY KEY, token_hash VARCHAR(64) UNIQUE NOT NULL,
-    user_id INTEGER NOT NULL, auth_time {time} NOT NULL, expires_at {time} NOT NULL,
-    ended_at {time});
-CREATE TABLE app_accounts (user_id INTEGER NOT NULL, client_id VARCHAR(64) NOT NULL,
-    status VARCHAR(16) NOT NULL, PRIMARY KEY (user_id, client_id));
+    user_id INTEGER NOT NULL REFERENCES users (id), auth_time {time} NOT NULL,
+    expires_at {time} NOT NULL, ended_at {time});
+CREATE INDEX ix_sessions_user_id ON sso_sessions (user_id);
+CREATE TABLE app_accounts (id {serial}, user_id INTEGER NOT NULL REFERENCES users (id),
+    client_id VARCHAR(64) NOT NULL REFERENCES clients (client_id),
+    status VARCHAR(16) NOT NULL, UNIQUE (user_id, client_id));
+CREATE INDEX ix_app_accounts_user_id ON app_accounts (user_id);
+CREATE INDEX ix_app_accounts_client_id ON app_accounts (client_id);
 CREATE TABLE authorization_codes (code_hash VARCHAR(64) PRIMARY KEY,
-    client_id VARCHAR(64) NOT NULL, user_id INTEGER NOT NULL, nonce VARCHAR(255),
+    grant_id VARCHAR(64) UNIQUE NOT NULL,
+    client_id VARCHAR(64) NOT NULL REFERENCES clients (client_id),
+    user_id INTEGER NOT NULL REFERENCES users (id), nonce VARCHAR(255),
     redirect_uri VARCHAR(512) NOT NULL, scope VARCHAR(255) NOT NULL,
     code_challenge VARCHAR(128), session_id VARCHAR(64), created_at {time} NOT NULL,
     expires_at {time} NOT NULL, consumed_at {time});
-CREATE INDEX ix_codes_nonce ON authorization_codes (client_id, nonce);
+CREATE INDEX ix_codes_client_nonce ON authorization_codes (client_id, nonce);
+CREATE INDEX ix_codes_expires_at ON authorization_codes (expires_at);
 """
 
 READ = ("SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = {p}), users.username,"
@@ -71,8 +95,9 @@ CLAIM = ("UPDATE refresh_tokens SET used_at = {p}, successor = {p} WHERE token_h
          " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > {p} RETURNING id,"
          " family_id, client_id, user_id, scope,"
          " (SELECT status FROM users WHERE users.id = refresh_tokens.user_id)")
-AUDIT = ("INSERT INTO audit_events (at, event, outcome, user_id, client_id, details, request_id)"
-         " VALUES ({p}, 'token.refresh', 'success', {p}, {p}, '{{}}', {p})")
+AUDIT = ("INSERT INTO audit_events (at, event, outcome, user_id, client_id, ip, user_agent,"
+         " details, request_id) VALUES ({p}, 'token.refresh', 'success', {p}, {p},"
+         " '127.0.0.1', 'bench', '{{}}', {p})")
 #: A signed-in user's authorization: the nonce not used before, the browser's session with
 #: its user, the app account's status, the second-factor facts; then the code and its audit row.
 AUTHORIZE_READS = (
@@ -85,11 +110,13 @@ AUTHORIZE_READS = (
     ("SELECT EXISTS (SELECT 1 FROM app_accounts WHERE user_id = {p} AND status = 'mfa')",
      (1,)),
 )
-CODE = ("INSERT INTO authorization_codes (code_hash, client_id, user_id, nonce, redirect_uri,"
-        " scope, code_challenge, session_id, created_at, expires_at) VALUES ({p}, 'erp', 1,"
-        " {p}, 'https://erp.example.com/callback', 'openid profile email', {p}, 's1', {p}, {p})")
-NEW_TOKEN = ("INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope,"
-             " created_at, expires_at, answer) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
+CODE = ("INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, nonce,"
+        " redirect_uri, scope, code_challenge, session_id, created_at, expires_at) VALUES ({p},"
+        " {p}, 'erp', 1, {p}, 'https://erp.example.com/callback', 'openid profile email', {p},"
+        " 's1', {p}, {p})")
+NEW_TOKEN = ("INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id,"
+             " scope, created_at, expires_at, answer) VALUES ({p}, {p}, {p}, {p}, 's1', {p},"
+             " {p}, {p}, {p})")
 
 
 def cpu_per_call(call: Callable[[], Any], count: int, backend: int | None = None) -> float:
@@ -142,6 +169,7 @@ class Store:
         now = time.time()
         self.execute("INSERT INTO users (subject, username, status) VALUES ({p}, 'alice',"
                      " 'active')", ("s-alice",))
+        self.execute("INSERT INTO clients (client_id) VALUES ('erp')", ())
         self.execute("INSERT INTO sso_sessions (id, token_hash, user_id, auth_time, expires_at)"
                      " VALUES ('s1', 'session-hash', 1, {p}, {p})",
                      (self.at(now), self.at(now + 3600)))
@@ -169,7 +197,8 @@ class Store:
         now = time.time()
         for sql, params in AUTHORIZE_READS:
             self.execute(sql, params).fetchall()
-        self.execute(CODE, (secrets.token_hex(32), secrets.token_urlsafe(8),
+        self.execute(CODE, (secrets.token_hex(32), secrets.token_urlsafe(16),
+                            secrets.token_urlsafe(8),
                             secrets.token_urlsafe(32), self.at(now), self.at(now + 60)))
         self.execute(AUDIT, (self.at(now), 1, "erp", secrets.token_hex(8)))
         self.commit()
@@ -192,6 +221,7 @@ class SQLiteStore(Store):
         connection = sqlite3.connect(path, isolation_level="")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
         super().__init__(connection, tokens)
         self.reader = sqlite3.connect(path, isolation_level=None)  # autocommit
 

@@ -80,8 +80,9 @@ def _run(connection: Any, sql: str, params: Any, *, fetch: bool) -> list[Any]:
 
     ``connection`` must be in the transaction the statement belongs to, or (a read) need none:
     unlike ``exec_driver_sql`` this begins none."""
+    dbapi_connection = connection.connection  # SQLAlchemy's own checks (closed, invalidated)
     try:
-        cursor = connection.connection.cursor()
+        cursor = dbapi_connection.cursor()
     except Exception as error:  # noqa: BLE001 - handled (wrapped, re-raised) by SQLAlchemy
         connection._handle_dbapi_exception(error, sql, params, None, None)
     connection._cursor_execute(cursor, sql, params)  # on failure: closes the cursor, raises
