@@ -58,8 +58,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _utc_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -72,6 +71,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _utc_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -127,13 +131,66 @@ def _begin() -> None:
 
 def access(method: str, path: str, status: int, started: float,
            remote_addr: str | None) -> None:
-    """The access-log line of one request (none for :data:`QUIET_PATHS`)."""
+    """The access-log line of one request (none for :data:`QUIET_PATHS`).
+
+    Where every handler the line would reach is one of ours writing JSON (production's
+    configuration), the line is written directly, the same line the logging machinery would
+    write: a record, its filter and the formatter cost about 35 µs of a request here, a fifth
+    of an introspection. Any other configuration (text in development, a handler or filter
+    someone added, pytest's capture) goes through ``logging`` as before."""
     if path in QUIET_PATHS:
         return
-    access_log.info("%s %s %s", method, path, status,
-                    extra={"method": method, "path": path, "status": status,
-                           "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                           "remote_addr": remote_addr})
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    handlers = _json_handlers()
+    if handlers is None:
+        access_log.info("%s %s %s", method, path, status,
+                        extra={"method": method, "path": path, "status": status,
+                               "duration_ms": duration_ms, "remote_addr": remote_addr})
+        return
+    if not handlers:
+        return
+    line = json.dumps({
+        "time": _utc_time(time.time()), "level": "info", "logger": access_log.name,
+        "message": f"{method} {path} {status}", "request_id": _request_id.get() or "-",
+        "method": method, "path": path, "status": status, "duration_ms": duration_ms,
+        "remote_addr": remote_addr,
+    }, ensure_ascii=False)
+    for handler in handlers:
+        handler.acquire()
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:  # noqa: BLE001 - reported as logging reports a failed write
+            handler.handleError(access_log.makeRecord(
+                access_log.name, logging.INFO, "", 0, line, None, None))
+        finally:
+            handler.release()
+
+
+def _ours_in_json(handler: logging.Handler) -> bool:
+    return (getattr(handler, "_sso", False) and isinstance(handler, logging.StreamHandler)
+            and handler.stream is not None and type(handler.formatter) is JsonFormatter
+            and len(handler.filters) == 1 and isinstance(handler.filters[0], RequestIdFilter))
+
+
+def _json_handlers() -> list[logging.StreamHandler[Any]] | None:
+    """The handlers an INFO line of the access log reaches, if each is one of ours writing
+    JSON with only the request id's filter and no logger on the way filters; else None."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return []
+    found = []
+    logger: logging.Logger | None = access_log
+    while logger is not None:
+        if logger.filters:
+            return None
+        for handler in logger.handlers:
+            if handler.level > logging.INFO:
+                continue
+            if not _ours_in_json(handler):
+                return None
+            found.append(handler)  # type: ignore[arg-type]
+        logger = logger.parent if logger.propagate else None
+    return found
 
 
 def serving(request_id: str) -> contextvars.Token[str | None]:

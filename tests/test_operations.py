@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -241,6 +242,45 @@ def test_log_lines_are_json_with_the_request_id(app: Flask, client: FlaskClient)
     assert line["path"] == "/jwks.json" and line["status"] == 200
     assert isinstance(line["duration_ms"], float)
     assert line["time"].endswith("Z")
+
+
+def test_the_access_line_written_directly_is_the_one_logging_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where every handler is one of ours writing JSON, ``logs.access`` writes the line itself;
+    with anything else on the way (here a logger filter) it goes through ``logging``. The two
+    lines are the same, byte for byte but for the time and the duration."""
+    stream = io.StringIO()
+    handler = logs._handler(logging.StreamHandler(stream), "json")
+    access = logs.access_log
+    saved = (access.level, access.propagate, access.info)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    serving = logs.serving("req-direct-1")
+    try:
+        def not_through_logging(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("the direct line went through logging")
+
+        monkeypatch.setattr(access, "info", not_through_logging)
+        logs.access("POST", '/token/"ü"\\', 200, 0.0, None)
+        monkeypatch.setattr(access, "info", saved[2])
+        passing = logging.Filter()
+        access.addFilter(passing)
+        try:
+            logs.access("POST", '/token/"ü"\\', 200, 0.0, None)
+        finally:
+            access.removeFilter(passing)
+    finally:
+        logs.served(serving)
+        access.removeHandler(handler)
+        access.setLevel(saved[0])
+        access.propagate = saved[1]
+    direct, logged = [re.sub(r'"time": "[^"]*"|"duration_ms": [0-9.e+]+', "", line)
+                      for line in stream.getvalue().splitlines()]
+    assert direct == logged
+    line = json.loads(stream.getvalue().splitlines()[0])
+    assert line["path"] == '/token/"ü"\\' and line["request_id"] == "req-direct-1"
+    assert line["remote_addr"] is None and line["message"] == 'POST /token/"ü"\\ 200'
 
 
 def test_the_log_format_follows_the_environment(app_config: dict[str, Any]) -> None:
