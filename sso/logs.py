@@ -135,8 +135,9 @@ def access(method: str, path: str, status: int, started: float,
 
     Where every handler the line would reach is one of ours writing JSON (production's
     configuration), the line is written directly, the same line the logging machinery would
-    write: a record, its filter and the formatter cost about 35 µs of a request here, a fifth
-    of an introspection. Any other configuration (text in development, a handler or filter
+    write: the record, its filter and the formatter's walk over the record were about 17 of
+    the line's 39 µs per request here (an introspection in process is about 200). Any other
+    configuration (text in development, a handler or filter
     someone added, pytest's capture) goes through ``logging`` as before."""
     if path in QUIET_PATHS:
         return
