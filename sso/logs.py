@@ -137,8 +137,8 @@ def access(method: str, path: str, status: int, started: float,
     configuration), the line is written directly, the same line the logging machinery would
     write: the record, its filter and the formatter's walk over the record were about 17 of
     the line's 39 µs per request here (an introspection in process is about 200). Any other
-    configuration (text in development, a handler or filter
-    someone added, pytest's capture) goes through ``logging`` as before."""
+    configuration (text in development, a handler or filter someone added, pytest's capture)
+    goes through ``logging`` as before."""
     if path in QUIET_PATHS:
         return
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
