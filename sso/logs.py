@@ -57,25 +57,25 @@ class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "message", "request_id", ...extra fields}``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": _utc_time(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or _request_id.get(),
-        }
-        for name, value in vars(record).items():
-            if name not in _STANDARD and not name.startswith("_"):
-                entry[name] = value if isinstance(value, str | int | float | bool | None) \
-                    else str(value)
+        fields = {name: value if isinstance(value, str | int | float | bool | None) else str(value)
+                  for name, value in vars(record).items()
+                  if name not in _STANDARD and not name.startswith("_")}
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+            fields["exception"] = self.formatException(record.exc_info)
+        return _json_line(record.created, record.levelname.lower(), record.name,
+                         record.getMessage(),
+                         getattr(record, "request_id", None) or _request_id.get(), fields)
 
 
-def _utc_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+def _json_line(created: float, level: str, logger: str, message: str, request_id: str | None,
+              fields: dict[str, Any]) -> str:
+    """One log line in JSON: :class:`JsonFormatter`'s, and :func:`access`'s written directly."""
+    return json.dumps({
+        "time": datetime.fromtimestamp(created, UTC).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z"),
+        "level": level, "logger": logger, "message": message, "request_id": request_id,
+        **fields,
+    }, ensure_ascii=False)
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -150,12 +150,10 @@ def access(method: str, path: str, status: int, started: float,
         return
     if not handlers:
         return
-    line = json.dumps({
-        "time": _utc_time(time.time()), "level": "info", "logger": access_log.name,
-        "message": f"{method} {path} {status}", "request_id": _request_id.get() or "-",
-        "method": method, "path": path, "status": status, "duration_ms": duration_ms,
-        "remote_addr": remote_addr,
-    }, ensure_ascii=False)
+    line = _json_line(time.time(), "info", access_log.name, f"{method} {path} {status}",
+                     _request_id.get() or "-",
+                     {"method": method, "path": path, "status": status,
+                      "duration_ms": duration_ms, "remote_addr": remote_addr})
     for handler in handlers:
         handler.acquire()
         try:
