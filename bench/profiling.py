@@ -4,6 +4,8 @@
 
 Seeds a temporary provider like bench/run.py does, drives the workload through Flask's test
 client and prints cProfile's top functions by cumulative time. Runs with the real Redis.
+``--wsgi`` calls the app's WSGI callable with the plain environ a server hands it instead
+(the direct requests only): the test client builds and parses more than the request costs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import base64
 import cProfile
 import hashlib
+import io
 import os
 import pstats
 import secrets
@@ -20,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 BENCH = Path(__file__).resolve().parent
 WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
@@ -38,6 +41,9 @@ def main() -> None:
     parser.add_argument("--show-sql", action="store_true",
                         help="print each SQL statement of one iteration")
     parser.add_argument("--dump", metavar="FILE", help="write the cProfile stats to FILE")
+    parser.add_argument("--wsgi", action="store_true",
+                        help="call the WSGI app with a server's plain environ instead of "
+                             "the test client (client_credentials, refresh, introspection)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sso-profile-") as tmp:
         os.environ.update({
@@ -85,8 +91,38 @@ def main() -> None:
         refresh = code_flow()["refresh_token"]
         access = code_flow()["access_token"]
 
+        def wsgi_post(path: str, form: dict[str, str]) -> dict:
+            """What a WSGI server hands the app for a client's POST, and the JSON answer."""
+            body = urlencode(form).encode()
+            environ = {
+                "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "",
+                "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000",
+                "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+                "HTTP_HOST": "127.0.0.1:5000", "HTTP_AUTHORIZATION": basic,
+                "CONTENT_TYPE": "application/x-www-form-urlencoded",
+                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+                "wsgi.version": (1, 0)}
+            status = []
+            chunks = app.wsgi_app(environ, lambda code, headers: status.append(code))
+            answer = json.loads(b"".join(chunks))
+            assert status[0].startswith("200"), answer
+            return answer
+
         def one() -> None:
             nonlocal refresh
+            if args.wsgi:
+                if args.workload == "client_credentials":
+                    wsgi_post("/token", {"grant_type": "client_credentials", "scope": "api"})
+                elif args.workload == "refresh":
+                    refresh = wsgi_post("/token", {"grant_type": "refresh_token",
+                                                   "refresh_token": refresh})["refresh_token"]
+                elif args.workload == "introspection":
+                    assert wsgi_post("/introspect", {"token": access})["active"]
+                else:
+                    parser.error(f"--wsgi does not take {args.workload}")
+                return
             if args.workload == "discovery":
                 client.get("/.well-known/openid-configuration")
             elif args.workload == "jwks":
@@ -130,7 +166,8 @@ def main() -> None:
             for _ in range(args.requests):
                 one()
             spent = (time.process_time() - started) / args.requests
-            print(f"{args.workload}: {spent * 1e6:.0f} µs CPU per iteration (test client)")
+            print(f"{args.workload}: {spent * 1e6:.0f} µs CPU per iteration "
+                  f"({'plain WSGI call' if args.wsgi else 'test client'})")
             return
         profiler = cProfile.Profile()
         profiler.enable()
