@@ -176,3 +176,19 @@ def test_userinfo_costs_one_lookup_outside_a_transaction_and_no_orm_session(
     assert len(_without_roles(seen)) == 1, seen
     assert "FROM revoked_access_tokens" in seen[0] and "users.email" in seen[0], seen
     assert made == []
+
+
+def test_the_pool_hands_out_the_connection_handed_back_last(app: Any) -> None:
+    """LIFO: a worker's requests in turn reuse one connection, whose caches are warm (SQLite's
+    page cache is lost on a connection another one wrote after; a PostgreSQL connection idle
+    past SSO_DB_PING_IDLE is pinged), instead of going round every pooled connection."""
+    from sso.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+        first, second = engine.connect(), engine.connect()
+        last_handed_back = second.connection.dbapi_connection
+        first.close()
+        second.close()
+        with engine.connect() as again:
+            assert again.connection.dbapi_connection is last_handed_back
