@@ -201,3 +201,34 @@ def test_pages_showing_secrets_are_not_cached(app: Flask, erp: Any, alice: Any) 
     assert "otpauth://" in enrol.get_data(as_text=True) or "svg" in enrol.get_data(as_text=True)
     assert enrol.headers["Cache-Control"] == "no-store"
     assert PASSWORD  # the signed-in user's password is the fixture's
+
+
+def test_every_answer_carries_the_security_defaults_once_and_its_own_values_win(
+        app_config: dict[str, Any]) -> None:
+    """A page gets no framing, no sniffing, no Referer, its CSP, no-store and (over https)
+    HSTS, each once; a header the answer set itself is kept, not doubled or replaced."""
+    from sso import create_app
+
+    served = create_app({**app_config, "ISSUER": "https://sso.test"})
+
+    @served.get("/test-own-headers")
+    def own_headers() -> Any:
+        return ("<p>ok</p>", 200, {"Cache-Control": "private, max-age=5",
+                                   "x-frame-options": "SAMEORIGIN"})
+
+    @served.get("/test-plain-page")
+    def plain_page() -> Any:
+        return "<p>ok</p>"
+
+    http = served.test_client()
+    plain = http.get("/test-plain-page", base_url="https://sso.test")
+    for name, value in (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+                        ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+                        ("Strict-Transport-Security", "max-age=31536000")):
+        assert plain.headers.getlist(name) == [value], name
+    assert len(plain.headers.getlist("Content-Security-Policy")) == 1
+    assert "frame-ancestors 'none'" in plain.headers["Content-Security-Policy"]
+    own = http.get("/test-own-headers", base_url="https://sso.test")
+    assert own.headers.getlist("Cache-Control") == ["private, max-age=5"]
+    assert own.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert own.headers.getlist("X-Content-Type-Options") == ["nosniff"]
