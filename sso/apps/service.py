@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit, notify
+from .. import audit, driversql, notify
 from ..audit import Origin
 from ..dbtypes import utcnow
 from ..extensions import db
@@ -114,8 +114,9 @@ _STATUS = select(AppAccount.status).where(AppAccount.user_id == bindparam("statu
 def status_of(user_id: int, client_id: str) -> str | None:
     """The status of the user's account in the app (None: no account yet), read alone."""
     db.session.flush()  # an account changed earlier in this transaction counts
-    return db.session.connection().execute(
-        _STATUS, {"status_user": user_id, "status_client": client_id}).scalar()
+    found = driversql.rows(db.session.connection(), _STATUS,
+                           {"status_user": user_id, "status_client": client_id})
+    return found[0].status if found else None
 
 
 def list_accounts(client_id: str | None = None, status: str | None = None

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, bindparam, select
 
-from .. import audit
+from .. import audit, driversql
 from ..audit import Origin
 from ..extensions import db
 from ..flow import Interaction, Request
@@ -71,8 +71,8 @@ _STORED_FACTS = _stored_facts_statement()
 def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
     """Whether the user is enrolled, is required by an admin, and holds a role of the app
     that requires a second factor: one statement."""
-    row = db.session.connection().execute(
-        _STORED_FACTS, {"facts_user": user_id, "facts_client": client_id}).one()
+    (row,) = driversql.rows(db.session.connection(), _STORED_FACTS,
+                            {"facts_user": user_id, "facts_client": client_id})
     return bool(row[0]), bool(row[1]), bool(row[2])
 
 
