@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import pytest
@@ -159,14 +160,25 @@ def test_qr_desktops_waiting_and_decisions(app: Flask, client: FlaskClient) -> N
     from sso.metrics import QR_DECISIONS, QR_WAITING
 
     broker = app.extensions["sso_qr_broker"]
-    waiting = QR_WAITING._value.get()
-    waiter = broker.watch("metrics-test")
-    try:
-        assert value(scrape(client), "sso_qr_desktops_waiting") == waiting + 1
-    finally:
-        broker.unwatch(waiter)
-        broker.unwatch(waiter)  # twice: counted once
-    assert value(scrape(client), "sso_qr_desktops_waiting") == waiting
+    seen = []
+    # The gauge is the process's: a desktop stream of an earlier test may still end in its
+    # own thread meanwhile. A try counts when nothing but this one came or went; a broker
+    # that miscounts fails every try.
+    for _ in range(5):
+        waiting = QR_WAITING._value.get()
+        waiter = broker.watch("metrics-test")
+        try:
+            during = value(scrape(client), "sso_qr_desktops_waiting")
+        finally:
+            broker.unwatch(waiter)
+            broker.unwatch(waiter)  # twice: counted once
+        after = value(scrape(client), "sso_qr_desktops_waiting")
+        seen.append((waiting, during, after))
+        if (during, after) == (waiting + 1, waiting):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the waiting desktops were not counted once each: {seen}")
     approved = QR_DECISIONS.labels("approved")._value.get()
     with app.app_context():
         from sso import audit
