@@ -23,7 +23,6 @@ import argparse
 import base64
 import glob
 import hashlib
-import io
 import json
 import os
 import re
@@ -35,9 +34,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import direct_call  # noqa: E402
+
 WORKLOADS = ("client_credentials", "introspection", "refresh", "code_flow")
 WARMUP = 50
 
@@ -126,21 +129,7 @@ def _drive(args: argparse.Namespace) -> None:
     browser.set_cookie("sso_session", seed["cookie"].split("=", 1)[1])
 
     def post(path: str, form: dict[str, str]) -> dict[str, Any]:
-        body = urlencode(form).encode()
-        environ = {
-            "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000", "SERVER_PROTOCOL": "HTTP/1.1",
-            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
-            "wsgi.run_once": False, "wsgi.version": (1, 0),
-            "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/x-www-form-urlencoded",
-            "HTTP_AUTHORIZATION": basic, "HTTP_HOST": "127.0.0.1:5000",
-            "REMOTE_ADDR": "127.0.0.1"}
-        status: list[str] = []
-        data = b"".join(app(environ, lambda code, headers, exc=None: status.append(code)))
-        if not status[0].startswith("200"):
-            raise SystemExit(f"{path}: {status[0]} {data[:300]!r}")
-        return json.loads(data)  # type: ignore[no-any-return]
+        return direct_call.post(app, path, form, basic)
 
     def code_flow() -> dict[str, Any]:
         verifier = secrets.token_urlsafe(48)

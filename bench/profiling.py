@@ -14,7 +14,6 @@ import argparse
 import base64
 import cProfile
 import hashlib
-import io
 import os
 import pstats
 import secrets
@@ -23,9 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import direct_call  # noqa: E402
+
 WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
 
 
@@ -92,23 +95,7 @@ def main() -> None:
         access = code_flow()["access_token"]
 
         def wsgi_post(path: str, form: dict[str, str]) -> dict:
-            """What a WSGI server hands the app for a client's POST, and the JSON answer."""
-            body = urlencode(form).encode()
-            environ = {
-                "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "",
-                "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000",
-                "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-                "HTTP_HOST": "127.0.0.1:5000", "HTTP_AUTHORIZATION": basic,
-                "CONTENT_TYPE": "application/x-www-form-urlencoded",
-                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-                "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-                "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
-                "wsgi.version": (1, 0)}
-            status = []
-            chunks = app.wsgi_app(environ, lambda code, headers: status.append(code))
-            answer = json.loads(b"".join(chunks))
-            assert status[0].startswith("200"), answer
-            return answer
+            return direct_call.post(app, path, form, basic)
 
         def one() -> None:
             nonlocal refresh

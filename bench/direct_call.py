@@ -1,0 +1,31 @@
+"""A program's POST handed straight to the app's WSGI callable, as a server would hand it:
+the plain environ, no test client (which builds and parses more than these requests cost).
+Used by ``instructions.py`` and ``profiling.py --wsgi``."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from typing import Any
+from urllib.parse import urlencode
+
+
+def post(app: Any, path: str, form: dict[str, str], authorization: str) -> dict[str, Any]:
+    """POST ``form`` to ``path`` with the ``Authorization`` header; the JSON answer (a
+    status other than 200 ends the run with the answer's start)."""
+    body = urlencode(form).encode()
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "", "SCRIPT_NAME": "",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000", "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
+        "wsgi.run_once": False, "wsgi.version": (1, 0),
+        "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "HTTP_AUTHORIZATION": authorization, "HTTP_HOST": "127.0.0.1:5000",
+        "REMOTE_ADDR": "127.0.0.1"}
+    status: list[str] = []
+    data = b"".join(app(environ, lambda code, headers, exc=None: status.append(code)))
+    if not status[0].startswith("200"):
+        raise SystemExit(f"{path}: {status[0]} {data[:300]!r}")
+    return json.loads(data)  # type: ignore[no-any-return]
