@@ -17,7 +17,7 @@ import re
 import secrets
 import sys
 import time
-from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -32,6 +32,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "request_id"}
 
 access_log = logging.getLogger("sso.access")
+_ACCESS_LOGGER = encode_basestring(access_log.name)
 
 
 def current_request_id() -> str | None:
@@ -69,13 +70,41 @@ class JsonFormatter(logging.Formatter):
 
 def _json_line(created: float, level: str, logger: str, message: str, request_id: str | None,
               fields: dict[str, Any]) -> str:
-    """One log line in JSON: :class:`JsonFormatter`'s, and :func:`access`'s written directly."""
+    """One log line in JSON, as :class:`JsonFormatter` writes it."""
     return json.dumps({
-        "time": datetime.fromtimestamp(created, UTC).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z"),
-        "level": level, "logger": logger, "message": message, "request_id": request_id,
-        **fields,
+        "time": _utc_time(created), "level": level, "logger": logger, "message": message,
+        "request_id": request_id, **fields,
     }, ensure_ascii=False)
+
+
+#: The last second :func:`_utc_time` wrote, and its text up to the seconds.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _utc_time(created: float) -> str:
+    """``created`` (a Unix time) in ISO 8601 to the millisecond, in UTC:
+    ``2026-12-05T01:02:03.456Z``. The text up to the seconds is made once a second."""
+    global _last_second  # noqa: PLW0603 - a tuple, replaced whole: safe across threads
+    second = int(created)
+    cached = _last_second
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                       time.gmtime(second)))
+    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
+
+
+def _access_line(created: float, method: str, path: str, status: int, duration_ms: float,
+                 remote_addr: str | None, request_id: str) -> str:
+    """The access line :class:`JsonFormatter` would write for :func:`access`'s record, byte
+    for byte (``tests/test_operations.py`` compares them), built without a dict and
+    ``json.dumps``' encoder: each string is escaped by the function ``json.dumps`` itself
+    uses for it (``ensure_ascii=False``), the numbers written as ``json.dumps`` writes them."""
+    text = encode_basestring
+    return (f'{{"time": "{_utc_time(created)}", "level": "info", "logger": {_ACCESS_LOGGER}, '
+            f'"message": {text(f"{method} {path} {status}")}, "request_id": {text(request_id)}, '
+            f'"method": {text(method)}, "path": {text(path)}, "status": {int.__repr__(status)}, '
+            f'"duration_ms": {float.__repr__(duration_ms)}, "remote_addr": '
+            f'{"null" if remote_addr is None else text(remote_addr)}}}')
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -150,10 +179,8 @@ def access(method: str, path: str, status: int, started: float,
         return
     if not handlers:
         return
-    line = _json_line(time.time(), "info", access_log.name, f"{method} {path} {status}",
-                     _request_id.get() or "-",
-                     {"method": method, "path": path, "status": status,
-                      "duration_ms": duration_ms, "remote_addr": remote_addr})
+    line = _access_line(time.time(), method, path, status, duration_ms, remote_addr,
+                        _request_id.get() or "-")
     for handler in handlers:
         handler.acquire()
         try:

@@ -256,8 +256,12 @@ def test_log_lines_are_json_with_the_request_id(app: Flask, client: FlaskClient)
     assert line["time"].endswith("Z")
 
 
+@pytest.mark.parametrize(("path", "remote_addr"), [
+    ('/token/"ü"\\', None),
+    ("/introspect/\n\t\x7f\u2028\x00中文", "2001:db8::1"),
+])
 def test_the_access_line_written_directly_is_the_one_logging_writes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, path: str, remote_addr: str | None) -> None:
     """Where every handler is one of ours writing JSON, ``logs.access`` writes the line itself;
     with anything else on the way (here a logger filter) it goes through ``logging``. The two
     lines are the same, byte for byte but for the time and the duration."""
@@ -274,12 +278,12 @@ def test_the_access_line_written_directly_is_the_one_logging_writes(
             raise AssertionError("the direct line went through logging")
 
         monkeypatch.setattr(access, "info", not_through_logging)
-        logs.access("POST", '/token/"ü"\\', 200, 0.0, None)
+        logs.access("POST", path, 200, 0.0, remote_addr)
         monkeypatch.setattr(access, "info", saved[2])
         passing = logging.Filter()
         access.addFilter(passing)
         try:
-            logs.access("POST", '/token/"ü"\\', 200, 0.0, None)
+            logs.access("POST", path, 200, 0.0, remote_addr)
         finally:
             access.removeFilter(passing)
     finally:
@@ -287,12 +291,28 @@ def test_the_access_line_written_directly_is_the_one_logging_writes(
         access.removeHandler(handler)
         access.setLevel(saved[0])
         access.propagate = saved[1]
+    # Lines end at "\n" only: U+2028 is written as it is (ensure_ascii=False), and
+    # str.splitlines would cut there.
     direct, logged = [re.sub(r'"time": "[^"]*"|"duration_ms": [0-9.e+]+', "", line)
-                      for line in stream.getvalue().splitlines()]
+                      for line in stream.getvalue().split("\n")[:2]]
     assert direct == logged
-    line = json.loads(stream.getvalue().splitlines()[0])
-    assert line["path"] == '/token/"ü"\\' and line["request_id"] == "req-direct-1"
-    assert line["remote_addr"] is None and line["message"] == 'POST /token/"ü"\\ 200'
+    line = json.loads(stream.getvalue().split("\n")[0])
+    assert line["path"] == path and line["request_id"] == "req-direct-1"
+    assert line["remote_addr"] == remote_addr and line["message"] == f"POST {path} 200"
+
+
+@pytest.mark.parametrize("created", [0.0, 1.0005, 1733360523.9995, 1733360523.0001,
+                                     1764892800.999999, 1764892801.5])
+def test_a_log_line_s_time_is_utc_to_the_millisecond(created: float) -> None:
+    """The time of every JSON line, made from a cached second: the same text as
+    ``datetime``'s ISO 8601, cut (not rounded) to the millisecond."""
+    from datetime import UTC, datetime
+
+    expected = datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    expected += f".{int(round(created - int(created), 6) * 1000):03d}Z"
+    assert logs._utc_time(created) == expected
+    assert logs._utc_time(created + 1).startswith(
+        datetime.fromtimestamp(int(created) + 1, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
 
 
 def test_the_log_format_follows_the_environment(app_config: dict[str, Any]) -> None:
