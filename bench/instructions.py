@@ -1,6 +1,7 @@
 """Instructions per request of one workload, counted by callgrind: for small changes.
 
     .venv/bin/python bench/instructions.py client_credentials [--tree PATH] [--requests 200]
+        [--database URL] [--served]
 
 Wall-clock A/B runs on a shared machine move by 30 % and more; an instruction count moves by
 a few percent at most (the request thread's own timed checks, such as the key store's, come
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--database", help="an SQLAlchemy URL (default: a fresh SQLite file);"
                         " for PostgreSQL, a server where each run makes a database of its own")
+    parser.add_argument("--served", action="store_true",
+                        help="log as sso serve does: JSON, an access line per request")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured process
     args = parser.parse_args()
     if args.run is not None:
@@ -74,6 +77,8 @@ def _count(args: argparse.Namespace, requests: int) -> int:
         with _fresh_database(args.database) as database:
             if database:
                 command += ["--database", database]
+            if args.served:
+                command.append("--served")
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
         main_thread = sorted(glob.glob(f"{out}-01") or glob.glob(f"{out}*"))[0]
@@ -123,6 +128,8 @@ def _drive(args: argparse.Namespace) -> None:
     from sso import create_app  # noqa: PLC0415
 
     app = create_app()
+    if args.served:
+        direct_call.log_as_served(app)
     basic = "Basic " + base64.b64encode(
         f"{seed['client_id']}:{seed['client_secret']}".encode()).decode()
     browser = app.test_client()

@@ -1,6 +1,7 @@
 """Profile one workload in-process (no HTTP server): where does a request's time go?
 
     .venv/bin/python bench/profiling.py client_credentials [--requests 2000] [--database URL]
+        [--wsgi] [--served] [--time-only | --dump FILE | --show-sql]
 
 Seeds a temporary provider like bench/run.py does, drives the workload through Flask's test
 client and prints cProfile's top functions by cumulative time. Runs with the real Redis.
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--show-sql", action="store_true",
                         help="print each SQL statement of one iteration")
     parser.add_argument("--dump", metavar="FILE", help="write the cProfile stats to FILE")
+    parser.add_argument("--served", action="store_true",
+                        help="log as sso serve does: JSON, an access line per request")
     parser.add_argument("--wsgi", action="store_true",
                         help="call the WSGI app with a server's plain environ instead of "
                              "the test client (client_credentials, refresh, introspection)")
@@ -65,6 +68,8 @@ def main() -> None:
         from sso import create_app  # noqa: PLC0415
 
         app = create_app()
+        if args.served:
+            direct_call.log_as_served(app)
         client = app.test_client()
         client.set_cookie("sso_session", seed["cookie"].split("=", 1)[1])
         # The other requests carry no cookie, as the bench's: a program's own calls.
