@@ -194,6 +194,9 @@ class DefaultConfig:
     LOG_LEVEL: str | None = None
     #: A file the access lines go to instead of stderr (in LOG_FORMAT, whatever LOG_LEVEL).
     ACCESS_LOG: str | None = None
+    #: Seconds the server's access lines (JSON) may wait to be written together, by a
+    #: thread of each worker; 0: each request writes its own (sso.logs.AccessBatch).
+    ACCESS_LOG_DELAY = 0.1
     #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
     METRICS_TOKEN: str | None = None
     #: Networks that may read /metrics without the token (comma-separated).
@@ -453,6 +456,11 @@ def validate(config: Any) -> None:
     for name in ("ACCESS_TOKEN_ALG", "ID_TOKEN_ALG"):
         if config[name] not in ("RS256", "ES256"):
             raise ConfigError(f"SSO_{name} must be RS256 or ES256")
+    delay = config.get("ACCESS_LOG_DELAY")
+    if (isinstance(delay, bool) or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_ACCESS_LOG_DELAY):
+        raise ConfigError(f"SSO_ACCESS_LOG_DELAY must be a number of seconds from 0 to "
+                          f"{MAX_ACCESS_LOG_DELAY}")
     if not 60 <= int(config["QR_CODE_TTL"]) <= 120:
         raise ConfigError("SSO_QR_CODE_TTL must be 60-120 seconds (RFC 10027: short-lived codes)")
     try:
@@ -461,6 +469,10 @@ def validate(config: Any) -> None:
         raise ConfigError(f"SSO_REDIS_SENTINELS: {error} (expected host:port,host:port)") from None
     if not str(config["REDIS_PREFIX"]).endswith(":"):
         raise ConfigError("SSO_REDIS_PREFIX must end with ':'")
+
+
+#: The longest an access line may wait: what a worker that dies unstopped can lose.
+MAX_ACCESS_LOG_DELAY = 5
 
 
 def parse_sentinels(value: Any) -> list[tuple[str, int]]:

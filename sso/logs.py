@@ -10,13 +10,17 @@ the proxy's log, the provider's log and the audit trail together.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import json
 import logging
+import os
 import re
 import secrets
 import sys
+import threading
 import time
+from collections import deque
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -118,7 +122,16 @@ def configure_for(app: Flask) -> logging.Handler:
     handler = configure(app.config["LOG_FORMAT"], str(level).upper())
     if app.config.get("ACCESS_LOG"):
         log_access_to(app.config["ACCESS_LOG"], app.config["LOG_FORMAT"])
+    batch_access_lines(float(app.config.get("ACCESS_LOG_DELAY") or 0))
     return handler
+
+
+def batch_access_lines(delay: float) -> None:
+    """Queue the access lines written directly for up to ``delay`` seconds, to be written
+    together (:class:`AccessBatch`); 0: each at once."""
+    global _batch  # noqa: PLW0603 - the process's one logging configuration
+    stop_batching()
+    _batch = AccessBatch(delay) if delay > 0 else None
 
 
 def log_access_to(path: str, log_format: str) -> None:
@@ -165,7 +178,8 @@ def access(method: str, path: str, status: int, started: float,
     Where every handler the line would reach is one of ours writing JSON (production's
     configuration), the line is written directly, the same line the logging machinery would
     write: the record, its filter and the formatter's walk over the record were about 17 of
-    the line's 39 µs per request here (an introspection in process is about 200). Any other
+    the line's 39 µs per request here (an introspection in process is about 200). The server
+    queues it for a thread of its own to write (:class:`AccessBatch`). Any other
     configuration (text in development, a handler or filter someone added, pytest's capture)
     goes through ``logging`` as before."""
     if path in QUIET_PATHS:
@@ -181,16 +195,115 @@ def access(method: str, path: str, status: int, started: float,
         return
     line = _access_line(time.time(), method, path, status, duration_ms, remote_addr,
                         _request_id.get() or "-")
+    if _batch is not None and _batch.take(handlers, line):
+        return
     for handler in handlers:
-        handler.acquire()
-        try:
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
-        except Exception:  # noqa: BLE001 - reported as logging reports a failed write
-            handler.handleError(access_log.makeRecord(
-                access_log.name, logging.INFO, "", 0, line, None, None))
-        finally:
-            handler.release()
+        _write(handler, line + handler.terminator)
+
+
+def _write(handler: logging.StreamHandler[Any], text: str) -> None:
+    """``text`` (whole lines) to ``handler``'s stream, as the handler writes a record."""
+    handler.acquire()
+    try:
+        handler.stream.write(text)
+        handler.flush()
+    except Exception:  # noqa: BLE001 - reported as logging reports a failed write
+        handler.handleError(access_log.makeRecord(
+            access_log.name, logging.INFO, "", 0, text, None, None))
+    finally:
+        handler.release()
+
+
+#: Access lines a worker queues at most; past that a request writes its own line.
+MAX_QUEUED = 10_000
+
+
+class AccessBatch:
+    """Access lines that wait up to ``delay`` seconds to be written together, by a thread of
+    the worker's own (``SSO_ACCESS_LOG_DELAY``).
+
+    A write is a system call, and the request's thread lets the other threads run while it
+    is in one: under granian, which answers a worker's requests on threads of one process,
+    that cost a request 10 to 20 CPU-µs of switching between threads, more than the line
+    itself (bench/README.md, eleventh round). Here the request's thread only queues its
+    line. What is given up: the lines queued when a worker dies without stopping (killed,
+    out of memory) are lost, at most ``delay`` seconds of them, and an access line can
+    reach the log up to ``delay`` seconds after the lines logged beside it. A stopping
+    worker writes what is queued and each line from then on at once (:func:`stop_batching`,
+    from ``sso.wsgi``)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.stopped = False
+        self._reset()
+
+    def _reset(self) -> None:
+        """A fresh queue and no writer yet: at start, and in a forked child (a worker)."""
+        self.queued: deque[tuple[list[logging.StreamHandler[Any]], str]] = deque()
+        self.due = threading.Event()
+        self.writer: threading.Thread | None = None
+        self.starting = threading.Lock()
+
+    def take(self, handlers: list[logging.StreamHandler[Any]], line: str) -> bool:
+        """Queue ``line`` for ``handlers``; False once stopped, or while the queue is full
+        (a stream that takes no more: the caller writes the line and waits, as before)."""
+        if self.stopped or len(self.queued) >= MAX_QUEUED:
+            return False
+        if self.writer is None:
+            self._start()
+        self.queued.append((handlers, line))
+        if not self.due.is_set():
+            self.due.set()
+        return True
+
+    def _start(self) -> None:
+        with self.starting:
+            if self.writer is None:
+                writer = threading.Thread(target=self._run, name="sso-access-log", daemon=True)
+                writer.start()
+                self.writer = writer
+
+    def _run(self) -> None:
+        while True:
+            self.due.wait()
+            time.sleep(self.delay)
+            self.due.clear()  # before taking the queue: a line queued from here wakes us again
+            self.write_queued()
+
+    def write_queued(self) -> None:
+        """Write every queued line now, each handler's lines in one write."""
+        texts: dict[logging.StreamHandler[Any], list[str]] = {}
+        while True:
+            try:
+                handlers, line = self.queued.popleft()
+            except IndexError:
+                break
+            for handler in handlers:
+                texts.setdefault(handler, []).append(line)
+        for handler, lines in texts.items():
+            _write(handler, handler.terminator.join(lines) + handler.terminator)
+
+
+#: The worker's queue of access lines (:func:`configure_for`); None: each line at once.
+_batch: AccessBatch | None = None
+
+
+def stop_batching() -> None:
+    """Write the queued access lines, and each one from now on at once (a worker that stops,
+    a process that exits)."""
+    batch = _batch
+    if batch is not None:
+        batch.stopped = True
+        batch.write_queued()
+
+
+def _forked() -> None:
+    if _batch is not None:
+        _batch._reset()
+
+
+os.register_at_fork(after_in_child=_forked)
+atexit.register(stop_batching)
 
 
 def _ours_in_json(handler: logging.Handler) -> bool:

@@ -4,16 +4,25 @@ tests/qrlogin/test_two_processes.py stops a real server with a stream open."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sso import config as logs_config
 from sso import logs, serving
 
 
@@ -101,3 +110,157 @@ def test_the_access_log_can_go_to_a_file(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and '"path": "/token"' in lines[0]
     assert logging.getLogger("sso.access") is logs.access_log
+
+
+class _Recorded(io.StringIO):
+    """A stream that notes which thread made each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writers.append(threading.current_thread().name)
+        return super().write(text)
+
+
+@contextmanager
+def _production_access() -> Iterator[_Recorded]:
+    """The access lines going, as in production (JSON, our handler only), to a stream that
+    notes its writers; each line at once again afterwards. Entered in the test's body:
+    pytest's log capture joins the loggers that do not propagate when a test's call begins."""
+    stream = _Recorded()
+    handler = logs._handler(logging.StreamHandler(stream), "json")
+    access = logs.access_log
+    saved = (access.level, access.propagate)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    try:
+        yield stream
+    finally:
+        logs.batch_access_lines(0)
+        access.removeHandler(handler)
+        access.setLevel(saved[0])
+        access.propagate = saved[1]
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().split("\n") if line]
+
+
+def test_queued_access_lines_are_written_together_by_a_thread_of_their_own() -> None:
+    """The request's thread only queues its line (no system call); the worker's writer
+    thread writes the queue in one write, the lines as each request would have written them."""
+    with _production_access() as access_stream:
+        _written_together(access_stream)
+
+
+def _written_together(access_stream: _Recorded) -> None:
+    logs.batch_access_lines(0.2)
+    for number in range(3):
+        logs.access("POST", f"/token/{number}", 200, 0.0, "192.0.2.1")
+    deadline = time.monotonic() + 10
+    while len(_lines(access_stream)) < 3:
+        assert time.monotonic() < deadline, access_stream.getvalue()
+        time.sleep(0.05)
+    assert set(access_stream.writers) == {"sso-access-log"}
+    assert len(access_stream.writers) < 3  # together, not one write a line
+    assert [line["path"] for line in _lines(access_stream)] == [
+        "/token/0", "/token/1", "/token/2"]
+    logs.batch_access_lines(0)
+    logs.access("POST", "/token/3", 200, 0.0, "192.0.2.1")
+    queued, direct = access_stream.getvalue().split("\n")[2:4]
+    pattern = r'"time": "[^"]*"|"duration_ms": [0-9.e+]+|/token/\d'
+    assert re.sub(pattern, "", queued) == re.sub(pattern, "", direct)
+
+
+def test_a_stopping_worker_writes_its_queue_and_then_each_line_at_once() -> None:
+    with _production_access() as access_stream:
+        _stopped(access_stream)
+
+
+def _stopped(access_stream: _Recorded) -> None:
+    logs.batch_access_lines(logs_config.MAX_ACCESS_LOG_DELAY)
+    logs.access("GET", "/userinfo", 200, 0.0, None)
+    logs.access("POST", "/introspect", 200, 0.0, None)
+    assert access_stream.getvalue() == ""  # queued for seconds
+    logs.stop_batching()
+    logs.access("POST", "/token", 200, 0.0, None)
+    assert [line["path"] for line in _lines(access_stream)] == [
+        "/userinfo", "/introspect", "/token"]
+    assert set(access_stream.writers) == {threading.current_thread().name}
+
+
+def test_a_full_queue_leaves_each_request_to_write_its_own_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream that takes nothing (a log pipe nobody reads) does not grow the queue without
+    bound: past MAX_QUEUED the request writes, and waits, as without the queue."""
+    monkeypatch.setattr(logs, "MAX_QUEUED", 2)
+    with _production_access() as access_stream:
+        logs.batch_access_lines(logs_config.MAX_ACCESS_LOG_DELAY)
+        for path in ("/a", "/b", "/c"):
+            logs.access("GET", path, 200, 0.0, None)
+        assert [line["path"] for line in _lines(access_stream)] == ["/c"]
+        assert access_stream.writers == [threading.current_thread().name]
+
+
+@pytest.mark.parametrize("delay", [-1, 6, "soon", True])
+def test_the_access_log_delay_is_a_bounded_number_of_seconds(
+        app_config: dict[str, Any], delay: object) -> None:
+    from sso import create_app
+    from sso.config import ConfigError
+
+    assert create_app(app_config).config["ACCESS_LOG_DELAY"] == 0.1
+    with pytest.raises(ConfigError, match="SSO_ACCESS_LOG_DELAY"):
+        create_app({**app_config, "ACCESS_LOG_DELAY": delay})
+
+
+@pytest.mark.slow
+def test_a_server_told_to_stop_writes_the_access_lines_it_queued(
+        app: Any, tmp_path: Path) -> None:
+    """``sso serve`` with lines queued for seconds: SIGTERM right after a request, and the
+    request's access line is in the log when the server has stopped."""
+    from tests.conftest import free_port
+
+    sso = str(Path(sys.executable).with_name("sso"))
+    config = app.config
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    access_log = tmp_path / "access.log"
+    environment = {
+        "PATH": f"{Path(sso).parent}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(tmp_path),
+        "SSO_ISSUER": url, "SSO_DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+        "SSO_REDIS_URL": config["REDIS_URL"], "SSO_REDIS_PREFIX": config["REDIS_PREFIX"],
+        "SSO_SECRET_KEY": config["SECRET_KEY"],
+        "SSO_KEY_ENCRYPTION_KEY": ",".join(config["KEY_ENCRYPTION_KEYS"]),
+        "SSO_INSTANCE_PATH": str(tmp_path / "instance"), "SSO_KEYS_DIR": str(tmp_path / "keys"),
+        "SSO_ACCESS_LOG": str(access_log),
+        "SSO_ACCESS_LOG_DELAY": str(logs_config.MAX_ACCESS_LOG_DELAY),
+    }
+    server = subprocess.Popen([sso, "serve", "--port", str(port), "--workers", "1"],
+                              env=environment, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"{url} does not answer"
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=5):  # noqa: S310
+                    break
+            except OSError:
+                time.sleep(0.2)
+        request = urllib.request.Request(f"{url}/jwks.json",  # noqa: S310
+                                         headers={"X-Request-Id": "queued-then-stopped"})
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
+    lines = [json.loads(line) for line in access_log.read_text().splitlines()]
+    assert [line["path"] for line in lines
+            if line["request_id"] == "queued-then-stopped"] == ["/jwks.json"]
