@@ -224,7 +224,7 @@ class AccessBatch:
 
     A write is a system call, and the request's thread lets the other threads run while it
     is in one: under granian, which answers a worker's requests on threads of one process,
-    that cost a request 10 to 20 CPU-µs of switching between threads, more than the line
+    that cost a request 14 to 27 CPU-µs of switching between threads, more than the line
     itself (bench/README.md, eleventh round). Here the request's thread only queues its
     line. What is given up: the lines queued when a worker dies without stopping (killed,
     out of memory) are lost, at most ``delay`` seconds of them, and an access line can
