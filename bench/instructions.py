@@ -31,8 +31,6 @@ import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +39,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import direct_call  # noqa: E402
+import scratch_database  # noqa: E402
 
 WORKLOADS = ("client_credentials", "introspection", "refresh", "code_flow")
 WARMUP = 50
@@ -74,7 +73,7 @@ def _count(args: argparse.Namespace, requests: int) -> int:
                    f"--callgrind-out-file={out}", sys.executable, __file__, args.workload,
                    "--tree", args.tree, "--run", str(requests)]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
-        with _fresh_database(args.database) as database:
+        with scratch_database.fresh_database(args.database, "sso_instructions") as database:
             if database:
                 command += ["--database", database]
             if args.served:
@@ -87,26 +86,6 @@ def _count(args: argparse.Namespace, requests: int) -> int:
         if totals is None:
             raise SystemExit(f"no instruction count in {main_thread}")
         return int(totals.group(1))
-
-
-@contextmanager
-def _fresh_database(url: str | None) -> Iterator[str | None]:
-    """``url`` itself, or for PostgreSQL a fresh database on that server for one counted
-    run (each run seeds its own provider), dropped afterwards."""
-    if not url or not url.startswith("postgresql"):
-        yield url
-        return
-    import psycopg  # noqa: PLC0415
-
-    admin = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
-    name = f"sso_instructions_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(admin.geturl(), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlsplit(url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(admin.geturl(), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _drive(args: argparse.Namespace) -> None:

@@ -29,6 +29,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import direct_call  # noqa: E402
+import scratch_database  # noqa: E402
 
 WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
 
@@ -37,7 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workload", choices=WORKLOADS)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--database")
+    parser.add_argument("--database", help="an SQLAlchemy URL (default: a fresh SQLite file);"
+                        " a PostgreSQL URL names the server to make the run's own database on")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--time-only", action="store_true",
@@ -51,10 +53,11 @@ def main() -> None:
                         help="call the WSGI app with a server's plain environ instead of "
                              "the test client (client_credentials, refresh, introspection)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sso-profile-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="sso-profile-") as tmp,
+          scratch_database.fresh_database(args.database, "sso_profiling") as database):
         os.environ.update({
             "SSO_ISSUER": "http://127.0.0.1:5000",
-            "SSO_DATABASE_URL": args.database or f"sqlite:///{tmp}/sso.sqlite3",
+            "SSO_DATABASE_URL": database or f"sqlite:///{tmp}/sso.sqlite3",
             "SSO_REDIS_URL": os.environ.get("SSO_REDIS_URL", "redis://127.0.0.1:6379/0"),
             "SSO_REDIS_PREFIX": f"ssoprofile{os.getpid()}:",
             "SSO_KEYS_DIR": f"{tmp}/keys", "SSO_INSTANCE_PATH": f"{tmp}/instance",
