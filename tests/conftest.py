@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -560,3 +561,26 @@ def browser_page(chromium: Any) -> Iterator[Any]:
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@contextmanager
+def production_access_log(stream: Any) -> Iterator[Any]:
+    """The access lines going, as under ``sso serve`` (JSON, our handler only, no
+    propagation), to ``stream``; each line written at once again afterwards. Enter it in the
+    test's body: pytest's log capture joins the loggers that do not propagate when a test's
+    call begins, and its handler would send the lines through ``logging``."""
+    from sso import logs  # noqa: PLC0415
+
+    handler = logs._handler(logging.StreamHandler(stream), "json")
+    access = logs.access_log
+    saved = (access.level, access.propagate)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    try:
+        yield stream
+    finally:
+        logs.batch_access_lines(0)
+        access.removeHandler(handler)
+        access.setLevel(saved[0])
+        access.propagate = saved[1]

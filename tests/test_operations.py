@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from sso import create_app, logs
 from sso.extensions import db
-from tests.conftest import Flow
+from tests.conftest import Flow, production_access_log
 
 TOKEN = "metrics-" + "t" * 40
 
@@ -265,32 +265,25 @@ def test_the_access_line_written_directly_is_the_one_logging_writes(
     """Where every handler is one of ours writing JSON, ``logs.access`` writes the line itself;
     with anything else on the way (here a logger filter) it goes through ``logging``. The two
     lines are the same, byte for byte but for the time and the duration."""
-    stream = io.StringIO()
-    handler = logs._handler(logging.StreamHandler(stream), "json")
     access = logs.access_log
-    saved = (access.level, access.propagate, access.info)
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
+    logged_info = access.info
     serving = logs.serving("req-direct-1")
     try:
-        def not_through_logging(*args: Any, **kwargs: Any) -> None:
-            raise AssertionError("the direct line went through logging")
+        with production_access_log(io.StringIO()) as stream:
+            def not_through_logging(*args: Any, **kwargs: Any) -> None:
+                raise AssertionError("the direct line went through logging")
 
-        monkeypatch.setattr(access, "info", not_through_logging)
-        logs.access("POST", path, 200, 0.0, remote_addr)
-        monkeypatch.setattr(access, "info", saved[2])
-        passing = logging.Filter()
-        access.addFilter(passing)
-        try:
+            monkeypatch.setattr(access, "info", not_through_logging)
             logs.access("POST", path, 200, 0.0, remote_addr)
-        finally:
-            access.removeFilter(passing)
+            monkeypatch.setattr(access, "info", logged_info)
+            passing = logging.Filter()
+            access.addFilter(passing)
+            try:
+                logs.access("POST", path, 200, 0.0, remote_addr)
+            finally:
+                access.removeFilter(passing)
     finally:
         logs.served(serving)
-        access.removeHandler(handler)
-        access.setLevel(saved[0])
-        access.propagate = saved[1]
     # Lines end at "\n" only: U+2028 is written as it is (ensure_ascii=False), and
     # str.splitlines would cut there.
     direct, logged = [re.sub(r'"time": "[^"]*"|"duration_ms": [0-9.e+]+', "", line)

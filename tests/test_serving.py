@@ -16,7 +16,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 
 from sso import config as logs_config
 from sso import logs, serving
+from tests.conftest import production_access_log
 
 
 def test_the_command_bounds_threads_and_requests_alike() -> None:
@@ -124,27 +124,6 @@ class _Recorded(io.StringIO):
         return super().write(text)
 
 
-@contextmanager
-def _production_access() -> Iterator[_Recorded]:
-    """The access lines going, as in production (JSON, our handler only), to a stream that
-    notes its writers; each line at once again afterwards. Entered in the test's body:
-    pytest's log capture joins the loggers that do not propagate when a test's call begins."""
-    stream = _Recorded()
-    handler = logs._handler(logging.StreamHandler(stream), "json")
-    access = logs.access_log
-    saved = (access.level, access.propagate)
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    try:
-        yield stream
-    finally:
-        logs.batch_access_lines(0)
-        access.removeHandler(handler)
-        access.setLevel(saved[0])
-        access.propagate = saved[1]
-
-
 def _lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().split("\n") if line]
 
@@ -152,7 +131,7 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
 def test_queued_access_lines_are_written_together_by_a_thread_of_their_own() -> None:
     """The request's thread only queues its line (no system call); the worker's writer
     thread writes the queue in one write, the lines as each request would have written them."""
-    with _production_access() as access_stream:
+    with production_access_log(_Recorded()) as access_stream:
         _written_together(access_stream)
 
 
@@ -176,7 +155,7 @@ def _written_together(access_stream: _Recorded) -> None:
 
 
 def test_a_stopping_worker_writes_its_queue_and_then_each_line_at_once() -> None:
-    with _production_access() as access_stream:
+    with production_access_log(_Recorded()) as access_stream:
         _stopped(access_stream)
 
 
@@ -197,7 +176,7 @@ def test_a_full_queue_leaves_each_request_to_write_its_own_line(
     """A stream that takes nothing (a log pipe nobody reads) does not grow the queue without
     bound: past MAX_QUEUED the request writes, and waits, as without the queue."""
     monkeypatch.setattr(logs, "MAX_QUEUED", 2)
-    with _production_access() as access_stream:
+    with production_access_log(_Recorded()) as access_stream:
         logs.batch_access_lines(logs_config.MAX_ACCESS_LOG_DELAY)
         for path in ("/a", "/b", "/c"):
             logs.access("GET", path, 200, 0.0, None)
