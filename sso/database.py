@@ -24,6 +24,9 @@ import os
 import socket
 import threading
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the settings read engine_options: `sso db current` needs no Flask
@@ -105,7 +108,7 @@ def _pg_socket(dbapi_connection: Any) -> int | None:
 
 def guard(engine: Any, config: Any) -> None:
     """Put the client-side deadline on ``engine``'s PostgreSQL statements and pings."""
-    from sqlalchemy import event, exc  # noqa: PLC0415 - not for the settings alone
+    from sqlalchemy import event  # noqa: PLC0415 - not for the settings alone
     if engine.dialect.name != "postgresql":
         return
     limit = float(config.get("DB_STATEMENT_TIMEOUT", 10))
@@ -129,7 +132,7 @@ def guard(engine: Any, config: Any) -> None:
         if context.connection is not None:
             watchdog.disarm(context.connection.info.pop(_TOKEN, None))
 
-    ping_seconds = min(seconds, float(config.get("DB_CONNECT_TIMEOUT", 3)) + WATCHDOG_GRACE)
+    ping_seconds = _ping_seconds(config)
     ping_idle = float(config.get("DB_PING_IDLE", 1))
 
     @event.listens_for(engine, "checkin")
@@ -145,24 +148,38 @@ def guard(engine: Any, config: Any) -> None:
         A connection handed back less than ``SSO_DB_PING_IDLE`` seconds ago is not pinged
         (under load none is): if the server went away since, the request's own statement
         fails, answers 503, and that disconnect invalidates the whole pool, so the next
-        checkout connects afresh. The ping runs outside a transaction (one round trip, not
-        BEGIN, SELECT and ROLLBACK)."""
+        checkout connects afresh."""
         checked_in = record.info.get(_CHECKED_IN)
         if checked_in is not None and time.monotonic() - checked_in < ping_idle:
             return
-        fileno = _pg_socket(dbapi_connection)
-        token = watchdog.arm(fileno, ping_seconds) if fileno is not None else None
+        ping(dbapi_connection, ping_seconds)
+
+
+def _ping_seconds(config: Any) -> float:
+    """How long a ping may take: the connect timeout, within the statements' deadline."""
+    seconds = float(config.get("DB_STATEMENT_TIMEOUT", 10)) + WATCHDOG_GRACE
+    return min(seconds, float(config.get("DB_CONNECT_TIMEOUT", 3)) + WATCHDOG_GRACE)
+
+
+def ping(dbapi_connection: Any, seconds: float) -> None:
+    """One ``SELECT 1`` on a PostgreSQL connection, under the watchdog, outside a transaction
+    (one round trip, not BEGIN, SELECT and ROLLBACK); a failure raises
+    :class:`sqlalchemy.exc.DisconnectionError`."""
+    from sqlalchemy import exc  # noqa: PLC0415 - not for the settings alone
+
+    fileno = _pg_socket(dbapi_connection)
+    token = watchdog.arm(fileno, seconds) if fileno is not None else None
+    try:
+        autocommit = dbapi_connection.autocommit  # the reads' engine keeps it on
+        dbapi_connection.autocommit = True
         try:
-            autocommit = dbapi_connection.autocommit  # the reads' engine keeps it on
-            dbapi_connection.autocommit = True
-            try:
-                dbapi_connection.execute("SELECT 1")
-            finally:
-                dbapi_connection.autocommit = autocommit
-        except Exception as error:  # noqa: BLE001 - any failure means: not this connection
-            raise exc.DisconnectionError(f"stale database connection: {error}") from error
+            dbapi_connection.execute("SELECT 1")
         finally:
-            watchdog.disarm(token)
+            dbapi_connection.autocommit = autocommit
+    except Exception as error:  # noqa: BLE001 - any failure means: not this connection
+        raise exc.DisconnectionError(f"stale database connection: {error}") from error
+    finally:
+        watchdog.disarm(token)
 
 
 #: Statements that take SQLite's write lock.
@@ -226,44 +243,169 @@ _making_read_engine = threading.Lock()
 
 
 def read_bind() -> Any:
-    """The engine of the reads that join no transaction (``sso.oidc.tokens._read``: the
-    revocation check of introspection and UserInfo). Asking ``db.session`` for its bind would
-    make the request's ORM session, and making it and removing it at teardown was about a
-    tenth of an introspection. (The tests' rolled-back fixture binds this to its one
-    connection, as it binds every session.)
+    """What the reads that join no transaction (``sso.oidc.tokens._read``: the revocation
+    check of introspection and UserInfo) take their connection from: ``.connect()`` gives
+    one, as an engine's does. Asking ``db.session`` for its bind would make the request's
+    ORM session, and making it and removing it at teardown was about a tenth of an
+    introspection. (The tests' rolled-back fixture binds this to its one connection, as it
+    binds every session.)
 
-    On PostgreSQL it is an engine of its own whose connections stay in autocommit: one round
-    trip per read, not BEGIN, the statement and ROLLBACK, and no switch of the connection's
-    isolation level and back on every read, which cost the client about a third of the
-    read's CPU (``docs/performance.md``). It is made on the first such read of the process,
-    with the main engine's settings and ``SSO_DB_READ_POOL_SIZE`` connections, under the
-    same watchdog. On SQLite a read outside a transaction begins none: the main engine."""
+    It is an engine of its own, made on the first such read of the process with the main
+    engine's settings and ``SSO_DB_READ_POOL_SIZE`` connections, whose connections
+    :class:`HeldReads` keeps open between reads. On PostgreSQL its connections stay in
+    autocommit, under the same watchdog: one round trip per read, not BEGIN, the statement
+    and ROLLBACK, and no switch of the connection's isolation level and back on every read,
+    which cost the client about a third of the read's CPU (``docs/performance.md``). On
+    SQLite a read outside a transaction begins none; an in-memory database, which another
+    engine would not see, is read on the main engine."""
     from flask import current_app  # noqa: PLC0415 - not for the settings alone
 
     from .extensions import db  # noqa: PLC0415
 
-    engine = current_app.extensions.get(_READ_ENGINE)
-    if engine is not None:
-        return engine
+    reads = current_app.extensions.get(_READ_ENGINE)
+    if reads is not None:
+        return reads
     with _making_read_engine:
-        engine = current_app.extensions.get(_READ_ENGINE)
-        if engine is None:
-            engine = current_app.extensions[_READ_ENGINE] = _read_engine(db.engine,
-                                                                         current_app.config)
-    return engine
+        reads = current_app.extensions.get(_READ_ENGINE)
+        if reads is None:
+            engine = _read_engine(db.engine, current_app.config)
+            reads = engine if engine is db.engine else HeldReads(engine, current_app.config)
+            current_app.extensions[_READ_ENGINE] = reads
+    return reads
 
 
 def _read_engine(main: Any, config: Any) -> Any:
-    if main.dialect.name != "postgresql":
-        return main
     from sqlalchemy import create_engine  # noqa: PLC0415 - not for the settings alone
 
+    if main.dialect.name == "sqlite" and main.url.database in (None, "", ":memory:"):
+        return main
     options = {**config["SQLALCHEMY_ENGINE_OPTIONS"],
-               "pool_size": int(config.get("DB_READ_POOL_SIZE", 5)), "max_overflow": 0,
-               "isolation_level": "AUTOCOMMIT"}
+               "pool_size": int(config.get("DB_READ_POOL_SIZE", 5)), "max_overflow": 0}
+    if main.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(main.url, **options)
     guard(engine, config)
     return engine
+
+
+class HeldReads:
+    """The reads' connections, kept open between reads, at most ``SSO_DB_READ_POOL_SIZE``.
+
+    Taking a connection from the engine and handing it back (SQLAlchemy's ``Connection``
+    made and closed, the pool's checkout, reset and checkin, with their events) cost about
+    half of a read outside a transaction (``docs/performance.md``): here a read takes the
+    connection handed back last and gives it back, under a lock. What the pool does at those
+    steps is done here where it still applies: a reader waits ``SSO_DB_POOL_TIMEOUT`` at
+    most for a connection (then the pool's ``TimeoutError``: 503); on PostgreSQL a
+    connection idle ``SSO_DB_PING_IDLE`` seconds is pinged before it is used, under the
+    watchdog, and replaced if the ping fails; a connection a read failed on is not kept,
+    and one that lost the server (a disconnect) makes every idle one go back to the engine,
+    whose pool the disconnect invalidated, as a pool would discard them. The statements
+    still run through SQLAlchemy's ``Connection``: its events, its error handling."""
+
+    def __init__(self, engine: Any, config: Any) -> None:
+        self.engine = engine
+        self.size = int(config.get("DB_READ_POOL_SIZE", 5))
+        self.wait = float(config.get("DB_POOL_TIMEOUT", 5))
+        pings = engine.dialect.name == "postgresql" and float(
+            config.get("DB_STATEMENT_TIMEOUT", 10))
+        self.ping_seconds = _ping_seconds(config) if pings else None
+        self.ping_idle = float(config.get("DB_PING_IDLE", 1))
+        self.idle: list[tuple[Any, float]] = []  # (connection, handed back at), last on top
+        self.opened = 0
+        self.available = threading.Condition(threading.Lock())
+        _HELD.add(self)
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        connection = self._take()
+        keep = False
+        try:
+            yield connection
+            keep = not connection.invalidated and not connection.in_transaction()
+        finally:
+            self._hand_back(connection, keep)
+
+    def _take(self) -> Any:
+        with self.available:
+            deadline = None
+            while not self.idle and self.opened >= self.size:
+                deadline = deadline or time.monotonic() + self.wait
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.available.wait(left):
+                    from sqlalchemy import exc  # noqa: PLC0415 - not for the settings alone
+
+                    raise exc.TimeoutError(f"no read connection free within {self.wait} s")
+            if self.idle:
+                connection, since = self.idle.pop()
+            else:
+                connection, since = None, 0.0
+                self.opened += 1
+        if connection is not None and (self.ping_seconds is None
+                                       or time.monotonic() - since < self.ping_idle):
+            return connection
+        try:
+            return self._checked(connection)
+        except BaseException:
+            with self.available:
+                self.opened -= 1
+                self.available.notify()
+            raise
+
+    def _checked(self, connection: Any) -> Any:
+        """``connection`` if a ping finds it alive, else a new one from the engine (whose
+        pool pings what it hands out)."""
+        from sqlalchemy import exc  # noqa: PLC0415 - not for the settings alone
+
+        if connection is not None:
+            try:
+                ping(connection.connection.dbapi_connection, self.ping_seconds or 0)
+            except exc.DisconnectionError:
+                connection.invalidate()
+                connection.close()
+                self._discard_idle()
+            else:
+                return connection
+        return self.engine.connect()
+
+    def _hand_back(self, connection: Any, keep: bool) -> None:
+        lost = connection.invalidated
+        with self.available:
+            if keep:
+                self.idle.append((connection, time.monotonic()))
+            else:
+                self.opened -= 1
+            self.available.notify()
+        if not keep:
+            connection.close()
+        if lost:
+            self._discard_idle()
+
+    def _discard_idle(self) -> None:
+        with self.available:
+            idle, self.idle = self.idle, []
+            self.opened -= len(idle)
+            self.available.notify_all()
+        for connection, _ in idle:
+            connection.close()
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's connections without closing them (closing
+        would end the parent's sessions on the server too)."""
+        self.idle, self.opened = [], 0
+        self.available = threading.Condition(threading.Lock())
+        self.engine.dispose(close=False)
+
+
+_HELD: weakref.WeakSet[HeldReads] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for reads in list(_HELD):
+        reads.forget()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def init_app(app: Flask) -> None:
