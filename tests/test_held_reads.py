@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import exc, literal, select, text
@@ -21,7 +20,6 @@ from sso import database, driversql
 from sso.dbtypes import utcnow
 from sso.extensions import db
 from sso.oidc import tokens
-from tests.conftest import _pg_admin_url
 
 #: Real commits, seen by other connections.
 pytestmark = pytest.mark.truncate
@@ -33,35 +31,20 @@ def reads(app: Flask) -> Iterator[Any]:
         yield database.read_bind()
 
 
-def _own(app: Flask, **settings: Any) -> database.HeldReads:
+def own_reads(app: Flask, **settings: Any) -> database.HeldReads:
     """A HeldReads of its own on the test's database, with ``settings`` over the app's."""
     with app.app_context():
         config = {**app.config, **settings}
         return database.HeldReads(database._read_engine(db.engine, config), config)
 
 
-def _one(connection: Any) -> Any:
+def select_one(connection: Any) -> Any:
     """``SELECT 1`` as the reads run it: on the driver's cursor, beginning no transaction."""
     (value,), = driversql.rows(connection, _SELECT_ONE, {})
     return value
 
 
 _SELECT_ONE = select(literal(1).label("one"))
-
-
-def _backend(connection: Any) -> Any:
-    return connection.connection.dbapi_connection.info.backend_pid
-
-
-def _terminate(*pids: int) -> None:
-    with psycopg.connect(_pg_admin_url(), autocommit=True) as admin:
-        for pid in pids:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-
-def _postgresql_only(app: Flask) -> None:
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        pytest.skip("a server to drop the connection")
 
 
 def test_a_read_takes_the_connection_handed_back_last_and_sees_later_commits(
@@ -82,7 +65,7 @@ def test_a_read_takes_the_connection_handed_back_last_and_sees_later_commits(
 
 def test_readers_wait_for_a_free_connection_and_no_longer_than_the_pool_timeout(
         app: Flask) -> None:
-    reads = _own(app, DB_READ_POOL_SIZE=1, DB_POOL_TIMEOUT=0.3)
+    reads = own_reads(app, DB_READ_POOL_SIZE=1, DB_POOL_TIMEOUT=0.3)
     taken = threading.Event()
     release = threading.Event()
     held: list[Any] = []
@@ -111,44 +94,15 @@ def test_readers_wait_for_a_free_connection_and_no_longer_than_the_pool_timeout(
 
 
 def test_a_failed_read_does_not_keep_its_connection(app: Flask) -> None:
-    reads = _own(app)
+    reads = own_reads(app)
     with pytest.raises(exc.DBAPIError), reads.connect() as connection:
         driversql.rows(connection, text("SELECT no_such_column FROM no_such_table"), {})
     assert (reads.idle, reads.opened) == ([], 0)
     with reads.connect() as connection:
-        assert _one(connection) == 1
+        assert select_one(connection) == 1
 
 
-def test_an_idle_connection_the_server_dropped_is_replaced_before_use(app: Flask) -> None:
-    _postgresql_only(app)
-    reads = _own(app, DB_PING_IDLE=0)
-    with reads.connect() as connection:
-        dropped = _backend(connection)
-    _terminate(dropped)
-    with reads.connect() as connection:  # the ping fails: a new connection, no error
-        assert _one(connection) == 1
-        assert _backend(connection) != dropped
-    assert reads.opened == 1
-
-
-def test_a_read_that_loses_the_server_fails_and_the_idle_connections_go(app: Flask) -> None:
-    """Without a ping (used within ``SSO_DB_PING_IDLE``), the read on a dropped connection
-    fails (503 for its request), as a pooled one would; the others, dropped as well after a
-    restart, are not handed out again."""
-    _postgresql_only(app)
-    reads = _own(app, DB_PING_IDLE=3600)
-    with reads.connect() as one, reads.connect() as two:
-        pids = [_backend(one), _backend(two)]
-    _terminate(*pids)
-    with pytest.raises(exc.OperationalError), reads.connect() as connection:
-        _one(connection)
-    assert (reads.idle, reads.opened) == ([], 0)
-    with reads.connect() as connection:
-        assert _one(connection) == 1
-        assert _backend(connection) not in pids
-
-
-def test_a_forked_child_reads_on_connections_of_its_own(app: Flask, reads: Any) -> None:
+def test_a_forked_child_reads_on_connections_of_itsown_reads(app: Flask, reads: Any) -> None:
     jti = secrets.token_hex(8)
     assert not tokens.is_revoked(jti)
     parents, = [c for c, _ in reads.idle]
@@ -164,4 +118,4 @@ def test_a_forked_child_reads_on_connections_of_its_own(app: Flask, reads: Any) 
     assert os.waitstatus_to_exitcode(status) == 0
     with reads.connect() as connection:  # the parent's connection still works
         assert connection is parents
-        assert _one(connection) == 1
+        assert select_one(connection) == 1

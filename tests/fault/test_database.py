@@ -8,11 +8,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
+from sqlalchemy import exc
 
 from tests.conftest import Flow, basic, csrf_of
 from tests.fault.services import Postgres
+from tests.test_held_reads import own_reads, select_one
 
 #: Threads and servers reach the database: real commits, tables emptied afterwards.
 pytestmark = pytest.mark.truncate
@@ -135,3 +138,42 @@ def test_the_reads_engine_keeps_its_connections_in_autocommit_through_the_ping(
                     assert connection.connection.driver_connection.autocommit is True
         finally:
             engine.dispose()
+
+
+def _backend(connection: Any) -> Any:
+    return connection.connection.dbapi_connection.info.backend_pid
+
+
+def _terminate(postgres: Postgres, *pids: int) -> None:
+    with psycopg.connect(postgres.url.replace("+psycopg", ""), autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
+        app: Flask, postgres: Postgres) -> None:
+    reads = own_reads(app, DB_PING_IDLE=0)
+    with reads.connect() as connection:
+        dropped = _backend(connection)
+    _terminate(postgres, dropped)
+    with reads.connect() as connection:  # the ping fails: a new connection, no error
+        assert select_one(connection) == 1
+        assert _backend(connection) != dropped
+    assert reads.opened == 1
+
+
+def test_a_read_that_loses_the_server_fails_and_the_idle_connections_go(
+        app: Flask, postgres: Postgres) -> None:
+    """Without a ping (used within ``SSO_DB_PING_IDLE``), the read on a dropped connection
+    fails (503 for its request), as a pooled one would; the others, dropped as well after a
+    restart, are not handed out again."""
+    reads = own_reads(app, DB_PING_IDLE=3600)
+    with reads.connect() as one, reads.connect() as two:
+        pids = [_backend(one), _backend(two)]
+    _terminate(postgres, *pids)
+    with pytest.raises(exc.OperationalError), reads.connect() as connection:
+        select_one(connection)
+    assert (reads.idle, reads.opened) == ([], 0)
+    with reads.connect() as connection:
+        assert select_one(connection) == 1
+        assert _backend(connection) not in pids
