@@ -299,8 +299,8 @@ class HeldReads:
     most for a connection (then the pool's ``TimeoutError``: 503); on PostgreSQL a
     connection idle ``SSO_DB_PING_IDLE`` seconds is pinged before it is used, under the
     watchdog, and replaced if the ping fails; a connection a read failed on is not kept,
-    and one that lost the server (a disconnect) makes every idle one go back to the engine,
-    whose pool the disconnect invalidated, as a pool would discard them. The statements
+    and one that lost the server (a disconnect, or a failed ping) closes every idle one, as
+    a pool discards its connections after a disconnect. The statements
     still run through SQLAlchemy's ``Connection``: its events, its error handling."""
 
     def __init__(self, engine: Any, config: Any) -> None:
@@ -382,11 +382,15 @@ class HeldReads:
             self._discard_idle()
 
     def _discard_idle(self) -> None:
+        """After a lost server: close the idle connections rather than hand them back to
+        the engine's pool, which would give one out again unchecked (it checks only what
+        was handed back ``SSO_DB_PING_IDLE`` seconds ago)."""
         with self.available:
             idle, self.idle = self.idle, []
             self.opened -= len(idle)
             self.available.notify_all()
         for connection, _ in idle:
+            connection.invalidate()
             connection.close()
 
     def forget(self) -> None:

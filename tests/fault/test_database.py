@@ -5,6 +5,7 @@ recovers by itself, and no refresh chain is lost."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -150,15 +151,19 @@ def _terminate(postgres: Postgres, *pids: int) -> None:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
+def test_idle_connections_the_server_dropped_are_replaced_before_use(
         app: Flask, postgres: Postgres) -> None:
-    reads = own_reads(app, DB_PING_IDLE=0)
-    with reads.connect() as connection:
-        dropped = _backend(connection)
-    _terminate(postgres, dropped)
-    with reads.connect() as connection:  # the ping fails: a new connection, no error
-        assert select_one(connection) == 1
-        assert _backend(connection) != dropped
+    """A restart drops every idle connection: the first one pinged fails its ping, and none
+    of them is used again (the engine's pool would hand one back unchecked)."""
+    reads = own_reads(app, DB_PING_IDLE=0.3)
+    with reads.connect() as one, reads.connect() as two:
+        dropped = [_backend(one), _backend(two)]
+    _terminate(postgres, *dropped)
+    time.sleep(0.4)
+    for _ in range(2):
+        with reads.connect() as connection:  # no error
+            assert select_one(connection) == 1
+            assert _backend(connection) not in dropped
     assert reads.opened == 1
 
 
