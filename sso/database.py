@@ -300,8 +300,8 @@ class HeldReads:
     connection idle ``SSO_DB_PING_IDLE`` seconds is pinged before it is used, under the
     watchdog, and replaced if the ping fails; a connection a read failed on is not kept,
     and one that lost the server (a disconnect, or a failed ping) closes every idle one, as
-    a pool discards its connections after a disconnect. The statements
-    still run through SQLAlchemy's ``Connection``: its events, its error handling."""
+    a pool discards its connections after a disconnect. The statements still run through
+    SQLAlchemy's ``Connection``: its events, its error handling."""
 
     def __init__(self, engine: Any, config: Any) -> None:
         self.engine = engine

@@ -102,7 +102,7 @@ def test_a_failed_read_does_not_keep_its_connection(app: Flask) -> None:
         assert select_one(connection) == 1
 
 
-def test_a_forked_child_reads_on_connections_of_itsown_reads(app: Flask, reads: Any) -> None:
+def test_a_forked_child_reads_on_connections_of_its_own(app: Flask, reads: Any) -> None:
     jti = secrets.token_hex(8)
     assert not tokens.is_revoked(jti)
     parents, = [c for c, _ in reads.idle]
