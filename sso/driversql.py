@@ -25,6 +25,9 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict
+
 #: (statement id, dialect, parameter names) -> (SQL, parameter order or None for named
 #: parameters, default values, the bind processors of the parameters that have one).
 _PREPARED: dict[tuple[int, str, tuple[str, ...]],
@@ -132,3 +135,41 @@ def _result_of(statement: Any, dialect: Any
     processors = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
                        for column in columns)
     return namedtuple("Row", names), processors  # noqa: PYI024 - built per statement
+
+
+def mapped_columns(model: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The attribute names of ``model``'s mapped columns and their columns, in the mapper's
+    order: what :func:`persistent` takes a row of."""
+    mapper = model.__mapper__
+    properties = mapper.column_attrs
+    if any(len(prop.columns) != 1 for prop in properties):
+        raise ValueError(f"{model.__name__} maps an attribute to more than one column")
+    return (tuple(prop.key for prop in properties),
+            tuple(prop.columns[0] for prop in properties))
+
+
+def persistent(session: Any, model: Any, keys: tuple[str, ...], values: Any,
+               **related: Any) -> Any:
+    """The ``model`` object of a row read with :func:`rows` (``values`` in the order of
+    :func:`mapped_columns`' ``keys``), as a query through ``session`` would give it: the
+    object the session already holds under that primary key if there is one, else a new one
+    the session holds as persistent, its columns loaded and without history, so that a change
+    made to it is flushed as an UPDATE. ``related``: many-to-one relationships loaded along.
+
+    An ORM query costs more than the read itself (its statement's cache key, the loading
+    context, the row's processing per attribute); an authorization reads its SSO session and
+    user this way (issue 15)."""
+    mapper = model.__mapper__
+    loaded = dict(zip(keys, values, strict=True))
+    identity = mapper.identity_key_from_primary_key(
+        [loaded[mapper.get_property_by_column(column).key] for column in mapper.primary_key])
+    held = session.identity_map.get(identity)
+    if held is not None:
+        return held
+    instance = mapper.class_manager.new_instance()
+    state = instance_dict(instance)
+    state.update(loaded)
+    state.update(related)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance

@@ -102,7 +102,7 @@ def _method_packages() -> tuple[str, ...]:
 # public surface.
 
 FOUNDATION = {"config", "extensions", "security", "dbtypes", "i18n", "audit", "ratelimit",
-              "outbox", "web", "errors", "embedded", "migrate", "notify"}
+              "outbox", "web", "errors", "embedded", "migrate", "notify", "driversql"}
 LOWER = {"users": set(), "sessions": {"users"}, "flow": {"users", "sessions"}}
 #: The method packages: those ``create_app`` loads from ``sso.signin.METHODS``, qrlogin and
 #: the account's self-service pages.

@@ -126,3 +126,71 @@ def test_rows_of_a_named_type_must_name_the_columns_in_order(ctx: None, erp: Any
     wrong = namedtuple("Wrong", ["code_hash", "scope"])  # noqa: PYI024
     with pytest.raises(ValueError, match="Wrong"):
         driversql.rows(connection, _READ_CODE, {"wanted": "c" * 64}, wrong)
+
+
+def _as_loaded(instance: Any) -> dict[str, Any]:
+    keys, _columns = driversql.mapped_columns(type(instance))
+    return {key: getattr(instance, key) for key in keys}
+
+
+def test_a_session_read_with_the_drivers_sql_is_the_one_the_orm_loads(
+        ctx: None, erp: Any, alice: Any) -> None:
+    """``sessions.find_by_secret`` reads the session and its user with one driver statement
+    (:func:`driversql.persistent`): the objects hold what an ORM query loads, the session
+    holds them as persistent without history, a change to them is written, and an object
+    the session already holds is the one returned."""
+    from sqlalchemy import inspect
+
+    from sso.audit import Origin
+    from sso.sessions import service as sessions
+    from sso.sessions.models import Proof, SSOSession
+    from sso.users.models import User
+
+    opened, secret = sessions.sign_in(db.session.get(User, alice.id),
+                                      [Proof("pwd", datetime.now(UTC))],
+                                      lifetime=3600, origin=Origin("192.0.2.7", "Firefox"))
+    sessions.note_client(opened, erp.client_id, datetime.now(UTC))
+    db.session.commit()
+    session_id, user_id = opened.id, alice.id
+    db.session.remove()
+
+    expected = db.session.get(SSOSession, session_id)
+    expected_session, expected_user = _as_loaded(expected), _as_loaded(expected.user)
+    db.session.remove()
+
+    found = sessions.find_by_secret(secret)
+    assert found is not None and _as_loaded(found) == expected_session
+    assert _as_loaded(found.user) == expected_user
+    assert found.client_ids == [erp.client_id] and found.proofs[0].method == "pwd"
+    assert inspect(found).persistent and inspect(found.user).persistent
+    assert not db.session.dirty and not inspect(found).attrs.last_seen_at.history.has_changes()
+    assert db.session.get(SSOSession, session_id) is found  # in the identity map
+    assert db.session.get(User, user_id) is found.user
+
+    found.ip = "192.0.2.8"  # a change is flushed as an UPDATE of the row
+    db.session.commit()
+    db.session.remove()
+    assert db.session.get(SSOSession, session_id).ip == "192.0.2.8"
+    db.session.remove()
+
+    held_user = db.session.get(User, user_id)  # already loaded in this session: kept
+    held_user.name = "Alice, not yet written"
+    found = sessions.find_by_secret(secret)
+    assert found.user is held_user and found.user.name == "Alice, not yet written"
+    assert sessions.find_by_secret(secret) is found
+    assert sessions.find_by_secret("not-a-secret") is None
+
+
+def test_a_session_read_sees_what_the_request_has_not_flushed(ctx: None, alice: Any) -> None:
+    """An ORM query flushes pending changes first (autoflush); so does the driver's read."""
+    from sso.audit import Origin
+    from sso.sessions import service as sessions
+    from sso.sessions.models import Proof
+    from sso.users.models import User
+
+    opened, secret = sessions.sign_in(db.session.get(User, alice.id),
+                                      [Proof("pwd", datetime.now(UTC))],
+                                      lifetime=3600, origin=Origin("192.0.2.7"))
+    assert sessions.find_by_secret(secret) is opened  # pending, not yet flushed
+    db.session.rollback()
+    assert sessions.find_by_secret(secret) is None
