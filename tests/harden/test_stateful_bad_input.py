@@ -55,23 +55,40 @@ def test_odd_second_factor_codes_are_refused(app: Flask, flow: Flow) -> None:
         assert response.status_code != 302, "an odd code let the sign-in through"
 
 
-def test_odd_picked_numbers_cancel_the_qr_sign_in(app: Flask, make_client: Any,
-                                                 alice: Any) -> None:
+def _pick_on_the_phone(app: Flask, make_client: Any, picks: list[Any]) -> None:
+    """For each of ``picks`` (a value, or a function of the code's number), a new QR code
+    whose phone approval picks it: each must be refused, and the desktop gets nothing."""
     erp = make_client("ERP", policy={"qr_number_matching": True})
     phone_http = app.test_client()
     phone_http.environ_base["HTTP_USER_AGENT"] = PHONE_UA
     phone = Phone(phone_http)
     phone.sign_in()
-    for number in ODD_NUMBERS:
+    for pick in picks:
         desktop_http = app.test_client()
         desktop_http.environ_base["HTTP_USER_AGENT"] = DESKTOP_UA
         desktop = Desktop(desktop_http, Flow(desktop_http, erp))
         code = desktop.start()
+        number = pick if isinstance(pick, str) else pick(str(code["number"]))
         page = phone.open(code["id"])
         response = phone_http.post(f"/qr/s/{code['id']}/approve", data={
             "csrf_token": csrf_of(page.get_data(as_text=True)), "number": number})
         assert response.status_code == 400, (number, response.status_code)
         assert desktop.complete().status_code == 409, number
+
+
+def test_odd_picked_numbers_cancel_the_qr_sign_in(app: Flask, make_client: Any,
+                                                 alice: Any) -> None:
+    _pick_on_the_phone(app, make_client, ODD_NUMBERS)
+
+
+def test_odd_spellings_of_the_right_number_cancel_the_qr_sign_in(
+        app: Flask, make_client: Any, alice: Any) -> None:
+    """int() reads "１２" (full-width), "1_2" and " 12 " as 12: each of these went through
+    whenever the code's number was the one it spells."""
+    _pick_on_the_phone(app, make_client, [
+        lambda n: n.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+        lambda n: f"{n[0]}_{n[1:]}", lambda n: f" {n} ", lambda n: f"+{n}",
+        lambda n: f"{n}.0"])
 
 
 @pytest.mark.parametrize("path", ["/activate/code", "/password/reset/code"])
