@@ -44,11 +44,21 @@ def relying_party(make_client: Any) -> Iterator[Any]:
     server.shutdown()
 
 
+@pytest.mark.parametrize("number_matching", [False, True], ids=["confirm", "number"])
 def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
-        chromium: Any, phone_device: dict[str, Any], live_provider: Any, relying_party: Any,
-        alice: Any) -> None:
+        app: Any, chromium: Any, phone_device: dict[str, Any], live_provider: Any,
+        relying_party: Any, alice: Any, number_matching: bool) -> None:
+    """With number matching on, the phone confirms by picking, among its buttons, the number
+    the desktop shows."""
     url = live_provider.url
     erp = relying_party
+    if number_matching:
+        from sso.extensions import db
+        from sso.qrlogin.service import set_number_matching
+
+        with app.app_context():
+            set_number_matching(erp.client_id, True)
+            db.session.commit()
     verifier, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": erp.client_id,
               "redirect_uri": erp.redirect_uri, "scope": "openid profile", "state": "st",
@@ -74,7 +84,12 @@ def test_a_phone_scans_the_desktop_code_and_the_desktop_lands_in_the_app(
         assert "Chrome" in phone.locator("#qr-device").inner_text()
         assert phone.locator("#qr-app").inner_text() == "ERP"
         desktop.locator("#qr-status", has_text="Confirm the sign-in on your phone").wait_for()
-        phone.click("#qr-confirm")
+        if number_matching:
+            shown = desktop.locator("#qr-number-value").inner_text()
+            assert len(phone.locator(".qr-choice").all()) == 3
+            phone.locator(".qr-choice", has_text=shown).click()
+        else:
+            phone.click("#qr-confirm")
         phone.locator("#qr-message", has_text="signed in on your computer").wait_for()
 
         desktop.locator("#qr-who", has_text="Signed in as Alice (alice)").wait_for()
