@@ -170,6 +170,9 @@ def test_ping_mode_with_the_phone_page(live_provider: LiveProvider, make_client:
         sign_in_with_password(phone, "alice", PASSWORD)
         phone.wait_for_url(f"{live_provider.url}/qr/requests")
         phone.get_by_role("link", name="Call centre: Call 7731").click()
+        # The buttons' sizes are measured once the page has loaded: a click on a link does
+        # not wait for the new page's stylesheet, and an unstyled page has inline buttons.
+        phone.wait_for_url(f"{live_provider.url}/qr/requests/*", wait_until="load")
         assert phone.locator("#ciba-binding").inner_text() == "Call 7731"
         c_box = phone.locator("#ciba-cancel").bounding_box()
         k_box = phone.locator("#ciba-confirm").bounding_box()
