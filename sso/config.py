@@ -252,6 +252,9 @@ class DefaultConfig:
     DB_READ_POOL_SIZE = 5
     DB_LOCK_TIMEOUT = 5
     DB_BUSY_TIMEOUT = 5
+    #: SQLite: the longest a token, introspection, UserInfo or authorization request waits
+    #: for its turn before it goes on without one (sso.database.SQLiteTurns); 0: no turns.
+    SQLITE_TURN_WAIT = 0.25
     #: A refresh token presented again within this many seconds of its use gets the same
     #: answer (a client retrying after a lost response), not the revocation of its grant.
     REFRESH_REUSE_GRACE = 10

@@ -27,7 +27,7 @@ from flask import Flask
 from werkzeug.datastructures import EnvironHeaders, MultiDict
 from werkzeug.wrappers import Response
 
-from .. import logs, metrics, outbox
+from .. import database, logs, metrics, outbox
 from ..web import HSTS, SECURITY_HEADERS, hold_origin, release_origin
 from . import endpoints
 from .server import CORS, CORS_ENDPOINTS, FORM, NO_STORE
@@ -191,3 +191,4 @@ class DirectFirst:
 
 def init_app(app: Flask) -> None:
     app.wsgi_app = DirectFirst(app, app.wsgi_app)  # type: ignore[method-assign]
+    database.take_turns(app, [*DIRECT, "/authorize"])
