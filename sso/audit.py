@@ -31,12 +31,13 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    event: Mapped[str] = mapped_column(String(64), index=True)
+    # event, user_id and client_id are indexed with id (sso/admin/models.py, migration 0022).
+    event: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
-    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
     #: What the actor typed or who they are, for failed sign-ins where there is no user id.
     subject: Mapped[str | None] = mapped_column(String(254))
-    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(64))
     session_id: Mapped[str | None] = mapped_column(String(43))
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(255))
