@@ -258,7 +258,9 @@ class SQLiteTurns:
     A turn is a performance device, not a lock anything relies on: a request that has
     waited ``wait`` seconds for its turn goes on without it, as every request did before, so
     a slow holder (a Redis or SQLite wait) delays the others by that much at most. Other
-    paths (pages, the console) never take a turn.
+    paths (pages, the console) never take a turn. The requests answered in front of Flask
+    take theirs in :class:`sso.oidc.direct.DirectFirst`, which knows the grant: a
+    ``client_credentials`` token touches no database and takes none.
     """
 
     def __init__(self, wsgi_app: Any, paths: Iterable[str], wait: float) -> None:
@@ -271,18 +273,25 @@ class SQLiteTurns:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") not in self.paths:
             return self.wsgi_app(environ, start_response)
+        with self.taken():
+            return self.wsgi_app(environ, start_response)
+
+    @contextmanager
+    def taken(self) -> Iterator[None]:
+        """A turn for the block, or none once ``wait`` has passed."""
         if not self.turn.acquire(timeout=self.wait):
             self.without_turn += 1
-            return self.wsgi_app(environ, start_response)
+            yield
+            return
         try:
-            return self.wsgi_app(environ, start_response)
+            yield
         finally:
             self.turn.release()
 
 
-def take_turns(app: Flask, paths: Iterable[str]) -> None:
-    """Put :class:`SQLiteTurns` in front of ``app`` for ``paths`` if its database is a SQLite
-    file and ``SSO_SQLITE_TURN_WAIT`` is above 0."""
+def take_turns(app: Flask, paths: Iterable[str]) -> SQLiteTurns | None:
+    """Put :class:`SQLiteTurns` in front of ``app``'s WSGI callable for ``paths`` and return
+    it, if its database is a SQLite file and ``SSO_SQLITE_TURN_WAIT`` is above 0."""
     from .extensions import db  # noqa: PLC0415
 
     wait = float(app.config.get("SQLITE_TURN_WAIT", 0.25))
@@ -290,8 +299,10 @@ def take_turns(app: Flask, paths: Iterable[str]) -> None:
         engine = db.engine
     if wait <= 0 or engine.dialect.name != "sqlite" or engine.url.database in (
             None, "", ":memory:"):
-        return
-    app.wsgi_app = SQLiteTurns(app.wsgi_app, paths, wait)  # type: ignore[method-assign]
+        return None
+    turns = SQLiteTurns(app.wsgi_app, paths, wait)
+    app.wsgi_app = turns  # type: ignore[method-assign]
+    return turns
 
 
 _READ_ENGINE = "sso_read_engine"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -94,9 +95,12 @@ def _form(body: bytes) -> MultiDict[str, str] | None:
 class DirectFirst:
     """WSGI layer in front of Flask that answers the plain direct requests (module doc)."""
 
-    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]],
+                 turns: database.SQLiteTurns | None = None) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
+        #: On SQLite, the turns the hot requests take (sso.database.SQLiteTurns).
+        self.turns = turns
         self.limit = int(app.config["MAX_CONTENT_LENGTH"])
         # What Flask's after-request hooks give these endpoints' answers, errors included.
         self.headers = [*NO_STORE, *SECURITY_HEADERS,
@@ -123,11 +127,12 @@ class DirectFirst:
         serving = logs.serving(request_id)
         caller = hold_origin(environ)
         try:
-            try:
-                response = self._answer(endpoint, DirectRequest(method, EnvironHeaders(environ),
-                                                                form))
-            except Exception as error:  # noqa: BLE001 - answered by the app's error handlers
-                response = self._failure(environ, error)
+            with self._turn(endpoint, form):
+                try:
+                    response = self._answer(endpoint, DirectRequest(
+                        method, EnvironHeaders(environ), form))
+                except Exception as error:  # noqa: BLE001 - the app's error handlers answer
+                    response = self._failure(environ, error)
             status = response.status_code
             content = response.get_data()
             start_response(response.status,
@@ -141,6 +146,14 @@ class DirectFirst:
         if endpoint == "oidc.token" and status == 200:
             metrics.token_issued(form.get("grant_type", ""))
         return [content]
+
+    def _turn(self, endpoint: str, form: MultiDict[str, str]) -> AbstractContextManager[None]:
+        """The request's turn on SQLite, but for a ``client_credentials`` token, which
+        touches no database: a turn there only made it wait."""
+        if self.turns is None or (endpoint == "oidc.token"
+                                  and form.get("grant_type") == "client_credentials"):
+            return nullcontext()
+        return self.turns.taken()
 
     def _headers(self, response: Response, endpoint: str, request_id: str, length: int
                  ) -> list[tuple[str, str]]:
@@ -190,5 +203,5 @@ class DirectFirst:
 
 
 def init_app(app: Flask) -> None:
-    app.wsgi_app = DirectFirst(app, app.wsgi_app)  # type: ignore[method-assign]
-    database.take_turns(app, [*DIRECT, "/authorize"])
+    turns = database.take_turns(app, [*DIRECT, "/authorize"])
+    app.wsgi_app = DirectFirst(app, app.wsgi_app, turns)  # type: ignore[method-assign]

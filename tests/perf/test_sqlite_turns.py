@@ -1,7 +1,8 @@
 """On a SQLite file, the protocol's hot requests take turns (``sso.database.SQLiteTurns``):
 they run one at a time and write on the one connection handed back last, whose page cache
-stays warm; other paths overlap as before; a request that waits too long for its turn goes
-on without it; a setting turns them off, and PostgreSQL takes none."""
+stays warm, whether answered in front of Flask or through it; a ``client_credentials`` token
+(no database) and other paths overlap as before; a request that waits too long for its turn
+goes on without it; a setting turns them off, and PostgreSQL takes none."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from werkzeug.test import EnvironBuilder
 
 from sso import create_app, database
 from sso.extensions import db
+from sso.oidc import endpoints
 from tests.conftest import Flow, basic
 
 #: Real commits from several threads.
@@ -35,26 +37,31 @@ def _turns(app: Flask) -> database.SQLiteTurns | None:
 
 
 class Inside:
-    """Counts the requests inside the app at once, each kept there a little longer (a sleep,
-    which lets other threads run), behind the turns if there are any."""
+    """Counts the calls inside ``function`` at once, each kept there a little longer (a
+    sleep, which lets other threads run)."""
 
-    def __init__(self, app: Flask, monkeypatch: Any) -> None:
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
         self.most = self.now = 0
         self.lock = threading.Lock()
-        holder: Any = _turns(app) or app
-        self.behind = holder.wsgi_app
-        monkeypatch.setattr(holder, "wsgi_app", self)
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
         try:
             time.sleep(0.02)
-            return self.behind(environ, start_response)
+            return self.function(*args, **kwargs)
         finally:
             with self.lock:
                 self.now -= 1
+
+
+def _inside_token_endpoint(monkeypatch: Any) -> Inside:
+    """The token endpoint's one implementation, which both transports call, counted."""
+    inside = Inside(endpoints.token)
+    monkeypatch.setattr(endpoints, "token", inside)
+    return inside
 
 
 def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -110,13 +117,17 @@ def test_refreshes_at_once_run_one_at_a_time_on_one_connection(
             "grant_type": "authorization_code", "code": code,
             "redirect_uri": flow.params["redirect_uri"], "code_verifier": flow.verifier})
         refresh_tokens.append(answer.get_json()["refresh_token"])
-    inside = Inside(app, monkeypatch)
+    inside = _inside_token_endpoint(monkeypatch)
     writers, stop = _writers(app)
     try:
         answers = _at_once([
             lambda token=token: app.test_client().post("/token", headers=auth, data={
                 "grant_type": "refresh_token", "refresh_token": token}).status_code
-            for token in refresh_tokens])
+            for token in refresh_tokens[:3]] + [
+            # Through Flask (a cookie): the turn is taken in front of the routes.
+            lambda token=token: _with_a_cookie(app).post("/token", headers=auth, data={
+                "grant_type": "refresh_token", "refresh_token": token}).status_code
+            for token in refresh_tokens[3:]])
     finally:
         stop()
     assert answers == [200] * 6
@@ -127,8 +138,28 @@ def test_refreshes_at_once_run_one_at_a_time_on_one_connection(
         assert inside.most > 1
 
 
+def _with_a_cookie(app: Flask) -> Any:
+    """A client whose requests carry a cookie: Flask answers them, not the layer in front."""
+    http = app.test_client()
+    http.set_cookie("lang", "en")
+    return http
+
+
+def test_client_credentials_tokens_touch_no_database_and_take_no_turn(
+        app: Flask, make_client: Any, monkeypatch: Any) -> None:
+    service = make_client("Reports", grant_types=["client_credentials"], scope="reports",
+                          redirect_uris=[])
+    inside = _inside_token_endpoint(monkeypatch)
+    answers = _at_once([lambda: app.test_client().post(
+        "/token", data={"grant_type": "client_credentials"},
+        headers=basic(service)).status_code] * 6)
+    assert answers == [200] * 6
+    assert inside.most > 1
+
+
 def test_other_paths_overlap(app: Flask, monkeypatch: Any) -> None:
-    inside = Inside(app, monkeypatch)
+    inside = Inside(app.wsgi_app)
+    monkeypatch.setattr(app, "wsgi_app", inside)
     answers = _at_once([lambda: app.test_client().get("/healthz").status_code] * 6)
     assert answers == [200] * 6
     assert inside.most > 1
