@@ -249,8 +249,8 @@ class SQLiteTurns:
     transaction nearly always runs on another connection than the last write, so it reads
     every page it touches again: about 50 page reads (``pread``) per refresh instead of 3.
     Taking turns, these requests run one after another on the connection handed back last,
-    whose cache stays warm: about a fifth less CPU per refresh and an eighth less per code
-    flow, and more of them per second (``docs/performance.md``). Python runs one thread at a
+    whose cache stays warm: about an eighth less CPU per refresh and per code flow, and
+    more of them per second (``docs/performance.md``). Python runs one thread at a
     time anyway; what is given up is only their overlap, so it is not done on PostgreSQL,
     where a request waits on the server's answers and the overlap is worth more than it
     costs (there, a third of the throughput).
