@@ -297,8 +297,7 @@ def take_turns(app: Flask, paths: Iterable[str]) -> SQLiteTurns | None:
     wait = float(app.config.get("SQLITE_TURN_WAIT", 0.25))
     with app.app_context():
         engine = db.engine
-    if wait <= 0 or engine.dialect.name != "sqlite" or engine.url.database in (
-            None, "", ":memory:"):
+    if wait <= 0 or engine.dialect.name != "sqlite" or _in_memory_sqlite(engine):
         return None
     turns = SQLiteTurns(app.wsgi_app, paths, wait)
     app.wsgi_app = turns  # type: ignore[method-assign]
@@ -341,10 +340,16 @@ def read_bind() -> Any:
     return reads
 
 
+def _in_memory_sqlite(engine: Any) -> bool:
+    """An in-memory SQLite database: one of its own on each connection of another engine."""
+    return bool(engine.dialect.name == "sqlite"
+                and engine.url.database in (None, "", ":memory:"))
+
+
 def _read_engine(main: Any, config: Any) -> Any:
     from sqlalchemy import create_engine  # noqa: PLC0415 - not for the settings alone
 
-    if main.dialect.name == "sqlite" and main.url.database in (None, "", ":memory:"):
+    if _in_memory_sqlite(main):
         return main
     options = {**config["SQLALCHEMY_ENGINE_OPTIONS"],
                "pool_size": int(config.get("DB_READ_POOL_SIZE", 5)), "max_overflow": 0}

@@ -158,8 +158,10 @@ def test_client_credentials_tokens_touch_no_database_and_take_no_turn(
 
 
 def test_other_paths_overlap(app: Flask, monkeypatch: Any) -> None:
-    inside = Inside(app.wsgi_app)
-    monkeypatch.setattr(app, "wsgi_app", inside)
+    # Counted behind the turns (where a turn would hold them one at a time), if any.
+    holder: Any = _turns(app) or app
+    inside = Inside(holder.wsgi_app)
+    monkeypatch.setattr(holder, "wsgi_app", inside)
     answers = _at_once([lambda: app.test_client().get("/healthz").status_code] * 6)
     assert answers == [200] * 6
     assert inside.most > 1
