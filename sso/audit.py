@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import driversql
+from . import database, driversql
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
 from .logs import current_request_id
@@ -85,7 +85,7 @@ def record(
     cost of the INSERT on SQLite.
     """
     origin = origin or Origin()
-    driversql.execute(db.session.connection(), _INSERT, {
+    driversql.execute(database.connection(), _INSERT, {
         "at": utcnow(),
         "event": event,
         "outcome": outcome,

@@ -27,6 +27,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the settings read engine_options: `sso db current` needs no Flask
@@ -375,9 +376,9 @@ class HeldReads:
     a pool discards its connections after a disconnect. The statements still run through
     SQLAlchemy's ``Connection``: its events, its error handling."""
 
-    def __init__(self, engine: Any, config: Any) -> None:
+    def __init__(self, engine: Any, config: Any, size: int | None = None) -> None:
         self.engine = engine
-        self.size = int(config.get("DB_READ_POOL_SIZE", 5))
+        self.size = int(config.get("DB_READ_POOL_SIZE", 5)) if size is None else size
         self.wait = float(config.get("DB_POOL_TIMEOUT", 5))
         pings = engine.dialect.name == "postgresql" and float(
             config.get("DB_STATEMENT_TIMEOUT", 10))
@@ -473,6 +474,26 @@ class HeldReads:
         self.engine.dispose(close=False)
 
 
+class HeldWrites(HeldReads):
+    """The token endpoint's connections, taken from the main engine's pool and kept open
+    between requests, at most ``SSO_DB_HELD_WRITES`` of them (:func:`request_writes`).
+
+    As :class:`HeldReads`, with one difference: with all of them in use, a request does not
+    wait for one, it takes a connection from the pool as it would without them (and hands it
+    back there), so the pool's size and wait stay the only bounds."""
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        with self.available:
+            spare = bool(self.idle) or self.opened < self.size
+        if not spare:
+            with self.engine.connect() as connection:
+                yield connection
+            return
+        with super().connect() as connection:
+            yield connection
+
+
 _HELD: weakref.WeakSet[HeldReads] = weakref.WeakSet()
 
 
@@ -491,3 +512,175 @@ def init_app(app: Flask) -> None:
         guard(db.engine, app.config)
         if db.engine.dialect.name == "sqlite":
             SQLiteWriteGate(float(app.config.get("DB_BUSY_TIMEOUT", 5))).attach(db.engine)
+
+
+_WRITE_CONNECTIONS = "sso_held_writes"
+_making_write_connections = threading.Lock()
+
+
+def write_bind() -> Any:
+    """Where :func:`request_writes` takes its connection: the app's :class:`HeldWrites`, or
+    None (``SSO_DB_HELD_WRITES=0``, or an in-memory SQLite database, whose connections the
+    engine's pool shares out per thread). The tests' rolled-back fixture binds this to its
+    one connection (a ``Connection``), as it binds every session."""
+    from flask import current_app  # noqa: PLC0415 - not for the settings alone
+
+    from .extensions import db  # noqa: PLC0415
+
+    extensions = current_app.extensions
+    if _WRITE_CONNECTIONS not in extensions:
+        with _making_write_connections:
+            if _WRITE_CONNECTIONS not in extensions:
+                size = int(current_app.config.get("DB_HELD_WRITES", 4))
+                engine = db.engine
+                extensions[_WRITE_CONNECTIONS] = (
+                    HeldWrites(engine, current_app.config, size)
+                    if size > 0 and not _in_memory_sqlite(engine) else None)
+    return extensions[_WRITE_CONNECTIONS]
+
+
+class Writes:
+    """One request's statements on one connection held for it, in transactions that need no
+    ORM session: :func:`connection` begins one on it, :func:`finish` ends it.
+
+    The token endpoint's grants write with the driver's SQL (``sso.driversql``) and load no
+    ORM object on their usual path; the ORM session around those statements (made, its
+    connection taken from the pool and begun, committed through its unit of work, closed
+    and removed at teardown) cost more than the statements themselves: about 200 CPU-µs per
+    transaction on SQLite against 140 for the same INSERT and commit on a held connection
+    (``docs/performance.md``). Code that does use the ORM session inside (a client not yet
+    cached, the refresh reuse path) gets the same connection: the session is bound to it and
+    takes control of its transaction (SQLAlchemy's ``join_transaction_mode="control_fully"``),
+    so a ``db.session.commit()`` there commits it, as it would without this, and one
+    transaction is never split over two connections.
+
+    ``nested``: the connection's transaction is someone else's (the tests' rolled-back
+    fixture); the request's transactions are SAVEPOINTs in it, committed by their release.
+    """
+
+    __slots__ = ("held", "nested", "session", "session_mode")
+
+    def __init__(self, held: Any, nested: bool) -> None:
+        self.held = held
+        self.nested = nested
+        self.session: Any = None  #: the ORM session bound to ``held``, if one was
+        self.session_mode = ""
+
+    def begun(self) -> Any:
+        """The held connection if a transaction of the request's is open on it, else None."""
+        held = self.held
+        return held if (held.in_nested_transaction() if self.nested
+                        else held.in_transaction()) else None
+
+    def connection(self) -> Any:
+        held = self.held
+        if self.begun() is None:
+            if self.nested:
+                held.begin_nested()
+            else:
+                held.begin()
+        return held
+
+    def bind(self, session: Any) -> Any:
+        """The bind for ``session`` (the request's ORM session): the held connection, in the
+        request's transaction, which the session then controls."""
+        if self.session is None:
+            self.session, self.session_mode = session, session.join_transaction_mode
+            session.join_transaction_mode = "control_fully"
+        return self.connection()
+
+    def end(self, commit: bool) -> None:
+        """Commit (or roll back) the request's open transaction, through the ORM session if
+        it took control of it."""
+        session = self.session
+        if session is not None and session.in_transaction():
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        transaction = (self.held.get_nested_transaction() if self.nested
+                       else self.held.get_transaction())
+        if transaction is not None and transaction.is_active:
+            if commit:
+                transaction.commit()
+            else:
+                transaction.rollback()
+
+    def close(self) -> None:
+        """Leave nothing on the connection before it is handed back: what is still open is
+        rolled back, and the ORM session lets go of it."""
+        try:
+            self.end(commit=False)
+        finally:
+            if self.session is not None:
+                self.session.join_transaction_mode = self.session_mode
+
+
+_REQUEST_WRITES: ContextVar[Writes | None] = ContextVar("sso_request_writes", default=None)
+
+
+def current_writes() -> Writes | None:
+    """The :class:`Writes` of the request being answered, if it holds one."""
+    return _REQUEST_WRITES.get()
+
+
+@contextmanager
+def request_writes() -> Iterator[None]:
+    """For the block (one token request), statements through :func:`connection` run on one
+    connection held for it, without an ORM session until something asks for one
+    (:class:`Writes`); end its transaction with :func:`finish`. Nothing changes where the
+    request's ORM session already has a transaction open, or ``write_bind()`` gives none."""
+    from sqlalchemy.engine import Connection  # noqa: PLC0415 - not for the settings alone
+
+    from .extensions import db  # noqa: PLC0415
+
+    if db.session.registry.has() and db.session().in_transaction():
+        yield
+        return
+    source = write_bind()
+    if source is None:
+        yield
+        return
+    if isinstance(source, Connection):  # the tests' one connection, in its own transaction
+        with _held(source, nested=True):
+            yield
+        return
+    with source.connect() as held, _held(held, nested=False):
+        yield
+
+
+@contextmanager
+def _held(held: Any, nested: bool) -> Iterator[None]:
+    writes = Writes(held, nested)
+    token = _REQUEST_WRITES.set(writes)
+    try:
+        yield
+    finally:
+        _REQUEST_WRITES.reset(token)
+        writes.close()
+
+
+def connection() -> Any:
+    """The connection the request's statements run on, in its transaction (begun if none
+    is): the held one of :func:`request_writes`, else the ORM session's."""
+    writes = _REQUEST_WRITES.get()
+    if writes is not None:
+        return writes.connection()
+    from .extensions import db  # noqa: PLC0415
+
+    return db.session.connection()
+
+
+def finish(commit: bool) -> None:
+    """End the request's transaction: commit it, or roll it back."""
+    writes = _REQUEST_WRITES.get()
+    if writes is not None:
+        writes.end(commit)
+        return
+    from .extensions import db  # noqa: PLC0415
+
+    if db.session.registry.has():
+        if commit:
+            db.session.commit()
+        else:
+            db.session.rollback()

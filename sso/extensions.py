@@ -9,11 +9,13 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session as FlaskSession
 from redis.sentinel import Sentinel, SentinelConnectionPool
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
 from .config import parse_sentinels
+from .database import current_writes
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,21 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+class Session(FlaskSession):
+    """The request's ORM session: bound to the connection the request holds, if it holds
+    one (``sso.database.request_writes``), so that its statements join the request's
+    transaction rather than take another connection."""
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None,
+                 **kwargs: Any) -> Any:
+        writes = current_writes()
+        if writes is None or bind is not None:
+            return super().get_bind(mapper, clause=clause, bind=bind, **kwargs)
+        return writes.bind(self)
+
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
+                session_options={"class_": Session})
 
 
 @event.listens_for(Engine, "connect")

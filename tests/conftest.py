@@ -233,6 +233,7 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     owner = threading.get_ident()
     original = FlaskSession.get_bind
     original_read_bind = engines.read_bind
+    original_write_bind = engines.write_bind
     database = app.config["SQLALCHEMY_DATABASE_URI"]
 
     def ours() -> bool:
@@ -250,10 +251,14 @@ def rolled_back(app: Flask) -> Iterator[Any]:
     def read_bind() -> Any:
         return connection if ours() else original_read_bind()
 
+    def write_bind() -> Any:
+        return connection if ours() else original_write_bind()
+
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setattr(FlaskSession, "get_bind", get_bind)
             monkeypatch.setattr(engines, "read_bind", read_bind)
+            monkeypatch.setattr(engines, "write_bind", write_bind)
             monkeypatch.setitem(db.session.session_factory.kw, "join_transaction_mode",
                                 "create_savepoint")
             yield connection

@@ -14,7 +14,7 @@ from flask import current_app, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .. import audit
+from .. import audit, database
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..web import origin
@@ -75,16 +75,15 @@ def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
     oauth_request = ProtocolRequest("POST", None, headers, form, form)
     if grant_type == "client_credentials":
         return client_credentials(oauth_request)
-    if grant_type == "refresh_token":
-        response = refresh_token(oauth_request)
-    else:
-        server = current_app.extensions["sso_authorization_server"]
-        response = server.create_token_response(oauth_request)
-    if db.session.registry.has():
-        if response.status_code == 200:
-            db.session.commit()
+    # The grants write with the driver's SQL on a connection held for the request, without
+    # an ORM session unless something asks for one (sso.database.Writes).
+    with database.request_writes():
+        if grant_type == "refresh_token":
+            response = refresh_token(oauth_request)
         else:
-            db.session.rollback()
+            server = current_app.extensions["sso_authorization_server"]
+            response = server.create_token_response(oauth_request)
+        database.finish(commit=response.status_code == 200)
     return response
 
 

@@ -24,7 +24,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 from werkzeug.wrappers import Response
 
-from .. import audit, driversql
+from .. import audit, database, driversql
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..security import hash_token, new_token
@@ -156,7 +156,7 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         session = signed_in.session
         now = utcnow()
         # A plain INSERT: the row is only ever read back by the UPDATE that consumes it.
-        driversql.execute(db.session.connection(), _INSERT_CODE, dict(
+        driversql.execute(database.connection(), _INSERT_CODE, dict(
             code_hash=hash_token(code),
             grant_id=new_token(nbytes=16),
             client_id=request.client.client_id,
@@ -185,7 +185,7 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         code_hash = hash_token(code)
         now = utcnow()
         # UPDATE ... RETURNING claims and loads the code in one statement.
-        claimed = driversql.rows(db.session.connection(), _CLAIM_CODE, {
+        claimed = driversql.rows(database.connection(), _CLAIM_CODE, {
             "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
         }, ClaimedCode)
         if claimed:
@@ -268,7 +268,7 @@ class OpenIDCode(_OpenIDCode):
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        return bool(driversql.rows(db.session.connection(), _NONCE_USED, {
+        return bool(driversql.rows(database.connection(), _NONCE_USED, {
             "nonce_client": request.payload.client_id, "nonce": nonce}))
 
     def process_token(self, grant: Any, response: Any) -> Any:

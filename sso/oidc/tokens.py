@@ -337,7 +337,7 @@ def claim_refresh_token_by_value(token: str, now: datetime, successor: str) -> A
     """
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
-    claimed = driversql.rows(db.session.connection(), _CLAIM_REFRESH, {
+    claimed = driversql.rows(database.connection(), _CLAIM_REFRESH, {
         "claimed_hash": hash_token(token), "claimed_at": now,
         "successor_hash": hash_token(successor)})
     return claimed[0] if claimed else None
@@ -455,7 +455,7 @@ def seal(answer: dict[str, Any]) -> str:
 def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
     """Keep the answer that using refresh token ``row_id`` gave on its own row, for the grace:
     for a use that issued no new token (one that carries the answer itself)."""
-    driversql.execute(db.session.connection(), _SEAL_SUCCESSOR,
+    driversql.execute(database.connection(), _SEAL_SUCCESSOR,
                       {"row_id": row_id, "sealed": seal(answer)})
 
 
@@ -493,7 +493,7 @@ def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, 
 def store_refresh_token(row: dict[str, Any]) -> None:
     """Insert a new refresh token (:meth:`TokenService.new_refresh_token`'s row) with a plain
     INSERT, skipping the ORM's unit of work."""
-    driversql.execute(db.session.connection(), _INSERT_REFRESH, row)
+    driversql.execute(database.connection(), _INSERT_REFRESH, row)
 
 
 _INSERT_REFRESH = _REFRESH_TABLE.insert()
@@ -521,6 +521,10 @@ def _read(statement: Any, params: dict[str, Any]) -> Any:
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
         return driversql.rows(db.session.connection(), statement, params)
+    writes = database.current_writes()
+    begun = writes.begun() if writes is not None else None
+    if begun is not None:
+        return driversql.rows(begun, statement, params)
     bind = database.read_bind()
     if isinstance(bind, Connection):  # the tests' one connection
         return driversql.rows(bind, statement, params)

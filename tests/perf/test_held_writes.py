@@ -1,0 +1,203 @@
+"""The token endpoint's grants write on a connection held for the request, without an ORM
+session (``sso.database.Writes``, ``HeldWrites``), against the real database with real
+commits: nothing is taken from the pool and no ORM session is made on the usual path; where
+the ORM is used inside (a client read from the database, the reuse of a refresh token), the
+session joins the request's one connection and its commits are real; a request that fails
+midway leaves nothing written, and its connection is not kept; with every held connection in
+use a request takes one from the pool instead of waiting; a setting turns it off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event, func, select
+
+from sso import database
+from sso.audit import AuditEvent
+from sso.extensions import Session, db
+from sso.oidc import tokens
+from sso.oidc.models import RefreshToken
+from tests.conftest import Flow, basic
+
+#: Real commits, seen by other connections.
+pytestmark = pytest.mark.truncate
+
+
+def _first_refresh_token(app: Flask, flow: Flow) -> str:
+    code = flow.authorize()["code"]
+    answer = flow.token(code)
+    assert answer.status_code == 200, answer.get_json()
+    return str(answer.get_json()["refresh_token"])
+
+
+def _refresh(app: Flask, flow: Flow, token: str) -> Any:
+    return app.test_client().post("/token", headers=basic(flow.app_client), data={
+        "grant_type": "refresh_token", "refresh_token": token})
+
+
+def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Pool checkouts of the app's engine, ORM sessions made, and the DB-API connections
+    that wrote, until the returned function is called."""
+    seen: dict[str, Any] = {"checkouts": 0, "sessions": 0, "writers": set()}
+    with app.app_context():
+        engine = db.engine
+
+    def checkout(*_args: Any) -> None:
+        seen["checkouts"] += 1
+
+    def write(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            seen["writers"].add(id(conn.connection.dbapi_connection))
+
+    made = Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        seen["sessions"] += 1
+        made(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "__init__", init)
+    event.listen(engine.pool, "checkout", checkout)
+    event.listen(engine, "before_cursor_execute", write)
+
+    def stop() -> None:
+        event.remove(engine.pool, "checkout", checkout)
+        event.remove(engine, "before_cursor_execute", write)
+        monkeypatch.setattr(Session, "__init__", made)
+
+    return seen, stop
+
+
+def _held_connection(app: Flask) -> Any:
+    with app.app_context():
+        held = database.write_bind()
+    assert isinstance(held, database.HeldWrites)
+    assert held.idle
+    connection, _since = held.idle[-1]  # handed back last: the next request takes it
+    return connection
+
+
+def _count(app: Flask, query: Any) -> int:
+    with app.app_context(), db.engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def test_refreshes_write_on_one_held_connection_without_an_orm_session(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    token = _first_refresh_token(app, flow)
+    token = _refresh(app, flow, token).get_json()["refresh_token"]  # the client is cached
+    seen, stop = _counted(app, monkeypatch)
+    try:
+        for _ in range(3):
+            answer = _refresh(app, flow, token)
+            assert answer.status_code == 200, answer.get_json()
+            token = answer.get_json()["refresh_token"]
+    finally:
+        stop()
+    assert seen["checkouts"] == 0
+    assert seen["sessions"] == 0
+    held = _held_connection(app)
+    assert seen["writers"] == {id(held.connection.dbapi_connection)}
+    assert not held.in_transaction()
+    # Committed: seen from another connection.
+    used = select(func.count()).select_from(RefreshToken).where(
+        RefreshToken.used_at.is_not(None))
+    assert _count(app, used) == 4
+    refreshed = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.event == "token.refresh")
+    assert _count(app, refreshed) == 4
+
+
+def test_a_client_read_through_the_orm_joins_the_request_s_connection(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    token = _first_refresh_token(app, flow)
+    token = _refresh(app, flow, token).get_json()["refresh_token"]
+    with app.app_context():
+        from sso.oidc import clients
+
+        clients.cached(flow.app_client.client_id)
+        app.extensions[clients.CACHE_EXTENSION].invalidate()  # the next read is the ORM's
+    seen, stop = _counted(app, monkeypatch)
+    try:
+        answer = _refresh(app, flow, token)
+    finally:
+        stop()
+    assert answer.status_code == 200, answer.get_json()
+    assert seen["sessions"] == 1
+    assert seen["checkouts"] == 0
+    assert seen["writers"] == {id(_held_connection(app).connection.dbapi_connection)}
+    with app.app_context():
+        assert tokens.find_refresh_token(answer.get_json()["refresh_token"]) is not None
+
+
+def test_reuse_revokes_the_family_for_good_though_the_answer_is_an_error(
+        app: Flask, flow: Flow) -> None:
+    app.config["REFRESH_REUSE_GRACE"] = 0
+    first = _first_refresh_token(app, flow)
+    second = _refresh(app, flow, first).get_json()["refresh_token"]
+    reused = _refresh(app, flow, first)
+    assert reused.status_code == 400 and reused.get_json()["error"] == "invalid_grant"
+    assert _refresh(app, flow, second).status_code == 400  # its family is revoked
+    revoked = select(func.count()).select_from(RefreshToken).where(
+        RefreshToken.revoked_at.is_not(None))
+    assert _count(app, revoked) == 2
+    reuse = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.event == "refresh.reuse")
+    assert _count(app, reuse) == 1
+    assert not _held_connection(app).in_transaction()
+
+
+def test_a_failure_midway_writes_nothing_and_keeps_no_connection(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    token = _first_refresh_token(app, flow)
+    token = _refresh(app, flow, token).get_json()["refresh_token"]
+    refreshed = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.event == "token.refresh")
+    before = _count(app, refreshed)
+
+    def broken(row: dict[str, Any]) -> None:
+        raise RuntimeError("the disk is full")
+
+    failing = _held_connection(app)  # the one the next request takes
+    with app.app_context():
+        held = database.write_bind()
+    opened = held.opened
+    monkeypatch.setattr(tokens, "store_refresh_token", broken)
+    assert _refresh(app, flow, token).status_code == 500
+    monkeypatch.undo()
+    assert _count(app, refreshed) == before  # the claim and the audit row rolled back
+    # A connection a request failed on is not kept.
+    assert failing not in [connection for connection, _ in held.idle]
+    assert held.opened == opened - 1
+    answer = _refresh(app, flow, token)  # not burned
+    assert answer.status_code == 200, answer.get_json()
+    assert not _held_connection(app).in_transaction()
+
+
+def test_with_every_held_connection_in_use_a_request_takes_one_from_the_pool(
+        app: Flask) -> None:
+    with app.app_context():
+        held = database.HeldWrites(db.engine, app.config, 1)
+        with held.connect() as first, held.connect() as second:
+            assert second is not first
+            assert held.opened == 1
+        assert [connection for connection, _ in held.idle] == [first]
+        assert second.closed  # handed back to the pool, not kept
+        with held.connect() as again:
+            assert again is first
+
+
+def test_a_size_of_zero_holds_none_and_the_grants_still_write(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    monkeypatch.setitem(app.config, "DB_HELD_WRITES", 0)
+    monkeypatch.delitem(app.extensions, database._WRITE_CONNECTIONS, raising=False)
+    with app.app_context():
+        assert database.write_bind() is None
+    token = _first_refresh_token(app, flow)
+    answer = _refresh(app, flow, token)
+    assert answer.status_code == 200, answer.get_json()
+    used = select(func.count()).select_from(RefreshToken).where(
+        RefreshToken.used_at.is_not(None))
+    assert _count(app, used) == 1
