@@ -250,9 +250,9 @@ class DefaultConfig:
     #: PostgreSQL: connections each worker keeps, in autocommit, for the reads that join no
     #: transaction (the revocation check of introspection and UserInfo).
     DB_READ_POOL_SIZE = 5
-    #: Connections of the pool each worker keeps for the token endpoint's writes, which then
-    #: need no ORM session (sso.database.Writes); with all in use a request takes one from
-    #: the pool as before. 0: none kept.
+    #: Connections of the pool each worker keeps for the token and authorization requests:
+    #: the grants' writes then need no ORM session (sso.database.Writes); with all in use a
+    #: request takes one from the pool as before. 0: none kept.
     DB_HELD_WRITES = 4
     DB_LOCK_TIMEOUT = 5
     DB_BUSY_TIMEOUT = 5

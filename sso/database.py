@@ -475,12 +475,25 @@ class HeldReads:
 
 
 class HeldWrites(HeldReads):
-    """The token endpoint's connections, taken from the main engine's pool and kept open
-    between requests, at most ``SSO_DB_HELD_WRITES`` of them (:func:`request_writes`).
+    """The token and authorization endpoints' connections, taken from the main engine's pool
+    and kept open between requests, at most ``SSO_DB_HELD_WRITES`` of them
+    (:func:`request_writes`).
 
-    As :class:`HeldReads`, with one difference: with all of them in use, a request does not
+    As :class:`HeldReads`, with two differences. With all of them in use, a request does not
     wait for one, it takes a connection from the pool as it would without them (and hands it
-    back there), so the pool's size and wait stay the only bounds."""
+    back there), so the pool's size and wait stay the only bounds. And a disconnect seen on
+    any connection of the engine (the server restarted) closes the idle ones, as the pool
+    then renews its own: they are checked out of it, out of its reach."""
+
+    def __init__(self, engine: Any, config: Any, size: int) -> None:
+        from sqlalchemy import event  # noqa: PLC0415 - not for the settings alone
+
+        super().__init__(engine, config, size)
+        event.listen(engine, "handle_error", self._after_error)
+
+    def _after_error(self, context: Any) -> None:
+        if context.is_disconnect:
+            self._discard_idle()
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
@@ -549,10 +562,12 @@ class Writes:
     and removed at teardown) cost more than the statements themselves: about 200 CPU-µs per
     transaction on SQLite against 140 for the same INSERT and commit on a held connection
     (``docs/performance.md``). Code that does use the ORM session inside (a client not yet
-    cached, the refresh reuse path) gets the same connection: the session is bound to it and
+    cached, the refresh reuse path, and the whole of an authorization, which loads the
+    browser's SSO session and user) gets the same connection: the session is bound to it and
     takes control of its transaction (SQLAlchemy's ``join_transaction_mode="control_fully"``),
     so a ``db.session.commit()`` there commits it, as it would without this, and one
-    transaction is never split over two connections.
+    transaction is never split over two connections; what is saved there is the pool's
+    checkout and checkin.
 
     ``nested``: the connection's transaction is someone else's (the tests' rolled-back
     fixture); the request's transactions are SAVEPOINTs in it, committed by their release.
@@ -626,9 +641,10 @@ def current_writes() -> Writes | None:
 
 @contextmanager
 def request_writes() -> Iterator[None]:
-    """For the block (one token request), statements through :func:`connection` run on one
-    connection held for it, without an ORM session until something asks for one
-    (:class:`Writes`); end its transaction with :func:`finish`. Nothing changes where the
+    """For the block (one token or authorization request), the statements run through
+    :func:`connection` and the ORM session's run on one connection held for it, without an
+    ORM session until something asks for one (:class:`Writes`); :func:`finish` ends its
+    transaction, and what is left open at the end is rolled back. Nothing changes where the
     request's ORM session already has a transaction open, or ``write_bind()`` gives none."""
     from sqlalchemy.engine import Connection  # noqa: PLC0415 - not for the settings alone
 

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, render_template, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from .. import database
 from ..flow import passage
 from ..flow import pending as pending_flows
 from ..web import csrf_exempt, origin
@@ -39,7 +40,8 @@ def jwks() -> Response:
 @csrf_exempt
 def authorize() -> Response:
     params = request.form if request.method == "POST" else request.args
-    return authorize_module.handle(params)
+    with database.request_writes():
+        return authorize_module.handle(params)
 
 
 @bp.get("/authorize/resume")

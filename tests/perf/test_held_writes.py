@@ -133,8 +133,8 @@ def test_a_client_read_through_the_orm_joins_the_request_s_connection(
 
 
 def test_reuse_revokes_the_family_for_good_though_the_answer_is_an_error(
-        app: Flask, flow: Flow) -> None:
-    app.config["REFRESH_REUSE_GRACE"] = 0
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE", 0)
     first = _first_refresh_token(app, flow)
     second = _refresh(app, flow, first).get_json()["refresh_token"]
     reused = _refresh(app, flow, first)
@@ -201,3 +201,19 @@ def test_a_size_of_zero_holds_none_and_the_grants_still_write(
     used = select(func.count()).select_from(RefreshToken).where(
         RefreshToken.used_at.is_not(None))
     assert _count(app, used) == 1
+
+
+def test_a_signed_in_authorization_runs_its_orm_session_on_a_held_connection(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    flow.authorize()  # signs in
+    flow.authorize()
+    seen, stop = _counted(app, monkeypatch)
+    try:
+        answer = flow.authorize()
+    finally:
+        stop()
+    assert "code" in answer
+    assert seen["sessions"] == 1
+    assert seen["checkouts"] == 0
+    assert seen["writers"] == {id(_held_connection(app).connection.dbapi_connection)}
+    assert flow.token(answer["code"]).status_code == 200  # the code was committed
