@@ -179,7 +179,9 @@ def test_a_failure_midway_writes_nothing_and_keeps_no_connection(
 def test_with_every_held_connection_in_use_a_request_takes_one_from_the_pool(
         app: Flask) -> None:
     with app.app_context():
-        held = database.HeldWrites(db.engine, app.config, 1)
+        engine = database._read_engine(db.engine, app.config)  # of its own: nothing kept
+    try:
+        held = database.HeldWrites(engine, app.config, 1)
         with held.connect() as first, held.connect() as second:
             assert second is not first
             assert held.opened == 1
@@ -187,6 +189,10 @@ def test_with_every_held_connection_in_use_a_request_takes_one_from_the_pool(
         assert second.closed  # handed back to the pool, not kept
         with held.connect() as again:
             assert again is first
+        assert engine.pool.checkedout() == 1  # the one kept
+        held._discard_idle()
+    finally:
+        engine.dispose()
 
 
 def test_a_size_of_zero_holds_none_and_the_grants_still_write(
