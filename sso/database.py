@@ -559,8 +559,8 @@ class Writes:
     The token endpoint's grants write with the driver's SQL (``sso.driversql``) and load no
     ORM object on their usual path; the ORM session around those statements (made, its
     connection taken from the pool and begun, committed through its unit of work, closed
-    and removed at teardown) cost more than the statements themselves: about 200 CPU-µs per
-    transaction on SQLite against 140 for the same INSERT and commit on a held connection
+    and removed at teardown) cost more than the statements themselves: one INSERT and its
+    commit took 303–358 CPU-µs that way on SQLite, 123–148 on a held connection
     (``docs/performance.md``). Code that does use the ORM session inside (a client not yet
     cached, the refresh reuse path, and the whole of an authorization, which loads the
     browser's SSO session and user) gets the same connection: the session is bound to it and
