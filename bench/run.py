@@ -48,6 +48,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Seconds a seeding request (a code flow before a workload) may take on a busy machine.
 SEED_TIMEOUT = 60
 WORKLOADS = ("discovery", "jwks", "client_credentials", "code_flow", "refresh", "introspection")
+#: What ``bench/lean_floor.py`` answers.
+LEAN_WORKLOADS = ("code_flow", "refresh")
 TOKEN_WORKLOADS = ("client_credentials", "code_flow", "refresh", "introspection")
 
 
@@ -379,6 +381,39 @@ def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
                      client_id="", client_secret="", cookie="")
 
 
+@contextmanager
+def lean_floor(args: argparse.Namespace, workdir: Path, database: str) -> Iterator[Target]:
+    """``bench/lean_floor.py`` on ``database``: the least a CPython provider with our
+    guarantees costs for the code flow and refresh, under the same server command as ours."""
+    sys.path.insert(0, str(BENCH))
+    import lean_floor as lean  # noqa: PLC0415
+
+    from sso import serving  # noqa: PLC0415
+
+    with ExitStack() as stack:
+        backends = None
+        tag = database.split(":")[0].split("+")[0]
+        if database == "sqlite":
+            database_url = f"sqlite:///{workdir / 'lean.sqlite3'}"
+        else:
+            database_url, backends = stack.enter_context(postgres_database(f"lean_{tag}"))
+        seed = lean.seed(database_url, workdir / f"lean-keys-{tag}")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "LEAN_DATABASE": database_url, "LEAN_ISSUER": base,
+               "LEAN_KEYS": str(workdir / f"lean-keys-{tag}")}
+        command = serving.command("127.0.0.1", port, 1, serving.THREADS,
+                                  target="bench.lean_floor:app")
+        process = stack.enter_context(running(pinned(args.server_cpu, command), env,
+                                              base + "/.well-known/openid-configuration",
+                                              workdir / f"lean-{tag}.log"))
+        yield Target(pgid=process.pid, backends=backends, name=f"lean-{tag}", base_url=base,
+                     client_id=seed["client_id"], client_secret=seed["client_secret"],
+                     cookie=seed["cookie"],
+                     paths={"authorize": "/authorize", "token": "/token",
+                            "userinfo": "/userinfo"})
+
+
 # Workloads.
 
 
@@ -505,7 +540,7 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """workload -> {"ours-sqlite/reference": ratio, ...}: the reference's CPU per unit over
     ours, so above 1 means ours is cheaper."""
     found: dict[str, dict[str, float]] = {}
-    ours = [name for name in results if name.startswith("ours")]
+    ours = [name for name in results if name.startswith(("ours", "lean"))]
     references = [name for name in results if name.startswith("reference")]
     for workload in WORKLOADS:
         for mine in ours:
@@ -529,9 +564,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated: sqlite (a temp file), postgresql (a temp "
                              "database on SSO_TEST_DATABASE_URL's server) or an SQLAlchemy URL; "
                              "ours runs on each")
-    parser.add_argument("--targets", default="ours,reference,reference-redis,floor",
+    parser.add_argument("--targets", default="ours,reference,reference-redis,floor,lean",
                         help="comma-separated, from ours, reference (in-memory adapter), "
-                             "reference-redis (its Redis adapter, durable), floor")
+                             "reference-redis (its Redis adapter, durable), floor, lean (the "
+                             "Python floor of the code flow and refresh, on each database)")
     parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian",
                         help="our server and the floor's: sso serve (granian, the production "
                              "server) or gunicorn + gevent (the one before it, to compare)")
@@ -572,6 +608,10 @@ def main(argv: list[str] | None = None) -> None:
                                                durable=name == "reference-redis")
         elif name == "floor":
             starters[name] = stack_floor
+        elif name == "lean":
+            for database in args.database.split(","):
+                tag = database.split(":")[0].split("+")[0]
+                starters[f"lean-{tag}"] = functools.partial(lean_floor, database=database)
         else:
             sys.exit(f"unknown target {name}")
     results: dict[str, dict[str, Any]] = {name: {} for name in starters}
@@ -583,7 +623,8 @@ def main(argv: list[str] | None = None) -> None:
                            for name, start in starters.items()}
         for workload in workloads:
             for name in starters:
-                if name != "floor":
+                if name != "floor" and (not name.startswith("lean")
+                                        or workload in LEAN_WORKLOADS):
                     results[name][workload] = measure_median(
                         args, running_targets[name], workload, workdir)
         if "floor" in starters:
