@@ -7,6 +7,7 @@ any other error goes back to the app's redirect URI with ``error``, ``state`` an
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -207,8 +208,16 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     db.session.commit()
     if pending is not None:
         passage.answered(pending)
-    location = dict(headers)["Location"]
-    return redirect(add_params_to_uri(location, [("iss", issuer())]), code=status)
+    return redirect(_with_issuer(dict(headers)["Location"]), code=status)
+
+
+def _with_issuer(location: str) -> str:
+    """The code's redirect with ``iss`` (RFC 9207): appended to the query Authlib has just
+    built, which is what parsing and encoding it again gives (a registered redirect URI has
+    no fragment), without doing so."""
+    if "?" not in location or "#" in location:
+        return add_params_to_uri(location, [("iss", issuer())])  # type: ignore[no-any-return]
+    return f"{location}&{urlencode([('iss', issuer())])}"
 
 
 def resume(flow_id: str | None) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -241,3 +242,23 @@ def test_wrong_password_keeps_the_flow(flow: Flow) -> None:
     failed = flow.login(password="wrong-" + PASSWORD, flow_id=flow_id)
     assert failed.status_code == 200
     assert flow_id in failed.get_data(as_text=True)
+
+
+def test_a_redirect_uri_with_a_query_keeps_it_and_gets_the_issuer_once(
+        client: Any, make_client: Any, alice: Any) -> None:
+    """RFC 6749 §3.1.2: the registered URI's own query is kept; RFC 9207: ``iss`` once, last,
+    in the same encoding as the rest (the code's redirect appends it to what Authlib built)."""
+    from authlib.common.urls import add_params_to_uri
+
+    registered = "https://erp.example.com/callback?tenant=north&team=a+b&path=%2Fx%3Fy"
+    flow = Flow(client, make_client("ERP", redirect_uris=[registered]))
+    assert "code" in flow.authorize()  # signs alice in
+    response = flow.http.get("/authorize", query_string=flow.authorize_params(state="a b/c"))
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert query["tenant"] == ["north"] and query["team"] == ["a b"]
+    assert query["path"] == ["/x?y"] and query["state"] == ["a b/c"]
+    assert query["iss"] == [ISSUER] and location.endswith("&" + urlencode({"iss": ISSUER}))
+    without_issuer = location.rsplit("&iss=", 1)[0]
+    assert location == add_params_to_uri(without_issuer, [("iss", ISSUER)])
