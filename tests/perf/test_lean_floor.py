@@ -1,8 +1,9 @@
 """``bench/lean_floor.py``, the Python floor of the code flow and refresh, keeps the guarantees
 its figures are compared on: a floor that skipped a check would measure less than the work.
 
-On SQLite, and on PostgreSQL both ways it runs there (the fewest round trips, the default, and
-a statement per step, ``LEAN_STEPS=1``)."""
+On SQLite, and on PostgreSQL each way it runs there (the fewest round trips, the default; a
+statement per step, ``LEAN_STEPS=1``; a statement per step with the last writes sent with the
+COMMIT, ``LEAN_STEPS=tail``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from tests.conftest import _pg_admin_url, _pg_available  # noqa: E402
 ISSUER = "http://lean.test"
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "postgresql-steps"])
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-steps", "postgresql-tail"])
 def lean(request: pytest.FixtureRequest, tmp_path: Path,
          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Client, dict[str, str], Any]]:
     if request.param == "sqlite":
@@ -38,12 +39,14 @@ def lean(request: pytest.FixtureRequest, tmp_path: Path,
         pytest.skip("PostgreSQL does not answer")
     else:
         url = _pg_admin_url()
-    monkeypatch.setenv("LEAN_STEPS", "1" if request.param.endswith("steps") else "0")
+    monkeypatch.setenv("LEAN_STEPS", {"postgresql-steps": "1", "postgresql-tail": "tail"}.get(
+        request.param, "0"))
     with scratch_database.fresh_database(url, "sso_lean") as database:
         assert database is not None
         seed = lean_floor.seed(database, tmp_path / "keys")
         store = lean_floor.Database(database)
         assert store.fewest is (request.param == "postgresql")
+        assert store.tail is (request.param == "postgresql-tail")
         yield Client(lean_floor.Lean(ISSUER, store, tmp_path / "keys")), seed, store
         while not store.idle.empty():
             store.idle.get_nowait().close()
