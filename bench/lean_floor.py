@@ -386,6 +386,13 @@ class Lean:
         now = time.time()
         refresh_token = secrets.token_urlsafe(32)
         remote = environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", "")[:255]
+        def issue(execute: Any, event: str, family: str, client: str, user_id: int,
+                  session_id: str | None, scope: str) -> None:
+            """The new refresh token's row and the audit row, in the claim's transaction."""
+            execute(NEW_REFRESH, (_hash(refresh_token), family, client, user_id, session_id,
+                                  scope, _at(now), _at(now + REFRESH_TTL)))
+            execute(AUDIT, (_at(now), event, user_id, client, *remote, secrets.token_hex(8)))
+
         if self.db.fewest and grant in ("authorization_code", "refresh_token"):
             exchange = grant == "authorization_code"
             claimed = self.db.one(PG_EXCHANGE if exchange else PG_ROTATE, {
@@ -415,10 +422,7 @@ class Lean:
                 if (client != CLIENT_ID or redirect_uri != form.get("redirect_uri")
                         or not hmac.compare_digest(digest, challenge) or status != "active"):
                     raise Refused("400 Bad Request", "invalid_grant")
-                execute(NEW_REFRESH, (_hash(refresh_token), grant_id, client, user_id,
-                                      session_id, scope, _at(now), _at(now + REFRESH_TTL)))
-                execute(AUDIT, (_at(now), "token.issue", user_id, client, *remote,
-                                secrets.token_hex(8)))
+                issue(execute, "token.issue", grant_id, client, user_id, session_id, scope)
                 return subject, scope, session_id, nonce, auth_time
 
             subject, scope, session_id, nonce, auth_time = self.db.transaction(exchange)
@@ -433,10 +437,7 @@ class Lean:
                 family, client, user_id, scope, session_id, subject, status = claimed[0]
                 if client != CLIENT_ID or status != "active":
                     raise Refused("400 Bad Request", "invalid_grant")
-                execute(NEW_REFRESH, (_hash(refresh_token), family, client, user_id,
-                                      session_id, scope, _at(now), _at(now + REFRESH_TTL)))
-                execute(AUDIT, (_at(now), "token.refresh", user_id, client, *remote,
-                                secrets.token_hex(8)))
+                issue(execute, "token.refresh", family, client, user_id, session_id, scope)
                 return subject, scope, session_id, None, None
 
             subject, scope, session_id, nonce, auth_time = self.db.transaction(rotate)

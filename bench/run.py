@@ -225,6 +225,11 @@ def private_redis(workdir: Path, name: str, durable: bool) -> Iterator[tuple[str
         process.wait(timeout=15)
 
 
+def database_tag(database: str) -> str:
+    """``sqlite`` or ``postgresql`` for a ``--database`` entry (a name or a URL)."""
+    return database.split(":")[0].split("+")[0]
+
+
 def pinned(cpu: str | None, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *command] if cpu is not None else command
 
@@ -261,7 +266,7 @@ def our_provider(args: argparse.Namespace, workdir: Path, database: str) -> Iter
     own; ``--server gunicorn`` runs the server before it (gunicorn + gevent) instead."""
     with ExitStack() as stack:
         backends = None
-        tag = database.split(":")[0].split("+")[0]
+        tag = database_tag(database)
         if database == "sqlite":
             database_url = f"sqlite:///{workdir / 'sso.sqlite3'}"
         elif database == "postgresql":
@@ -383,8 +388,9 @@ def stack_floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
 
 @contextmanager
 def lean_floor(args: argparse.Namespace, workdir: Path, database: str) -> Iterator[Target]:
-    """``bench/lean_floor.py`` on ``database``: the least a CPython provider with our
-    guarantees costs for the code flow and refresh, under the same server command as ours."""
+    """``bench/lean_floor.py`` on ``database`` (``sqlite`` or ``postgresql``, a scratch one):
+    the least a CPython provider with our guarantees costs for the code flow and refresh,
+    under the same server command as ours."""
     sys.path.insert(0, str(BENCH))
     import lean_floor as lean  # noqa: PLC0415
 
@@ -392,7 +398,7 @@ def lean_floor(args: argparse.Namespace, workdir: Path, database: str) -> Iterat
 
     with ExitStack() as stack:
         backends = None
-        tag = database.split(":")[0].split("+")[0]
+        tag = database
         if database == "sqlite":
             database_url = f"sqlite:///{workdir / 'lean.sqlite3'}"
         else:
@@ -601,17 +607,19 @@ def main(argv: list[str] | None = None) -> None:
     for name in targets:
         if name == "ours":
             for database in args.database.split(","):
-                tag = database.split(":")[0].split("+")[0]
-                starters[f"ours-{tag}"] = functools.partial(our_provider, database=database)
+                starters[f"ours-{database_tag(database)}"] = functools.partial(
+                    our_provider, database=database)
         elif name in ("reference", "reference-redis"):
             starters[name] = functools.partial(reference_provider,
                                                durable=name == "reference-redis")
         elif name == "floor":
             starters[name] = stack_floor
         elif name == "lean":
+            # On its own scratch database: "sqlite" or "postgresql", not a URL of ours.
             for database in args.database.split(","):
-                tag = database.split(":")[0].split("+")[0]
-                starters[f"lean-{tag}"] = functools.partial(lean_floor, database=database)
+                if database in ("sqlite", "postgresql"):
+                    starters[f"lean-{database}"] = functools.partial(lean_floor,
+                                                                     database=database)
         else:
             sys.exit(f"unknown target {name}")
     results: dict[str, dict[str, Any]] = {name: {} for name in starters}
