@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import database, driversql
+from . import database, driversql, logs
 from .dbtypes import UTCDateTime, utcnow
 from .extensions import db
 from .logs import current_request_id
@@ -100,9 +100,8 @@ def record(
         "request_id": current_request_id(),
     })
     audit_metric(event, outcome, details)
-    log.info(
-        "%s %s user=%s client=%s ip=%s", event, outcome, user_id, client_id, origin.ip
-    )
+    logs.info(log, "%s %s user=%s client=%s ip=%s", event, outcome, user_id, client_id,
+              origin.ip)
 
 
 def record_now(event: str, outcome: str = SUCCESS, **kwargs: Any) -> None:

@@ -194,8 +194,8 @@ class DefaultConfig:
     LOG_LEVEL: str | None = None
     #: A file the access lines go to instead of stderr (in LOG_FORMAT, whatever LOG_LEVEL).
     ACCESS_LOG: str | None = None
-    #: Seconds the server's access lines (JSON) may wait to be written together, by a
-    #: thread of each worker; 0: each request writes its own (sso.logs.AccessBatch).
+    #: Seconds the server's access lines and audit events' lines (JSON) may wait to be
+    #: written together, by a thread of each worker; 0: each at once (sso.logs.LineBatch).
     ACCESS_LOG_DELAY = 0.1
     #: A bearer token that may read /metrics from anywhere; unset: only METRICS_ALLOW may.
     METRICS_TOKEN: str | None = None

@@ -111,6 +111,14 @@ def _access_line(created: float, method: str, path: str, status: int, duration_m
             f'{"null" if remote_addr is None else text(remote_addr)}}}')
 
 
+def _info_line(created: float, logger: str, message: str, request_id: str) -> str:
+    """The line :class:`JsonFormatter` writes for an INFO record with no fields of its own,
+    byte for byte, built as :func:`_access_line` is."""
+    text = encode_basestring
+    return (f'{{"time": "{_utc_time(created)}", "level": "info", "logger": {text(logger)}, '
+            f'"message": {text(message)}, "request_id": {text(request_id)}}}')
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
@@ -122,16 +130,16 @@ def configure_for(app: Flask) -> logging.Handler:
     handler = configure(app.config["LOG_FORMAT"], str(level).upper())
     if app.config.get("ACCESS_LOG"):
         log_access_to(app.config["ACCESS_LOG"], app.config["LOG_FORMAT"])
-    batch_access_lines(float(app.config.get("ACCESS_LOG_DELAY") or 0))
+    batch_lines(float(app.config.get("ACCESS_LOG_DELAY") or 0))
     return handler
 
 
-def batch_access_lines(delay: float) -> None:
-    """Queue the access lines written directly for up to ``delay`` seconds, to be written
-    together (:class:`AccessBatch`); 0: each at once."""
+def batch_lines(delay: float) -> None:
+    """Queue the lines written directly (access lines, audit events' lines) for up to
+    ``delay`` seconds, to be written together (:class:`LineBatch`); 0: each at once."""
     global _batch  # noqa: PLW0603 - the process's one logging configuration
     stop_batching()
-    _batch = AccessBatch(delay) if delay > 0 else None
+    _batch = LineBatch(delay) if delay > 0 else None
 
 
 def log_access_to(path: str, log_format: str) -> None:
@@ -179,7 +187,7 @@ def access(method: str, path: str, status: int, started: float,
     configuration), the line is written directly, the same line the logging machinery would
     write: the record, its filter and the formatter's walk over the record were about 17 of
     the line's 39 µs per request here (an introspection in process is about 200). The server
-    queues it for a thread of its own to write (:class:`AccessBatch`). Any other
+    queues it for a thread of its own to write (:class:`LineBatch`). Any other
     configuration (text in development, a handler or filter someone added, pytest's capture)
     goes through ``logging`` as before."""
     if path in QUIET_PATHS:
@@ -193,8 +201,27 @@ def access(method: str, path: str, status: int, started: float,
         return
     if not handlers:
         return
-    line = _access_line(time.time(), method, path, status, duration_ms, remote_addr,
-                        _request_id.get() or "-")
+    _emit(handlers, _access_line(time.time(), method, path, status, duration_ms, remote_addr,
+                                 _request_id.get() or "-"))
+
+
+def info(logger: logging.Logger, message: str, *args: Any) -> None:
+    """``logger.info(message, *args)`` for a line with no fields of its own (an audit event's),
+    written as :func:`access` writes its line: built directly and queued for the worker's
+    writer where every handler it reaches is one of ours writing JSON, else through
+    ``logging``. Through ``logging`` it cost a token request about 40 µs, 4 % of a refresh
+    (bench/README.md, seventeenth round)."""
+    handlers = _json_handlers(logger)
+    if handlers is None:
+        logger.info(message, *args)
+        return
+    if handlers:
+        _emit(handlers, _info_line(time.time(), logger.name, message % args if args else message,
+                                   _request_id.get() or "-"))
+
+
+def _emit(handlers: list[logging.StreamHandler[Any]], line: str) -> None:
+    """``line`` to ``handlers``: queued where the worker batches its lines, else at once."""
     if _batch is not None and _batch.take(handlers, line):
         return
     for handler in handlers:
@@ -214,23 +241,24 @@ def _write(handler: logging.StreamHandler[Any], text: str) -> None:
         handler.release()
 
 
-#: Access lines a worker queues at most; past that a request writes its own line.
+#: Lines a worker queues at most; past that a request writes its own line.
 MAX_QUEUED = 10_000
 
 
-class AccessBatch:
-    """Access lines that wait up to ``delay`` seconds to be written together, by a thread of
-    the worker's own (``SSO_ACCESS_LOG_DELAY``).
+class LineBatch:
+    """The lines written directly (:func:`access`, :func:`info`: the access lines and the
+    audit events' lines), waiting up to ``delay`` seconds to be written together by a thread
+    of the worker's own (``SSO_ACCESS_LOG_DELAY``).
 
     A write is a system call, and the request's thread lets the other threads run while it
     is in one: under granian, which answers a worker's requests on threads of one process,
     that cost a request 14 to 27 CPU-µs of switching between threads, more than the line
     itself (bench/README.md, eleventh round). Here the request's thread only queues its
     line. What is given up: the lines queued when a worker dies without stopping (killed,
-    out of memory) are lost, at most ``delay`` seconds of them, and an access line can
-    reach the log up to ``delay`` seconds after the lines logged beside it. A stopping
-    worker writes what is queued and each line from then on at once (:func:`stop_batching`,
-    from ``sso.wsgi``)."""
+    out of memory) are lost, at most ``delay`` seconds of them (an audit event stays a row
+    in the database), and such a line can reach the log up to ``delay`` seconds after the
+    lines logged beside it. A stopping worker writes what is queued and each line from then
+    on at once (:func:`stop_batching`, from ``sso.wsgi``)."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
@@ -259,7 +287,7 @@ class AccessBatch:
     def _start(self) -> None:
         with self.starting:
             if self.writer is None:
-                writer = threading.Thread(target=self._run, name="sso-access-log", daemon=True)
+                writer = threading.Thread(target=self._run, name="sso-log-lines", daemon=True)
                 writer.start()
                 self.writer = writer
 
@@ -285,11 +313,11 @@ class AccessBatch:
 
 
 #: The worker's queue of access lines (:func:`configure_for`); None: each line at once.
-_batch: AccessBatch | None = None
+_batch: LineBatch | None = None
 
 
 def stop_batching() -> None:
-    """Write the queued access lines, and each one from now on at once (a worker that stops,
+    """Write the queued lines, and each one from now on at once (a worker that stops,
     a process that exits)."""
     batch = _batch
     if batch is not None:
@@ -312,13 +340,14 @@ def _ours_in_json(handler: logging.Handler) -> bool:
             and len(handler.filters) == 1 and isinstance(handler.filters[0], RequestIdFilter))
 
 
-def _json_handlers() -> list[logging.StreamHandler[Any]] | None:
-    """The handlers an INFO line of the access log reaches, if each is one of ours writing
-    JSON with only the request id's filter and no logger on the way filters; else None."""
-    if not access_log.isEnabledFor(logging.INFO):
+def _json_handlers(source: logging.Logger = access_log
+                   ) -> list[logging.StreamHandler[Any]] | None:
+    """The handlers an INFO line of ``source`` reaches, if each is one of ours writing JSON
+    with only the request id's filter and no logger on the way filters; else None."""
+    if not source.isEnabledFor(logging.INFO):
         return []
     found = []
-    logger: logging.Logger | None = access_log
+    logger: logging.Logger | None = source
     while logger is not None:
         if logger.filters:
             return None

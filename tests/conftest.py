@@ -569,23 +569,23 @@ def browser_page(chromium: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def production_access_log(stream: Any) -> Iterator[Any]:
-    """The access lines going, as under ``sso serve`` (JSON, our handler only, no
-    propagation), to ``stream``; each line written at once again afterwards. Enter it in the
-    test's body: pytest's log capture joins the loggers that do not propagate when a test's
-    call begins, and its handler would send the lines through ``logging``."""
+def production_access_log(stream: Any, logger: logging.Logger | None = None) -> Iterator[Any]:
+    """The access lines (or ``logger``'s) going, as under ``sso serve`` (JSON, our handler
+    only, no propagation), to ``stream``; each line written at once again afterwards. Enter it
+    in the test's body: pytest's log capture joins the loggers that do not propagate when a
+    test's call begins, and its handler would send the lines through ``logging``."""
     from sso import logs  # noqa: PLC0415
 
     handler = logs._handler(logging.StreamHandler(stream), "json")
-    access = logs.access_log
-    saved = (access.level, access.propagate)
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
+    source = logs.access_log if logger is None else logger
+    saved = (source.level, source.propagate)
+    source.addHandler(handler)
+    source.setLevel(logging.INFO)
+    source.propagate = False
     try:
         yield stream
     finally:
-        logs.batch_access_lines(0)
-        access.removeHandler(handler)
-        access.setLevel(saved[0])
-        access.propagate = saved[1]
+        logs.batch_lines(0)
+        source.removeHandler(handler)
+        source.setLevel(saved[0])
+        source.propagate = saved[1]

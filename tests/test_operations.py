@@ -294,6 +294,79 @@ def test_the_access_line_written_directly_is_the_one_logging_writes(
     assert line["remote_addr"] == remote_addr and line["message"] == f"POST {path} 200"
 
 
+def test_an_audit_line_written_directly_is_the_one_logging_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logs.info`` (an audit event's line) writes the line itself where every handler is
+    one of ours writing JSON, and through ``logging`` otherwise: the same line."""
+    audit_log = logging.getLogger("sso.audit")
+    logged_info = audit_log.info
+    arguments = ("token.issue", "success", 7, 'app-"ü"\\', "2001:db8::1\n\u2028中文")
+    serving = logs.serving("req-audit-1")
+    try:
+        with production_access_log(io.StringIO(), audit_log) as stream:
+            def not_through_logging(*args: Any, **kwargs: Any) -> None:
+                raise AssertionError("the direct line went through logging")
+
+            monkeypatch.setattr(audit_log, "info", not_through_logging)
+            logs.info(audit_log, "%s %s user=%s client=%s ip=%s", *arguments)
+            logs.info(audit_log, "100% sure, no arguments")
+            monkeypatch.setattr(audit_log, "info", logged_info)
+            passing = logging.Filter()
+            audit_log.addFilter(passing)
+            try:
+                logs.info(audit_log, "%s %s user=%s client=%s ip=%s", *arguments)
+                logs.info(audit_log, "100% sure, no arguments")
+            finally:
+                audit_log.removeFilter(passing)
+    finally:
+        logs.served(serving)
+    direct, plain, logged, logged_plain = [re.sub(r'"time": "[^"]*"', "", line)
+                                           for line in stream.getvalue().split("\n")[:4]]
+    assert (direct, plain) == (logged, logged_plain)
+    line = json.loads(stream.getvalue().split("\n")[0])
+    assert line == {"time": line["time"], "level": "info", "logger": "sso.audit",
+                    "message": "token.issue success user=7 client=app-\"ü\"\\ "
+                               "ip=2001:db8::1\n\u2028中文", "request_id": "req-audit-1"}
+    assert json.loads(stream.getvalue().split("\n")[1])["message"] == "100% sure, no arguments"
+
+
+def test_a_disabled_or_quiet_logger_writes_no_direct_line() -> None:
+    audit_log = logging.getLogger("sso.audit")
+    with production_access_log(io.StringIO(), audit_log) as stream:
+        audit_log.disabled = True
+        try:
+            logs.info(audit_log, "%s", "disabled")
+        finally:
+            audit_log.disabled = False
+        audit_log.setLevel(logging.WARNING)
+        logs.info(audit_log, "%s", "below the level")
+    assert stream.getvalue() == ""
+
+
+def test_the_server_queues_an_audit_event_s_line_with_its_request(
+        app: Flask, flow: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sign-in's audit events reach the log as under ``sso serve``: queued for the worker's
+    writer with the access line, not through ``logging``, each with the request's id."""
+    from tests.conftest import PASSWORD, csrf_of
+
+    audit_log = logging.getLogger("sso.audit")
+    page = flow.http.get("/login")
+    with production_access_log(io.StringIO(), audit_log) as stream:
+        def not_through_logging(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("the audit line went through logging")
+
+        monkeypatch.setattr(audit_log, "info", not_through_logging)
+        logs.batch_lines(5)
+        flow.http.post("/login", headers={"X-Request-Id": "support-ticket-8"}, data={
+            "csrf_token": csrf_of(page.get_data(as_text=True)), "username": "alice",
+            "password": PASSWORD})
+        assert stream.getvalue() == ""  # queued
+        logs.stop_batching()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert {line["message"].split()[0] for line in lines} >= {"signin.password", "signin"}
+    assert {line["request_id"] for line in lines} == {"support-ticket-8"}
+
+
 @pytest.mark.parametrize("created", [0.0, 1.0005, 1733360523.9995, 1733360523.0001,
                                      1764892800.999999, 1764892801.5])
 def test_a_log_line_s_time_is_utc_to_the_millisecond(created: float) -> None:

@@ -136,18 +136,18 @@ def test_queued_access_lines_are_written_together_by_a_thread_of_their_own() -> 
 
 
 def _written_together(access_stream: _Recorded) -> None:
-    logs.batch_access_lines(0.2)
+    logs.batch_lines(0.2)
     for number in range(3):
         logs.access("POST", f"/token/{number}", 200, 0.0, "192.0.2.1")
     deadline = time.monotonic() + 10
     while len(_lines(access_stream)) < 3:
         assert time.monotonic() < deadline, access_stream.getvalue()
         time.sleep(0.05)
-    assert set(access_stream.writers) == {"sso-access-log"}
+    assert set(access_stream.writers) == {"sso-log-lines"}
     assert len(access_stream.writers) < 3  # together, not one write a line
     assert [line["path"] for line in _lines(access_stream)] == [
         "/token/0", "/token/1", "/token/2"]
-    logs.batch_access_lines(0)
+    logs.batch_lines(0)
     logs.access("POST", "/token/3", 200, 0.0, "192.0.2.1")
     queued, direct = access_stream.getvalue().split("\n")[2:4]
     pattern = r'"time": "[^"]*"|"duration_ms": [0-9.e+]+|/token/\d'
@@ -160,7 +160,7 @@ def test_a_stopping_worker_writes_its_queue_and_then_each_line_at_once() -> None
 
 
 def _stopped(access_stream: _Recorded) -> None:
-    logs.batch_access_lines(logs_config.MAX_ACCESS_LOG_DELAY)
+    logs.batch_lines(logs_config.MAX_ACCESS_LOG_DELAY)
     logs.access("GET", "/userinfo", 200, 0.0, None)
     logs.access("POST", "/introspect", 200, 0.0, None)
     assert access_stream.getvalue() == ""  # queued for seconds
@@ -177,7 +177,7 @@ def test_a_full_queue_leaves_each_request_to_write_its_own_line(
     bound: past MAX_QUEUED the request writes, and waits, as without the queue."""
     monkeypatch.setattr(logs, "MAX_QUEUED", 2)
     with production_access_log(_Recorded()) as access_stream:
-        logs.batch_access_lines(logs_config.MAX_ACCESS_LOG_DELAY)
+        logs.batch_lines(logs_config.MAX_ACCESS_LOG_DELAY)
         for path in ("/a", "/b", "/c"):
             logs.access("GET", path, 200, 0.0, None)
         assert [line["path"] for line in _lines(access_stream)] == ["/c"]
