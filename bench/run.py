@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +72,14 @@ class Target:
     #: listing the PostgreSQL backends serving its database.
     extra_pids: list[int] = field(default_factory=list)
     backends: Any = None
+    #: The backends the last :meth:`cpu` sample found.
+    database_pids: set[int] = field(default_factory=set)
 
     def cpu(self) -> dict[int, float]:
         """CPU seconds so far of every process serving this target, by pid."""
         found = group_cpu(self.pgid)
-        for pid in [*self.extra_pids, *(self.backends() if self.backends else [])]:
+        self.database_pids = set(self.backends()) if self.backends else set()
+        for pid in [*self.extra_pids, *self.database_pids]:
             found[pid] = proc_cpu(pid)
         return found
 
@@ -191,10 +194,12 @@ def group_cpu(pgid: int) -> dict[int, float]:
     return found
 
 
-def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+def cpu_spent(before: dict[int, float], after: dict[int, float],
+              among: Collection[int] | None = None) -> float:
     """CPU seconds spent between two samples by the processes alive at the second (a process
-    that started in between counts from zero)."""
-    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+    that started in between counts from zero), or by those of them in ``among``."""
+    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items()
+               if among is None or pid in among)
 
 
 @contextmanager
@@ -483,7 +488,9 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
     script, env = workload_env(args, target, workload, workdir)
     cpu_before = target.cpu()
     raw = wrk(args, target, script, env, args.duration)
-    cpu = cpu_spent(cpu_before, target.cpu())
+    cpu_after = target.cpu()
+    cpu = cpu_spent(cpu_before, cpu_after)
+    database_cpu = cpu_spent(cpu_before, cpu_after, target.database_pids)
     seconds = raw["duration_us"] / 1e6
     flows = raw["flows"] if workload in ("code_flow", "refresh") else raw["requests"]
     result = {
@@ -494,6 +501,8 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
         "server_cpu_s": cpu,
         # CPU-µs of the server (with its Redis and database backends) per unit.
         "cpu_us_per_unit": cpu * 1e6 / flows if flows else 0.0,
+        # Of it, the PostgreSQL backends serving the target's database (0 on SQLite).
+        "database_cpu_us_per_unit": database_cpu * 1e6 / flows if flows else 0.0,
         "unit": "flows/s" if workload == "code_flow" else "req/s",
         "requests_per_s": raw["requests"] / seconds,
         "p50_ms": raw["p50_us"] / 1000,
@@ -521,13 +530,15 @@ def measure_median(args: argparse.Namespace, target: Target, workload: str,
 def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
     """One row per workload and target, then the ratios of each of our databases to each
     reference (per CPU-second: the reference's CPU-µs per unit over ours)."""
-    lines = [f"{'workload':18} | {'target':17} | {'CPU-µs/unit':>11} | {'/s':>8} | "
-             f"{'p50 ms':>7} | {'p99 ms':>7} | errors"]
+    lines = [f"{'workload':18} | {'target':17} | {'CPU-µs/unit':>11} | {'of it DB':>8} | "
+             f"{'/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | errors"]
     for workload in [*workloads, "hello"]:
         for name, by_workload in results.items():
             result = by_workload.get(workload)
             if result:
+                database = result.get("database_cpu_us_per_unit") or 0.0
                 lines.append(f"{workload:18} | {name:17} | {result['cpu_us_per_unit']:11.0f} | "
+                             f"{f'{database:.0f}' if database else '':>8} | "
                              f"{result['rate']:8.0f} | {result['p50_ms']:7.2f} | "
                              f"{result['p99_ms']:7.2f} | {result['errors']}")
     found = ratios(results)
@@ -537,8 +548,8 @@ def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
             lines.append(f"{workload:18} | " + " | ".join(
                 f"{pair} {value:5.2f}x" for pair, value in row.items()))
     lines.append("CPU-µs: the server's processes, its own redis-server and, on PostgreSQL, the "
-                 "backends serving its database.\ncode_flow and refresh count flows (3 and 1 "
-                 "requests); the rest count requests.")
+                 "backends serving its database (of it DB: those backends' share).\ncode_flow "
+                 "and refresh count flows (3 and 1 requests); the rest count requests.")
     return "\n".join(lines)
 
 
