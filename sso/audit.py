@@ -84,8 +84,31 @@ def record(
     look for client and role tables), and SQLAlchemy's per-call statement work was half the
     cost of the INSERT on SQLite.
     """
+    record_row(row(event, outcome, origin=origin, user_id=user_id, subject=subject,
+                   client_id=client_id, session_id=session_id, **details))
+
+
+def record_row(values: dict[str, Any]) -> None:
+    """:func:`record` for an event's row already made (:func:`row`)."""
+    driversql.execute(database.connection(), _INSERT, values)
+    recorded(values)
+
+
+def row(
+    event: str,
+    outcome: str = SUCCESS,
+    *,
+    origin: Origin | None = None,
+    user_id: int | None = None,
+    subject: str | None = None,
+    client_id: str | None = None,
+    session_id: str | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """The audit event's row, for a statement that writes it along with what it records
+    (``sso.oidc.tokens.rotate_refresh_token``); :func:`recorded` once it is written."""
     origin = origin or Origin()
-    driversql.execute(database.connection(), _INSERT, {
+    return {
         "at": utcnow(),
         "event": event,
         "outcome": outcome,
@@ -98,10 +121,19 @@ def record(
         "actor": str(details["actor"])[:128] if details.get("actor") else None,
         "details": details,
         "request_id": current_request_id(),
-    })
-    audit_metric(event, outcome, details)
-    logs.info(log, "%s %s user=%s client=%s ip=%s", event, outcome, user_id, client_id,
-              origin.ip)
+    }
+
+
+def recorded(values: dict[str, Any]) -> None:
+    """What follows an audit row written (:func:`row`): its metric and its log line."""
+    audit_metric(values["event"], values["outcome"], values["details"])
+    logs.info(log, "%s %s user=%s client=%s ip=%s", values["event"], values["outcome"],
+              values["user_id"], values["client_id"], values["ip"])
+
+
+#: The columns of :func:`row`, in order.
+COLUMNS = ("at", "event", "outcome", "user_id", "subject", "client_id", "session_id", "ip",
+           "user_agent", "actor", "details", "request_id")
 
 
 def record_now(event: str, outcome: str = SUCCESS, **kwargs: Any) -> None:

@@ -248,7 +248,8 @@ class DefaultConfig:
     DB_POOL_SIZE = 15
     DB_MAX_OVERFLOW = 0
     #: PostgreSQL: connections each worker keeps, in autocommit, for the reads that join no
-    #: transaction (the revocation check of introspection and UserInfo).
+    #: transaction (the revocation check of introspection and UserInfo) and a refresh's one
+    #: statement (sso.oidc.tokens.rotate_refresh_token).
     DB_READ_POOL_SIZE = 5
     #: Connections of the pool each worker keeps for the token and authorization requests:
     #: the grants' writes then need no ORM session (sso.database.Writes); with all in use a

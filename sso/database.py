@@ -310,8 +310,9 @@ _making_read_engine = threading.Lock()
 
 
 def read_bind() -> Any:
-    """What the reads that join no transaction (``sso.oidc.tokens._read``: the revocation
-    check of introspection and UserInfo) take their connection from: ``.connect()`` gives
+    """What the statements that join no transaction (``sso.oidc.tokens._read``: the
+    revocation check of introspection and UserInfo, a refresh's read and, on PostgreSQL,
+    its one statement that writes the use) take their connection from: ``.connect()`` gives
     one, as an engine's does. Asking ``db.session`` for its bind would make the request's
     ORM session, and making it and removing it at teardown was about a tenth of an
     introspection. (The tests' rolled-back fixture binds this to its one connection, as it
@@ -336,7 +337,11 @@ def read_bind() -> Any:
         reads = current_app.extensions.get(_READ_ENGINE)
         if reads is None:
             engine = _read_engine(db.engine, current_app.config)
-            reads = engine if engine is db.engine else HeldReads(engine, current_app.config)
+            if engine is db.engine:
+                reads = engine
+            else:
+                reads = HeldReads(engine, current_app.config)
+                reads.watch(db.engine)  # its own failures are seen as they happen
             current_app.extensions[_READ_ENGINE] = reads
     return reads
 
@@ -441,6 +446,18 @@ class HeldReads:
                 return connection
         return self.engine.connect()
 
+    def watch(self, engine: Any) -> None:
+        """Close the idle connections when ``engine`` (on the same server) reports a
+        disconnect: the server restarted, and the next request must not be the one that
+        finds out on a connection kept from before."""
+        from sqlalchemy import event  # noqa: PLC0415 - not for the settings alone
+
+        event.listen(engine, "handle_error", self._after_error)
+
+    def _after_error(self, context: Any) -> None:
+        if context.is_disconnect:
+            self._discard_idle()
+
     def _hand_back(self, connection: Any, keep: bool) -> None:
         lost = connection.invalidated
         with self.available:
@@ -486,14 +503,8 @@ class HeldWrites(HeldReads):
     then renews its own: they are checked out of it, out of its reach."""
 
     def __init__(self, engine: Any, config: Any, size: int) -> None:
-        from sqlalchemy import event  # noqa: PLC0415 - not for the settings alone
-
         super().__init__(engine, config, size)
-        event.listen(engine, "handle_error", self._after_error)
-
-    def _after_error(self, context: Any) -> None:
-        if context.is_disconnect:
-            self._discard_idle()
+        self.watch(engine)
 
     @contextmanager
     def connect(self) -> Iterator[Any]:

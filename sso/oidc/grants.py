@@ -318,7 +318,7 @@ def refresh_token(request: Any) -> Response:
 def _refresh(client: Client, presented: str, requested_scope: str | None) -> dict[str, Any]:
     now = utcnow()
     successor = new_token(tokens.REFRESH_PREFIX)
-    row = tokens.claim_refresh_token_by_value(presented, now, successor)
+    row = tokens.take_refresh_token(presented, now, successor)
     if row is None:
         return _replay(client, presented, requested_scope, now)
     if row.client_id != client.client_id:
@@ -348,16 +348,18 @@ def _refresh(client: Client, presented: str, requested_scope: str | None) -> dic
     if is_openid_scope(scope):
         token["id_token"] = service.id_token(client, user, scope, facts, access, now,
                                              include_nonce=False)
-    audit.record("token.refresh", origin=origin(), user_id=user.id,
-                 client_id=client.client_id)
-    grace = current_app.config.get("REFRESH_REUSE_GRACE", 10)
+    # The answer is sealed for a retry of the old token within the grace: kept by the new
+    # token's row, or by the old one where no new token is issued (the session ends now).
+    sealed = tokens.seal(token) if current_app.config.get("REFRESH_REUSE_GRACE", 10) else None
     if issues_refresh:
-        # The new token's row keeps the answer it came in, for a retry of the old token
-        # within the grace: one INSERT.
-        new_row["answer"] = tokens.seal(token) if grace else None
-        tokens.store_refresh_token(new_row)
-    elif grace:  # no new refresh token (the session ends now): the old row keeps it
-        tokens.seal_successor(row.id, token)
+        new_row["answer"] = sealed
+    if not tokens.rotate_refresh_token(
+            row, now, successor, new_row if issues_refresh else None, sealed,
+            audit.row("token.refresh", origin=origin(), user_id=user.id,
+                      client_id=client.client_id)):
+        # Another use took it first (or its user or session ended): as if it had been
+        # found used when taken.
+        return _replay(client, presented, requested_scope, now)
     return token
 
 
@@ -367,7 +369,8 @@ def _replay(client: Client, presented: str, requested_scope: str | None,
     ago, it is most likely the client retrying after its answer was lost: the same answer
     again. Used before that, it was stolen or leaked: its whole family is revoked."""
     row = tokens.find_refresh_token(presented)
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if (row is None or row.revoked_at is not None or row.expires_at <= now
+            or row.used_at is None):  # unused: its user or session ended as it was claimed
         raise InvalidGrantError()
     if row.session_id is not None and tokens.live_session_expiry(row.session_id, now) is None:
         raise InvalidGrantError()

@@ -343,6 +343,63 @@ def claim_refresh_token_by_value(token: str, now: datetime, successor: str) -> A
     return claimed[0] if claimed else None
 
 
+def take_refresh_token(token: str, now: datetime, successor: str) -> Any | None:
+    """The live, unused refresh token ``token``, as :func:`claim_refresh_token_by_value`
+    returns it, taken for the use that issues ``successor``; None as there.
+
+    On PostgreSQL it is only read here: :func:`rotate_refresh_token` claims it in the one
+    statement that writes the whole use. Elsewhere it is claimed here, in the request's
+    transaction, and :func:`rotate_refresh_token` writes the rest of the use after it."""
+    if not rotates_in_one_statement():
+        return claim_refresh_token_by_value(token, now, successor)
+    if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
+        return None
+    found = _read(_PEEK_REFRESH, {"peeked_hash": hash_token(token), "peeked_at": now})
+    return found[0] if found else None
+
+
+def rotate_refresh_token(row: Any, now: datetime, successor: str,
+                         new_row: dict[str, Any] | None, sealed: str | None,
+                         audit_row: dict[str, Any]) -> bool:
+    """Write the use of refresh token ``row`` (:func:`take_refresh_token`'s): ``row`` used,
+    naming its successor, the successor's row ``new_row`` (with the answer sealed for the
+    grace) or, where the use issues no new token, ``sealed`` (that answer, or None) kept
+    on ``row`` itself, and the audit event ``audit_row`` (:func:`sso.audit.row`).
+
+    On PostgreSQL that is one statement, which claims ``row`` (unused, live, its user active
+    and its SSO session live, checked again under the row's lock) and writes the rest only
+    if it did: its own transaction where the request has begun none, so one round trip
+    instead of BEGIN, the claim, two INSERTs and COMMIT (``docs/performance.md``). False:
+    the claim failed (another use took the token first, or the user or the session ended
+    meanwhile) and nothing was written. Elsewhere ``row`` is already claimed, the rest is
+    written in the request's transaction, and the answer is True."""
+    if not rotates_in_one_statement():
+        audit.record_row(audit_row)
+        if new_row is not None:
+            store_refresh_token(new_row)
+        elif sealed is not None:
+            driversql.execute(database.connection(), _SEAL_SUCCESSOR,
+                              {"row_id": row.id, "sealed": sealed})
+        return True
+    params = {"claimed_id": row.id, "claimed_at": now,
+              "successor": hash_token(successor) if new_row is not None or sealed is None
+              else sealed}
+    params.update((f"audit_{name}", audit_row[name]) for name in audit.COLUMNS)
+    if new_row is not None:
+        params.update((f"new_{name}", new_row[name]) for name in _NEW_REFRESH_COLUMNS)
+    claimed = _read(_ROTATE_TO_SUCCESSOR if new_row is not None else _ROTATE_ALONE, params)
+    if claimed:
+        audit.recorded(audit_row)
+    return bool(claimed)
+
+
+def rotates_in_one_statement() -> bool:
+    """Whether a refresh token's use is written as one statement (PostgreSQL's data-modifying
+    WITH), not as a claim followed by the writes in a transaction (SQLite has no such
+    statement, and no round trips to save)."""
+    return db.engine.dialect.name == "postgresql"  # type: ignore[no-any-return]
+
+
 _REFRESH_TABLE = RefreshToken.__table__
 @dataclass(slots=True)
 class TokenUser:
@@ -413,20 +470,73 @@ READ_ALONG = (*(f"user_{column}" for column in _TOKEN_USER_COLUMNS), "session_en
               "session_expires_at")
 
 
+#: What the refresh grant reads of the token it takes, and no more: every column returned
+#: costs its description and result processing on each use (most on PostgreSQL). The
+#: token's user and the state of its SSO session come with it (:func:`read_along`).
+_TAKEN = (_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.client_id,
+          _REFRESH_TABLE.c.user_id, _REFRESH_TABLE.c.session_id, _REFRESH_TABLE.c.scope,
+          _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr,
+          *read_along("refresh_tokens"))
+
 _CLAIM_REFRESH = (
     _REFRESH_TABLE.update()
     .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"),
            _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
            _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
     .values(used_at=bindparam("claimed_at"), successor=bindparam("successor_hash"))
-    # What the grant reads, and no more: every column returned costs its description and
-    # result processing on each claim (most on PostgreSQL). The token's user and the state
-    # of its SSO session come with it (:func:`read_along`).
-    .returning(_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.client_id,
-               _REFRESH_TABLE.c.user_id, _REFRESH_TABLE.c.session_id, _REFRESH_TABLE.c.scope,
-               _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr,
-               *read_along("refresh_tokens"))
+    .returning(*_TAKEN)
 )
+
+#: :func:`take_refresh_token`'s read where :func:`rotate_refresh_token` claims.
+_PEEK_REFRESH = select(*_TAKEN).where(
+    _REFRESH_TABLE.c.token_hash == bindparam("peeked_hash"),
+    _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
+    _REFRESH_TABLE.c.expires_at > bindparam("peeked_at"))
+
+
+def _rotation(to_successor: bool) -> Any:
+    """:func:`rotate_refresh_token`'s statement on PostgreSQL: the claim of the taken row by
+    its id, with :func:`take_refresh_token`'s conditions and the user's and the session's
+    checked under the row's lock, then the audit event and (``to_successor``) the new
+    token's row, each written once per row claimed, that is once or not at all. It returns
+    the claimed row's id."""
+    users, sessions = User.__table__, SSOSession.__table__
+    audits = audit.AuditEvent.__table__
+    claimed = (
+        _REFRESH_TABLE.update()
+        .where(_REFRESH_TABLE.c.id == bindparam("claimed_id"),
+               _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
+               _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"),
+               exists().where(users.c.id == _REFRESH_TABLE.c.user_id,
+                              users.c.status == UserStatus.ACTIVE),
+               _REFRESH_TABLE.c.session_id.is_(None)
+               | exists().where(sessions.c.id == _REFRESH_TABLE.c.session_id,
+                                sessions.c.ended_at.is_(None),
+                                sessions.c.expires_at > bindparam("claimed_at")))
+        .values(used_at=bindparam("claimed_at"), successor=bindparam("successor"))
+        .returning(_REFRESH_TABLE.c.id)
+        .cte("claimed")
+    )
+
+    def written(table: Any, columns: tuple[str, ...], prefix: str) -> Any:
+        values = select(*(bindparam(f"{prefix}{name}", type_=table.c[name].type)
+                          for name in columns)).select_from(claimed)
+        return table.insert().from_select(list(columns), values)
+
+    audited = written(audits, audit.COLUMNS, "audit_").cte("audited")
+    if not to_successor:
+        return select(claimed.c.id).add_cte(audited)
+    return (written(_REFRESH_TABLE, _NEW_REFRESH_COLUMNS, "new_")
+            .add_cte(claimed, audited).returning(_REFRESH_TABLE.c.id))
+
+
+#: The columns of a new refresh token's row (:meth:`TokenService.new_refresh_token`) that
+#: the rotation writes: the rest are NULL in a new row.
+_NEW_REFRESH_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_id",
+                        "scope", "auth_time", "acr", "amr", "access_jti",
+                        "access_expires_at", "created_at", "expires_at", "answer")
+_ROTATE_TO_SUCCESSOR = _rotation(to_successor=True)
+_ROTATE_ALONE = _rotation(to_successor=False)
 
 
 def _successor_cipher() -> Any:
@@ -515,9 +625,11 @@ _REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindpa
 
 
 def _read(statement: Any, params: dict[str, Any]) -> Any:
-    """The rows of one read. Inside the request's transaction if it has begun (a revocation
-    added earlier in it counts); else on a pooled connection, in autocommit on PostgreSQL: one
-    round trip instead of three (BEGIN, the statement, ROLLBACK), and no ORM session made."""
+    """The rows of one statement: a read, or on PostgreSQL a refresh's use
+    (:func:`rotate_refresh_token`). Inside the request's transaction if it has begun (a
+    revocation added earlier in it counts); else on a pooled connection, in autocommit on
+    PostgreSQL: one round trip instead of three (BEGIN, the statement, ROLLBACK or COMMIT),
+    and no ORM session made."""
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
         return driversql.rows(db.session.connection(), statement, params)

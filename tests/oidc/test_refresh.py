@@ -163,3 +163,105 @@ def test_client_without_refresh_grant_gets_no_refresh_token(make_client: Any, cl
     flow = Flow(client, erp)
     body = flow.token(flow.authorize()["code"]).get_json()
     assert "refresh_token" not in body
+
+
+def _between_take_and_rotation(app: Any, monkeypatch: pytest.MonkeyPatch,
+                               meanwhile: Any) -> None:
+    """Run ``meanwhile`` (in a thread of its own, with its own connections) once, after the
+    next refresh has taken its token and before it writes the use."""
+    from sso.oidc import tokens as token_store
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("on SQLite the token is claimed when taken, in the request's transaction")
+    rotate = token_store.rotate_refresh_token
+    pending = [meanwhile]
+
+    def interleaved(*args: Any, **kwargs: Any) -> bool:
+        while pending:
+            thread = threading.Thread(target=pending.pop())
+            thread.start()
+            thread.join()
+        return rotate(*args, **kwargs)
+
+    monkeypatch.setattr(token_store, "rotate_refresh_token", interleaved)
+
+
+def _audit_count(app: Any, event: str) -> int:
+    from sqlalchemy import func, select
+
+    from sso.audit import AuditEvent
+    from sso.extensions import db
+
+    with app.app_context():
+        return int(db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                     .where(AuditEvent.event == event)))
+
+
+@pytest.mark.truncate  # threads: each commits on its own connection
+def test_a_use_that_loses_the_claim_gets_the_winning_use_s_answer(
+        flow: Flow, tokens: dict[str, Any], app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL reads the token, then claims it in the statement that writes the use:
+    another use that claims it in between wins, and the slower one is answered as a retry
+    within the grace is (the same answer), not as a reuse."""
+    won: list[dict[str, Any]] = []
+
+    def other_use() -> None:
+        response = app.test_client().post(
+            "/token", headers=basic(flow.app_client),
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+        assert response.status_code == 200
+        won.append(response.get_json())
+
+    _between_take_and_rotation(app, monkeypatch, other_use)
+    late = _refresh(flow, tokens["refresh_token"])
+    assert late.status_code == 200, late.get_json()
+    assert late.get_json()["refresh_token"] == won[0]["refresh_token"]
+    assert _audit_count(app, "token.refresh") == 1
+    assert _audit_count(app, "refresh.replay") == 1
+    assert _audit_count(app, "refresh.reuse") == 0
+    assert _refresh(flow, won[0]["refresh_token"]).status_code == 200  # the chain lives
+
+
+@pytest.mark.truncate
+def test_a_user_disabled_between_the_read_and_the_claim_gets_invalid_grant(
+        flow: Flow, tokens: dict[str, Any], app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim checks the user again under the row's lock: nothing is written, and the
+    unused token is not taken for a reused one."""
+    from sso.extensions import db
+    from sso.users.service import find_by_login
+
+    def disable() -> None:
+        with app.app_context():
+            find_by_login("alice").status = "disabled"
+            db.session.commit()
+
+    _between_take_and_rotation(app, monkeypatch, disable)
+    response = _refresh(flow, tokens["refresh_token"])
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+    assert _audit_count(app, "token.refresh") == 0
+    assert _audit_count(app, "refresh.reuse") == 0
+    monkeypatch.undo()
+    with app.app_context():
+        find_by_login("alice").status = "active"
+        db.session.commit()
+    assert _refresh(flow, tokens["refresh_token"]).status_code == 200
+
+
+@pytest.mark.truncate
+def test_a_session_ended_between_the_read_and_the_claim_gets_invalid_grant(
+        flow: Flow, tokens: dict[str, Any], app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import update
+
+    from sso.extensions import db
+    from sso.sessions.models import SSOSession
+
+    def end_sessions() -> None:
+        with app.app_context():
+            db.session.execute(update(SSOSession).values(ended_at=SSOSession.created_at))
+            db.session.commit()
+
+    _between_take_and_rotation(app, monkeypatch, end_sessions)
+    response = _refresh(flow, tokens["refresh_token"])
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+    assert _audit_count(app, "token.refresh") == 0
+    assert _audit_count(app, "refresh.reuse") == 0

@@ -20,6 +20,7 @@ from sso.audit import AuditEvent
 from sso.extensions import Session, db
 from sso.oidc import tokens
 from sso.oidc.models import RefreshToken
+from sso.security import hash_token
 from tests.conftest import Flow, basic
 
 #: Real commits, seen by other connections.
@@ -44,12 +45,16 @@ def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[],
     seen: dict[str, Any] = {"checkouts": 0, "sessions": 0, "writers": set()}
     with app.app_context():
         engine = db.engine
+        reads = database.read_bind()
+    engines = [engine] if reads is engine else [engine, reads.engine]
 
     def checkout(*_args: Any) -> None:
         seen["checkouts"] += 1
 
     def write(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+        words = statement.upper().split()
+        if words[0] in ("INSERT", "UPDATE", "DELETE") or (
+                words[0] == "WITH" and {"INSERT", "UPDATE", "DELETE"} & set(words)):
             seen["writers"].add(id(conn.connection.dbapi_connection))
 
     made = Session.__init__
@@ -60,11 +65,13 @@ def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[],
 
     monkeypatch.setattr(Session, "__init__", init)
     event.listen(engine.pool, "checkout", checkout)
-    event.listen(engine, "before_cursor_execute", write)
+    for watched in engines:
+        event.listen(watched, "before_cursor_execute", write)
 
     def stop() -> None:
         event.remove(engine.pool, "checkout", checkout)
-        event.remove(engine, "before_cursor_execute", write)
+        for watched in engines:
+            event.remove(watched, "before_cursor_execute", write)
         monkeypatch.setattr(Session, "__init__", made)
 
     return seen, stop
@@ -84,8 +91,24 @@ def _count(app: Flask, query: Any) -> int:
         return int(connection.execute(query).scalar_one())
 
 
+def _on_sqlite(app: Flask) -> bool:
+    return str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite")
+
+
+def _autocommit_connection(app: Flask) -> Any:
+    """The connection of ``read_bind`` the next one-statement write takes (PostgreSQL)."""
+    with app.app_context():
+        reads = database.read_bind()
+    assert isinstance(reads, database.HeldReads)
+    connection, _since = reads.idle[-1]
+    return connection
+
+
 def test_refreshes_write_on_one_held_connection_without_an_orm_session(
         app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    """On SQLite the claim and the writes run on the held connection, in a transaction; on
+    PostgreSQL the whole use is one statement, in autocommit on a connection of
+    ``read_bind``, and the held connection begins no transaction."""
     token = _first_refresh_token(app, flow)
     token = _refresh(app, flow, token).get_json()["refresh_token"]  # the client is cached
     seen, stop = _counted(app, monkeypatch)
@@ -99,8 +122,9 @@ def test_refreshes_write_on_one_held_connection_without_an_orm_session(
     assert seen["checkouts"] == 0
     assert seen["sessions"] == 0
     held = _held_connection(app)
-    assert seen["writers"] == {id(held.connection.dbapi_connection)}
-    assert not held.in_transaction()
+    writer = held if _on_sqlite(app) else _autocommit_connection(app)
+    assert seen["writers"] == {id(writer.connection.dbapi_connection)}
+    assert not held.in_transaction() and not writer.in_transaction()
     # Committed: seen from another connection.
     used = select(func.count()).select_from(RefreshToken).where(
         RefreshToken.used_at.is_not(None))
@@ -151,26 +175,32 @@ def test_reuse_revokes_the_family_for_good_though_the_answer_is_an_error(
 
 def test_a_failure_midway_writes_nothing_and_keeps_no_connection(
         app: Flask, flow: Flow, monkeypatch: Any) -> None:
-    token = _first_refresh_token(app, flow)
-    token = _refresh(app, flow, token).get_json()["refresh_token"]
+    """The database refuses the new token's row (its hash is another token's): the claim
+    and the audit row are not written either, on SQLite by the transaction's rollback, on
+    PostgreSQL because they are the same statement."""
+    first = _first_refresh_token(app, flow)
+    token = _refresh(app, flow, first).get_json()["refresh_token"]
     refreshed = select(func.count()).select_from(AuditEvent).where(
         AuditEvent.event == "token.refresh")
     before = _count(app, refreshed)
+    issue = tokens.TokenService.new_refresh_token
 
-    def broken(row: dict[str, Any]) -> None:
-        raise RuntimeError("the disk is full")
+    def colliding(self: Any, *args: Any, **kwargs: Any) -> Any:
+        value, row = issue(self, *args, **kwargs)
+        row["token_hash"] = hash_token(first)
+        return value, row
 
-    failing = _held_connection(app)  # the one the next request takes
     with app.app_context():
-        held = database.write_bind()
-    opened = held.opened
-    monkeypatch.setattr(tokens, "store_refresh_token", broken)
+        holder = database.write_bind() if _on_sqlite(app) else database.read_bind()
+    failing = _held_connection(app) if _on_sqlite(app) else _autocommit_connection(app)
+    opened = holder.opened
+    monkeypatch.setattr(tokens.TokenService, "new_refresh_token", colliding)
     assert _refresh(app, flow, token).status_code == 500
     monkeypatch.undo()
-    assert _count(app, refreshed) == before  # the claim and the audit row rolled back
+    assert _count(app, refreshed) == before  # the claim and the audit row not written
     # A connection a request failed on is not kept.
-    assert failing not in [connection for connection, _ in held.idle]
-    assert held.opened == opened - 1
+    assert failing not in [connection for connection, _ in holder.idle]
+    assert holder.opened == opened - 1
     answer = _refresh(app, flow, token)  # not burned
     assert answer.status_code == 200, answer.get_json()
     assert not _held_connection(app).in_transaction()
