@@ -105,7 +105,10 @@ class _IssuesTokens:
     def issue(self, client: Client, user: User | TokenUser | None, scope: str,
               facts: GrantFacts | None,
               with_refresh: bool, first_of_grant: bool = False,
-              session_expires: datetime | None = None) -> dict[str, Any]:
+              session_expires: datetime | None = None, store: bool = True
+              ) -> dict[str, Any]:
+        """The token answer. Its refresh token's row is stored, or (``store`` false) kept
+        in ``unstored_refresh`` for the grant to write."""
         service = token_service()
         now = utcnow()
         jti = facts.grant_id if (facts and first_of_grant) else new_token(nbytes=16)
@@ -124,14 +127,25 @@ class _IssuesTokens:
                 session_expires,
             )
             if row["expires_at"] > now:
-                tokens.store_refresh_token(row)
+                if store:
+                    tokens.store_refresh_token(row)
+                else:
+                    self.unstored_refresh = row
                 token["refresh_token"] = refresh
         self.request.grant_facts = facts
         return token
 
 
 class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
+    """Authlib's code grant, fitted. At the token endpoint the code is taken by
+    :meth:`query_authorization_code` and the exchange written by :meth:`save_token`: on
+    SQLite the code is claimed when taken and the rest written in the request's
+    transaction; on PostgreSQL it is only read when taken, and :meth:`save_token` writes the
+    whole exchange (the claim, the new refresh token, the audit event) as one statement
+    (``tokens.claim_then_write``), as a refresh is."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+    unstored_refresh: dict[str, Any] | None = None
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Client) -> str:
@@ -179,29 +193,46 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
                      client_id=request.client.client_id, session_id=session.id)
 
     def query_authorization_code(self, code: str, client: Client) -> ClaimedCode | None:
-        """Consume the code atomically; a second use revokes what the first one got."""
+        """Take the code: on SQLite claim it atomically (``UPDATE ... RETURNING`` claims and
+        loads it in one statement); on PostgreSQL read it, for :meth:`save_token` to claim.
+        A code used before revokes what its first use got."""
         if not code or len(code) > 128:
             return None
         code_hash = hash_token(code)
         now = utcnow()
-        # UPDATE ... RETURNING claims and loads the code in one statement.
-        claimed = driversql.rows(database.connection(), _CLAIM_CODE, {
-            "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
-        }, ClaimedCode)
-        if claimed:
-            return claimed[0]  # type: ignore[no-any-return]
-        row = db.session.get(AuthorizationCode, code_hash)
-        if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
-            db.session.rollback()
-            tokens.revoke_family(
-                row.grant_id, reason="code_replay",
-                access_ttl=token_service().access_ttl_for(client),
-                origin=origin(), client_id=client.client_id, user_id=row.user_id,
-            )
-            audit.record("code.replay", audit.FAILURE, origin=origin(),
-                         client_id=client.client_id, user_id=row.user_id)
-            db.session.commit()
+        if tokens.rotates_in_one_statement():
+            taken = tokens.one_statement(_PEEK_CODE, {
+                "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
+            }, ClaimedCode)
+        else:
+            taken = driversql.rows(database.connection(), _CLAIM_CODE, {
+                "claimed_hash": code_hash, "claimed_by": client.client_id,
+                "claimed_at": now}, ClaimedCode)
+        if taken:
+            self.taken_code = (code_hash, now)
+            return taken[0]  # type: ignore[no-any-return]
+        _replayed(code_hash, client)
         return None
+
+    def save_token(self, token: dict[str, Any]) -> None:
+        """On PostgreSQL, write the exchange as one statement: the claim of the code taken
+        (unused, live, its user active), the new refresh token and the audit event. A claim
+        that fails wrote nothing: the code was used meanwhile (what a second use does
+        follows) or its user was disabled; either way the code is invalid."""
+        if not tokens.rotates_in_one_statement():
+            return
+        code_hash, now = self.taken_code
+        client = self.request.client
+        new_row = self.unstored_refresh
+        params = {"claimed_hash": code_hash, "claimed_by": client.client_id,
+                  "claimed_at": now, **tokens.claim_then_write_params(self.exchange_audit,
+                                                                      new_row)}
+        redeemed = tokens.one_statement(
+            _REDEEM_FOR_REFRESH if new_row is not None else _REDEEM_ALONE, params)
+        if not redeemed:
+            _replayed(code_hash, client)
+            raise InvalidGrantError("Invalid 'code' in request.")
+        audit.recorded(self.exchange_audit)
 
     def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
         """Nothing to delete: the code stays, consumed, until it expires (replay detection)."""
@@ -217,12 +248,33 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         facts = GrantFacts(grant_id=code.grant_id, session_id=code.session_id,
                            auth_time=code.auth_time, acr=code.acr, amr=list(code.amr or []),
                            nonce=code.nonce)
+        deferred = tokens.rotates_in_one_statement()  # to save_token's one statement
         token = self.issue(self.request.client, user, scope, facts,
                            with_refresh=include_refresh_token, first_of_grant=True,
-                           session_expires=getattr(self, "session_expires", None))
-        audit.record("token.issue", origin=origin(), user_id=user.id,
-                     client_id=self.request.client.client_id, grant="authorization_code")
+                           session_expires=getattr(self, "session_expires", None),
+                           store=not deferred)
+        self.exchange_audit = audit.row("token.issue", origin=origin(), user_id=user.id,
+                                        client_id=self.request.client.client_id,
+                                        grant="authorization_code")
+        if not deferred:
+            audit.record_row(self.exchange_audit)
         return token
+
+
+def _replayed(code_hash: str, client: Client) -> None:
+    """A code that could not be taken: if this client used it before, revoke what that use
+    got (RFC 6749 §4.1.2) and commit it at once, whatever the answer."""
+    row = db.session.get(AuthorizationCode, code_hash)
+    if row is not None and row.client_id == client.client_id and row.consumed_at is not None:
+        db.session.rollback()
+        tokens.revoke_family(
+            row.grant_id, reason="code_replay",
+            access_ttl=token_service().access_ttl_for(client),
+            origin=origin(), client_id=client.client_id, user_id=row.user_id,
+        )
+        audit.record("code.replay", audit.FAILURE, origin=origin(),
+                     client_id=client.client_id, user_id=row.user_id)
+        db.session.commit()
 
 
 _CLAIM_CODE = (
@@ -234,6 +286,35 @@ _CLAIM_CODE = (
     .returning(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
                *tokens.read_along("authorization_codes"))
 )
+
+
+#: The code as the claim would return it, read where :meth:`AuthorizationCodeGrant.save_token`
+#: claims (PostgreSQL).
+_PEEK_CODE = (
+    select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
+           *tokens.read_along("authorization_codes"))
+    .where(_CODES.c.code_hash == bindparam("claimed_hash"),
+           _CODES.c.client_id == bindparam("claimed_by"),
+           _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
+)
+
+
+def _redemption(with_new_token: bool) -> Any:
+    claimed = (
+        _CODES.update()
+        .where(_CODES.c.code_hash == bindparam("claimed_hash"),
+               _CODES.c.client_id == bindparam("claimed_by"),
+               _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"),
+               tokens.user_active(_CODES))
+        .values(consumed_at=bindparam("claimed_at"))
+        .returning(_CODES.c.code_hash)
+        .cte("claimed")
+    )
+    return tokens.claim_then_write(claimed, with_new_token)
+
+
+_REDEEM_FOR_REFRESH = _redemption(with_new_token=True)
+_REDEEM_ALONE = _redemption(with_new_token=False)
 
 
 _NONCE_USED = select(_CODES.c.code_hash).where(

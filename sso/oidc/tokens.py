@@ -354,7 +354,7 @@ def take_refresh_token(token: str, now: datetime, successor: str) -> Any | None:
         return claim_refresh_token_by_value(token, now, successor)
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
-    found = _read(_PEEK_REFRESH, {"peeked_hash": hash_token(token), "peeked_at": now})
+    found = one_statement(_PEEK_REFRESH, {"peeked_hash": hash_token(token), "peeked_at": now})
     return found[0] if found else None
 
 
@@ -383,11 +383,8 @@ def rotate_refresh_token(row: Any, now: datetime, successor: str,
         return True
     params = {"claimed_id": row.id, "claimed_at": now,
               "successor": hash_token(successor) if new_row is not None or sealed is None
-              else sealed}
-    params.update((f"audit_{name}", audit_row[name]) for name in audit.COLUMNS)
-    if new_row is not None:
-        params.update((f"new_{name}", new_row[name]) for name in _NEW_REFRESH_COLUMNS)
-    claimed = _read(_ROTATE_TO_SUCCESSOR if new_row is not None else _ROTATE_ALONE, params)
+              else sealed, **claim_then_write_params(audit_row, new_row)}
+    claimed = one_statement(_ROTATE_TO_SUCCESSOR if new_row is not None else _ROTATE_ALONE, params)
     if claimed:
         audit.recorded(audit_row)
     return bool(claimed)
@@ -427,7 +424,7 @@ class TokenUser:
     def roles_in(self, client_id: str) -> list[str]:
         if client_id not in self.known_roles:
             params = {"roles_user": self.id, "roles_client": client_id}
-            self.known_roles[client_id] = [row.name for row in _read(ROLES_IN, params)]
+            self.known_roles[client_id] = [row.name for row in one_statement(ROLES_IN, params)]
         return list(self.known_roles[client_id])
 
     def get_user_id(self) -> str:
@@ -494,21 +491,59 @@ _PEEK_REFRESH = select(*_TAKEN).where(
     _REFRESH_TABLE.c.expires_at > bindparam("peeked_at"))
 
 
-def _rotation(to_successor: bool) -> Any:
-    """:func:`rotate_refresh_token`'s statement on PostgreSQL: the claim of the taken row by
-    its id, with :func:`take_refresh_token`'s conditions and the user's and the session's
-    checked under the row's lock, then the audit event and (``to_successor``) the new
-    token's row, each written once per row claimed, that is once or not at all. It returns
-    the claimed row's id."""
-    users, sessions = User.__table__, SSOSession.__table__
-    audits = audit.AuditEvent.__table__
-    claimed = (
+def user_active(table: Any) -> Any:
+    """A claim's check, in its ``WHERE``, that the user of ``table``'s row is active."""
+    users = User.__table__
+    return exists().where(users.c.id == table.c.user_id, users.c.status == UserStatus.ACTIVE)
+
+
+def claim_then_write(claimed: Any, with_new_token: bool) -> Any:
+    """One PostgreSQL statement around the claim ``claimed`` (an ``UPDATE ... RETURNING``
+    as a CTE named ``claimed``): the audit event (parameters ``audit_*``, the columns of
+    :func:`sso.audit.row`) and, ``with_new_token``, a new refresh token's row (``new_*``,
+    :data:`NEW_REFRESH_COLUMNS`), each written once per row claimed, that is once or not at
+    all. It returns a row if the claim took one: PostgreSQL runs a data-modifying ``WITH``
+    whether or not the statement reads it, each part once, on the same snapshot."""
+
+    def written(table: Any, columns: tuple[str, ...], prefix: str) -> Any:
+        values = select(*(bindparam(f"{prefix}{name}", type_=table.c[name].type)
+                          for name in columns)).select_from(claimed)
+        return table.insert().from_select(list(columns), values)
+
+    audited = written(audit.AuditEvent.__table__, audit.COLUMNS, "audit_").cte("audited")
+    if not with_new_token:
+        return select(*claimed.c).add_cte(audited)
+    return (written(_REFRESH_TABLE, NEW_REFRESH_COLUMNS, "new_")
+            .add_cte(claimed, audited).returning(_REFRESH_TABLE.c.id))
+
+
+def claim_then_write_params(audit_row: dict[str, Any],
+                            new_row: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`claim_then_write`'s parameters for ``audit_row`` and ``new_row``."""
+    params = {f"audit_{name}": audit_row[name] for name in audit.COLUMNS}
+    if new_row is not None:
+        params.update((f"new_{name}", new_row[name]) for name in NEW_REFRESH_COLUMNS)
+    return params
+
+
+#: The columns of a new refresh token's row (:meth:`TokenService.new_refresh_token`) that
+#: :func:`claim_then_write` writes: the rest are NULL in a new row.
+NEW_REFRESH_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_id",
+                       "scope", "auth_time", "acr", "amr", "access_jti", "access_expires_at",
+                       "created_at", "expires_at", "answer")
+
+
+def _refresh_claim() -> Any:
+    """:func:`rotate_refresh_token`'s claim of the taken row by its id, with
+    :func:`take_refresh_token`'s conditions and the user's and the session's checked under
+    the row's lock."""
+    sessions = SSOSession.__table__
+    return (
         _REFRESH_TABLE.update()
         .where(_REFRESH_TABLE.c.id == bindparam("claimed_id"),
                _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
                _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"),
-               exists().where(users.c.id == _REFRESH_TABLE.c.user_id,
-                              users.c.status == UserStatus.ACTIVE),
+               user_active(_REFRESH_TABLE),
                _REFRESH_TABLE.c.session_id.is_(None)
                | exists().where(sessions.c.id == _REFRESH_TABLE.c.session_id,
                                 sessions.c.ended_at.is_(None),
@@ -518,25 +553,9 @@ def _rotation(to_successor: bool) -> Any:
         .cte("claimed")
     )
 
-    def written(table: Any, columns: tuple[str, ...], prefix: str) -> Any:
-        values = select(*(bindparam(f"{prefix}{name}", type_=table.c[name].type)
-                          for name in columns)).select_from(claimed)
-        return table.insert().from_select(list(columns), values)
 
-    audited = written(audits, audit.COLUMNS, "audit_").cte("audited")
-    if not to_successor:
-        return select(claimed.c.id).add_cte(audited)
-    return (written(_REFRESH_TABLE, _NEW_REFRESH_COLUMNS, "new_")
-            .add_cte(claimed, audited).returning(_REFRESH_TABLE.c.id))
-
-
-#: The columns of a new refresh token's row (:meth:`TokenService.new_refresh_token`) that
-#: the rotation writes: the rest are NULL in a new row.
-_NEW_REFRESH_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_id",
-                        "scope", "auth_time", "acr", "amr", "access_jti",
-                        "access_expires_at", "created_at", "expires_at", "answer")
-_ROTATE_TO_SUCCESSOR = _rotation(to_successor=True)
-_ROTATE_ALONE = _rotation(to_successor=False)
+_ROTATE_TO_SUCCESSOR = claim_then_write(_refresh_claim(), with_new_token=True)
+_ROTATE_ALONE = claim_then_write(_refresh_claim(), with_new_token=False)
 
 
 def _successor_cipher() -> Any:
@@ -624,29 +643,29 @@ def live_session_expiry(session_id: str, now: datetime) -> datetime | None:
 _REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindparam("jti"))
 
 
-def _read(statement: Any, params: dict[str, Any]) -> Any:
-    """The rows of one statement: a read, or on PostgreSQL a refresh's use
-    (:func:`rotate_refresh_token`). Inside the request's transaction if it has begun (a
-    revocation added earlier in it counts); else on a pooled connection, in autocommit on
-    PostgreSQL: one round trip instead of three (BEGIN, the statement, ROLLBACK or COMMIT),
-    and no ORM session made."""
+def one_statement(statement: Any, params: dict[str, Any], row_type: Any = None) -> Any:
+    """The rows of one statement (``row_type``: as :func:`sso.driversql.rows`): a read, or on
+    PostgreSQL the write of a whole refresh or code exchange (:func:`claim_then_write`).
+    Inside the request's transaction if it has begun (a revocation added earlier in it
+    counts); else on a pooled connection, in autocommit on PostgreSQL: one round trip instead
+    of three (BEGIN, the statement, ROLLBACK or COMMIT), and no ORM session made."""
     if db.session.registry.has() and db.session().in_transaction():
         db.session.flush()
-        return driversql.rows(db.session.connection(), statement, params)
+        return driversql.rows(db.session.connection(), statement, params, row_type)
     writes = database.current_writes()
     begun = writes.begun() if writes is not None else None
     if begun is not None:
-        return driversql.rows(begun, statement, params)
+        return driversql.rows(begun, statement, params, row_type)
     bind = database.read_bind()
     if isinstance(bind, Connection):  # the tests' one connection
-        return driversql.rows(bind, statement, params)
+        return driversql.rows(bind, statement, params, row_type)
     with bind.connect() as connection:
-        return driversql.rows(connection, statement, params)
+        return driversql.rows(connection, statement, params, row_type)
 
 
 def is_revoked(jti: str) -> bool:
     """One indexed lookup, without the ORM's identity map and object loading (hot path)."""
-    return bool(list(_read(_REVOKED, {"jti": jti})))
+    return bool(list(one_statement(_REVOKED, {"jti": jti})))
 
 
 _ONE_ROW = select(literal(1).label("one")).subquery()
@@ -676,14 +695,14 @@ class UserStatusRow:
 def revocation_and_status(jti: str, subject: str) -> tuple[bool, UserStatusRow | None]:
     """Like :func:`revocation_and_user` without loading the user as an ORM object: one
     statement, two columns, for introspection (issue 15: the entity load was most of it)."""
-    row, = _read(_REVOKED_AND_STATUS, {"jti": jti, "sub": subject})
+    row, = one_statement(_REVOKED_AND_STATUS, {"jti": jti, "sub": subject})
     return bool(row[0]), (UserStatusRow(row[1], row[2]) if row[1] is not None else None)
 
 
 def revocation_and_token_user(jti: str, subject: str) -> tuple[bool, TokenUser | None]:
     """Like :func:`revocation_and_user`, with the user as plain columns: one statement,
     outside any transaction (UserInfo: the ORM load of the user was most of it)."""
-    row, = _read(_REVOKED_AND_TOKEN_USER, {"jti": jti, "sub": subject})
+    row, = one_statement(_REVOKED_AND_TOKEN_USER, {"jti": jti, "sub": subject})
     return bool(row[0]), (TokenUser(*row[1:]) if row[1] is not None else None)
 
 

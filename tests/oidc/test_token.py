@@ -290,3 +290,80 @@ def test_client_credentials_refuses_scopes_not_registered(client: Any, service: 
     response = client.post("/token", data={"grant_type": "client_credentials",
                                            "scope": scope}, headers=basic(service))
     _error(response, 400, "invalid_scope")
+
+
+def _between_read_and_claim(app: Any, monkeypatch: pytest.MonkeyPatch, meanwhile: Any) -> None:
+    """Run ``meanwhile`` (in a thread of its own, with its own connections) once, after the
+    next exchange has read its code and before the statement that claims it (PostgreSQL)."""
+    from sso.oidc.grants import AuthorizationCodeGrant
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("on SQLite the code is claimed when taken, in the request's transaction")
+    save = AuthorizationCodeGrant.save_token
+    pending = [meanwhile]
+
+    def interleaved(self: Any, token: dict[str, Any]) -> None:
+        while pending:
+            thread = threading.Thread(target=pending.pop())
+            thread.start()
+            thread.join()
+        save(self, token)
+
+    monkeypatch.setattr(AuthorizationCodeGrant, "save_token", interleaved)
+
+
+def _exchange(app: Any, flow: Flow, code: str) -> Any:
+    return app.test_client().post("/token", data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": flow.params["redirect_uri"], "code_verifier": flow.verifier,
+    }, headers=basic(flow.app_client))
+
+
+def _events(app: Any, event: str) -> int:
+    from sqlalchemy import func, select
+
+    from sso.audit import AuditEvent
+    from sso.extensions import db
+
+    with app.app_context():
+        return int(db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                     .where(AuditEvent.event == event)))
+
+
+@pytest.mark.truncate
+def test_an_exchange_that_loses_the_claim_is_a_replay(
+        flow: Flow, app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another exchange of the code claims it between this one's read and its claim: this
+    one is refused and, as for any second use, what the first got is revoked."""
+    code = flow.authorize()["code"]
+    won: list[Any] = []
+    _between_read_and_claim(app, monkeypatch, lambda: won.append(_exchange(app, flow, code)))
+    _error(_exchange(app, flow, code), 400, "invalid_grant")
+    assert won[0].status_code == 200
+    assert _events(app, "token.issue") == 1
+    assert _events(app, "code.replay") == 1
+    refreshed = app.test_client().post("/token", data={
+        "grant_type": "refresh_token", "refresh_token": won[0].get_json()["refresh_token"]},
+        headers=basic(flow.app_client))
+    _error(refreshed, 400, "invalid_grant")
+
+
+@pytest.mark.truncate
+def test_a_user_disabled_between_the_read_and_the_claim_writes_nothing(
+        flow: Flow, app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sso.extensions import db
+    from sso.users.service import find_by_login
+
+    def set_status(status: str) -> None:
+        with app.app_context():
+            find_by_login("alice").status = status
+            db.session.commit()
+
+    code = flow.authorize()["code"]
+    _between_read_and_claim(app, monkeypatch, lambda: set_status("disabled"))
+    _error(_exchange(app, flow, code), 400, "invalid_grant")
+    assert _events(app, "token.issue") == 0
+    assert _events(app, "code.replay") == 0
+    monkeypatch.undo()
+    set_status("active")
+    assert _exchange(app, flow, code).status_code == 200  # the code was not used
