@@ -584,22 +584,32 @@ class Writes:
     fixture); the request's transactions are SAVEPOINTs in it, committed by their release.
     """
 
-    __slots__ = ("held", "nested", "session", "session_mode")
+    __slots__ = ("source", "held", "nested", "session", "session_mode", "taking")
 
-    def __init__(self, held: Any, nested: bool) -> None:
+    def __init__(self, source: Any, nested: bool, held: Any = None) -> None:
+        #: Where the connection comes from (:class:`HeldWrites`), taken on the first
+        #: statement: a request whose statements all run alone (``tokens.one_statement``,
+        #: PostgreSQL's refresh and code exchange) takes none.
+        self.source = source
         self.held = held
         self.nested = nested
         self.session: Any = None  #: the ORM session bound to ``held``, if one was
         self.session_mode = ""
+        self.taking: Any = None  #: the context that took ``held`` from ``source``
 
     def begun(self) -> Any:
         """The held connection if a transaction of the request's is open on it, else None."""
         held = self.held
+        if held is None:
+            return None
         return held if (held.in_nested_transaction() if self.nested
                         else held.in_transaction()) else None
 
     def connection(self) -> Any:
         held = self.held
+        if held is None:
+            self.taking = self.source.connect()
+            held = self.held = self.taking.__enter__()
         if self.begun() is None:
             if self.nested:
                 held.begin_nested()
@@ -618,6 +628,8 @@ class Writes:
     def end(self, commit: bool) -> None:
         """Commit (or roll back) the request's open transaction, through the ORM session if
         it took control of it."""
+        if self.held is None:
+            return
         session = self.session
         if session is not None and session.in_transaction():
             if commit:
@@ -632,14 +644,21 @@ class Writes:
             else:
                 transaction.rollback()
 
-    def close(self) -> None:
+    def close(self, failed: BaseException | None = None) -> None:
         """Leave nothing on the connection before it is handed back: what is still open is
-        rolled back, and the ORM session lets go of it."""
+        rolled back, and the ORM session lets go of it. ``failed``: what the request raised
+        (a connection a request failed on is not kept)."""
         try:
             self.end(commit=False)
         finally:
             if self.session is not None:
                 self.session.join_transaction_mode = self.session_mode
+            taking, self.taking = self.taking, None
+            if taking is not None:
+                if failed is None:
+                    taking.__exit__(None, None, None)
+                else:
+                    taking.__exit__(type(failed), failed, failed.__traceback__)
 
 
 _REQUEST_WRITES: ContextVar[Writes | None] = ContextVar("sso_request_writes", default=None)
@@ -669,22 +688,19 @@ def request_writes() -> Iterator[None]:
         yield
         return
     if isinstance(source, Connection):  # the tests' one connection, in its own transaction
-        with _held(source, nested=True):
-            yield
-        return
-    with source.connect() as held, _held(held, nested=False):
-        yield
-
-
-@contextmanager
-def _held(held: Any, nested: bool) -> Iterator[None]:
-    writes = Writes(held, nested)
+        writes = Writes(None, nested=True, held=source)
+    else:
+        writes = Writes(source, nested=False)
     token = _REQUEST_WRITES.set(writes)
+    failed = None
     try:
         yield
+    except BaseException as error:
+        failed = error
+        raise
     finally:
         _REQUEST_WRITES.reset(token)
-        writes.close()
+        writes.close(failed)
 
 
 def connection() -> Any:

@@ -42,7 +42,7 @@ def _refresh(app: Flask, flow: Flow, token: str) -> Any:
 def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[], None]]:
     """Pool checkouts of the app's engine, ORM sessions made, and the DB-API connections
     that wrote, until the returned function is called."""
-    seen: dict[str, Any] = {"checkouts": 0, "sessions": 0, "writers": set()}
+    seen: dict[str, Any] = {"checkouts": 0, "sessions": 0, "writers": set(), "held": 0}
     with app.app_context():
         engine = db.engine
         reads = database.read_bind()
@@ -64,6 +64,13 @@ def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[],
         made(self, *args, **kwargs)
 
     monkeypatch.setattr(Session, "__init__", init)
+    take = database.HeldWrites.connect
+
+    def taken(self: Any) -> Any:
+        seen["held"] += 1
+        return take(self)
+
+    monkeypatch.setattr(database.HeldWrites, "connect", taken)
     event.listen(engine.pool, "checkout", checkout)
     for watched in engines:
         event.listen(watched, "before_cursor_execute", write)
@@ -73,6 +80,7 @@ def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[],
         for watched in engines:
             event.remove(watched, "before_cursor_execute", write)
         monkeypatch.setattr(Session, "__init__", made)
+        monkeypatch.setattr(database.HeldWrites, "connect", take)
 
     return seen, stop
 
@@ -108,7 +116,7 @@ def test_refreshes_write_on_one_held_connection_without_an_orm_session(
         app: Flask, flow: Flow, monkeypatch: Any) -> None:
     """On SQLite the claim and the writes run on the held connection, in a transaction; on
     PostgreSQL the whole use is one statement, in autocommit on a connection of
-    ``read_bind``, and the held connection begins no transaction."""
+    ``read_bind``, and no held connection is taken."""
     token = _first_refresh_token(app, flow)
     token = _refresh(app, flow, token).get_json()["refresh_token"]  # the client is cached
     seen, stop = _counted(app, monkeypatch)
@@ -124,6 +132,8 @@ def test_refreshes_write_on_one_held_connection_without_an_orm_session(
     held = _held_connection(app)
     writer = held if _on_sqlite(app) else _autocommit_connection(app)
     assert seen["writers"] == {id(writer.connection.dbapi_connection)}
+    # On PostgreSQL each use runs alone: the request takes no held connection at all.
+    assert seen["held"] == (3 if _on_sqlite(app) else 0)
     assert not held.in_transaction() and not writer.in_transaction()
     # Committed: seen from another connection.
     used = select(func.count()).select_from(RefreshToken).where(
