@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from flask import current_app
 from sqlalchemy import (
     Connection,
@@ -85,7 +85,7 @@ class VerifiedTokens:
         if self.size <= 0:
             return
         try:
-            header = json.loads(b64url_decode(token.split(".", 1)[0]))
+            header = orjson.loads(b64url_decode(token.split(".", 1)[0]))
         except ValueError:  # it verified, so this cannot happen; no caching then
             return
         entries = self._entries
@@ -578,7 +578,7 @@ def _cipher_for(secret: str) -> Any:
 def seal(answer: dict[str, Any]) -> str:
     """``answer`` encrypted with a key drawn from the server's secret (the database never
     holds a usable token)."""
-    return str(_successor_cipher().encrypt(json.dumps(answer).encode()).decode())
+    return str(_successor_cipher().encrypt(orjson.dumps(answer)).decode())
 
 
 def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
@@ -613,7 +613,7 @@ def open_successor(row: RefreshToken, now: datetime, grace: float) -> dict[str, 
         if not sealed:
             return None
     try:
-        answer = json.loads(_successor_cipher().decrypt(str(sealed).encode()))
+        answer = orjson.loads(_successor_cipher().decrypt(str(sealed).encode()))
     except (InvalidToken, ValueError):
         return None
     return answer if isinstance(answer, dict) else None
