@@ -105,8 +105,11 @@ class AuthorizationServer(FlaskAuthorizationServer):
         return current_request()
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
+        """Authlib's answers (the grants' tokens and errors): JSON as every other answer of
+        the protocol is written (:func:`answer_body`; Authlib's own has spaces after its
+        separators and no final newline)."""
         if isinstance(payload, dict):
-            payload = dumps(payload)
+            payload = answer_body(payload)
         if status_code != 302:
             named = {name.lower() for name, _ in headers}
             headers = [*headers, *(pair for pair in NO_STORE if pair[0].lower() not in named)]

@@ -43,3 +43,22 @@ def test_jose_segments_are_the_bytes_json_writes(payload: Any) -> None:
 def test_a_jose_segment_refuses_what_json_refuses() -> None:
     with pytest.raises(TypeError):
         _json_segment({"when": datetime(2026, 12, 6, tzinfo=UTC)})
+
+
+def test_a_grant_s_answer_and_error_are_written_as_every_other_answer(
+        app: Flask, client: Any, make_client: Any) -> None:
+    """Authlib's answers (tokens, errors) go through ``answer_body`` too: compact, sorted,
+    with the final newline, on both transports."""
+    import base64
+
+    service = make_client("Batch", grant_types=["client_credentials"], scope="api")
+    pair = base64.b64encode(f"{service.client_id}:{service.secret}".encode()).decode()
+    for data in ({"grant_type": "client_credentials"},
+                 {"grant_type": "client_credentials", "scope": "nope"}):
+        for cookie in (False, True):  # in front of Flask, and through it
+            headers = {"Authorization": "Basic " + pair,
+                       **({"Cookie": "a=b"} if cookie else {})}
+            response = client.post("/token", data=data, headers=headers)
+            with app.app_context():
+                expected = app.json.response(response.get_json()).get_data()
+            assert response.get_data() == expected, response.get_data()
