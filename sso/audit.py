@@ -64,18 +64,10 @@ SUCCESS = "success"
 FAILURE = "failure"
 
 
-def record(
-    event: str,
-    outcome: str = SUCCESS,
-    *,
-    origin: Origin | None = None,
-    user_id: int | None = None,
-    subject: str | None = None,
-    client_id: str | None = None,
-    session_id: str | None = None,
-    **details: Any,
-) -> None:
+def record(event: str, outcome: str = SUCCESS, **facts: Any) -> None:
     """Add one audit event to the current transaction (it commits with the change it records).
+    ``facts``: :func:`row`'s keywords (``origin``, ``user_id``, ``subject``, ``client_id``,
+    ``session_id``) and the event's details.
 
     A Core INSERT in the session's transaction, not an ORM object: every token request
     writes one, and the unit of work's flush cost more than the statement itself. It runs on
@@ -84,8 +76,7 @@ def record(
     look for client and role tables), and SQLAlchemy's per-call statement work was half the
     cost of the INSERT on SQLite.
     """
-    record_row(row(event, outcome, origin=origin, user_id=user_id, subject=subject,
-                   client_id=client_id, session_id=session_id, **details))
+    record_row(row(event, outcome, **facts))
 
 
 def record_row(values: dict[str, Any]) -> None:
