@@ -310,7 +310,7 @@ _making_read_engine = threading.Lock()
 
 
 def read_bind() -> Any:
-    """What the statements that join no transaction (``sso.oidc.tokens._read``: the
+    """What the statements that join no transaction (``sso.oidc.tokens.one_statement``: the
     revocation check of introspection and UserInfo, a refresh's read and, on PostgreSQL,
     its one statement that writes the use) take their connection from: ``.connect()`` gives
     one, as an engine's does. Asking ``db.session`` for its bind would make the request's
