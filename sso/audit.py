@@ -97,7 +97,7 @@ def row(
     **details: Any,
 ) -> dict[str, Any]:
     """The audit event's row, for a statement that writes it along with what it records
-    (``sso.oidc.tokens.rotate_refresh_token``); :func:`recorded` once it is written."""
+    (``sso.oidc.tokens.claim_then_write``); :func:`recorded` once it is written."""
     origin = origin or Origin()
     return {
         "at": utcnow(),

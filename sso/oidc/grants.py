@@ -277,11 +277,14 @@ def _replayed(code_hash: str, client: Client) -> None:
         db.session.commit()
 
 
+#: The client's code ``claimed_hash``, unused and unexpired at ``claimed_at``.
+_UNUSED_CODE = (_CODES.c.code_hash == bindparam("claimed_hash"),
+                _CODES.c.client_id == bindparam("claimed_by"),
+                _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
+
 _CLAIM_CODE = (
     _CODES.update()
-    .where(_CODES.c.code_hash == bindparam("claimed_hash"),
-           _CODES.c.client_id == bindparam("claimed_by"),
-           _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
+    .where(*_UNUSED_CODE)
     .values(consumed_at=bindparam("claimed_at"))
     .returning(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
                *tokens.read_along("authorization_codes"))
@@ -293,19 +296,14 @@ _CLAIM_CODE = (
 _PEEK_CODE = (
     select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
            *tokens.read_along("authorization_codes"))
-    .where(_CODES.c.code_hash == bindparam("claimed_hash"),
-           _CODES.c.client_id == bindparam("claimed_by"),
-           _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"))
+    .where(*_UNUSED_CODE)
 )
 
 
 def _redemption(with_new_token: bool) -> Any:
     claimed = (
         _CODES.update()
-        .where(_CODES.c.code_hash == bindparam("claimed_hash"),
-               _CODES.c.client_id == bindparam("claimed_by"),
-               _CODES.c.consumed_at.is_(None), _CODES.c.expires_at > bindparam("claimed_at"),
-               tokens.user_active(_CODES))
+        .where(*_UNUSED_CODE, tokens.user_active(_CODES))
         .values(consumed_at=bindparam("claimed_at"))
         .returning(_CODES.c.code_hash)
         .cte("claimed")

@@ -354,7 +354,7 @@ def take_refresh_token(token: str, now: datetime, successor: str) -> Any | None:
         return claim_refresh_token_by_value(token, now, successor)
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
-    found = one_statement(_PEEK_REFRESH, {"peeked_hash": hash_token(token), "peeked_at": now})
+    found = one_statement(_PEEK_REFRESH, {"claimed_hash": hash_token(token), "claimed_at": now})
     return found[0] if found else None
 
 
@@ -391,13 +391,15 @@ def rotate_refresh_token(row: Any, now: datetime, successor: str,
 
 
 def rotates_in_one_statement() -> bool:
-    """Whether a refresh token's use is written as one statement (PostgreSQL's data-modifying
-    WITH), not as a claim followed by the writes in a transaction (SQLite has no such
-    statement, and no round trips to save)."""
+    """Whether a refresh token's use and a code's exchange are written as one statement
+    (PostgreSQL's data-modifying WITH), not as a claim followed by the writes in a
+    transaction (SQLite has no such statement, and no round trips to save)."""
     return db.engine.dialect.name == "postgresql"  # type: ignore[no-any-return]
 
 
 _REFRESH_TABLE = RefreshToken.__table__
+
+
 @dataclass(slots=True)
 class TokenUser:
     """The user a token is issued for, as the columns its claims read: what the grants hand
@@ -475,20 +477,20 @@ _TAKEN = (_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.clie
           _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr,
           *read_along("refresh_tokens"))
 
+#: A refresh token that may be used at ``claimed_at``: unused, not revoked, not expired.
+_LIVE_REFRESH = (_REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
+                 _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
+
 _CLAIM_REFRESH = (
     _REFRESH_TABLE.update()
-    .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"),
-           _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
-           _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"))
+    .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"), *_LIVE_REFRESH)
     .values(used_at=bindparam("claimed_at"), successor=bindparam("successor_hash"))
     .returning(*_TAKEN)
 )
 
 #: :func:`take_refresh_token`'s read where :func:`rotate_refresh_token` claims.
 _PEEK_REFRESH = select(*_TAKEN).where(
-    _REFRESH_TABLE.c.token_hash == bindparam("peeked_hash"),
-    _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
-    _REFRESH_TABLE.c.expires_at > bindparam("peeked_at"))
+    _REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"), *_LIVE_REFRESH)
 
 
 def user_active(table: Any) -> Any:
@@ -540,9 +542,7 @@ def _refresh_claim() -> Any:
     sessions = SSOSession.__table__
     return (
         _REFRESH_TABLE.update()
-        .where(_REFRESH_TABLE.c.id == bindparam("claimed_id"),
-               _REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
-               _REFRESH_TABLE.c.expires_at > bindparam("claimed_at"),
+        .where(_REFRESH_TABLE.c.id == bindparam("claimed_id"), *_LIVE_REFRESH,
                user_active(_REFRESH_TABLE),
                _REFRESH_TABLE.c.session_id.is_(None)
                | exists().where(sessions.c.id == _REFRESH_TABLE.c.session_id,
@@ -581,13 +581,7 @@ def seal(answer: dict[str, Any]) -> str:
     return str(_successor_cipher().encrypt(orjson.dumps(answer)).decode())
 
 
-def seal_successor(row_id: int, answer: dict[str, Any]) -> None:
-    """Keep the answer that using refresh token ``row_id`` gave on its own row, for the grace:
-    for a use that issued no new token (one that carries the answer itself)."""
-    driversql.execute(database.connection(), _SEAL_SUCCESSOR,
-                      {"row_id": row_id, "sealed": seal(answer)})
-
-
+#: Where a use issues no new token: the answer it gave, sealed, kept on the used row itself.
 _SEAL_SUCCESSOR = (_REFRESH_TABLE.update().where(_REFRESH_TABLE.c.id == bindparam("row_id"))
                    .values(successor=bindparam("sealed")))
 _SUCCESSOR_ANSWER = select(_REFRESH_TABLE.c.answer).where(
