@@ -310,7 +310,7 @@ _making_read_engine = threading.Lock()
 
 
 def read_bind() -> Any:
-    """What the statements that join no transaction (``sso.oidc.tokens.one_statement``: the
+    """What the statements that join no transaction (``sso.driversql.one_statement``: the
     revocation check of introspection and UserInfo, a refresh's read and, on PostgreSQL,
     its one statement that writes the use) take their connection from: ``.connect()`` gives
     one, as an engine's does. Asking ``db.session`` for its bind would make the request's
@@ -588,8 +588,9 @@ class Writes:
 
     def __init__(self, source: Any, nested: bool, held: Any = None) -> None:
         #: Where the connection comes from (:class:`HeldWrites`), taken on the first
-        #: statement: a request whose statements all run alone (``tokens.one_statement``,
-        #: PostgreSQL's refresh and code exchange) takes none.
+        #: statement: a request whose statements all run alone
+        #: (``sso.driversql.one_statement``: PostgreSQL's authorization, refresh and code
+        #: exchange) takes none.
         self.source = source
         self.held = held
         self.nested = nested
@@ -605,17 +606,44 @@ class Writes:
         return held if (held.in_nested_transaction() if self.nested
                         else held.in_transaction()) else None
 
-    def connection(self) -> Any:
+    def held_connection(self) -> Any:
+        """The held connection, taken if it was not yet, as it is: in a transaction or not."""
         held = self.held
         if held is None:
             self.taking = self.source.connect()
             held = self.held = self.taking.__enter__()
+        return held
+
+    def reads_on_held(self) -> bool:
+        """Whether a read outside the request's transaction may run on the held connection:
+        on SQLite, whose driver begins a transaction only for a write. (PostgreSQL's would
+        begin one, and a read alone there goes to :func:`read_bind`'s autocommit.)"""
+        dialect = self.held.dialect if self.held is not None else self.source.engine.dialect
+        return dialect.name == "sqlite"  # type: ignore[no-any-return]
+
+    def connection(self, joining: Any = None) -> Any:
+        """The held connection, in the request's transaction (begun if none is). The
+        request's ORM session, if it has one, takes control of a transaction begun here
+        (``joining``: the session asking for it, which is taking control already): its
+        objects may have been read alone, before the request wrote
+        (``sso.driversql.one_statement``), and a ``db.session.commit()`` must still commit
+        what was written here."""
+        held = self.held_connection()
         if self.begun() is None:
             if self.nested:
                 held.begin_nested()
             else:
                 held.begin()
+            if joining is None:
+                self._join_orm_session()
         return held
+
+    @staticmethod
+    def _join_orm_session() -> None:
+        from .extensions import db  # noqa: PLC0415
+
+        if db.session.registry.has():
+            db.session().connection()  # through Session.get_bind: bind() below
 
     def bind(self, session: Any) -> Any:
         """The bind for ``session`` (the request's ORM session): the held connection, in the
@@ -623,7 +651,7 @@ class Writes:
         if self.session is None:
             self.session, self.session_mode = session, session.join_transaction_mode
             session.join_transaction_mode = "control_fully"
-        return self.connection()
+        return self.connection(joining=session)
 
     def end(self, commit: bool) -> None:
         """Commit (or roll back) the request's open transaction, through the ORM session if

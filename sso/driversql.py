@@ -25,8 +25,12 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_dict
+from sqlalchemy.orm.attributes import instance_dict, instance_state
+
+from . import database
+from .extensions import db
 
 #: (statement id, dialect, parameter names) -> (SQL, parameter order or None for named
 #: parameters, default values, the bind processors of the parameters that have one).
@@ -99,6 +103,49 @@ def _run(connection: Any, sql: str, params: Any, *, fetch: bool) -> list[Any]:
     return fetched
 
 
+def one_statement(statement: Any, params: dict[str, Any], row_type: Any = None) -> Any:
+    """The rows of one statement (``row_type``: as :func:`rows`) that needs no transaction
+    of its own: a read, or on PostgreSQL a write that is whole in one statement (a refresh,
+    a code exchange, a code issued with its audit event).
+
+    It joins the request's transaction if one has begun, so that what the request wrote
+    counts (changes still pending in the ORM session are flushed first, which begins it).
+    Else it runs alone:
+
+    * on PostgreSQL, on a connection of :func:`sso.database.read_bind`, in autocommit: one
+      round trip instead of three (BEGIN, the statement, ROLLBACK or COMMIT), and no ORM
+      session made;
+    * on SQLite, on the request's held connection if it holds one (the driver begins a
+      transaction only for a write), else on a connection of ``read_bind``.
+
+    A read before the request's first write sees what it would see in the transaction:
+    PostgreSQL's READ COMMITTED takes a new snapshot for every statement."""
+    writes = database.current_writes()
+    has_session = db.session.registry.has()
+    if writes is None:
+        if has_session and db.session().in_transaction():
+            db.session.flush()
+            return rows(db.session.connection(), statement, params, row_type)
+    else:
+        # The ORM session is bound to the held connection (``database.Writes.bind``): it
+        # has written only if that connection's transaction has begun. Objects it merely
+        # holds (the SSO session read for an authorization) begin nothing.
+        if has_session:
+            session = db.session()
+            if session.new or session.dirty or session.deleted:
+                session.flush()
+        begun = writes.begun()
+        if begun is not None:
+            return rows(begun, statement, params, row_type)
+        if writes.reads_on_held():
+            return rows(writes.held_connection(), statement, params, row_type)
+    bind = database.read_bind()
+    if isinstance(bind, Connection):  # the tests' one connection
+        return rows(bind, statement, params, row_type)
+    with bind.connect() as connection:
+        return rows(connection, statement, params, row_type)
+
+
 #: (statement id, dialect) -> (the row's type, the result processor of each column or None).
 _RESULTS: dict[tuple[int, str], tuple[Any, tuple[Callable[[Any], Any] | None, ...]]] = {}
 
@@ -154,11 +201,16 @@ def persistent(session: Any, model: Any, keys: tuple[str, ...], values: Any,
     :func:`mapped_columns`' ``keys``), as a query through ``session`` would give it: the
     object the session already holds under that primary key if there is one, else a new one
     the session holds as persistent, its columns loaded and without history, so that a change
-    made to it is flushed as an UPDATE. ``related``: many-to-one relationships loaded along.
+    made to it is flushed as an UPDATE. ``related``: many-to-one relationships loaded along,
+    objects ``session`` holds already (made by this function first).
 
     An ORM query costs more than the read itself (its statement's cache key, the loading
     context, the row's processing per attribute); an authorization reads its SSO session and
-    user this way (issue 15)."""
+    user this way (issue 15). ``session`` is the ORM session itself, not its scoped proxy.
+    The object joins it as ``Session.add`` would make it join, without the save-update
+    cascade: that walked every relationship of the model, none of which a new object has
+    loaded but ``related``, which the session holds (a tenth of the reading of an
+    authorization's SSO session)."""
     mapper = model.__mapper__
     loaded = dict(zip(keys, values, strict=True))
     identity = mapper.identity_key_from_primary_key(
@@ -171,5 +223,5 @@ def persistent(session: Any, model: Any, keys: tuple[str, ...], values: Any,
     state.update(loaded)
     state.update(related)
     make_transient_to_detached(instance)
-    session.add(instance)
+    session._save_or_update_impl(instance_state(instance))
     return instance

@@ -113,9 +113,8 @@ _STATUS = select(AppAccount.status).where(AppAccount.user_id == bindparam("statu
 
 def status_of(user_id: int, client_id: str) -> str | None:
     """The status of the user's account in the app (None: no account yet), read alone."""
-    db.session.flush()  # an account changed earlier in this transaction counts
-    found = driversql.rows(db.session.connection(), _STATUS,
-                           {"status_user": user_id, "status_client": client_id})
+    found = driversql.one_statement(_STATUS,  # an account changed earlier in the request counts
+                                   {"status_user": user_id, "status_client": client_id})
     return found[0].status if found else None
 
 

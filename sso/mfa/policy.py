@@ -71,8 +71,8 @@ _STORED_FACTS = _stored_facts_statement()
 def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
     """Whether the user is enrolled, is required by an admin, and holds a role of the app
     that requires a second factor: one statement."""
-    (row,) = driversql.rows(db.session.connection(), _STORED_FACTS,
-                            {"facts_user": user_id, "facts_client": client_id})
+    (row,) = driversql.one_statement(_STORED_FACTS,
+                                    {"facts_user": user_id, "facts_client": client_id})
     return bool(row[0]), bool(row[1]), bool(row[2])
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 from flask import current_app
 from sqlalchemy import (
-    Connection,
     bindparam,
     delete,
     exists,
@@ -354,7 +353,8 @@ def take_refresh_token(token: str, now: datetime, successor: str) -> Any | None:
         return claim_refresh_token_by_value(token, now, successor)
     if not token.startswith(REFRESH_PREFIX) or len(token) > 128:
         return None
-    found = one_statement(_PEEK_REFRESH, {"claimed_hash": hash_token(token), "claimed_at": now})
+    found = driversql.one_statement(_PEEK_REFRESH, {"claimed_hash": hash_token(token),
+                                                    "claimed_at": now})
     return found[0] if found else None
 
 
@@ -384,7 +384,8 @@ def rotate_refresh_token(row: Any, now: datetime, successor: str,
     params = {"claimed_id": row.id, "claimed_at": now,
               "successor": hash_token(successor) if new_row is not None or sealed is None
               else sealed, **claim_then_write_params(audit_row, new_row)}
-    claimed = one_statement(_ROTATE_TO_SUCCESSOR if new_row is not None else _ROTATE_ALONE, params)
+    claimed = driversql.one_statement(
+        _ROTATE_TO_SUCCESSOR if new_row is not None else _ROTATE_ALONE, params)
     if claimed:
         audit.recorded(audit_row)
     return bool(claimed)
@@ -426,7 +427,8 @@ class TokenUser:
     def roles_in(self, client_id: str) -> list[str]:
         if client_id not in self.known_roles:
             params = {"roles_user": self.id, "roles_client": client_id}
-            self.known_roles[client_id] = [row.name for row in one_statement(ROLES_IN, params)]
+            self.known_roles[client_id] = [
+                row.name for row in driversql.one_statement(ROLES_IN, params)]
         return list(self.known_roles[client_id])
 
     def get_user_id(self) -> str:
@@ -637,29 +639,9 @@ def live_session_expiry(session_id: str, now: datetime) -> datetime | None:
 _REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindparam("jti"))
 
 
-def one_statement(statement: Any, params: dict[str, Any], row_type: Any = None) -> Any:
-    """The rows of one statement (``row_type``: as :func:`sso.driversql.rows`): a read, or on
-    PostgreSQL the write of a whole refresh or code exchange (:func:`claim_then_write`).
-    Inside the request's transaction if it has begun (a revocation added earlier in it
-    counts); else on a pooled connection, in autocommit on PostgreSQL: one round trip instead
-    of three (BEGIN, the statement, ROLLBACK or COMMIT), and no ORM session made."""
-    if db.session.registry.has() and db.session().in_transaction():
-        db.session.flush()
-        return driversql.rows(db.session.connection(), statement, params, row_type)
-    writes = database.current_writes()
-    begun = writes.begun() if writes is not None else None
-    if begun is not None:
-        return driversql.rows(begun, statement, params, row_type)
-    bind = database.read_bind()
-    if isinstance(bind, Connection):  # the tests' one connection
-        return driversql.rows(bind, statement, params, row_type)
-    with bind.connect() as connection:
-        return driversql.rows(connection, statement, params, row_type)
-
-
 def is_revoked(jti: str) -> bool:
     """One indexed lookup, without the ORM's identity map and object loading (hot path)."""
-    return bool(list(one_statement(_REVOKED, {"jti": jti})))
+    return bool(list(driversql.one_statement(_REVOKED, {"jti": jti})))
 
 
 _ONE_ROW = select(literal(1).label("one")).subquery()
@@ -689,14 +671,14 @@ class UserStatusRow:
 def revocation_and_status(jti: str, subject: str) -> tuple[bool, UserStatusRow | None]:
     """Like :func:`revocation_and_user` without loading the user as an ORM object: one
     statement, two columns, for introspection (issue 15: the entity load was most of it)."""
-    row, = one_statement(_REVOKED_AND_STATUS, {"jti": jti, "sub": subject})
+    row, = driversql.one_statement(_REVOKED_AND_STATUS, {"jti": jti, "sub": subject})
     return bool(row[0]), (UserStatusRow(row[1], row[2]) if row[1] is not None else None)
 
 
 def revocation_and_token_user(jti: str, subject: str) -> tuple[bool, TokenUser | None]:
     """Like :func:`revocation_and_user`, with the user as plain columns: one statement,
     outside any transaction (UserInfo: the ORM load of the user was most of it)."""
-    row, = one_statement(_REVOKED_AND_TOKEN_USER, {"jti": jti, "sub": subject})
+    row, = driversql.one_statement(_REVOKED_AND_TOKEN_USER, {"jti": jti, "sub": subject})
     return bool(row[0]), (TokenUser(*row[1:]) if row[1] is not None else None)
 
 

@@ -115,15 +115,16 @@ _BY_TOKEN_HASH = (
 def _by_token_hash(token_hash: str) -> SSOSession | None:
     """The session and its user, as an ORM query with the user joined would load them, read
     with the driver's SQL (:func:`sso.driversql.persistent`): a third of an authorization's
-    time went to loading them through the ORM."""
-    if db.session.autoflush:
-        db.session.flush()  # what the query's autoflush did: the read sees pending changes
-    found = driversql.rows(db.session.connection(), _BY_TOKEN_HASH, {"token_hash": token_hash})
+    time went to loading them through the ORM. Read alone before the request writes
+    (:func:`sso.driversql.one_statement`), as the ORM query's autoflush would see what it
+    changed after."""
+    found = driversql.one_statement(_BY_TOKEN_HASH, {"token_hash": token_hash})
     if not found:
         return None
     row, split = found[0], len(_SESSION_KEYS)
-    user = driversql.persistent(db.session, User, _USER_KEYS, row[split:])
-    return driversql.persistent(db.session, SSOSession, _SESSION_KEYS,  # type: ignore[no-any-return]
+    orm = db.session()
+    user = driversql.persistent(orm, User, _USER_KEYS, row[split:])
+    return driversql.persistent(orm, SSOSession, _SESSION_KEYS,  # type: ignore[no-any-return]
                                 row[:split], user=user)
 
 

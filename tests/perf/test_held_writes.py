@@ -21,6 +21,7 @@ from sso.extensions import Session, db
 from sso.oidc import tokens
 from sso.oidc.models import RefreshToken
 from sso.security import hash_token
+from sso.sessions.models import SSOSession
 from tests.conftest import Flow, basic
 
 #: Real commits, seen by other connections.
@@ -249,8 +250,12 @@ def test_a_size_of_zero_holds_none_and_the_grants_still_write(
     assert _count(app, used) == 1
 
 
-def test_a_signed_in_authorization_runs_its_orm_session_on_a_held_connection(
+def test_a_signed_in_authorization_writes_its_code_without_the_pool(
         app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    """Its reads run alone, before it writes. On SQLite the code and its audit row are
+    written on the held connection, in the transaction the ORM session commits; on
+    PostgreSQL they are one statement, in autocommit on a connection of ``read_bind``, and
+    no held connection is taken."""
     flow.authorize()  # signs in
     flow.authorize()
     seen, stop = _counted(app, monkeypatch)
@@ -261,5 +266,26 @@ def test_a_signed_in_authorization_runs_its_orm_session_on_a_held_connection(
     assert "code" in answer
     assert seen["sessions"] == 1
     assert seen["checkouts"] == 0
-    assert seen["writers"] == {id(_held_connection(app).connection.dbapi_connection)}
+    writer = _held_connection(app) if _on_sqlite(app) else _autocommit_connection(app)
+    assert seen["writers"] == {id(writer.connection.dbapi_connection)}
+    assert seen["held"] == (1 if _on_sqlite(app) else 0)
+    assert not writer.in_transaction()
     assert flow.token(answer["code"]).status_code == 200  # the code was committed
+    issued = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.event == "code.issue")
+    assert _count(app, issued) == 3
+
+
+def test_an_authorization_that_also_changes_its_session_commits_both(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    """The SSO session, read alone, is noted as active again (its ``last_seen_at``): the
+    change and the code are written in one transaction, which the ORM session commits."""
+    flow.authorize()  # signs in
+    monkeypatch.setattr("sso.sessions.service.TOUCH_SECONDS", 0)
+    with app.app_context():
+        seen_before = db.session.scalar(select(SSOSession.last_seen_at))
+    answer = flow.authorize()
+    assert flow.token(answer["code"]).status_code == 200  # the code was committed
+    with app.app_context():
+        assert db.session.scalar(select(SSOSession.last_seen_at)) > seen_before
+    assert not _held_connection(app).in_transaction()
