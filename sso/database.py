@@ -39,6 +39,26 @@ log = logging.getLogger(__name__)
 WATCHDOG_GRACE = 1.0
 
 
+class _RequestTime:
+    """The names the request-time helpers below use (Flask's app, the ORM session,
+    SQLAlchemy's ``Connection``), imported on first use: the settings import this module,
+    and ``sso db current`` needs no Flask. An import statement inside a function runs
+    the import machinery on every call (about 0.35 µs each here, several per token
+    request)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from flask import current_app  # noqa: PLC0415 - not for the settings alone
+        from sqlalchemy.engine import Connection  # noqa: PLC0415
+
+        from .extensions import db  # noqa: PLC0415
+
+        self.current_app, self.db, self.Connection = current_app, db, Connection
+        return self.__dict__[name]
+
+
+_request_time = _RequestTime()
+
+
 
 
 class Watchdog:
@@ -326,10 +346,7 @@ def read_bind() -> Any:
     which cost the client about a third of the read's CPU (``docs/performance.md``). On
     SQLite a read outside a transaction begins none; an in-memory database, which another
     engine would not see, is read on the main engine."""
-    from flask import current_app  # noqa: PLC0415 - not for the settings alone
-
-    from .extensions import db  # noqa: PLC0415
-
+    current_app, db = _request_time.current_app, _request_time.db
     reads = current_app.extensions.get(_READ_ENGINE)
     if reads is not None:
         return reads
@@ -547,16 +564,13 @@ def write_bind() -> Any:
     None (``SSO_DB_HELD_WRITES=0``, or an in-memory SQLite database, whose connections the
     engine's pool shares out per thread). The tests' rolled-back fixture binds this to its
     one connection (a ``Connection``), as it binds every session."""
-    from flask import current_app  # noqa: PLC0415 - not for the settings alone
-
-    from .extensions import db  # noqa: PLC0415
-
+    current_app = _request_time.current_app
     extensions = current_app.extensions
     if _WRITE_CONNECTIONS not in extensions:
         with _making_write_connections:
             if _WRITE_CONNECTIONS not in extensions:
                 size = int(current_app.config.get("DB_HELD_WRITES", 4))
-                engine = db.engine
+                engine = _request_time.db.engine
                 extensions[_WRITE_CONNECTIONS] = (
                     HeldWrites(engine, current_app.config, size)
                     if size > 0 and not _in_memory_sqlite(engine) else None)
@@ -640,8 +654,7 @@ class Writes:
 
     @staticmethod
     def _join_orm_session() -> None:
-        from .extensions import db  # noqa: PLC0415
-
+        db = _request_time.db
         if db.session.registry.has():
             db.session().connection()  # through Session.get_bind: bind() below
 
@@ -704,10 +717,7 @@ def request_writes() -> Iterator[None]:
     ORM session until something asks for one (:class:`Writes`); :func:`finish` ends its
     transaction, and what is left open at the end is rolled back. Nothing changes where the
     request's ORM session already has a transaction open, or ``write_bind()`` gives none."""
-    from sqlalchemy.engine import Connection  # noqa: PLC0415 - not for the settings alone
-
-    from .extensions import db  # noqa: PLC0415
-
+    db = _request_time.db
     if db.session.registry.has() and db.session().in_transaction():
         yield
         return
@@ -715,7 +725,7 @@ def request_writes() -> Iterator[None]:
     if source is None:
         yield
         return
-    if isinstance(source, Connection):  # the tests' one connection, in its own transaction
+    if isinstance(source, _request_time.Connection):  # the tests' one, in its own transaction
         writes = Writes(None, nested=True, held=source)
     else:
         writes = Writes(source, nested=False)
@@ -737,9 +747,7 @@ def connection() -> Any:
     writes = _REQUEST_WRITES.get()
     if writes is not None:
         return writes.connection()
-    from .extensions import db  # noqa: PLC0415
-
-    return db.session.connection()
+    return _request_time.db.session.connection()
 
 
 def finish(commit: bool) -> None:
@@ -748,8 +756,7 @@ def finish(commit: bool) -> None:
     if writes is not None:
         writes.end(commit)
         return
-    from .extensions import db  # noqa: PLC0415
-
+    db = _request_time.db
     if db.session.registry.has():
         if commit:
             db.session.commit()
