@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from collections.abc import Callable
@@ -238,8 +239,6 @@ class FromTrustedProxies:
     context: with the port published directly, anyone could name any client address)."""
 
     def __init__(self, wsgi_app: Any, networks: str | list[str]) -> None:
-        import ipaddress  # noqa: PLC0415
-
         items = [n.strip() for n in (networks.split(",") if isinstance(networks, str)
                                      else networks) if n.strip()]
         if "*" in items:  # gunicorn's "trust every peer"
@@ -248,8 +247,6 @@ class FromTrustedProxies:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        import ipaddress  # noqa: PLC0415
-
         try:
             peer = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
         except ValueError:
