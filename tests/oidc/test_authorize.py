@@ -6,7 +6,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from sqlalchemy import func, select
 
+from sso.audit import AuditEvent
+from sso.extensions import db
 from tests.conftest import ISSUER, PASSWORD, Flow, csrf_of, query_of, resumed
 
 
@@ -262,3 +265,26 @@ def test_a_redirect_uri_with_a_query_keeps_it_and_gets_the_issuer_once(
     assert query["iss"] == [ISSUER] and location.endswith("&" + urlencode({"iss": ISSUER}))
     without_issuer = location.rsplit("&iss=", 1)[0]
     assert location == add_params_to_uri(without_issuer, [("iss", ISSUER)])
+
+
+@pytest.mark.truncate  # real commits, on the connections the app holds
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_an_error_sent_back_to_the_app_is_audited(flow: Flow, app: Any,
+                                                   signed_in: bool) -> None:
+    """Refused before anything was read (a response type not supported) and after the flow
+    decided (``prompt=none`` that needs a sign-in), by a browser without a session and by a
+    signed-in one: the audit row is committed with the redirect, on the connections the app
+    holds."""
+    if signed_in:
+        flow.authorize()
+    errors = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.event == "authorize.error")
+    with app.app_context():
+        before = db.session.scalar(errors)
+    for _ in range(2):  # the second time, the client comes from the worker's cache
+        assert _error_redirect(_get(flow, response_type="token"), flow)["error"] == (
+            "unsupported_response_type")
+    assert _error_redirect(_get(flow, prompt="none", max_age="0"), flow)["error"] == (
+        "login_required")
+    with app.app_context():
+        assert db.session.scalar(errors) == before + 3
