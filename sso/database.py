@@ -59,8 +59,6 @@ class _RequestTime:
 _request_time = _RequestTime()
 
 
-
-
 class Watchdog:
     """One thread per process that shuts down the sockets of statements past their deadline."""
 
