@@ -115,9 +115,9 @@ _BY_TOKEN_HASH = (
 def _by_token_hash(token_hash: str) -> SSOSession | None:
     """The session and its user, as an ORM query with the user joined would load them, read
     with the driver's SQL (:func:`sso.driversql.persistent`): a third of an authorization's
-    time went to loading them through the ORM. Read alone before the request writes
-    (:func:`sso.driversql.one_statement`), as the ORM query's autoflush would see what it
-    changed after."""
+    time went to loading them through the ORM. Read alone while the request has written
+    nothing (:func:`sso.driversql.one_statement`); once it has, inside its transaction,
+    after its pending changes are flushed, as an ORM query's autoflush would."""
     found = driversql.one_statement(_BY_TOKEN_HASH, {"token_hash": token_hash})
     if not found:
         return None
