@@ -88,6 +88,26 @@ def sentinel_node(tmp_path_factory: pytest.TempPathFactory) -> Any:
             process.stop()
 
 
+def _listen(desktop: requests.Session, url: str) -> queue.Queue[str]:
+    """The states a waiting desktop's stream announces, read on a thread of their own; then
+    ``<closed>``, or ``<cut>`` where the node stops under a stream that outlived its test."""
+    events: queue.Queue[str] = queue.Queue()
+
+    def listen() -> None:
+        try:
+            with desktop.get(url, stream=True, timeout=GENEROUS) as response:
+                for line in response.iter_lines(decode_unicode=True):
+                    if line.startswith("data: "):
+                        events.put(json.loads(line[6:])["state"])
+        except requests.RequestException:
+            events.put("<cut>")
+            return
+        events.put("<closed>")
+
+    threading.Thread(target=listen, daemon=True).start()
+    return events
+
+
 def _authorize(http: requests.Session, base: str, client_id: str) -> tuple[str, str]:
     verifier, challenge = pkce_pair()
     start = http.get(f"{base}/authorize", allow_redirects=False, params={
@@ -142,21 +162,7 @@ def test_sign_in_and_qr_go_on_after_a_failover(sentinel_node: Any) -> None:
                         headers={"X-CSRF-Token": csrf}, timeout=GENEROUS)
     assert made.status_code == 201, made.text
     code = made.json()
-    events: queue.Queue[str] = queue.Queue()
-
-    def listen() -> None:
-        try:
-            with desktop.get(f"{base}{code['events_url']}", stream=True,
-                             timeout=GENEROUS) as response:
-                for line in response.iter_lines(decode_unicode=True):
-                    if line.startswith("data: "):
-                        events.put(json.loads(line[6:])["state"])
-        except requests.RequestException:
-            events.put("<cut>")  # the stream outlives the test, and the node stops under it
-            return
-        events.put("<closed>")
-
-    threading.Thread(target=listen, daemon=True).start()
+    events = _listen(desktop, f"{base}{code['events_url']}")
     assert events.get(timeout=GENEROUS) == "pending"
 
     # The QR session is on the replica before the master dies (replication is asynchronous).
@@ -212,21 +218,7 @@ def test_a_planned_failover_keeps_waiting_desktops(sentinel_node: Any) -> None:
                              timeout=GENEROUS).text)
     code = desktop.post(f"{base}/qr/sessions", data={"flow": flow_id},
                         headers={"X-CSRF-Token": csrf}, timeout=GENEROUS).json()
-    events: queue.Queue[str] = queue.Queue()
-
-    def listen() -> None:
-        try:
-            with desktop.get(f"{base}{code['events_url']}", stream=True,
-                             timeout=GENEROUS) as response:
-                for line in response.iter_lines(decode_unicode=True):
-                    if line.startswith("data: "):
-                        events.put(json.loads(line[6:])["state"])
-        except requests.RequestException:
-            events.put("<cut>")  # the stream outlives the test, and the node stops under it
-            return
-        events.put("<closed>")
-
-    threading.Thread(target=listen, daemon=True).start()
+    events = _listen(desktop, f"{base}{code['events_url']}")
     assert events.get(timeout=GENEROUS) == "pending"
     assert redis.Redis(port=master.port).execute_command("WAIT", 1, 5000) == 1
     redis.Redis(port=sentinel.port).execute_command("SENTINEL", "FAILOVER", "sso")
