@@ -27,17 +27,19 @@ example).
 from __future__ import annotations
 
 from .accounts.step import password_change_step
-from .apps.step import activation_step
+from .apps import step as apps_step
+from .apps.service import status_read
 from .flow import Step, identify
-from .mfa.policy import second_factor_step
+from .mfa import policy as mfa_policy
 from .oidc.consent import consent_step
 
 STEPS = (
     Step("identify", identify),
-    Step("mfa", second_factor_step),
+    Step(mfa_policy.STEP_NAME, mfa_policy.second_factor_step,
+         reads=mfa_policy.stored_facts_read),
     Step("password_change", password_change_step),
     Step("consent", consent_step),
-    Step("activation", activation_step),
+    Step(apps_step.STEP_NAME, apps_step.activation_step, reads=status_read),
 )
 
 #: The sign-in method packages, in the order their ``init_app`` runs (after the protocol's).

@@ -107,6 +107,15 @@ def find(user_id: int, client_id: str) -> AppAccount | None:
     )
 
 
+def status_read(user_id: Any, client_id: Any) -> tuple[Any]:
+    """The status of the user's account in the app as a column (``user_id`` and
+    ``client_id`` SQL expressions; NULL: no account yet): the step table's ``reads`` of
+    ``activation``."""
+    return (select(AppAccount.status).where(AppAccount.user_id == user_id,
+                                            AppAccount.client_id == client_id)
+            .scalar_subquery(),)
+
+
 _STATUS = select(AppAccount.status).where(AppAccount.user_id == bindparam("status_user"),
                                           AppAccount.client_id == bindparam("status_client"))
 

@@ -14,6 +14,9 @@ from ..sessions.models import SSOSession
 from ..web import origin
 from . import service
 
+#: The step's name in the step table (sso.signin.STEPS).
+STEP_NAME = "activation"
+
 #: prompt=none while an admin has not decided: the user could see the waiting page, so the
 #: app may retry interactively (OIDC Core §3.1.2.6 ``interaction_required``).
 WAITING = flow.Interaction(
@@ -31,7 +34,10 @@ def activation_step(request: flow.Request, session: SSOSession | None, now: date
                     ) -> flow.StepResult:
     if session is None:
         return None
-    if service.status_of(session.user_id, request.client_id) == service.Status.ACTIVE:
+    stored = request.stored_for(STEP_NAME, session.user_id)
+    status = (stored[0] if stored is not None
+              else service.status_of(session.user_id, request.client_id))
+    if status == service.Status.ACTIVE:
         # The common case, every sign-in after the first: one column of one row, and
         # nothing to record. Anything else goes through the full decision below.
         return None

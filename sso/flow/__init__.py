@@ -20,9 +20,10 @@ user proved something, ``abort`` when the user or the app gave up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -52,6 +53,16 @@ class AppPolicy:
 
 
 @dataclass(frozen=True)
+class StoredFacts:
+    """What the steps read from the database for one user and app, read along with the SSO
+    session in the same statement (:func:`sso.flow.passage.current_session_for`): a step's
+    values in the order of its :attr:`Step.reads` columns."""
+
+    user_id: int
+    by_step: Mapping[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
 class Request:
     """What the flow knows of a pending authorization request."""
 
@@ -67,10 +78,20 @@ class Request:
     expected_subject: str | None = None
     acr_values: tuple[str, ...] = ()
     policy: AppPolicy = field(default_factory=AppPolicy)
+    #: The steps' stored facts about the signed-in user, if they were read with the session.
+    stored: StoredFacts | None = None
 
     @property
     def interactive(self) -> bool:
         return "none" not in self.prompts
+
+    def stored_for(self, step_name: str, user_id: int) -> tuple[Any, ...] | None:
+        """The values of ``step_name``'s :attr:`Step.reads` for ``user_id``, or None when
+        they were not read along with the session: the step then reads them itself."""
+        stored = self.stored
+        if stored is None or stored.user_id != user_id:
+            return None
+        return stored.by_step.get(step_name)
 
 
 @dataclass(frozen=True)
@@ -98,14 +119,23 @@ class Decision:
 
 StepResult = Interaction | Decision | None
 StepFunction = Callable[[Request, SSOSession | None, datetime], StepResult]
+#: (the user's id, the app's client id), both as SQL expressions -> the columns of what a
+#: step's check reads from the database.
+StepReads = Callable[[Any, Any], Sequence[Any]]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One row of the step table: a name (for ``only=``, tests and docs) and its check."""
+    """One row of the step table: a name (for ``only=``, tests and docs) and its check.
+
+    ``reads``: the facts about the user the check reads from the database, as columns. An
+    authorization reads them in the statement that reads the browser's SSO session, instead
+    of a statement per step (a round trip each on PostgreSQL, issue 15); the check finds them
+    with :meth:`Request.stored_for` and reads them itself when they are not there."""
 
     name: str
     check: StepFunction
+    reads: StepReads | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +161,9 @@ class Passage:
             raise ValueError(f"a step is listed twice: {names}")
         self.steps: tuple[Step, ...] = tuple(steps)
         self.methods: list[Method] = []
+        #: The session read with the steps' reads (:func:`.passage.current_session_for`),
+        #: built by the passage's ``init_app``.
+        self.stored_read: Any = None
 
 
 def init_app(app: Flask, steps: Sequence[Step]) -> None:

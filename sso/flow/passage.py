@@ -14,7 +14,12 @@ every door has a browser test).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
 from flask import Flask, current_app, g, redirect, request, session
+from sqlalchemy import bindparam
 from werkzeug.wrappers import Response
 
 from .. import audit
@@ -27,6 +32,7 @@ from ..sessions import service as sessions
 from ..sessions.models import Proof, SSOSession
 from ..users.models import User
 from ..web import StaleForm, origin
+from . import Request, Step, StoredFacts, registry
 from .pending import Pending, Target, drop, expired_page, get, mark_aborted
 
 SESSION_COOKIE = "sso_session"
@@ -43,6 +49,59 @@ def current_session() -> SSOSession | None:
     if "sso_session" not in g:
         g.sso_session = sessions.find_by_secret(request.cookies.get(session_cookie_name()))
     return g.sso_session  # type: ignore[no-any-return]
+
+
+#: The bind parameter of the app's client id in the columns the steps read (Step.reads).
+_CLIENT_PARAM = "stored_client"
+
+
+@dataclass(frozen=True)
+class _StoredRead:
+    """The session read with every step's :attr:`~sso.flow.Step.reads`, and how many of its
+    extra columns each step has, in table order."""
+
+    statement: Any
+    counts: tuple[tuple[str, int], ...]
+
+    def split(self, values: tuple[Any, ...]) -> dict[str, tuple[Any, ...]]:
+        by_step, at = {}, 0
+        for name, count in self.counts:
+            by_step[name] = tuple(values[at:at + count])
+            at += count
+        return by_step
+
+
+def _stored_read_of(steps: Sequence[Step]) -> _StoredRead | None:
+    counts, columns = [], []
+    for step in steps:
+        if step.reads is not None:
+            read = step.reads(sessions.USER_OF_SECRET, bindparam(_CLIENT_PARAM))
+            counts.append((step.name, len(read)))
+            columns.extend(column.label(f"{step.name}_{index}")
+                           for index, column in enumerate(read))
+    if not columns:
+        return None
+    return _StoredRead(sessions.reading_along(columns), tuple(counts))
+
+
+def current_session_for(flow_request: Request) -> tuple[SSOSession | None, Request]:
+    """:func:`current_session`, read in one statement with the facts the steps decide on
+    for its user and ``flow_request``'s app (their :attr:`~sso.flow.Step.reads`); returns
+    the session and the request carrying those facts. Where the session was read earlier in
+    this request, the request goes on without them and the steps read their own."""
+    if "sso_session" in g:
+        return g.sso_session, flow_request
+    read: _StoredRead | None = registry().stored_read
+    if read is None:
+        return current_session(), flow_request
+    found, values = sessions.find_by_secret_along(
+        request.cookies.get(session_cookie_name()), read.statement,
+        {_CLIENT_PARAM: flow_request.client_id})
+    g.sso_session = found
+    if found is None:
+        return None, flow_request
+    return found, replace(flow_request,
+                          stored=StoredFacts(found.user_id, read.split(values)))
 
 
 def _set_session_cookie(response: Response, secret: str) -> None:
@@ -163,6 +222,8 @@ def _stale_form(error: StaleForm) -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(StaleForm, _stale_form)
+    passage = app.extensions["sso_passage"]
+    passage.stored_read = _stored_read_of(passage.steps)
 
 
 def answered(pending: Pending) -> None:

@@ -47,8 +47,10 @@ def user_required(user: User) -> bool:
     return db.session.get(UserRequirement, user.id) is not None
 
 
-def _stored_facts_statement() -> Select[tuple[bool, bool, bool]]:
-    user_id, client_id = bindparam("facts_user"), bindparam("facts_client")
+def stored_facts_read(user_id: Any, client_id: Any) -> tuple[Any, Any, Any]:
+    """The step's facts about the user at the app, as columns (``user_id`` and ``client_id``
+    SQL expressions): whether the user is enrolled, is required by an admin, and holds a role
+    of the app that requires a second factor. The step table's ``reads`` of ``mfa``."""
     enrolled = select(TotpAuthenticator.user_id).where(
         TotpAuthenticator.user_id == user_id).exists()
     by_admin = select(UserRequirement.user_id).where(
@@ -61,24 +63,28 @@ def _stored_facts_statement() -> Select[tuple[bool, bool, bool]]:
                AppRole.client_id == client_id)
         .exists()
     )
-    return select(enrolled, by_admin, by_role)
+    return enrolled, by_admin, by_role
 
 
-#: Built once: the flow asks on every authorization.
-_STORED_FACTS = _stored_facts_statement()
+#: Built once: the flow asks on every authorization whose facts were not read with the
+#: session (a step-up checked on its own, a scan-to-sign-in approval).
+_STORED_FACTS: Select[tuple[bool, bool, bool]] = select(
+    *stored_facts_read(bindparam("facts_user"), bindparam("facts_client")))
 
 
-def _stored_facts(user_id: int, client_id: str) -> tuple[bool, bool, bool]:
-    """Whether the user is enrolled, is required by an admin, and holds a role of the app
-    that requires a second factor: one statement."""
-    (row,) = driversql.one_statement(_STORED_FACTS,
-                                    {"facts_user": user_id, "facts_client": client_id})
+def _stored_facts(user_id: int, request: Request) -> tuple[bool, bool, bool]:
+    """The facts of :func:`stored_facts_read`: read with the session, or now in one
+    statement."""
+    row = request.stored_for(STEP_NAME, user_id)
+    if row is None:
+        (row,) = driversql.one_statement(_STORED_FACTS, {"facts_user": user_id,
+                                                         "facts_client": request.client_id})
     return bool(row[0]), bool(row[1]), bool(row[2])
 
 
 def requirement(user: User, request: Request) -> Requirement:
     asked = ACR_MULTI_FACTOR in request.acr_values
-    enrolled, by_admin, by_role = _stored_facts(user.id, request.client_id)
+    enrolled, by_admin, by_role = _stored_facts(user.id, request)
     required = (
         asked
         or request.policy.mfa_required

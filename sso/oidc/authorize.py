@@ -184,7 +184,7 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
         acr_values=tuple(params.get("acr_values", "").split()),
         policy=policy_of(client),
     )
-    session = passage.current_session()
+    session, flow_request = passage.current_session_for(flow_request)
     interaction = flow.advance(flow_request, session, now)
     if interaction is not None:
         if not flow_request.interactive:

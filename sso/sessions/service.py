@@ -4,11 +4,12 @@ know."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import Select, bindparam, or_, select
 
 from .. import audit, driversql, outbox
 from ..audit import Origin
@@ -110,40 +111,67 @@ _BY_TOKEN_HASH = (
     .join_from(SSOSession, User, SSOSession.user_id == User.id)
     .where(SSOSession.token_hash == bindparam("token_hash"))
 )
+#: The id of the user whose session the cookie's secret names, as SQL: what the columns read
+#: along with the session (:func:`reading_along`) are built on. Not correlated with the
+#: session read's own row, so a column may use a recursive CTE (the user's groups), which
+#: SQLAlchemy places at the top of the statement.
+USER_OF_SECRET = (select(SSOSession.user_id)
+                  .where(SSOSession.token_hash == bindparam("token_hash"))
+                  .scalar_subquery())
 
 
-def _by_token_hash(token_hash: str) -> SSOSession | None:
+def reading_along(columns: Sequence[Any]) -> Select[Any]:
+    """The session read with ``columns`` after the session's and its user's, for
+    :func:`find_by_secret_along`: build it once, it is compiled once per statement object."""
+    return _BY_TOKEN_HASH.add_columns(*columns)
+
+
+def _by_token_hash(token_hash: str, along: Select[Any] | None = None,
+                   params: Mapping[str, Any] | None = None
+                   ) -> tuple[SSOSession | None, tuple[Any, ...]]:
     """The session and its user, as an ORM query with the user joined would load them, read
     with the driver's SQL (:func:`sso.driversql.persistent`): a third of an authorization's
     time went to loading them through the ORM. Read alone while the request has written
     nothing (:func:`sso.driversql.one_statement`); once it has, inside its transaction,
-    after its pending changes are flushed, as an ORM query's autoflush would."""
-    found = driversql.one_statement(_BY_TOKEN_HASH, {"token_hash": token_hash})
+    after its pending changes are flushed, as an ORM query's autoflush would. With
+    ``along`` (:func:`reading_along`), the values of its extra columns too."""
+    found = driversql.one_statement(_BY_TOKEN_HASH if along is None else along,
+                                    {"token_hash": token_hash, **(params or {})})
     if not found:
-        return None
+        return None, ()
     row, split = found[0], len(_SESSION_KEYS)
+    users_end = split + len(_USER_KEYS)
     orm = db.session()
-    user = driversql.persistent(orm, User, _USER_KEYS, row[split:])
-    return driversql.persistent(orm, SSOSession, _SESSION_KEYS,  # type: ignore[no-any-return]
-                                row[:split], user=user)
+    user = driversql.persistent(orm, User, _USER_KEYS, row[split:users_end])
+    session = driversql.persistent(orm, SSOSession, _SESSION_KEYS, row[:split], user=user)
+    return session, tuple(row[users_end:])
 
 
 def find_by_secret(secret: str | None, now: datetime | None = None) -> SSOSession | None:
     """The live session whose cookie secret this is, or None."""
+    return find_by_secret_along(secret, None, now=now)[0]
+
+
+def find_by_secret_along(secret: str | None, along: Select[Any] | None,
+                         params: Mapping[str, Any] | None = None, now: datetime | None = None
+                         ) -> tuple[SSOSession | None, tuple[Any, ...]]:
+    """:func:`find_by_secret`, reading ``along`` (:func:`reading_along`, with ``params``
+    bound besides the secret's hash) in the same statement: the live session and the values
+    of the extra columns, or None and nothing."""
     if not secret or len(secret) > 128:
-        return None
+        return None, ()
     now = now or utcnow()
-    session = _by_token_hash(hash_token(secret))
+    session, values = _by_token_hash(hash_token(secret), along, params)
     if session is None or not session.is_active(now):
-        return None
+        return None, ()
     if session.user.status != "active":
-        return None
+        return None, ()
     if reason := timed_out(session, now):
         # Ended now, on use, so the apps hear of it at once (the sweep catches the rest).
         end_session(session, reason=reason, now=now)
         db.session.commit()
-        return None
-    return session
+        return None, ()
+    return session, values
 
 
 def live_sessions(user_id: int) -> list[SSOSession]:

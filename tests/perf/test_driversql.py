@@ -3,6 +3,7 @@ processing (UTC dates, JSON, booleans, None) and the statement's defaults, on bo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,3 +195,107 @@ def test_a_session_read_sees_what_the_request_has_not_flushed(ctx: None, alice: 
     assert sessions.find_by_secret(secret) is opened  # pending, not yet flushed
     db.session.rollback()
     assert sessions.find_by_secret(secret) is None
+
+
+def _facts_alone_and_along(user: Any, client_id: str, secret: str) -> tuple[Any, Any]:
+    """What the ``mfa`` and ``activation`` steps read, each on its own, and as read along
+    with the session in the authorization's one statement."""
+    from flask import current_app
+
+    from sso import flow
+    from sso.apps import service as apps
+    from sso.flow.passage import _CLIENT_PARAM
+    from sso.mfa import policy
+    from sso.sessions import service as sessions
+
+    request = flow.Request(flow_id="", started_at=datetime.now(UTC), client_id=client_id,
+                           client_name="ERP", scopes=("openid",))
+    alone = {"mfa": policy._stored_facts(user.id, request),
+             "activation": (apps.status_of(user.id, client_id),)}
+    read = current_app.extensions["sso_passage"].stored_read
+    found, values = sessions.find_by_secret_along(secret, read.statement,
+                                                  {_CLIENT_PARAM: client_id})
+    assert found is not None and found.user_id == user.id
+    along = {name: (tuple(map(bool, got)) if name == "mfa" else got)
+             for name, got in read.split(values).items()}
+    return alone, along
+
+
+def test_what_the_steps_read_with_the_session_is_what_each_reads_alone(
+        ctx: None, erp: Any, alice: Any) -> None:
+    """The authorization reads the steps' facts in the session's statement
+    (``flow.Step.reads``): the same values as each step's own statement, for a user with
+    none of them and for one enrolled, required by an admin, holding a role that requires a
+    second factor through a parent group, with an account waiting for approval."""
+    from sso.apps.models import AppAccount
+    from sso.audit import Origin
+    from sso.mfa.models import RoleRequirement, TotpAuthenticator, UserRequirement
+    from sso.sessions import service as sessions
+    from sso.sessions.models import Proof
+    from sso.users.models import AppRole, Group, GroupMember, GroupRole, User
+
+    user = db.session.get(User, alice.id)
+    _session, secret = sessions.sign_in(user, [Proof("pwd", datetime.now(UTC))],
+                                        lifetime=3600, origin=Origin("192.0.2.7"))
+    db.session.commit()
+    alone, along = _facts_alone_and_along(user, erp.client_id, secret)
+    assert alone == along == {"mfa": (False, False, False), "activation": (None,)}
+
+    db.session.add_all([
+        TotpAuthenticator(user_id=user.id, secret_encrypted="x"),
+        UserRequirement(user_id=user.id),
+        AppAccount(user_id=user.id, client_id=erp.client_id, status="pending"),
+    ])
+    db.session.commit()
+    alone, along = _facts_alone_and_along(user, erp.client_id, secret)
+    assert alone == along == {"mfa": (True, True, False), "activation": ("pending",)}
+
+    parent = Group(name="finance", display_name="Finance")
+    child = Group(name="payables", display_name="Payables", parent=parent)
+    role = AppRole(client_id=erp.client_id, name="approver")
+    db.session.add_all([parent, child, role])
+    db.session.flush()
+    db.session.add_all([GroupMember(group_id=child.id, user_id=user.id),
+                        GroupRole(group_id=parent.id, role_id=role.id),
+                        RoleRequirement(role_id=role.id)])
+    db.session.delete(db.session.get(TotpAuthenticator, user.id))
+    db.session.commit()
+    alone, along = _facts_alone_and_along(user, erp.client_id, secret)
+    assert alone == along == {"mfa": (False, True, True), "activation": ("pending",)}
+
+
+def test_a_step_reads_its_own_facts_where_they_were_not_read_with_the_session(
+        app: Any, erp: Any, alice: Any) -> None:
+    """Facts read with a session serve only that session's user; a session read earlier in
+    the request carries none, and the steps then run their own statements."""
+    from sso import flow
+    from sso.audit import Origin
+    from sso.flow import passage
+    from sso.sessions import service as sessions
+    from sso.sessions.models import Proof
+    from sso.users.models import User
+
+    request = flow.Request(flow_id="", started_at=datetime.now(UTC), client_id=erp.client_id,
+                           client_name="ERP", scopes=("openid",))
+    carrying = replace(request, stored=flow.StoredFacts(alice.id, {"mfa": (True, False, False)}))
+    assert carrying.stored_for("mfa", alice.id) == (True, False, False)
+    assert carrying.stored_for("mfa", alice.id + 1) is None
+    assert carrying.stored_for("activation", alice.id) is None
+
+    with app.app_context():
+        _session, secret = sessions.sign_in(db.session.get(User, alice.id),
+                                            [Proof("pwd", datetime.now(UTC))],
+                                            lifetime=3600, origin=Origin("192.0.2.7"))
+        db.session.commit()
+        cookie = f"{passage.session_cookie_name()}={secret}"
+        db.session.remove()
+    with app.test_request_context("/authorize", headers={"Cookie": cookie}):
+        found, along = passage.current_session_for(request)
+        assert found is not None and along.stored_for("mfa", alice.id) == (
+            False, False, False)
+        assert along.stored_for("activation", alice.id) == (None,)
+    with app.test_request_context("/authorize", headers={"Cookie": cookie}):
+        read_before = passage.current_session()
+        found, along = passage.current_session_for(request)
+        assert found is read_before is not None
+        assert along is request and along.stored is None
