@@ -127,8 +127,12 @@ def _drive(args: argparse.Namespace) -> None:
             "code_challenge": challenge, "code_challenge_method": "S256", "state": "s",
             "nonce": secrets.token_urlsafe(8)})
         code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-        return post("/token", {"grant_type": "authorization_code", "code": code,
-                               "redirect_uri": seed["redirect_uri"], "code_verifier": verifier})
+        tokens = post("/token", {"grant_type": "authorization_code", "code": code,
+                                 "redirect_uri": seed["redirect_uri"],
+                                 "code_verifier": verifier})
+        # UserInfo with the new token, as bench/lua/code_flow.lua ends each flow.
+        direct_call.get(app, "/userinfo", f"Bearer {tokens['access_token']}")
+        return tokens
 
     first = code_flow()
     refresh, access = first["refresh_token"], first["access_token"]
