@@ -49,10 +49,11 @@ REFRESH_PREFIX = "ssor_"
 ACCESS_TYPE = "at+jwt"
 #: Clock skew tolerated when validating our own tokens.
 LEEWAY = 30
-#: Access tokens whose signature a worker has verified, kept (per worker) so that the next
-#: use of the same token skips the signature and the decoding (issue 15: introspection and
-#: userinfo see the same token many times). Expiry, issuer and revocation are still checked
-#: on every use, and the user's status by the callers that load the user.
+#: Access tokens whose signature a worker has verified, or that it signed for a user, kept
+#: (per worker) so that the next use of the same token skips the signature and the
+#: decoding (issue 15: introspection and userinfo see the same token many times). Expiry,
+#: issuer and revocation are still checked on every use, and the user's status by the
+#: callers that load the user.
 VERIFIED_TOKENS = 4096
 
 
@@ -81,11 +82,19 @@ class VerifiedTokens:
         return dict(entry[1])  # callers may change their copy
 
     def put(self, token: str, claims: dict[str, Any]) -> None:
+        """Keep a token whose signature :func:`decode_jws` verified, with its claims."""
         if self.size <= 0:
             return
         try:
             header = orjson.loads(b64url_decode(token.split(".", 1)[0]))
         except ValueError:  # it verified, so this cannot happen; no caching then
+            return
+        self.put_issued(token, str(header["kid"]), claims)
+
+    def put_issued(self, token: str, kid: str, claims: dict[str, Any]) -> None:
+        """Keep a token this worker has just signed with its key ``kid``, with the claims
+        it signed."""
+        if self.size <= 0:
             return
         entries = self._entries
         with self._evicting:
@@ -94,7 +103,7 @@ class VerifiedTokens:
                     entries.pop(next(iter(entries)), None)
                 except (RuntimeError, StopIteration):  # get() dropped one meanwhile
                     continue
-            entries[token] = (str(header["kid"]), dict(claims))
+            entries[token] = (kid, dict(claims))
 
 
 @dataclass
@@ -179,7 +188,14 @@ class TokenService:
                 claims["sid"] = facts.session_id
         if user is not None and "roles" in scope.split():
             claims["roles"] = user.roles_in(client.client_id)
-        token = encode_jws(self.keys.active(self.access_alg), claims, typ=ACCESS_TYPE)
+        key = self.keys.active(self.access_alg)
+        token = encode_jws(key, claims, typ=ACCESS_TYPE)
+        if user is not None:
+            # An app takes a user's new token to UserInfo next, often on this worker: its
+            # signature needs no check there (a client's own token goes to its APIs). Its
+            # claims are JSON's own types, so they are what verifying it would read back
+            # (tests/perf/test_verified_tokens.py).
+            self.verified.put_issued(token, key.kid, claims)
         return token, expires
 
     def validate_access_token(self, token: str, now: datetime | None = None, *,

@@ -47,8 +47,17 @@ def _userinfo(flow: Flow, token: str) -> int:
     return flow.http.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
-def test_a_token_is_verified_once_per_worker(flow: Flow, tokens: dict[str, Any],
+def _forget_verified(app: Flask) -> None:
+    """Empty this worker's cache: as if another worker had issued the tokens."""
+    with app.app_context():
+        from sso.oidc.grants import token_service
+
+        token_service().verified._entries.clear()
+
+
+def test_a_token_is_verified_once_per_worker(flow: Flow, tokens: dict[str, Any], app: Flask,
                                              verifications: list[bytes]) -> None:
+    _forget_verified(app)
     token = tokens["access_token"]
     assert _introspect(flow, token)["active"] is True
     assert _userinfo(flow, token) == 200
@@ -80,8 +89,9 @@ def test_a_disabled_user_loses_a_verified_token(flow: Flow, tokens: dict[str, An
     assert _introspect(flow, token) == {"active": False}
 
 
-def test_only_the_exact_verified_token_hits(flow: Flow, tokens: dict[str, Any],
+def test_only_the_exact_verified_token_hits(flow: Flow, tokens: dict[str, Any], app: Flask,
                                             verifications: list[bytes]) -> None:
+    _forget_verified(app)
     token = tokens["access_token"]
     assert _introspect(flow, token)["active"] is True
     head, payload, signature = token.split(".")
@@ -114,3 +124,41 @@ def test_the_cache_is_bounded(app: Flask) -> None:
     for n in range(5):
         cache.put(f"{header}.{n}.sig", {"n": n})
     assert list(cache._entries) == [f"{header}.{n}.sig" for n in (2, 3, 4)]
+
+
+def test_a_users_token_is_known_to_the_worker_that_signed_it(
+        flow: Flow, tokens: dict[str, Any], app: Flask, make_client: Any,
+        verifications: list[bytes]) -> None:
+    """The worker that issues a user's access token keeps it as verified, with the claims its
+    verification would give; a client's own token is verified on its first use."""
+    from sso.oidc.grants import token_service
+    from sso.oidc.keys import decode_jws
+
+    token = tokens["access_token"]
+    assert _userinfo(flow, token) == 200
+    assert _introspect(flow, token)["active"] is True
+    assert verifications == []
+    with app.app_context():
+        service = token_service()
+        kept = service.verified.get(service.keys, token)
+        assert kept is not None and kept == decode_jws(service.keys, token, typ="at+jwt")
+        assert kept["sub"] != kept["client_id"]
+    refreshed = flow.http.post("/token", headers=basic(flow.app_client), data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.get_json()
+    with app.app_context():
+        token = refreshed.get_json()["access_token"]
+        kept = service.verified.get(service.keys, token)
+        assert kept is not None and kept == decode_jws(service.keys, token, typ="at+jwt")
+    del verifications[:]  # decode_jws's own checks, just now
+
+    batch = make_client("Batch", grant_types=["client_credentials"], scope="api")
+    pair = base64.b64encode(f"{batch.client_id}:{batch.secret}".encode()).decode()
+    headers = {"Authorization": "Basic " + pair}
+    own = flow.http.post("/token", data={"grant_type": "client_credentials"},
+                         headers=headers)
+    assert own.status_code == 200, own.get_json()
+    introspected = flow.http.post("/introspect", data={"token": own.get_json()["access_token"]},
+                                  headers=headers)
+    assert introspected.get_json()["active"] is True
+    assert len(verifications) == 1
