@@ -276,13 +276,18 @@ def test_an_app_admin_sees_the_users_a_group_gives_its_roles(
 
 
 def test_mfa_role_requirements_count_inherited_roles(app: Flask, org: dict[str, int]) -> None:
+    from datetime import UTC, datetime
+
+    from sso import flow
     from sso.mfa import policy
     from sso.users.service import find_role
 
+    at_app_b = flow.Request(flow_id="", started_at=datetime.now(UTC), client_id="app-b",
+                            client_name="App B", scopes=("openid",))
     with app.app_context():
         policy.require_for_role(find_role("app-b", "editor"), True)
-        assert policy._stored_facts(_user("a_user").id, "app-b")[2] is True
-        assert policy._stored_facts(_user("b_user").id, "app-b")[2] is False
+        assert policy._stored_facts(_user("a_user").id, at_app_b)[2] is True
+        assert policy._stored_facts(_user("b_user").id, at_app_b)[2] is False
 
 
 # The console's forms.
