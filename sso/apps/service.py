@@ -116,15 +116,15 @@ def status_read(user_id: Any, client_id: Any) -> tuple[Any]:
             .scalar_subquery(),)
 
 
-_STATUS = select(AppAccount.status).where(AppAccount.user_id == bindparam("status_user"),
-                                          AppAccount.client_id == bindparam("status_client"))
+_STATUS = select(status_read(bindparam("status_user"), bindparam("status_client"))[0]
+                 .label("status"))
 
 
 def status_of(user_id: int, client_id: str) -> str | None:
     """The status of the user's account in the app (None: no account yet), read alone."""
     found = driversql.one_statement(_STATUS,  # an account changed earlier in the request counts
                                    {"status_user": user_id, "status_client": client_id})
-    return found[0].status if found else None
+    return found[0].status  # type: ignore[no-any-return]
 
 
 def list_accounts(client_id: str | None = None, status: str | None = None
