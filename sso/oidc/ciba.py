@@ -324,8 +324,7 @@ class CIBAGrant(_IssuesTokens, grants.BaseGrant, grants.TokenEndpointMixin):
             grant_id=secrets.token_urlsafe(16), session_id=values.get("session_id") or None,
             auth_time=datetime.fromtimestamp(float(values.get("auth_time") or time.time()), UTC),
             acr=None, amr=amr)
-        token = self.issue(self.request.client, self.request.user, values["scope"], facts,
-                           with_refresh=False)
+        token = self.issue(self.request.client, self.request.user, values["scope"], facts)
         audit.record("token.issue", origin=origin(), user_id=self.request.user.id,
                      client_id=self.request.client.client_id, grant="ciba")
         return 200, token, self.TOKEN_RESPONSE_HEADER

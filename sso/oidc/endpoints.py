@@ -23,6 +23,7 @@ from .claims import user_claims
 from .grants import (
     ALL_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
+    authorization_code,
     client_credentials,
     refresh_token,
     token_service,
@@ -78,13 +79,18 @@ def token(form: MultiDict[str, str], headers: Mapping[str, str]) -> Response:
     # The grants write with the driver's SQL on a connection held for the request, without
     # an ORM session unless something asks for one (sso.database.Writes).
     with database.request_writes():
-        if grant_type == "refresh_token":
-            response = refresh_token(oauth_request)
-        else:
+        grant = _OUR_GRANTS.get(grant_type)
+        if grant is not None:
+            response = grant(oauth_request)
+        else:  # CIBA's, or an unsupported grant type's error
             server = current_app.extensions["sso_authorization_server"]
             response = server.create_token_response(oauth_request)
         database.finish(commit=response.status_code == 200)
     return response
+
+
+#: The grants the token endpoint answers itself; Authlib's server answers the others.
+_OUR_GRANTS = {"authorization_code": authorization_code, "refresh_token": refresh_token}
 
 
 def userinfo(request: Any = None) -> Response:

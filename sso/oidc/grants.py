@@ -1,10 +1,14 @@
-"""Grants: authorization code (+ OpenID Connect, + PKCE S256; Authlib's, fitted), and refresh
-token (:func:`refresh_token`) and client credentials (:func:`client_credentials`), our own."""
+"""Grants: the authorization code's request at /authorize (+ OpenID Connect, + PKCE S256;
+Authlib's, fitted), and at the token endpoint the code's exchange
+(:func:`authorization_code`), the refresh token (:func:`refresh_token`) and client credentials
+(:func:`client_credentials`), our own."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +22,10 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636.challenge import (
+    CODE_VERIFIER_PATTERN,
+    create_s256_code_challenge,
+)
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
@@ -46,39 +54,19 @@ _CODES = AuthorizationCode.__table__
 _INSERT_CODE = _CODES.insert()
 
 
-#: The columns of a code the token request reads (``_CLAIM_CODE`` returns these, then the
-#: user's and the SSO session's read along: ``tokens.READ_ALONG``).
+#: The columns of a code its exchange reads (``_CLAIM_CODE`` returns these, then the user's
+#: and the SSO session's read along: ``tokens.READ_ALONG``).
 CLAIMED_CODE_COLUMNS = ("grant_id", "client_id", "user_id", "redirect_uri",
                         "redirect_uri_given", "scope", "nonce", "code_challenge",
-                        "code_challenge_method", "session_id", "auth_time", "acr", "amr")
-_CODE_COLUMNS = namedtuple(  # noqa: PYI024
-    "_CODE_COLUMNS", (*CLAIMED_CODE_COLUMNS, *tokens.READ_ALONG))
+                        "session_id", "auth_time", "acr", "amr")
 
 
-class ClaimedCode(_CODE_COLUMNS):
-    """A code's row as its claim returned it (``_CLAIM_CODE``): the token request only reads
-    it, so a named tuple of the columns it reads, without an ORM object's bookkeeping; with
-    Authlib's ``AuthorizationCodeMixin`` methods."""
+class ClaimedCode(namedtuple(  # noqa: PYI024
+        "_ClaimedCode", (*CLAIMED_CODE_COLUMNS, *tokens.READ_ALONG))):
+    """A code's row as its claim returned it (``_CLAIM_CODE``): the exchange only reads it,
+    so a named tuple of the columns it reads, without an ORM object's bookkeeping."""
 
     __slots__ = ()
-
-    def get_redirect_uri(self) -> str | None:
-        return self.redirect_uri if self.redirect_uri_given else None  # type: ignore[no-any-return]
-
-    def get_scope(self) -> str:
-        return self.scope  # type: ignore[no-any-return]
-
-    def get_nonce(self) -> str | None:
-        return self.nonce  # type: ignore[no-any-return]
-
-    def get_auth_time(self) -> int:
-        return int(self.auth_time.timestamp())
-
-    def get_acr(self) -> str | None:
-        return self.acr  # type: ignore[no-any-return]
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr or [])
 
 
 @dataclass
@@ -97,55 +85,41 @@ def token_service() -> TokenService:
     return current_app.extensions["sso_tokens"]  # type: ignore[no-any-return]
 
 
+def access_answer(client: Client, user: User | TokenUser | None, scope: str,
+                  facts: GrantFacts | None, jti: str, now: datetime
+                  ) -> tuple[dict[str, Any], datetime]:
+    """A token answer with a new access token (RFC 6749 §5.1), and when that token expires."""
+    service = token_service()
+    access, access_expires = service.access_token(client, user, scope, facts, jti, now)
+    return {"access_token": access, "token_type": "Bearer",
+            "expires_in": service.access_ttl_for(client), "scope": scope}, access_expires
+
+
 class _IssuesTokens:
-    """Token generation shared by the grants: JWT access token, optional rotating refresh."""
+    """The token answer of an Authlib grant at the token endpoint (CIBA's): an access
+    token, and the facts :class:`OpenIDCode` signs its ID token with."""
 
     request: Any
 
-    def issue(self, client: Client, user: User | TokenUser | None, scope: str,
-              facts: GrantFacts | None,
-              with_refresh: bool, first_of_grant: bool = False,
-              session_expires: datetime | None = None, store: bool = True
-              ) -> dict[str, Any]:
-        """The token answer. Its refresh token's row is stored, or (``store`` false) kept
-        in ``unstored_refresh`` for the grant to write."""
-        service = token_service()
-        now = utcnow()
-        jti = facts.grant_id if (facts and first_of_grant) else new_token(nbytes=16)
-        access, access_expires = service.access_token(client, user, scope, facts, jti, now)
-        token: dict[str, Any] = {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": service.access_ttl_for(client),
-            "scope": scope,
-        }
-        if with_refresh and user is not None and facts is not None:
-            if facts.session_id and session_expires is None:
-                session_expires = tokens.live_session_expiry(facts.session_id, now) or now
-            refresh, row = service.new_refresh_token(
-                client, user, scope, facts, jti, access_expires, now,
-                session_expires,
-            )
-            if row["expires_at"] > now:
-                if store:
-                    tokens.store_refresh_token(row)
-                else:
-                    self.unstored_refresh = row
-                token["refresh_token"] = refresh
+    def issue(self, client: Client, user: User | TokenUser, scope: str,
+              facts: GrantFacts) -> dict[str, Any]:
+        token, _ = access_answer(client, user, scope, facts, new_token(nbytes=16), utcnow())
         self.request.grant_facts = facts
         return token
 
 
-class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
-    """Authlib's code grant, fitted. At the token endpoint the code is taken by
-    :meth:`query_authorization_code` and the exchange written by :meth:`save_token`: on
-    SQLite the code is claimed when taken and the rest written in the request's
-    transaction; on PostgreSQL it is only read when taken, and :meth:`save_token` writes the
-    whole exchange (the claim, the new refresh token, the audit event) as one statement
-    (``tokens.claim_then_write``), as a refresh is."""
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    """Authlib's code grant, fitted, at /authorize: it validates the authorization request
+    and writes the code. The code's exchange at the token endpoint is
+    :func:`authorization_code`, not this grant's."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
-    unstored_refresh: dict[str, Any] | None = None
+
+    @classmethod
+    def check_token_endpoint(cls, request: Any) -> bool:
+        """Never: ``endpoints.token`` sends ``grant_type=authorization_code`` to
+        :func:`authorization_code`."""
+        return False
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Client) -> str:
@@ -203,75 +177,6 @@ class AuthorizationCodeGrant(_IssuesTokens, grants.AuthorizationCodeGrant):
         driversql.execute(database.connection(), _INSERT_CODE, values)
         audit.record_row(audit_row)
 
-    def query_authorization_code(self, code: str, client: Client) -> ClaimedCode | None:
-        """Take the code: on SQLite claim it atomically (``UPDATE ... RETURNING`` claims and
-        loads it in one statement); on PostgreSQL read it, for :meth:`save_token` to claim.
-        A code used before revokes what its first use got."""
-        if not code or len(code) > 128:
-            return None
-        code_hash = hash_token(code)
-        now = utcnow()
-        if tokens.rotates_in_one_statement():
-            taken = driversql.one_statement(_PEEK_CODE, {
-                "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
-            }, ClaimedCode)
-        else:
-            taken = driversql.rows(database.connection(), _CLAIM_CODE, {
-                "claimed_hash": code_hash, "claimed_by": client.client_id,
-                "claimed_at": now}, ClaimedCode)
-        if taken:
-            self.taken_code = (code_hash, now)
-            return taken[0]  # type: ignore[no-any-return]
-        _replayed(code_hash, client)
-        return None
-
-    def save_token(self, token: dict[str, Any]) -> None:
-        """On PostgreSQL, write the exchange as one statement: the claim of the code taken
-        (unused, live, its user active), the new refresh token and the audit event. A claim
-        that fails wrote nothing: the code was used meanwhile (what a second use does
-        follows) or its user was disabled; either way the code is invalid."""
-        if not tokens.rotates_in_one_statement():
-            return
-        code_hash, now = self.taken_code
-        client = self.request.client
-        new_row = self.unstored_refresh
-        params = {"claimed_hash": code_hash, "claimed_by": client.client_id,
-                  "claimed_at": now, **tokens.claim_then_write_params(self.exchange_audit,
-                                                                      new_row)}
-        redeemed = driversql.one_statement(
-            _REDEEM_FOR_REFRESH if new_row is not None else _REDEEM_ALONE, params)
-        if not redeemed:
-            _replayed(code_hash, client)
-            raise InvalidGrantError("Invalid 'code' in request.")
-        audit.recorded(self.exchange_audit)
-
-    def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
-        """Nothing to delete: the code stays, consumed, until it expires (replay detection)."""
-
-    def authenticate_user(self, authorization_code: ClaimedCode) -> TokenUser | None:
-        user, self.session_expires = tokens.claimed_user_and_session_expiry(
-            authorization_code, utcnow())
-        return user
-
-    def generate_token(self, user: Any = None, scope: Any = None, grant_type: Any = None,
-                       expires_in: Any = None, include_refresh_token: bool = True) -> dict:
-        code: ClaimedCode = self.request.authorization_code
-        facts = GrantFacts(grant_id=code.grant_id, session_id=code.session_id,
-                           auth_time=code.auth_time, acr=code.acr, amr=list(code.amr or []),
-                           nonce=code.nonce)
-        deferred = tokens.rotates_in_one_statement()  # to save_token's one statement
-        token = self.issue(self.request.client, user, scope, facts,
-                           with_refresh=include_refresh_token, first_of_grant=True,
-                           session_expires=getattr(self, "session_expires", None),
-                           store=not deferred)
-        self.exchange_audit = audit.row("token.issue", origin=origin(), user_id=user.id,
-                                        client_id=self.request.client.client_id,
-                                        grant="authorization_code")
-        if not deferred:
-            audit.record_row(self.exchange_audit)
-        return token
-
-
 def _replayed(code_hash: str, client: Client) -> None:
     """A code that could not be taken: if this client used it before, revoke what that use
     got (RFC 6749 §4.1.2) and commit it at once, whatever the answer."""
@@ -302,8 +207,7 @@ _CLAIM_CODE = (
 )
 
 
-#: The code as the claim would return it, read where :meth:`AuthorizationCodeGrant.save_token`
-#: claims (PostgreSQL).
+#: The code as the claim would return it, read where :func:`redeem_code` claims (PostgreSQL).
 _PEEK_CODE = (
     select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
            *tokens.read_along("authorization_codes"))
@@ -370,7 +274,9 @@ class S256Challenge(CodeChallenge):
 
 
 class OpenIDCode(_OpenIDCode):
-    """OpenID Connect on the code grant: the nonce check and the ID token, signed our way."""
+    """OpenID Connect on Authlib's grants: on the code grant's authorization request the
+    nonce check, on CIBA's token request the ID token, signed our way (the code's exchange
+    signs its own: :func:`authorization_code`)."""
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         if len(nonce) > 255:
@@ -386,8 +292,7 @@ class OpenIDCode(_OpenIDCode):
             return token
         token["id_token"] = token_service().id_token(
             grant.request.client, grant.request.user, scope, facts, token["access_token"],
-            utcnow(), include_nonce=grant.GRANT_TYPE == "authorization_code",
-        )
+            utcnow())
         return token
 
     def __call__(self, grant: Any) -> None:
@@ -396,6 +301,140 @@ class OpenIDCode(_OpenIDCode):
         if is_openid_scope(grant.request.payload.scope):
             grant.register_hook("after_validate_authorization_request_payload",
                                 self.validate_openid_authorization_request)
+
+
+def authorization_code(request: Any) -> Response:
+    """The authorization_code grant at the token endpoint: the code's exchange (RFC 6749
+    §4.1.3, PKCE's check of RFC 7636 §4.6, the ID token of OIDC Core §3.1.3.3).
+
+    This is the exchange's one implementation, for both transports (``endpoints.token`` sends
+    ``grant_type=authorization_code`` here; Authlib's grant only handles the authorization
+    request). It checks what Authlib's grant and its PKCE and OpenID extensions checked, in
+    their order and with their errors: the client, authenticated by the server's one client
+    authentication and allowed the grant; the code, taken once (:func:`_take_code`); the
+    redirect URI, exactly the one the code was issued for if it was given; the code verifier
+    against the code's challenge (required of a public client); the user, active. What it
+    writes (the code claimed, the refresh token's row, the audit row) is committed by
+    ``endpoints.token`` with a 200 and rolled back otherwise, so a refused exchange does not
+    burn the code; on PostgreSQL it is one statement (:func:`redeem_code`)."""
+    return _answer(request, "authorization_code", "code",
+                   lambda client, code: _exchange(client, request, code))
+
+
+def _answer(request: Any, grant_type: str, parameter: str,
+            tokens_for: Callable[[Client, str], dict[str, Any]]) -> Response:
+    """The token endpoint's answer for a grant of ours that a user's tokens come from: the
+    client authenticated (any method) and allowed ``grant_type``, the request's
+    ``parameter`` present, then ``tokens_for(client, value)``; an OAuth error raised on the
+    way is answered as the server answers every error."""
+    server = current_app.extensions["sso_authorization_server"]
+    try:
+        client = _client_for(server, request, ALL_AUTH_METHODS, grant_type)
+        value = request.form.get(parameter)
+        if value is None:
+            raise InvalidRequestError(f"Missing '{parameter}' in request.")
+        token = tokens_for(client, value)
+    except OAuth2Error as error:
+        return server.handle_error_response(request, error)  # type: ignore[no-any-return]
+    return server.handle_response(200, token, JSON_NO_STORE)  # type: ignore[no-any-return]
+
+
+def _exchange(client: Client, request: Any, code: str) -> dict[str, Any]:
+    now = utcnow()
+    taken = _take_code(code, client, now) if code and len(code) <= 128 else None
+    if taken is None:
+        raise InvalidGrantError("Invalid 'code' in request.")
+    if taken.redirect_uri_given and request.payload.redirect_uri != taken.redirect_uri:
+        raise InvalidGrantError("Invalid 'redirect_uri' in request.")
+    _check_code_verifier(taken.code_challenge, request.form.get("code_verifier"),
+                         public=request.auth_method == "none")
+    user, session_expires = tokens.claimed_user_and_session_expiry(taken, now)
+    if user is None:
+        raise InvalidGrantError("There is no 'user' for this code.")
+    scope = taken.scope
+    facts = GrantFacts(grant_id=taken.grant_id, session_id=taken.session_id,
+                       auth_time=taken.auth_time, acr=taken.acr, amr=list(taken.amr or []),
+                       nonce=taken.nonce)
+    # The grant's first access token is named by the grant: a second use of the code
+    # revokes it by that name (tokens.revoke_family).
+    token, access_expires = access_answer(client, user, scope, facts, taken.grant_id, now)
+    new_row = None
+    if client.check_grant_type("refresh_token"):
+        if taken.session_id and session_expires is None:
+            session_expires = now  # the session has ended: no refresh token outlives it
+        refresh, new_row = token_service().new_refresh_token(
+            client, user, scope, facts, taken.grant_id, access_expires, now, session_expires)
+        if new_row["expires_at"] > now:
+            token["refresh_token"] = refresh
+        else:
+            new_row = None
+    redeem_code(code, client, now, new_row, audit.row(
+        "token.issue", origin=origin(), user_id=user.id, client_id=client.client_id,
+        grant="authorization_code"))
+    if is_openid_scope(scope):
+        token["id_token"] = token_service().id_token(client, user, scope, facts,
+                                                     token["access_token"], now)
+    return token
+
+
+def _check_code_verifier(challenge: str | None, verifier: str | None, public: bool) -> None:
+    """PKCE at the token endpoint (RFC 7636 §4.6), S256 only (the authorization request
+    refused any other method: :class:`S256Challenge`): Authlib's checks and errors."""
+    if public and not verifier:
+        raise InvalidRequestError("Missing 'code_verifier'")
+    if not challenge:
+        if verifier:
+            raise InvalidRequestError("The authorization request had no 'code_challenge', "
+                                      "but a 'code_verifier' was provided.")
+        return
+    if not verifier:
+        raise InvalidRequestError("Missing 'code_verifier'")
+    if not CODE_VERIFIER_PATTERN.match(verifier):
+        raise InvalidRequestError("Invalid 'code_verifier'")
+    if not hmac.compare_digest(create_s256_code_challenge(verifier), challenge):
+        raise InvalidGrantError("Code challenge failed.")
+
+
+def _take_code(code: str, client: Client, now: datetime) -> ClaimedCode | None:
+    """Take the client's code ``code``, unused and unexpired: on SQLite claim it atomically
+    (``UPDATE ... RETURNING`` claims and loads it in one statement); on PostgreSQL read it,
+    for :func:`redeem_code` to claim. A code used before revokes what its first use got."""
+    code_hash = hash_token(code)
+    params = {"claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now}
+    if tokens.rotates_in_one_statement():
+        taken = driversql.one_statement(_PEEK_CODE, params, ClaimedCode)
+    else:
+        taken = driversql.rows(database.connection(), _CLAIM_CODE, params, ClaimedCode)
+    if taken:
+        return taken[0]  # type: ignore[no-any-return]
+    _replayed(code_hash, client)
+    return None
+
+
+def redeem_code(code: str, client: Client, now: datetime,
+                new_row: dict[str, Any] | None, audit_row: dict[str, Any]) -> None:
+    """Write the exchange of the code ``code`` (taken by :func:`_take_code`): the new refresh
+    token's row ``new_row`` (or none) and the audit event ``audit_row``.
+
+    On PostgreSQL as one statement, which claims the code (unused, live, its user active,
+    checked again under the row's lock) and writes the rest only if it did. A claim that
+    fails wrote nothing: the code was used meanwhile (what a second use does follows) or its
+    user was disabled; either way the code is invalid. Elsewhere the code is already
+    claimed and the rest is written in the request's transaction."""
+    if not tokens.rotates_in_one_statement():
+        if new_row is not None:
+            tokens.store_refresh_token(new_row)
+        audit.record_row(audit_row)
+        return
+    code_hash = hash_token(code)
+    params = {"claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
+              **tokens.claim_then_write_params(audit_row, new_row)}
+    redeemed = driversql.one_statement(
+        _REDEEM_FOR_REFRESH if new_row is not None else _REDEEM_ALONE, params)
+    if not redeemed:
+        _replayed(code_hash, client)
+        raise InvalidGrantError("Invalid 'code' in request.")
+    audit.recorded(audit_row)
 
 
 def refresh_token(request: Any) -> Response:
@@ -410,16 +449,9 @@ def refresh_token(request: Any) -> Response:
     (with the answer sealed for the reuse grace). What it writes is
     committed by ``endpoints.token`` with a 200 and rolled back otherwise, so a refused
     request (a narrower scope not held, a session that ended) does not burn the token."""
-    server = current_app.extensions["sso_authorization_server"]
-    try:
-        client = _client_for(server, request, ALL_AUTH_METHODS, "refresh_token")
-        presented = request.form.get("refresh_token")
-        if presented is None:
-            raise InvalidRequestError("Missing 'refresh_token' in request.")
-        token = _refresh(client, presented, request.payload.scope)
-    except OAuth2Error as error:
-        return server.handle_error_response(request, error)  # type: ignore[no-any-return]
-    return server.handle_response(200, token, JSON_NO_STORE)  # type: ignore[no-any-return]
+    return _answer(request, "refresh_token", "refresh_token",
+                   lambda client, presented: _refresh(client, presented,
+                                                      request.payload.scope))
 
 
 def _refresh(client: Client, presented: str, requested_scope: str | None) -> dict[str, Any]:
@@ -441,9 +473,7 @@ def _refresh(client: Client, presented: str, requested_scope: str | None) -> dic
                        auth_time=row.auth_time, acr=row.acr, amr=list(row.amr or []))
     service = token_service()
     jti = new_token(nbytes=16)
-    access, access_expires = service.access_token(client, user, scope, facts, jti, now)
-    token: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
-                             "expires_in": service.access_ttl_for(client), "scope": scope}
+    token, access_expires = access_answer(client, user, scope, facts, jti, now)
     # RFC 6749 §6: the new refresh token keeps the original scope even if this access token
     # asked for less.
     refresh, new_row = service.new_refresh_token(
@@ -453,8 +483,8 @@ def _refresh(client: Client, presented: str, requested_scope: str | None) -> dic
     if issues_refresh:
         token["refresh_token"] = refresh
     if is_openid_scope(scope):
-        token["id_token"] = service.id_token(client, user, scope, facts, access, now,
-                                             include_nonce=False)
+        token["id_token"] = service.id_token(client, user, scope, facts,
+                                             token["access_token"], now, include_nonce=False)
     # The answer is sealed for a retry of the old token within the grace: kept by the new
     # token's row, or by the old one where no new token is issued (the session ends now).
     sealed = tokens.seal(token) if current_app.config.get("REFRESH_REUSE_GRACE", 10) else None
@@ -526,10 +556,7 @@ def client_credentials(request: Any) -> Response:
         scope = _service_scope(client, request.payload.scope)
     except OAuth2Error as error:
         return server.handle_error_response(request, error)  # type: ignore[no-any-return]
-    service = token_service()
-    access, _ = service.access_token(client, None, scope, None, new_token(nbytes=16), utcnow())
-    token = {"access_token": access, "token_type": "Bearer",
-             "expires_in": service.access_ttl_for(client), "scope": scope}
+    token, _ = access_answer(client, None, scope, None, new_token(nbytes=16), utcnow())
     return server.handle_response(200, token, JSON_NO_STORE)  # type: ignore[no-any-return]
 
 

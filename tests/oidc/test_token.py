@@ -72,6 +72,43 @@ def test_expired_code_is_invalid_grant(flow: Flow, app: Any) -> None:
     _error(flow.token(code), 400, "invalid_grant")
 
 
+def test_a_code_whose_user_was_disabled_gets_no_tokens_and_stays_unused(flow: Flow,
+                                                                        app: Any) -> None:
+    from sso.extensions import db
+    from sso.users.service import find_by_login
+
+    def set_status(status: str) -> None:
+        with app.app_context():
+            find_by_login("alice").status = status
+            db.session.commit()
+
+    code = flow.authorize()["code"]
+    set_status("disabled")
+    body = _error(flow.token(code), 400, "invalid_grant")
+    assert "user" in body["error_description"] or "code" in body["error_description"]
+    set_status("active")
+    assert flow.token(code).status_code == 200  # the refusal did not burn the code
+
+
+def test_a_code_of_an_ended_session_gets_no_refresh_token(flow: Flow, app: Any) -> None:
+    """The code's tokens are issued (the user was signed in when it was issued), but no
+    refresh token outlives the SSO session it is bound to."""
+    from sqlalchemy import update
+
+    from sso.extensions import db
+    from sso.sessions.models import SSOSession
+
+    code = flow.authorize()["code"]
+    with app.app_context():
+        db.session.execute(update(SSOSession).values(ended_at=SSOSession.created_at))
+        db.session.commit()
+    response = flow.token(code)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert "access_token" in body and "id_token" in body
+    assert "refresh_token" not in body
+
+
 def test_code_of_another_client_is_invalid_grant(flow: Flow, make_client: Any) -> None:
     code = flow.authorize()["code"]
     crm = make_client("CRM", redirect_uris=[flow.app_client.redirect_uri])
@@ -233,6 +270,24 @@ def test_verifier_without_a_challenge_is_refused(flow: Flow) -> None:
     _error(flow.token(code, verifier=verifier), 400, "invalid_request")
 
 
+def test_a_client_made_public_must_prove_its_code_with_a_verifier(flow: Flow,
+                                                                   app: Any) -> None:
+    """RFC 7636 §4.6 as Authlib's PKCE extension applies it: a public client always sends
+    a verifier, even for a code asked for without a challenge while it was confidential."""
+    from sso.extensions import db
+    from sso.oidc.models import Client
+
+    code = flow.authorize(code_challenge=None, code_challenge_method=None)["code"]
+    with app.app_context():
+        db.session.get(Client, flow.app_client.client_id).token_endpoint_auth_method = "none"
+        db.session.commit()
+    response = flow.http.post("/token", data={
+        "grant_type": "authorization_code", "code": code,
+        "client_id": flow.app_client.client_id, "redirect_uri": flow.params["redirect_uri"]})
+    body = _error(response, 400, "invalid_request")
+    assert "code_verifier" in body["error_description"]
+
+
 def test_public_client_cannot_use_a_secret_it_does_not_have(client: Any, spa: Any,
                                                             alice: Any) -> None:
     flow = Flow(client, spa)
@@ -295,21 +350,21 @@ def test_client_credentials_refuses_scopes_not_registered(client: Any, service: 
 def _between_read_and_claim(app: Any, monkeypatch: pytest.MonkeyPatch, meanwhile: Any) -> None:
     """Run ``meanwhile`` (in a thread of its own, with its own connections) once, after the
     next exchange has read its code and before the statement that claims it (PostgreSQL)."""
-    from sso.oidc.grants import AuthorizationCodeGrant
+    from sso.oidc import grants
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         pytest.skip("on SQLite the code is claimed when taken, in the request's transaction")
-    save = AuthorizationCodeGrant.save_token
+    redeem = grants.redeem_code
     pending = [meanwhile]
 
-    def interleaved(self: Any, token: dict[str, Any]) -> None:
+    def interleaved(*args: Any) -> None:
         while pending:
             thread = threading.Thread(target=pending.pop())
             thread.start()
             thread.join()
-        save(self, token)
+        redeem(*args)
 
-    monkeypatch.setattr(AuthorizationCodeGrant, "save_token", interleaved)
+    monkeypatch.setattr(grants, "redeem_code", interleaved)
 
 
 def _exchange(app: Any, flow: Flow, code: str) -> Any:

@@ -120,8 +120,8 @@ def test_rows_of_a_named_type_must_name_the_columns_in_order(ctx: None, erp: Any
                           *tokens.read_along("authorization_codes")).where(
         _CODES.c.code_hash == bindparam("wanted"))
     code, = driversql.rows(connection, read_claimed, {"wanted": "c" * 64}, ClaimedCode)
-    assert isinstance(code, ClaimedCode) and code.get_amr() == ["pwd", "otp"]
-    assert code.get_redirect_uri() is None  # the request did not name it
+    assert isinstance(code, ClaimedCode) and code.amr == ["pwd", "otp"]
+    assert code.redirect_uri_given is False  # the request did not name it
     assert code.user_username == alice.username and code.user_updated_at.tzinfo is not None
     assert code.session_expires_at is None  # the code names no session
     wrong = namedtuple("Wrong", ["code_hash", "scope"])  # noqa: PYI024
