@@ -11,7 +11,7 @@ from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
@@ -29,7 +29,7 @@ from authlib.oauth2.rfc7636.challenge import (
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import Boolean, and_, bindparam, case, exists, null, or_, select
 from werkzeug.wrappers import Response
 
 from .. import audit, database, driversql
@@ -207,7 +207,7 @@ _CLAIM_CODE = (
 )
 
 
-#: The code as the claim would return it, read where :func:`redeem_code` claims (PostgreSQL).
+#: The code as its claim would return it: why :data:`_EXCHANGE` claimed nothing (:func:`_refused`).
 _PEEK_CODE = (
     select(*(_CODES.c[name] for name in CLAIMED_CODE_COLUMNS),
            *tokens.read_along("authorization_codes"))
@@ -215,19 +215,78 @@ _PEEK_CODE = (
 )
 
 
-def _redemption(with_new_token: bool) -> Any:
+#: A code's row as :data:`_EXCHANGE` returns it: :class:`ClaimedCode`'s columns, then whether
+#: the exchange wrote a refresh token.
+ExchangedCode = namedtuple(  # noqa: PYI024
+    "ExchangedCode", (*ClaimedCode._fields, "refreshed"))
+
+
+def _exchange_statement() -> Any:
+    """The whole of a code's exchange as one PostgreSQL statement (:func:`_exchange_at_once`):
+    the claim of the client's code, unused, unexpired, its user active, the redirect URI
+    and the PKCE verifier matching (:func:`_checked`'s checks, as a ``WHERE``); the audit
+    event; and, ``with_refresh``, the grant's first refresh token, whose lifetime is
+    ``tokens.refresh_expiry`` and which is written only if it would outlive the request. It
+    returns the code's columns with its user's and session's (``tokens.joined_along``).
+    Parameters: ``claimed_*`` as :data:`_UNUSED_CODE`, ``given_redirect_uri``,
+    ``verifier_challenge`` (the verifier's S256, NULL if none or malformed),
+    ``unverified_allowed`` (no verifier, and a confidential client), ``audit_*`` but the
+    user, ``new_token_hash``, ``access_expires_at``, ``with_refresh``, and the lifetimes of
+    ``tokens.refresh_expiry``. Kept under psycopg's 4,096 characters and 50 parameters,
+    past which it would parse the statement again on every execution
+    (``tests/perf/test_statements.py``)."""
+    codes = _CODES
     claimed = (
-        _CODES.update()
-        .where(*_UNUSED_CODE, tokens.user_active(_CODES))
+        codes.update()
+        .where(*_UNUSED_CODE, tokens.user_active(codes),
+               or_(codes.c.redirect_uri_given.is_(False),
+                   codes.c.redirect_uri == bindparam("given_redirect_uri",
+                                                     type_=codes.c.redirect_uri.type)),
+               or_(codes.c.code_challenge == bindparam("verifier_challenge",
+                                                       type_=codes.c.code_challenge.type),
+                   and_(codes.c.code_challenge.is_(None),
+                        bindparam("unverified_allowed", type_=Boolean))))
         .values(consumed_at=bindparam("claimed_at"))
-        .returning(_CODES.c.code_hash)
-        .cte("claimed")
+        .returning(*(codes.c[name] for name in CLAIMED_CODE_COLUMNS), codes.c.consumed_at)
+        .cte("code")
     )
-    return tokens.claim_then_write(claimed, with_new_token)
+    events = audit.AuditEvent.__table__
+    audited = events.insert().from_select(list(audit.COLUMNS), select(*(
+        claimed.c.user_id if name == "user_id"
+        else bindparam(f"audit_{name}", type_=events.c[name].type)
+        for name in audit.COLUMNS))).cte("audited")
+    # The new refresh token's session and end, worked out once from the code and its session.
+    session_rows = SSOSession.__table__
+    now = claimed.c.consumed_at
+    lifetime = select(
+        case((tokens.is_offline(claimed.c.scope), null()),
+             else_=claimed.c.session_id).label("session_id"),
+        tokens.refresh_expiry(now, claimed.c.scope, claimed.c.auth_time, claimed.c.session_id,
+                              session_rows.c.ended_at, session_rows.c.expires_at
+                              ).label("expires_at"),
+    ).select_from(claimed.outerjoin(session_rows, session_rows.c.id == claimed.c.session_id)
+                  ).cte("lifetime")
+    refresh_tokens = RefreshToken.__table__
+    refreshed = (
+        refresh_tokens.insert()
+        .from_select([name for name in tokens.NEW_REFRESH_COLUMNS if name != "answer"], select(
+            bindparam("new_token_hash", type_=refresh_tokens.c.token_hash.type),
+            claimed.c.grant_id, claimed.c.client_id, claimed.c.user_id, lifetime.c.session_id,
+            claimed.c.scope, claimed.c.auth_time, claimed.c.acr, claimed.c.amr,
+            claimed.c.grant_id,
+            bindparam("access_expires_at", type_=refresh_tokens.c.access_expires_at.type),
+            now, lifetime.c.expires_at,
+        ).where(bindparam("with_refresh", type_=Boolean), lifetime.c.expires_at > now))
+        .returning(refresh_tokens.c.id)
+        .cte("refreshed")
+    )
+    joined, along = tokens.joined_along(claimed)
+    return (select(*(claimed.c[name] for name in CLAIMED_CODE_COLUMNS), *along,
+                   exists(select(refreshed.c.id)).label("refreshed"))
+            .select_from(joined).add_cte(audited))
 
 
-_REDEEM_FOR_REFRESH = _redemption(with_new_token=True)
-_REDEEM_ALONE = _redemption(with_new_token=False)
+_EXCHANGE = _exchange_statement()
 
 
 def _issue_code() -> Any:
@@ -311,12 +370,13 @@ def authorization_code(request: Any) -> Response:
     ``grant_type=authorization_code`` here; Authlib's grant only handles the authorization
     request). It checks what Authlib's grant and its PKCE and OpenID extensions checked, in
     their order and with their errors: the client, authenticated by the server's one client
-    authentication and allowed the grant; the code, taken once (:func:`_take_code`); the
-    redirect URI, exactly the one the code was issued for if it was given; the code verifier
-    against the code's challenge (required of a public client); the user, active. What it
-    writes (the code claimed, the refresh token's row, the audit row) is committed by
-    ``endpoints.token`` with a 200 and rolled back otherwise, so a refused exchange does not
-    burn the code; on PostgreSQL it is one statement (:func:`redeem_code`)."""
+    authentication and allowed the grant; the code, taken once; the redirect URI, exactly
+    the one the code was issued for if it was given; the code verifier against the code's
+    challenge (required of a public client); the user, active (:func:`_checked`). A refused
+    exchange writes nothing and does not burn the code: on SQLite its claim is rolled back
+    with the request's transaction (:func:`_exchange_in_steps`), on PostgreSQL the one
+    statement that claims the code makes the same checks and writes only if they pass
+    (:func:`_exchange_at_once`)."""
     return _answer(request, "authorization_code", "code",
                    lambda client, code: _exchange(client, request, code))
 
@@ -341,9 +401,120 @@ def _answer(request: Any, grant_type: str, parameter: str,
 
 def _exchange(client: Client, request: Any, code: str) -> dict[str, Any]:
     now = utcnow()
-    taken = _take_code(code, client, now) if code and len(code) <= 128 else None
-    if taken is None:
+    if not code or len(code) > 128:
         raise InvalidGrantError("Invalid 'code' in request.")
+    code_hash = hash_token(code)
+    exchange = (_exchange_at_once if tokens.rotates_in_one_statement()
+                else _exchange_in_steps)
+    taken, user, refresh = exchange(client, request, code_hash, now)
+    facts = _facts_of(taken)
+    # The grant's first access token is named by the grant: a second use of the code
+    # revokes it by that name (tokens.revoke_family).
+    token, _ = access_answer(client, user, taken.scope, facts, taken.grant_id, now)
+    if refresh is not None:
+        token["refresh_token"] = refresh
+    if is_openid_scope(taken.scope):
+        token["id_token"] = token_service().id_token(client, user, taken.scope, facts,
+                                                     token["access_token"], now)
+    return token
+
+
+def _facts_of(taken: ClaimedCode) -> GrantFacts:
+    return GrantFacts(grant_id=taken.grant_id, session_id=taken.session_id,
+                      auth_time=taken.auth_time, acr=taken.acr, amr=list(taken.amr or []),
+                      nonce=taken.nonce)
+
+
+def _exchange_in_steps(client: Client, request: Any, code_hash: str, now: datetime
+                       ) -> tuple[ClaimedCode, TokenUser, str | None]:
+    """The exchange where statements cost no round trip (SQLite): the code claimed
+    atomically (``UPDATE ... RETURNING`` claims and loads it), checked, then the refresh
+    token and the audit event written, all in the request's transaction, which is rolled
+    back if the exchange is refused. The code, its user and the refresh token issued, if
+    any."""
+    claimed = driversql.rows(database.connection(), _CLAIM_CODE, {
+        "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now},
+        ClaimedCode)
+    if not claimed:
+        _replayed(code_hash, client)
+        raise InvalidGrantError("Invalid 'code' in request.")
+    taken = claimed[0]
+    user, session_expires = _checked(taken, request, now)
+    refresh = None
+    if client.check_grant_type("refresh_token"):
+        if taken.session_id and session_expires is None:
+            session_expires = now  # the session has ended: no refresh token outlives it
+        service = token_service()
+        refresh, row = service.new_refresh_token(
+            client, user, taken.scope, _facts_of(taken), taken.grant_id,
+            service.access_expiry(client, now), now, session_expires)
+        if row["expires_at"] > now:
+            tokens.store_refresh_token(row)
+        else:
+            refresh = None
+    audit.record_row(audit.row("token.issue", origin=origin(), user_id=user.id,
+                               client_id=client.client_id, grant="authorization_code"))
+    return taken, user, refresh
+
+
+def _exchange_at_once(client: Client, request: Any, code_hash: str, now: datetime
+                      ) -> tuple[ClaimedCode, TokenUser, str | None]:
+    """The exchange as one PostgreSQL statement (:data:`_EXCHANGE`, in autocommit): one
+    round trip, where a read of the code and then its claim with the writes took two. It
+    checks in SQL what :func:`_checked` checks; when it claims nothing, :func:`_refused`
+    finds out why and answers as the steps would have. The code, its user and the refresh
+    token issued, if any."""
+    service = token_service()
+    verifier = request.form.get("code_verifier")
+    refresh = new_token(tokens.REFRESH_PREFIX)
+    online_until, offline_until = service.refresh_lifetimes(client, now)
+    audit_row = audit.row("token.issue", origin=origin(), client_id=client.client_id,
+                          grant="authorization_code")
+    params = {
+        "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
+        "given_redirect_uri": request.payload.redirect_uri,
+        "verifier_challenge": (create_s256_code_challenge(verifier)
+                               if verifier and CODE_VERIFIER_PATTERN.match(verifier) else None),
+        "unverified_allowed": not verifier and request.auth_method != "none",
+        "with_refresh": client.check_grant_type("refresh_token"),
+        "new_token_hash": hash_token(refresh),
+        "access_expires_at": service.access_expiry(client, now),
+        "online_until": online_until, "offline_until": offline_until,
+        "offline_max": service.offline_max or None,
+        **{f"audit_{name}": audit_row[name] for name in audit.COLUMNS if name != "user_id"},
+    }
+    exchanged = driversql.one_statement(_EXCHANGE, params, ExchangedCode)
+    if not exchanged:
+        _refused(code_hash, client, request, now)
+    taken = ClaimedCode._make(exchanged[0][:-1])
+    audit_row["user_id"] = taken.user_id
+    audit.recorded(audit_row)
+    user, _ = tokens.claimed_user_and_session_expiry(taken, now)
+    if user is None:  # the statement claimed the code only if its user was active
+        raise InvalidGrantError("There is no 'user' for this code.")
+    return taken, user, refresh if exchanged[0].refreshed else None
+
+
+def _refused(code_hash: str, client: Client, request: Any, now: datetime) -> NoReturn:
+    """Why :data:`_EXCHANGE` claimed nothing, answered as :func:`_exchange_in_steps` would:
+    the error of the check that fails on the client's live, unused code; else (no such
+    code, or it was used meanwhile) an invalid code, a second use revoking what the first
+    got."""
+    found = driversql.one_statement(_PEEK_CODE, {
+        "claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now},
+        ClaimedCode)
+    if found:
+        _checked(found[0], request, now)
+    _replayed(code_hash, client)
+    raise InvalidGrantError("Invalid 'code' in request.")
+
+
+def _checked(taken: ClaimedCode, request: Any, now: datetime
+             ) -> tuple[TokenUser, datetime | None]:
+    """The checks of a code's exchange after the code itself, in Authlib's order and with
+    its errors: the redirect URI, exactly the one the code was issued for if it was given;
+    the code verifier (:func:`_check_code_verifier`); the user, active. The user and the
+    end of the code's SSO session if it is live."""
     if taken.redirect_uri_given and request.payload.redirect_uri != taken.redirect_uri:
         raise InvalidGrantError("Invalid 'redirect_uri' in request.")
     _check_code_verifier(taken.code_challenge, request.form.get("code_verifier"),
@@ -351,30 +522,7 @@ def _exchange(client: Client, request: Any, code: str) -> dict[str, Any]:
     user, session_expires = tokens.claimed_user_and_session_expiry(taken, now)
     if user is None:
         raise InvalidGrantError("There is no 'user' for this code.")
-    scope = taken.scope
-    facts = GrantFacts(grant_id=taken.grant_id, session_id=taken.session_id,
-                       auth_time=taken.auth_time, acr=taken.acr, amr=list(taken.amr or []),
-                       nonce=taken.nonce)
-    # The grant's first access token is named by the grant: a second use of the code
-    # revokes it by that name (tokens.revoke_family).
-    token, access_expires = access_answer(client, user, scope, facts, taken.grant_id, now)
-    new_row = None
-    if client.check_grant_type("refresh_token"):
-        if taken.session_id and session_expires is None:
-            session_expires = now  # the session has ended: no refresh token outlives it
-        refresh, new_row = token_service().new_refresh_token(
-            client, user, scope, facts, taken.grant_id, access_expires, now, session_expires)
-        if new_row["expires_at"] > now:
-            token["refresh_token"] = refresh
-        else:
-            new_row = None
-    redeem_code(code, client, now, new_row, audit.row(
-        "token.issue", origin=origin(), user_id=user.id, client_id=client.client_id,
-        grant="authorization_code"))
-    if is_openid_scope(scope):
-        token["id_token"] = token_service().id_token(client, user, scope, facts,
-                                                     token["access_token"], now)
-    return token
+    return user, session_expires
 
 
 def _check_code_verifier(challenge: str | None, verifier: str | None, public: bool) -> None:
@@ -393,48 +541,6 @@ def _check_code_verifier(challenge: str | None, verifier: str | None, public: bo
         raise InvalidRequestError("Invalid 'code_verifier'")
     if not hmac.compare_digest(create_s256_code_challenge(verifier), challenge):
         raise InvalidGrantError("Code challenge failed.")
-
-
-def _take_code(code: str, client: Client, now: datetime) -> ClaimedCode | None:
-    """Take the client's code ``code``, unused and unexpired: on SQLite claim it atomically
-    (``UPDATE ... RETURNING`` claims and loads it in one statement); on PostgreSQL read it,
-    for :func:`redeem_code` to claim. A code used before revokes what its first use got."""
-    code_hash = hash_token(code)
-    params = {"claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now}
-    if tokens.rotates_in_one_statement():
-        taken = driversql.one_statement(_PEEK_CODE, params, ClaimedCode)
-    else:
-        taken = driversql.rows(database.connection(), _CLAIM_CODE, params, ClaimedCode)
-    if taken:
-        return taken[0]  # type: ignore[no-any-return]
-    _replayed(code_hash, client)
-    return None
-
-
-def redeem_code(code: str, client: Client, now: datetime,
-                new_row: dict[str, Any] | None, audit_row: dict[str, Any]) -> None:
-    """Write the exchange of the code ``code`` (taken by :func:`_take_code`): the new refresh
-    token's row ``new_row`` (or none) and the audit event ``audit_row``.
-
-    On PostgreSQL as one statement, which claims the code (unused, live, its user active,
-    checked again under the row's lock) and writes the rest only if it did. A claim that
-    fails wrote nothing: the code was used meanwhile (what a second use does follows) or its
-    user was disabled; either way the code is invalid. Elsewhere the code is already
-    claimed and the rest is written in the request's transaction."""
-    if not tokens.rotates_in_one_statement():
-        if new_row is not None:
-            tokens.store_refresh_token(new_row)
-        audit.record_row(audit_row)
-        return
-    code_hash = hash_token(code)
-    params = {"claimed_hash": code_hash, "claimed_by": client.client_id, "claimed_at": now,
-              **tokens.claim_then_write_params(audit_row, new_row)}
-    redeemed = driversql.one_statement(
-        _REDEEM_FOR_REFRESH if new_row is not None else _REDEEM_ALONE, params)
-    if not redeemed:
-        _replayed(code_hash, client)
-        raise InvalidGrantError("Invalid 'code' in request.")
-    audit.recorded(audit_row)
 
 
 def refresh_token(request: Any) -> Response:

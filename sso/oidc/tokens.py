@@ -21,7 +21,10 @@ from typing import Any
 import orjson
 from flask import current_app
 from sqlalchemy import (
+    Interval,
+    and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -156,6 +159,10 @@ class TokenService:
     def access_ttl_for(self, client: Client) -> int:
         return client.access_token_ttl or self.access_ttl
 
+    def access_expiry(self, client: Client, now: datetime) -> datetime:
+        """When an access token issued to ``client`` at ``now`` expires."""
+        return now + timedelta(seconds=self.access_ttl_for(client))
+
     def id_ttl_for(self, client: Client) -> int:
         return client.id_token_ttl or self.id_ttl
 
@@ -167,7 +174,7 @@ class TokenService:
     ) -> tuple[str, datetime]:
         iat = int(now.timestamp())
         ttl = self.access_ttl_for(client)
-        expires = now + timedelta(seconds=ttl)
+        expires = self.access_expiry(client, now)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": user.subject if user else client.client_id,
@@ -283,6 +290,15 @@ class TokenService:
 
     # Refresh tokens.
 
+    def refresh_lifetimes(self, client: Client, now: datetime) -> tuple[datetime, datetime]:
+        """When a refresh token issued ``now`` to ``client`` would expire, before the bounds
+        of its grant: bound to the SSO session, and offline (the app's own lifetime wins
+        for both). :meth:`new_refresh_token` applies the bounds; ``refresh_expiry`` is the
+        same rule in SQL."""
+        own = client.refresh_token_ttl
+        return (now + timedelta(seconds=own or self.refresh_ttl),
+                now + timedelta(seconds=own or self.offline_ttl))
+
     def new_refresh_token(
         self, client: Client, user: User | TokenUser, scope: str, facts: GrantFacts,
         access_jti: str, access_expires_at: datetime, now: datetime,
@@ -295,15 +311,15 @@ class TokenService:
         names it in the claim of its predecessor)."""
         token = token or new_token(REFRESH_PREFIX)
         offline = "offline_access" in scope.split()
-        own = client.refresh_token_ttl  # the app's, for both kinds
+        online_until, offline_until = self.refresh_lifetimes(client, now)
         if offline:
-            expires = now + timedelta(seconds=own or self.offline_ttl)
+            expires = offline_until
             if self.offline_max:
                 # Sliding, but never past the absolute end counted from the sign-in that
                 # began the grant (every link of the family carries its auth_time).
                 expires = min(expires, facts.auth_time + self.offline_max)
         else:
-            expires = now + timedelta(seconds=own or self.refresh_ttl)
+            expires = online_until
             if session_expires_at is not None:
                 expires = min(expires, session_expires_at)
         row = {
@@ -482,6 +498,19 @@ def read_along(claimed: str) -> list[Any]:
             _read_along(claimed, sessions, "expires_at", "session_id", "session_expires_at")]
 
 
+def joined_along(claimed: Any) -> tuple[Any, list[Any]]:
+    """What :func:`read_along` reads, for a statement that selects from ``claimed`` (a
+    CTE of a claimed row with ``user_id`` and ``session_id``) rather than returning from
+    the claim: ``claimed`` joined to the user and the SSO session, and their columns under
+    the same names. A join reads each row once, where the subqueries read it per column."""
+    users, sessions = User.__table__, SSOSession.__table__
+    joined = (claimed.join(users, users.c.id == claimed.c.user_id)
+              .outerjoin(sessions, sessions.c.id == claimed.c.session_id))
+    return joined, [*(users.c[column].label(f"user_{column}") for column in _TOKEN_USER_COLUMNS),
+                    sessions.c.ended_at.label("session_ended_at"),
+                    sessions.c.expires_at.label("session_expires_at")]
+
+
 #: The names :func:`read_along` gives its columns, in order.
 READ_ALONG = (*(f"user_{column}" for column in _TOKEN_USER_COLUMNS), "session_ended_at",
               "session_expires_at")
@@ -535,6 +564,33 @@ def claim_then_write(claimed: Any, with_new_token: bool) -> Any:
         return select(*claimed.c).add_cte(audited)
     return (written(_REFRESH_TABLE, NEW_REFRESH_COLUMNS, "new_")
             .add_cte(claimed, audited).returning(_REFRESH_TABLE.c.id))
+
+
+def refresh_expiry(now: Any, scope: Any, auth_time: Any, session_id: Any,
+                   session_ended_at: Any, session_expires_at: Any) -> Any:
+    """:meth:`TokenService.new_refresh_token`'s expiry as SQL, for the grant's first refresh
+    token written by the statement that claims its code, from the code's columns and its
+    session's: ``online_until`` and ``offline_until`` (:meth:`TokenService.refresh_lifetimes`),
+    ``offline_max`` (an interval, NULL for none: ``least`` passes over a NULL) as
+    parameters, ``now`` the moment of the claim. ``tests/oidc/test_lifetimes.py`` holds the
+    two to the same answers."""
+    moment = _REFRESH_TABLE.c.expires_at.type
+    online_until = bindparam("online_until", type_=moment)
+    live_session_end = case(
+        (and_(session_ended_at.is_(None), session_expires_at > now), session_expires_at),
+        else_=now)
+    return case(
+        (is_offline(scope), func.least(bindparam("offline_until", type_=moment),
+                                       auth_time + bindparam("offline_max", type_=Interval))),
+        (session_id.is_(None), online_until),
+        else_=func.least(online_until, live_session_end))
+
+
+def is_offline(scope: Any) -> Any:
+    """SQL: whether the scope ``scope`` (a column) holds ``offline_access``, word for word as
+    ``"offline_access" in scope.split()``."""
+    return literal_column("'offline_access'") == func.any(
+        func.regexp_split_to_array(scope, literal_column(r"'\s+'")))
 
 
 def claim_then_write_params(audit_row: dict[str, Any],

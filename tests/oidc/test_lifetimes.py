@@ -127,3 +127,85 @@ def test_no_app_lifetime_outlives_a_retired_signing_key(app: Flask,
     monkeypatch.setitem(app.config, "KEY_RETIREMENT_GRACE", 3600)
     with app.app_context(), pytest.raises(ClientError, match="60 to 3600 seconds"):
         create_client("X", ["https://x.example.com/cb"], lifetimes={"access_token_ttl": 7200})
+
+
+# A refresh token's lifetime within its grant's bounds: on PostgreSQL the code's exchange
+# writes the grant's first refresh token in SQL (``tokens.refresh_expiry``), on SQLite in
+# Python (``TokenService.new_refresh_token``), and a refresh always in Python. These hold
+# both to the same rule.
+
+
+def _session_of(app: Flask) -> Any:
+    from sso.extensions import db
+    from sso.sessions.models import SSOSession
+
+    with app.app_context():
+        session = db.session.scalars(select(SSOSession).order_by(
+            SSOSession.created_at.desc())).first()
+        db.session.expunge(session)
+        return session
+
+
+def test_a_refresh_token_lives_its_lifetime_within_a_longer_session(app: Flask,
+                                                                    flow: Flow) -> None:
+    body = flow.token(flow.authorize(scope="openid")["code"]).get_json()
+    row = _refresh_row(app, flow.app_client.client_id)
+    session = _session_of(app)
+    assert row.session_id == session.id
+    # REFRESH_TOKEN_TTL (a day) ends after the session (SSO_SESSION_TTL, twelve hours).
+    assert row.expires_at == session.expires_at
+    renewed = _refresh_row_after(app, flow, body["refresh_token"])
+    assert renewed.expires_at == session.expires_at
+
+
+def test_a_refresh_token_ends_with_its_session_or_its_lifetime(app: Flask, flow: Flow,
+                                                               monkeypatch: Any) -> None:
+    monkeypatch.setattr(app.extensions["sso_tokens"], "refresh_ttl", 600)
+    body = flow.token(flow.authorize(scope="openid")["code"]).get_json()
+    row = _refresh_row(app, flow.app_client.client_id)
+    assert row.expires_at - row.created_at == timedelta(seconds=600)
+    assert row.expires_at < _session_of(app).expires_at
+    renewed = _refresh_row_after(app, flow, body["refresh_token"])
+    assert renewed.expires_at - renewed.created_at == timedelta(seconds=600)
+
+
+def test_an_offline_refresh_token_lives_its_lifetime_up_to_the_offline_maximum(
+        app: Flask, flow: Flow, monkeypatch: Any) -> None:
+    service = app.extensions["sso_tokens"]
+    body = flow.token(flow.authorize(scope="openid offline_access")["code"]).get_json()
+    row = _refresh_row(app, flow.app_client.client_id)
+    assert row.session_id is None
+    assert row.expires_at - row.created_at == timedelta(seconds=service.offline_ttl)
+    # Capped: never past the sign-in that began the grant plus SSO_OFFLINE_MAX_DAYS.
+    monkeypatch.setattr(service, "offline_max", timedelta(hours=2, seconds=0.5))
+    body = flow.token(flow.authorize(scope="offline_access openid")["code"]).get_json()
+    row = _refresh_row(app, flow.app_client.client_id)
+    assert row.expires_at == row.auth_time + timedelta(hours=2, seconds=0.5)
+    renewed = _refresh_row_after(app, flow, body["refresh_token"])
+    assert renewed.expires_at == row.auth_time + timedelta(hours=2, seconds=0.5)
+
+
+def test_a_code_of_an_ended_session_gets_no_refresh_token_but_an_offline_one(
+        app: Flask, flow: Flow) -> None:
+    from sqlalchemy import update
+
+    from sso.extensions import db
+    from sso.sessions.models import SSOSession
+
+    online = flow.authorize(scope="openid")["code"], flow.verifier
+    offline = flow.authorize(scope="openid offline_access")["code"], flow.verifier
+    with app.app_context():
+        db.session.execute(update(SSOSession).values(ended_at=SSOSession.created_at))
+        db.session.commit()
+    online_answer = flow.token(*online).get_json()
+    assert "access_token" in online_answer and "refresh_token" not in online_answer
+    assert "refresh_token" in flow.token(*offline).get_json()
+    assert _refresh_row(app, flow.app_client.client_id).session_id is None
+
+
+def _refresh_row_after(app: Flask, flow: Flow, refresh_token: str) -> Any:
+    answer = flow.http.post("/token", data={"grant_type": "refresh_token",
+                                            "refresh_token": refresh_token},
+                            headers=basic(flow.app_client))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return _refresh_row(app, flow.app_client.client_id)
