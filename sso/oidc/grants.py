@@ -142,9 +142,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         """Write the code and its audit event: on PostgreSQL as one statement
         (``_ISSUE_CODE``), alone if the request has written nothing else (one round trip
-        instead of four: BEGIN, two INSERTs, COMMIT); elsewhere as two plain INSERTs in the
-        request's transaction. The row is only ever read back by the statement that
-        consumes it."""
+        instead of four: BEGIN, two INSERTs, COMMIT), which also makes the nonce's replay
+        check (:meth:`OpenIDCode.exists_nonce`) and writes nothing if the nonce was used;
+        elsewhere as two plain INSERTs in the request's transaction. The row is only ever
+        read back by the statement that consumes it."""
         signed_in: SignedIn = request.user
         session = signed_in.session
         now = utcnow()
@@ -170,8 +171,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         audit_row = audit.row("code.issue", origin=origin(), user_id=signed_in.user.id,
                               client_id=request.client.client_id, session_id=session.id)
         if tokens.rotates_in_one_statement():
-            driversql.one_statement(_ISSUE_CODE, {
-                **values, **{f"audit_{name}": audit_row[name] for name in audit.COLUMNS}})
+            if not driversql.one_statement(_ISSUE_CODE, {
+                    **values, **{f"audit_{name}": audit_row[name] for name in audit.COLUMNS}}):
+                raise InvalidRequestError(NONCE_REPLAYED)
             audit.recorded(audit_row)
             return
         driversql.execute(database.connection(), _INSERT_CODE, values)
@@ -291,24 +293,41 @@ _EXCHANGE = _exchange_statement()
 
 def _issue_code() -> Any:
     """A new code's row (parameters named as its columns) and its audit event's
-    (``audit_*``, the columns of :func:`sso.audit.row`) in one PostgreSQL statement."""
+    (``audit_*``, the columns of :func:`sso.audit.row`) in one PostgreSQL statement, both
+    written only if no code of the client has the same nonce (a code without one is
+    always written: ``nonce = NULL`` is never true). It returns the code's hash, or no row
+    for a replayed nonce."""
+    columns = [column for column in _CODES.c if column.name != "consumed_at"]
+    row = {column.name: bindparam(column.name, type_=column.type) for column in columns}
+    used_nonce = exists().where(_CODES.c.client_id == row["client_id"],
+                                _CODES.c.nonce == row["nonce"])
+    issued = (_CODES.insert()
+              .from_select([column.name for column in columns],
+                           select(*row.values()).where(~used_nonce))
+              .returning(_CODES.c.code_hash)
+              .cte("issued"))
     events = audit.AuditEvent.__table__
-    audited = events.insert().values({
-        name: bindparam(f"audit_{name}", type_=events.c[name].type) for name in audit.COLUMNS
-    }).cte("audited")
-    return (_CODES.insert()
-            .values({column.name: bindparam(column.name, type_=column.type)
-                     for column in _CODES.c if column.name != "consumed_at"})
-            .add_cte(audited)
-            .returning(_CODES.c.code_hash))
+    audited = events.insert().from_select(list(audit.COLUMNS), select(*(
+        bindparam(f"audit_{name}", type_=events.c[name].type) for name in audit.COLUMNS
+    )).select_from(issued)).cte("audited")
+    return select(issued.c.code_hash).add_cte(audited)
 
 
 _ISSUE_CODE = _issue_code()
 
 
+#: Authlib's answer to a replayed nonce (``authlib.oidc.core.grants.util.validate_nonce``).
+NONCE_REPLAYED = "Replay attack"
+
 _NONCE_USED = select(_CODES.c.code_hash).where(
     _CODES.c.client_id == bindparam("nonce_client"), _CODES.c.nonce == bindparam("nonce"),
 ).limit(1)
+
+
+def nonce_used(client_id: str | None, nonce: str | None) -> bool:
+    """Whether the client ``client_id`` has a code with the nonce ``nonce`` (no nonce: no)."""
+    return bool(nonce) and bool(driversql.one_statement(_NONCE_USED, {
+        "nonce_client": client_id, "nonce": nonce}))
 
 
 class S256Challenge(CodeChallenge):
@@ -338,10 +357,15 @@ class OpenIDCode(_OpenIDCode):
     signs its own: :func:`authorization_code`)."""
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
+        """Whether the client has a code with this nonce (OIDC Core §15.5.2). On PostgreSQL
+        the check is deferred to where it costs no round trip of its own (the request's
+        ``nonce_deferred``, set by ``authorize.handle``): the statement that writes the code
+        (``_ISSUE_CODE``), or :func:`nonce_used` before a page is shown to the user."""
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        return bool(driversql.one_statement(_NONCE_USED, {
-            "nonce_client": request.payload.client_id, "nonce": nonce}))
+        if getattr(request, "nonce_deferred", False):
+            return False
+        return nonce_used(request.payload.client_id, nonce)
 
     def process_token(self, grant: Any, response: Any) -> Any:
         _status, token, _headers = response

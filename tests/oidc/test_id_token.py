@@ -123,6 +123,28 @@ def test_a_replayed_nonce_is_refused(flow: Flow) -> None:
     assert "error=invalid_request" in response.headers["Location"]
 
 
+@pytest.mark.parametrize("prompt", [None, "none"])
+def test_a_replayed_nonce_is_refused_before_any_page(flow: Flow, app: Any,
+                                                     prompt: str | None) -> None:
+    """Refused before the sign-in page (and before ``login_required`` for ``prompt=none``),
+    as Authlib's check refuses it: on PostgreSQL the check made by the statement that writes
+    a code comes first when the user is not signed in."""
+    flow.authorize(nonce="seen-nonce")
+    stranger = Flow(app.test_client(), flow.app_client)  # no SSO session
+    params = stranger.authorize_params(nonce="seen-nonce", prompt=prompt)
+    location = stranger.http.get("/authorize", query_string=params).headers["Location"]
+    assert location.startswith(params["redirect_uri"]), location
+    assert "error=invalid_request" in location, location
+
+
+def test_a_nonce_is_a_replay_only_for_the_same_client(flow: Flow, make_client: Any) -> None:
+    flow.authorize(nonce="shared-nonce")
+    other = Flow(flow.http, make_client("CRM", ["https://crm.example.com/cb"]))
+    assert "code" in other.authorize(nonce="shared-nonce")
+    assert "code" in other.authorize(nonce=None)
+    assert "code" in other.authorize(nonce=None)  # no nonce: never a replay
+
+
 @pytest.mark.parametrize("scope", ["openid", "openid profile"])
 def test_no_nonce_no_nonce_claim(flow: Flow, scope: str) -> None:
     body = flow.token(flow.authorize(nonce=None, scope=scope)["code"]).get_json()

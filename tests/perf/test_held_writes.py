@@ -53,7 +53,7 @@ def _counted(app: Flask, monkeypatch: Any) -> tuple[dict[str, Any], Callable[[],
         seen["checkouts"] += 1
 
     def write(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        words = statement.upper().split()
+        words = statement.upper().replace("(", " ").split()
         if words[0] in ("INSERT", "UPDATE", "DELETE") or (
                 words[0] == "WITH" and {"INSERT", "UPDATE", "DELETE"} & set(words)):
             seen["writers"].add(id(conn.connection.dbapi_connection))
