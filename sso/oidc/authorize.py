@@ -26,7 +26,6 @@ from .clients import policy_of
 from .grants import NONCE_REPLAYED, SignedIn, nonce_used, token_service
 from .models import Client
 from .server import ProtocolRequest, current_request, query_client
-from .tokens import rotates_in_one_statement
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +156,9 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     except OAuth2Error as error:
         return error_response(error, params, _trusted_redirect_uri(params))
     oauth_request: ProtocolRequest = current_request(params)
-    # On PostgreSQL the nonce's replay check is made by the statement that writes the code,
-    # or below before a page is shown: a round trip fewer for a signed-in user.
-    oauth_request.nonce_deferred = rotates_in_one_statement()
+    # The nonce's replay check is made by the statement that writes the code, or below
+    # before a page is shown: a statement fewer for a signed-in user.
+    oauth_request.nonce_deferred = True
     server = current_app.extensions["sso_authorization_server"]
     grant = None
     try:
@@ -191,7 +190,7 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     session, flow_request = passage.current_session_for(flow_request)
     interaction = flow.advance(flow_request, session, now)
     if interaction is not None:
-        if oauth_request.nonce_deferred and nonce_used(client.client_id, params.get("nonce")):
+        if nonce_used(client.client_id, params.get("nonce")):
             return error_response(InvalidRequestError(NONCE_REPLAYED), params,
                                   grant.redirect_uri)
         if not flow_request.interactive:

@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 ALL_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 _CODES = AuthorizationCode.__table__
-_INSERT_CODE = _CODES.insert()
 
 
 #: The columns of a code its exchange reads (``_CLAIM_CODE`` returns these, then the user's
@@ -140,12 +139,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return new_token()
 
     def save_authorization_code(self, code: str, request: Any) -> None:
-        """Write the code and its audit event: on PostgreSQL as one statement
-        (``_ISSUE_CODE``), alone if the request has written nothing else (one round trip
-        instead of four: BEGIN, two INSERTs, COMMIT), which also makes the nonce's replay
-        check (:meth:`OpenIDCode.exists_nonce`) and writes nothing if the nonce was used;
-        elsewhere as two plain INSERTs in the request's transaction. The row is only ever
-        read back by the statement that consumes it."""
+        """Write the code and its audit event, if no code of the client has the request's
+        nonce (the nonce's replay check, :meth:`OpenIDCode.exists_nonce`, is made here): on
+        PostgreSQL as one statement (``_ISSUE_CODE``), alone if the request has written
+        nothing else (one round trip instead of four: BEGIN, two INSERTs, COMMIT); elsewhere
+        as the code's ``INSERT ... SELECT ... WHERE NOT EXISTS`` (``_INSERT_CODE``) and the
+        audit row's INSERT in the request's transaction. The row is only ever read back by
+        the statement that consumes it."""
         signed_in: SignedIn = request.user
         session = signed_in.session
         now = utcnow()
@@ -176,7 +176,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 raise InvalidRequestError(NONCE_REPLAYED)
             audit.recorded(audit_row)
             return
-        driversql.execute(database.connection(), _INSERT_CODE, values)
+        if not driversql.rows(database.connection(), _INSERT_CODE, values):
+            raise InvalidRequestError(NONCE_REPLAYED)
         audit.record_row(audit_row)
 
 def _replayed(code_hash: str, client: Client) -> None:
@@ -291,21 +292,29 @@ def _exchange_statement() -> Any:
 _EXCHANGE = _exchange_statement()
 
 
-def _issue_code() -> Any:
-    """A new code's row (parameters named as its columns) and its audit event's
-    (``audit_*``, the columns of :func:`sso.audit.row`) in one PostgreSQL statement, both
-    written only if no code of the client has the same nonce (a code without one is
-    always written: ``nonce = NULL`` is never true). It returns the code's hash, or no row
-    for a replayed nonce."""
+def _insert_code() -> Any:
+    """A new code's row (parameters named as its columns), written only if no code of the
+    client has the same nonce (a code without one is always written: ``nonce = NULL`` is
+    never true); it returns the code's hash, or no row for a replayed nonce. One statement,
+    so the check and the write cannot be told apart by a concurrent authorization."""
     columns = [column for column in _CODES.c if column.name != "consumed_at"]
     row = {column.name: bindparam(column.name, type_=column.type) for column in columns}
     used_nonce = exists().where(_CODES.c.client_id == row["client_id"],
                                 _CODES.c.nonce == row["nonce"])
-    issued = (_CODES.insert()
-              .from_select([column.name for column in columns],
-                           select(*row.values()).where(~used_nonce))
-              .returning(_CODES.c.code_hash)
-              .cte("issued"))
+    return (_CODES.insert()
+            .from_select([column.name for column in columns],
+                         select(*row.values()).where(~used_nonce))
+            .returning(_CODES.c.code_hash))
+
+
+_INSERT_CODE = _insert_code()
+
+
+def _issue_code() -> Any:
+    """:data:`_INSERT_CODE` and the code's audit event (``audit_*``, the columns of
+    :func:`sso.audit.row`), written with it, in one PostgreSQL statement: the code's hash,
+    or no row (and nothing written) for a replayed nonce."""
+    issued = _INSERT_CODE.cte("issued")
     events = audit.AuditEvent.__table__
     audited = events.insert().from_select(list(audit.COLUMNS), select(*(
         bindparam(f"audit_{name}", type_=events.c[name].type) for name in audit.COLUMNS
@@ -357,10 +366,11 @@ class OpenIDCode(_OpenIDCode):
     signs its own: :func:`authorization_code`)."""
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        """Whether the client has a code with this nonce (OIDC Core §15.5.2). On PostgreSQL
-        the check is deferred to where it costs no round trip of its own (the request's
-        ``nonce_deferred``, set by ``authorize.handle``): the statement that writes the code
-        (``_ISSUE_CODE``), or :func:`nonce_used` before a page is shown to the user."""
+        """Whether the client has a code with this nonce (OIDC Core §15.5.2). At the
+        authorization endpoint the check is deferred to where it costs no statement of its
+        own (the request's ``nonce_deferred``, set by ``authorize.handle``): the statement
+        that writes the code (``_INSERT_CODE``), or :func:`nonce_used` before a page is
+        shown to the user."""
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
         if getattr(request, "nonce_deferred", False):
