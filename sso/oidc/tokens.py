@@ -535,9 +535,20 @@ _CLAIM_REFRESH = (
     .returning(*_TAKEN)
 )
 
-#: :func:`take_refresh_token`'s read where :func:`rotate_refresh_token` claims.
-_PEEK_REFRESH = select(*_TAKEN).where(
-    _REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"), *_LIVE_REFRESH)
+
+
+def _peek_refresh() -> Any:
+    """:func:`take_refresh_token`'s read where :func:`rotate_refresh_token` claims: the
+    columns of ``_TAKEN``, the user and the SSO session joined (:func:`joined_along`)
+    instead of read by a subquery per column. The join to the user drops no row: a refresh
+    token's user is a foreign key that deletes its tokens with it."""
+    joined, along = joined_along(_REFRESH_TABLE)
+    own = _TAKEN[:len(_TAKEN) - len(READ_ALONG)]
+    return (select(*own, *along).select_from(joined)
+            .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"), *_LIVE_REFRESH))
+
+
+_PEEK_REFRESH = _peek_refresh()
 
 
 def user_active(table: Any) -> Any:
