@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, request, session
@@ -157,17 +157,29 @@ def _security_headers(response: Response) -> Response:
     present = {name.lower() for name, _ in headers.items()}
     defaults = list(SECURITY_HEADERS)
     if response.mimetype == "text/html":
-        form_action = " ".join(getattr(g, "csp_form_action", []))
-        img_src = "".join(f" {found}" for found in dict.fromkeys(getattr(g, "csp_img_src", [])))
-        frames = " ".join(dict.fromkeys(getattr(g, "csp_frame_src", [])))
-        defaults += [("Content-Security-Policy",
-                      _CSP.format(form_action=form_action, img_src=img_src,
-                                  frame_src=f"; frame-src {frames}" if frames else "")),
-                     ("Cache-Control", "no-store")]
+        # ``g.get``, not ``getattr``: a name ``g`` lacks raises inside ``getattr`` (a page
+        # that allows nothing more, a redirect's body, lacks all three).
+        form_action = g.get("csp_form_action")
+        img_src = g.get("csp_img_src")
+        frames = g.get("csp_frame_src")
+        policy = (_csp(" ".join(form_action or ()), dict.fromkeys(img_src or ()),
+                       dict.fromkeys(frames or ()))
+                  if form_action or img_src or frames else _DEFAULT_CSP)
+        defaults += [("Content-Security-Policy", policy), ("Cache-Control", "no-store")]
     if current_app.config["SESSION_COOKIE_SECURE"]:
         defaults.append(HSTS)
     headers.extend([pair for pair in defaults if pair[0].lower() not in present])
     return response
+
+
+def _csp(form_action: str, img_src: Iterable[str], frames: Iterable[str]) -> str:
+    """The pages' Content-Security-Policy, with the origins a page allows besides its own."""
+    frame_src = " ".join(frames)
+    return _CSP.format(form_action=form_action, img_src="".join(f" {found}" for found in img_src),
+                       frame_src=f"; frame-src {frame_src}" if frame_src else "")
+
+
+_DEFAULT_CSP = _csp("", (), ())
 
 
 def allow_form_action(uri: str) -> None:
