@@ -16,7 +16,7 @@ from flask import current_app, g, redirect, render_template, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .. import audit, flow
+from .. import audit, database, flow
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import passage
@@ -211,7 +211,7 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     except OAuth2Error as error:
         db.session.rollback()
         return error_response(error, params, grant.redirect_uri)
-    db.session.commit()
+    database.commit_last()
     if pending is not None:
         passage.answered(pending)
     return redirect(_with_issuer(dict(headers)["Location"]), code=status)
