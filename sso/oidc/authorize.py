@@ -156,9 +156,6 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     except OAuth2Error as error:
         return error_response(error, params, _trusted_redirect_uri(params))
     oauth_request: ProtocolRequest = current_request(params)
-    # The nonce's replay check is made by the statement that writes the code, or below
-    # before a page is shown: a statement fewer for a signed-in user.
-    oauth_request.nonce_deferred = True
     server = current_app.extensions["sso_authorization_server"]
     grant = None
     try:
@@ -190,6 +187,8 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     session, flow_request = passage.current_session_for(flow_request)
     interaction = flow.advance(flow_request, session, now)
     if interaction is not None:
+        # The nonce's replay check (OpenIDCode.exists_nonce): a signed-in user's is made by
+        # the statement that writes the code, anyone else's here, before any page.
         if nonce_used(client.client_id, params.get("nonce")):
             return error_response(InvalidRequestError(NONCE_REPLAYED), params,
                                   grant.redirect_uri)

@@ -366,16 +366,14 @@ class OpenIDCode(_OpenIDCode):
     signs its own: :func:`authorization_code`)."""
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        """Whether the client has a code with this nonce (OIDC Core §15.5.2). At the
-        authorization endpoint the check is deferred to where it costs no statement of its
-        own (the request's ``nonce_deferred``, set by ``authorize.handle``): the statement
-        that writes the code (``_INSERT_CODE``), or :func:`nonce_used` before a page is
-        shown to the user."""
+        """Authlib's replay check of the nonce (OIDC Core §15.5.2), answered "not used"
+        here: the check is made where it costs no statement of its own and cannot be
+        missed. The one statement that writes a code writes none for a used nonce
+        (``_INSERT_CODE``: every code is written there), and ``authorize.handle`` asks
+        :func:`nonce_used` before it shows the user a page."""
         if len(nonce) > 255:
             raise InvalidRequestError("'nonce' is too long.")
-        if getattr(request, "nonce_deferred", False):
-            return False
-        return nonce_used(request.payload.client_id, nonce)
+        return False
 
     def process_token(self, grant: Any, response: Any) -> Any:
         _status, token, _headers = response

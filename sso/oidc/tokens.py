@@ -519,10 +519,10 @@ READ_ALONG = (*(f"user_{column}" for column in _TOKEN_USER_COLUMNS), "session_en
 #: What the refresh grant reads of the token it takes, and no more: every column returned
 #: costs its description and result processing on each use (most on PostgreSQL). The
 #: token's user and the state of its SSO session come with it (:func:`read_along`).
-_TAKEN = (_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.client_id,
-          _REFRESH_TABLE.c.user_id, _REFRESH_TABLE.c.session_id, _REFRESH_TABLE.c.scope,
-          _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr,
-          *read_along("refresh_tokens"))
+_TAKEN_OWN = (_REFRESH_TABLE.c.id, _REFRESH_TABLE.c.family_id, _REFRESH_TABLE.c.client_id,
+              _REFRESH_TABLE.c.user_id, _REFRESH_TABLE.c.session_id, _REFRESH_TABLE.c.scope,
+              _REFRESH_TABLE.c.auth_time, _REFRESH_TABLE.c.acr, _REFRESH_TABLE.c.amr)
+_TAKEN = (*_TAKEN_OWN, *read_along("refresh_tokens"))
 
 #: A refresh token that may be used at ``claimed_at``: unused, not revoked, not expired.
 _LIVE_REFRESH = (_REFRESH_TABLE.c.used_at.is_(None), _REFRESH_TABLE.c.revoked_at.is_(None),
@@ -536,15 +536,13 @@ _CLAIM_REFRESH = (
 )
 
 
-
 def _peek_refresh() -> Any:
     """:func:`take_refresh_token`'s read where :func:`rotate_refresh_token` claims: the
-    columns of ``_TAKEN``, the user and the SSO session joined (:func:`joined_along`)
+    token's columns of ``_TAKEN``, the user and the SSO session joined (:func:`joined_along`)
     instead of read by a subquery per column. The join to the user drops no row: a refresh
     token's user is a foreign key that deletes its tokens with it."""
     joined, along = joined_along(_REFRESH_TABLE)
-    own = _TAKEN[:len(_TAKEN) - len(READ_ALONG)]
-    return (select(*own, *along).select_from(joined)
+    return (select(*_TAKEN_OWN, *along).select_from(joined)
             .where(_REFRESH_TABLE.c.token_hash == bindparam("claimed_hash"), *_LIVE_REFRESH))
 
 
