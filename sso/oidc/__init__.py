@@ -12,11 +12,7 @@ from ..sessions import service as sessions
 from . import direct, documents, protector
 from .ciba import CIBAGrant
 from .discovery import metadata_json
-from .grants import (
-    AuthorizationCodeGrant,
-    OpenIDCode,
-    S256Challenge,
-)
+from .grants import OpenIDCode
 from .keystore import KeyStore
 from .models import USER_SCOPES
 from .server import build_server
@@ -29,8 +25,6 @@ def init_app(app: Flask) -> None:
     app.extensions["sso_tokens"] = TokenService(keys, app.config)
 
     server = build_server()
-    server.register_grant(AuthorizationCodeGrant, [OpenIDCode(require_nonce=False),
-                                                    S256Challenge(required=True)])
     server.register_grant(CIBAGrant, [OpenIDCode()])
     app.extensions["sso_authorization_server"] = server
 

@@ -22,10 +22,11 @@ from ..extensions import db
 from ..flow import passage
 from ..flow import pending as pending_flows
 from ..web import origin
+from . import grants
 from .clients import policy_of
-from .grants import NONCE_REPLAYED, SignedIn, nonce_used, token_service
+from .grants import token_service
 from .models import Client
-from .server import ProtocolRequest, current_request, query_client
+from .server import query_client
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +156,17 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
         _precheck(params)
     except OAuth2Error as error:
         return error_response(error, params, _trusted_redirect_uri(params))
-    oauth_request: ProtocolRequest = current_request(params)
-    server = current_app.extensions["sso_authorization_server"]
-    grant = None
+    code_request = None
     try:
-        grant = server.get_consent_grant(request=oauth_request, end_user=None)
-        client: Client = grant.client
+        code_request = grants.code_request(params)
+        client: Client = code_request.client
         prompts = _prompts(params)
         max_age = _max_age(params)
         expected_subject = _expected_subject(params, client)
-        if params.get("scope", "").strip() and not oauth_request.scope:
+        if params.get("scope", "").strip() and not code_request.scope:
             raise InvalidScopeError("None of the requested scopes is allowed for this client.")
     except OAuth2Error as error:
-        trusted = error.redirect_uri or (grant.redirect_uri if grant is not None else None)
+        trusted = error.redirect_uri or (code_request.redirect_uri if code_request else None)
         return error_response(error, params, trusted)
 
     now = utcnow()
@@ -176,7 +175,7 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
         started_at=pending.started_at if pending else now,
         client_id=client.client_id,
         client_name=client.name,
-        scopes=tuple(oauth_request.scope.split()),
+        scopes=tuple(code_request.scope.split()),
         prompts=prompts,
         max_age=max_age,
         login_hint=params.get("login_hint"),
@@ -189,37 +188,36 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     if interaction is not None:
         # The nonce's replay check (OpenIDCode.exists_nonce): a signed-in user's is made by
         # the statement that writes the code, anyone else's here, before any page.
-        if nonce_used(client.client_id, params.get("nonce")):
-            return error_response(InvalidRequestError(NONCE_REPLAYED), params,
-                                  grant.redirect_uri)
+        if grants.nonce_used(client.client_id, params.get("nonce")):
+            return error_response(InvalidRequestError(grants.NONCE_REPLAYED), params,
+                                  code_request.redirect_uri)
         if not flow_request.interactive:
             return error_response(_Error(interaction.error, interaction.description or
                                          "The user must interact with the provider."),
-                                  params, grant.redirect_uri)
+                                  params, code_request.redirect_uri)
         if pending is None:
             stored = {k: params[k] for k in KNOWN_PARAMS if k in params}
             pending = pending_flows.start(stored, RESUME_ENDPOINT, client.name,
-                                          pending_flows.origin_of(grant.redirect_uri))
+                                          pending_flows.origin_of(code_request.redirect_uri))
         return redirect(url_for(interaction.endpoint, flow=pending.flow_id, **interaction.args))
 
     assert session is not None  # the identify step guarantees it  # noqa: S101
-    signed_in = SignedIn(session.user, session, session.acr)
+    signed_in = grants.SignedIn(session.user, session, session.acr)
     try:
-        status, _body, headers = grant.create_authorization_response(grant.redirect_uri,
-                                                                     signed_in)
+        location = grants.issue_code(code_request, signed_in)
     except OAuth2Error as error:
         db.session.rollback()
-        return error_response(error, params, grant.redirect_uri)
+        return error_response(error, params, code_request.redirect_uri)
     database.commit_last()
     if pending is not None:
         passage.answered(pending)
-    return redirect(_with_issuer(dict(headers)["Location"]), code=status)
+    return redirect(_with_issuer(location), code=302)
 
 
 def _with_issuer(location: str) -> str:
-    """The code's redirect with ``iss`` (RFC 9207): appended to the query Authlib has just
-    built, which is what parsing and encoding it again gives (a registered redirect URI has
-    no fragment), without doing so."""
+    """The code's redirect with ``iss`` (RFC 9207): appended to the query
+    :func:`.grants.issue_code` has just built, which is what parsing and encoding it again
+    gives (a registered redirect URI has no fragment), without doing so."""
     if "?" not in location or "#" in location:
         return add_params_to_uri(location, [("iss", issuer())])  # type: ignore[no-any-return]
     return f"{location}&{urlencode([('iss', issuer())])}"

@@ -1,7 +1,8 @@
-"""Grants: the authorization code's request at /authorize (+ OpenID Connect, + PKCE S256;
-Authlib's, fitted), and at the token endpoint the code's exchange
-(:func:`authorization_code`), the refresh token (:func:`refresh_token`) and client credentials
-(:func:`client_credentials`), our own."""
+"""Grants, our own: the authorization code's request at /authorize (:func:`code_request`,
+:func:`issue_code`; OpenID Connect, PKCE with S256), and at the token endpoint the code's
+exchange (:func:`authorization_code`), the refresh token (:func:`refresh_token`) and client
+credentials (:func:`client_credentials`). Authlib's grant machinery answers CIBA's token
+requests only (:class:`OpenIDCode`)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
     UnauthorizedClientError,
-    grants,
 )
-from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import (
+    CODE_CHALLENGE_PATTERN,
     CODE_VERIFIER_PATTERN,
     create_s256_code_challenge,
 )
@@ -30,6 +32,7 @@ from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
 from sqlalchemy import Boolean, and_, bindparam, case, exists, null, or_, select
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from .. import audit, database, driversql
@@ -42,7 +45,7 @@ from ..users.models import User
 from ..web import origin
 from . import tokens
 from .models import USER_SCOPES, AuthorizationCode, Client, RefreshToken
-from .server import JSON_NO_STORE
+from .server import JSON_NO_STORE, query_cached_client
 from .tokens import GrantFacts, TokenService, TokenUser
 
 log = logging.getLogger(__name__)
@@ -107,78 +110,142 @@ class _IssuesTokens:
         return token
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    """Authlib's code grant, fitted, at /authorize: it validates the authorization request
-    and writes the code. The code's exchange at the token endpoint is
-    :func:`authorization_code`, not this grant's."""
+@dataclass(frozen=True, slots=True)
+class CodeRequest:
+    """An authorization request for a code (RFC 6749 §4.1.1) that passed
+    :func:`code_request`'s checks: its client, the redirect URI the answer goes to, the
+    scopes granted of those asked for, and the request's parameters."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+    client: Client
+    redirect_uri: str
+    scope: str
+    params: MultiDict[str, str]
 
-    @classmethod
-    def check_token_endpoint(cls, request: Any) -> bool:
-        """Never: ``endpoints.token`` sends ``grant_type=authorization_code`` to
-        :func:`authorization_code`."""
-        return False
+    @property
+    def redirect_uri_given(self) -> bool:
+        return bool(self.params.get("redirect_uri"))
 
-    @staticmethod
-    def validate_authorization_redirect_uri(request: Any, client: Client) -> str:
-        """Exact match, and an error that does not echo the (attacker-chosen) URI."""
-        requested = request.payload.redirect_uri
-        if requested:
-            if not client.check_redirect_uri(requested):
-                raise InvalidRequestError("'redirect_uri' is not registered for this client.")
-            return requested  # type: ignore[no-any-return]
-        default = client.get_default_redirect_uri()
-        if not default:
-            raise InvalidRequestError("Missing 'redirect_uri'.")
-        return default
 
-    def generate_authorization_code(self) -> str:
-        """256 random bits in one call; Authlib draws each of its 48 characters with a
-        ``SystemRandom().choice`` (one ``os.urandom`` each)."""
-        return new_token()
+def code_request(params: MultiDict[str, str]) -> CodeRequest:
+    """The authorization request's checks (RFC 6749 §4.1.1 and §4.1.2.1, PKCE with S256 only,
+    the nonce of OIDC Core §3.1.2.1): the one implementation, with the errors and in the
+    order of Authlib's code grant and its OpenID and PKCE extensions, which made them until
+    issue 15 (``tests/oidc/test_code_request.py`` holds the two to the same answers). Its
+    dispatch, grant object, hooks and request wrapper were a tenth of a signed-in
+    authorization and did nothing these checks need.
 
-    def save_authorization_code(self, code: str, request: Any) -> None:
-        """Write the code and its audit event, if no code of the client has the request's
-        nonce (the nonce's replay check, :meth:`OpenIDCode.exists_nonce`, is made here): on
-        PostgreSQL as one statement (``_ISSUE_CODE``), alone if the request has written
-        nothing else (one round trip instead of four: BEGIN, two INSERTs, COMMIT); elsewhere
-        as the code's ``INSERT ... SELECT ... WHERE NOT EXISTS`` (``_INSERT_CODE``) and the
-        audit row's INSERT in the request's transaction. The row is only ever read back by
-        the statement that consumes it."""
-        signed_in: SignedIn = request.user
-        session = signed_in.session
-        now = utcnow()
-        values = dict(
-            code_hash=hash_token(code),
-            grant_id=new_token(nbytes=16),
-            client_id=request.client.client_id,
-            user_id=signed_in.user.id,
-            redirect_uri=self.redirect_uri,
-            redirect_uri_given=bool(request.payload.redirect_uri),
-            scope=request.scope,
-            nonce=request.payload.data.get("nonce"),
-            code_challenge=request.payload.data.get("code_challenge"),
-            code_challenge_method=request.payload.data.get("code_challenge_method"),
-            session_id=session.id,
-            auth_time=session.auth_time,
-            acr=signed_in.acr,
-            amr=list(session.amr or []),
-            created_at=now,
-            expires_at=now + timedelta(seconds=current_app.config["AUTH_CODE_TTL"]),
-        )
-        sessions.note_client(session, request.client.client_id, now)
-        audit_row = audit.row("code.issue", origin=origin(), user_id=signed_in.user.id,
-                              client_id=request.client.client_id, session_id=session.id)
-        if tokens.rotates_in_one_statement():
-            if not driversql.one_statement(_ISSUE_CODE, {
-                    **values, **{f"audit_{name}": audit_row[name] for name in audit.COLUMNS}}):
-                raise InvalidRequestError(NONCE_REPLAYED)
-            audit.recorded(audit_row)
-            return
+    The nonce is checked before PKCE, in the order the extensions were registered; Authlib
+    kept its hooks in a set, so a request failing both got either error, as the objects'
+    addresses fell.
+
+    ``params``: a request that passed ``authorize._precheck`` (each parameter once,
+    ``response_type=code``). An error names the redirect URI it may be sent back to once
+    the client and that URI are known (``error.redirect_uri``); before, it has none and is
+    shown on a page."""
+    client_id = params.get("client_id")
+    if client_id is None:
+        raise InvalidClientError(description="Missing 'client_id' parameter.")
+    client = query_cached_client(client_id)
+    if not client:
+        raise InvalidClientError(description="The client does not exist on this server.")
+    redirect_uri = _redirect_uri(params.get("redirect_uri"), client)
+    response_type = params.get("response_type")
+    if not client.check_response_type(response_type):
+        raise UnauthorizedClientError(
+            f"The client is not authorized to use 'response_type={response_type}'",
+            redirect_uri=redirect_uri)
+    try:
+        requested = params.get("scope")
+        scope = client.get_allowed_scope(requested)
+        if is_openid_scope(requested) and len(params.get("nonce") or "") > 255:
+            raise InvalidRequestError("'nonce' is too long.")
+        _check_code_challenge(params.get("code_challenge"),
+                              params.get("code_challenge_method"), client.is_public)
+    except OAuth2Error as error:
+        error.redirect_uri = redirect_uri
+        raise
+    return CodeRequest(client, redirect_uri, scope, params)
+
+
+def _redirect_uri(requested: str | None, client: Client) -> str:
+    """The redirect URI the answer goes to: exactly one the client registered, and an error
+    that does not echo the (attacker-chosen) URI."""
+    if requested:
+        if not client.check_redirect_uri(requested):
+            raise InvalidRequestError("'redirect_uri' is not registered for this client.")
+        return requested
+    default = client.get_default_redirect_uri()
+    if not default:
+        raise InvalidRequestError("Missing 'redirect_uri'.")
+    return default
+
+
+def _check_code_challenge(challenge: str | None, method: str | None, public: bool) -> None:
+    """PKCE at the authorization endpoint (RFC 7636 §4.3), S256 only (RFC 9700 §2.1.1) and
+    required of a public client: Authlib lets ``plain`` through and a public client without
+    a challenge, checking only at the token endpoint; both are refused here, up front."""
+    if public and not challenge:
+        raise InvalidRequestError("Public clients must use PKCE: send 'code_challenge'.")
+    if challenge and method != "S256":
+        raise InvalidRequestError("Only 'code_challenge_method=S256' is supported.")
+    if not challenge and not method:
+        return
+    if not challenge:
+        raise InvalidRequestError("Missing 'code_challenge'")
+    if not CODE_CHALLENGE_PATTERN.match(challenge):
+        raise InvalidRequestError("Invalid 'code_challenge'")
+
+
+def issue_code(request: CodeRequest, signed_in: SignedIn) -> str:
+    """Write a new code for ``request`` and ``signed_in`` (RFC 6749 §4.1.2) and return the
+    redirect to the client that carries it (its ``state`` too, not yet the issuer).
+
+    The code and its audit event are written if no code of the client has the request's
+    nonce (the nonce's replay check, OIDC Core §15.5.2, made where it costs no statement of
+    its own): on PostgreSQL as one statement (``_ISSUE_CODE``), alone if the request has
+    written nothing else (one round trip instead of four: BEGIN, two INSERTs, COMMIT);
+    elsewhere as the code's ``INSERT ... SELECT ... WHERE NOT EXISTS`` (``_INSERT_CODE``)
+    and the audit row's INSERT in the request's transaction. A replayed nonce raises
+    ``invalid_request``. The row is only ever read back by the statement that consumes it."""
+    code = new_token()
+    client, params = request.client, request.params
+    session = signed_in.session
+    now = utcnow()
+    values = dict(
+        code_hash=hash_token(code),
+        grant_id=new_token(nbytes=16),
+        client_id=client.client_id,
+        user_id=signed_in.user.id,
+        redirect_uri=request.redirect_uri,
+        redirect_uri_given=request.redirect_uri_given,
+        scope=request.scope,
+        nonce=params.get("nonce"),
+        code_challenge=params.get("code_challenge"),
+        code_challenge_method=params.get("code_challenge_method"),
+        session_id=session.id,
+        auth_time=session.auth_time,
+        acr=signed_in.acr,
+        amr=list(session.amr or []),
+        created_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["AUTH_CODE_TTL"]),
+    )
+    sessions.note_client(session, client.client_id, now)
+    audit_row = audit.row("code.issue", origin=origin(), user_id=signed_in.user.id,
+                          client_id=client.client_id, session_id=session.id)
+    if tokens.rotates_in_one_statement():
+        if not driversql.one_statement(_ISSUE_CODE, {
+                **values, **{f"audit_{name}": audit_row[name] for name in audit.COLUMNS}}):
+            raise InvalidRequestError(NONCE_REPLAYED)
+        audit.recorded(audit_row)
+    else:
         if not driversql.rows(database.connection(), _INSERT_CODE, values):
             raise InvalidRequestError(NONCE_REPLAYED)
         audit.record_row(audit_row)
+    answer = [("code", code)]
+    if params.get("state"):
+        answer.append(("state", params["state"]))
+    return add_params_to_uri(request.redirect_uri, answer)  # type: ignore[no-any-return]
+
 
 def _replayed(code_hash: str, client: Client) -> None:
     """A code that could not be taken: if this client used it before, revoke what that use
@@ -339,41 +406,10 @@ def nonce_used(client_id: str | None, nonce: str | None) -> bool:
         "nonce_client": client_id, "nonce": nonce}))
 
 
-class S256Challenge(CodeChallenge):
-    """PKCE with S256 only (RFC 7636, RFC 9700 §2.1.1); required for public clients.
-
-    Authlib lets ``plain`` through and accepts a missing challenge at /authorize even for a
-    public client, checking only at /token; both are refused here, up front.
-    """
-
-    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
-
-    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
-        request = grant.request
-        data = request.payload.data
-        challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
-        if request.client.is_public and not challenge:
-            raise InvalidRequestError("Public clients must use PKCE: send 'code_challenge'.")
-        if challenge and method != "S256":
-            raise InvalidRequestError("Only 'code_challenge_method=S256' is supported.")
-        super().validate_code_challenge(grant, redirect_uri)
-
-
 class OpenIDCode(_OpenIDCode):
-    """OpenID Connect on Authlib's grants: on the code grant's authorization request the
-    nonce check, on CIBA's token request the ID token, signed our way (the code's exchange
-    signs its own: :func:`authorization_code`)."""
-
-    def exists_nonce(self, nonce: str, request: Any) -> bool:
-        """Authlib's replay check of the nonce (OIDC Core §15.5.2), answered "not used"
-        here: the check is made where it costs no statement of its own and cannot be
-        missed. The one statement that writes a code writes none for a used nonce
-        (``_INSERT_CODE``: every code is written there), and ``authorize.handle`` asks
-        :func:`nonce_used` before it shows the user a page."""
-        if len(nonce) > 255:
-            raise InvalidRequestError("'nonce' is too long.")
-        return False
+    """OpenID Connect on Authlib's grant for CIBA's token request: the ID token, signed our
+    way (the code's exchange signs its own: :func:`authorization_code`). CIBA's request
+    carries no nonce; the code's is checked by :func:`code_request` and :func:`issue_code`."""
 
     def process_token(self, grant: Any, response: Any) -> Any:
         _status, token, _headers = response
@@ -387,11 +423,7 @@ class OpenIDCode(_OpenIDCode):
         return token
 
     def __call__(self, grant: Any) -> None:
-        # Prompt handling is the flow's job (sso.flow), so Authlib's prompt hook is left out.
         grant.register_hook("after_create_token_response", self.process_token)
-        if is_openid_scope(grant.request.payload.scope):
-            grant.register_hook("after_validate_authorization_request_payload",
-                                self.validate_openid_authorization_request)
 
 
 def authorization_code(request: Any) -> Response:
@@ -399,12 +431,13 @@ def authorization_code(request: Any) -> Response:
     §4.1.3, PKCE's check of RFC 7636 §4.6, the ID token of OIDC Core §3.1.3.3).
 
     This is the exchange's one implementation, for both transports (``endpoints.token`` sends
-    ``grant_type=authorization_code`` here; Authlib's grant only handles the authorization
-    request). It checks what Authlib's grant and its PKCE and OpenID extensions checked, in
-    their order and with their errors: the client, authenticated by the server's one client
-    authentication and allowed the grant; the code, taken once; the redirect URI, exactly
-    the one the code was issued for if it was given; the code verifier against the code's
-    challenge (required of a public client); the user, active (:func:`_checked`). A refused
+    ``grant_type=authorization_code`` here; the authorization request is
+    :func:`code_request`'s). It checks what Authlib's grant and its PKCE and OpenID
+    extensions checked, in their order and with their errors: the client, authenticated by
+    the server's one client authentication and allowed the grant; the code, taken once; the
+    redirect URI, exactly the one the code was issued for if it was given; the code verifier
+    against the code's challenge (required of a public client); the user, active
+    (:func:`_checked`). A refused
     exchange writes nothing and does not burn the code: on SQLite its claim is rolled back
     with the request's transaction (:func:`_exchange_in_steps`), on PostgreSQL the one
     statement that claims the code makes the same checks and writes only if they pass
@@ -559,7 +592,7 @@ def _checked(taken: ClaimedCode, request: Any, now: datetime
 
 def _check_code_verifier(challenge: str | None, verifier: str | None, public: bool) -> None:
     """PKCE at the token endpoint (RFC 7636 §4.6), S256 only (the authorization request
-    refused any other method: :class:`S256Challenge`): Authlib's checks and errors."""
+    refused any other method: :func:`_check_code_challenge`): Authlib's checks and errors."""
     if public and not verifier:
         raise InvalidRequestError("Missing 'code_verifier'")
     if not challenge:
