@@ -516,12 +516,22 @@ def measure(args: argparse.Namespace, target: Target, workload: str,
     return result
 
 
-def measure_median(args: argparse.Namespace, target: Target, workload: str,
-                   workdir: Path) -> dict[str, Any]:
-    """Run ``--repeat`` times and keep the run with the median rate (the machine is shared)."""
-    runs = sorted((measure(args, target, workload, workdir) for _ in range(args.repeat)),
-                  key=lambda r: r["rate"])
-    return runs[len(runs) // 2]
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (the upper one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r["rate"])
+    return ordered[len(ordered) // 2]
+
+
+def measure_in_turns(args: argparse.Namespace, targets: dict[str, Target], workload: str,
+                     workdir: Path) -> dict[str, dict[str, Any]]:
+    """Each target's median run of ``workload`` over ``--repeat`` runs, the targets taking
+    turns run by run (A B A B, not A A B B): the machine is shared, its speed drifts over
+    minutes, and runs taken in turns meet the same drift, so the ratios move less."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    for _ in range(args.repeat):
+        for name, target in targets.items():
+            runs[name].append(measure(args, target, workload, workdir))
+    return {name: median_run(found) for name, found in runs.items()}
 
 
 # Report.
@@ -591,7 +601,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", default="0", help="core for the server ('' = any)")
     parser.add_argument("--load-cpu", default="1", help="core for wrk ('' = any)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per workload and target; the median is reported")
+                        help="runs per workload and target, the targets taking turns run "
+                             "by run; the median is reported")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     args.server_cpu = args.server_cpu or None
@@ -641,14 +652,14 @@ def main(argv: list[str] | None = None) -> None:
         running_targets = {name: stack.enter_context(start(args, workdir))
                            for name, start in starters.items()}
         for workload in workloads:
-            for name in starters:
-                if name != "floor" and (not name.startswith("lean")
-                                        or workload in LEAN_WORKLOADS):
-                    results[name][workload] = measure_median(
-                        args, running_targets[name], workload, workdir)
+            measured = {name: target for name, target in running_targets.items()
+                        if name != "floor" and (not name.startswith("lean")
+                                                or workload in LEAN_WORKLOADS)}
+            for name, result in measure_in_turns(args, measured, workload, workdir).items():
+                results[name][workload] = result
         if "floor" in starters:
-            results["floor"]["hello"] = measure_median(args, running_targets["floor"], "hello",
-                                                       workdir)
+            results["floor"]["hello"] = measure_in_turns(
+                args, {"floor": running_targets["floor"]}, "hello", workdir)["floor"]
     report = {
         "settings": {"duration_s": args.duration, "connections": args.connections,
                      "wrk_threads": args.threads, "server": args.server,

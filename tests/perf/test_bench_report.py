@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -37,3 +38,20 @@ def test_the_table_shows_the_database_share_where_there_is_one() -> None:
     assert rows["ours-sqlite"][2:4] == ["1200", ""]
     assert rows["reference-redis"][3] == ""
     assert "ours-postgresql/reference-redis  0.46x" in run.table(results, ["refresh"])
+
+
+def test_repeated_runs_take_turns_and_report_each_targets_median(monkeypatch: Any) -> None:
+    order: list[str] = []
+    rates = {"ours": iter([300.0, 100.0, 200.0]), "reference": iter([50.0, 70.0, 60.0])}
+
+    def measure(args: Any, target: str, workload: str, workdir: Any) -> dict[str, Any]:
+        order.append(target)
+        return {"rate": next(rates[target]), "run": len(order)}
+
+    monkeypatch.setattr(run, "measure", measure)
+    args = run.parse_args(["--repeat", "3"])
+    medians = run.measure_in_turns(args, {"ours": "ours", "reference": "reference"},
+                                   "refresh", Path("."))
+    assert order == ["ours", "reference"] * 3
+    assert medians == {"ours": {"rate": 200.0, "run": 5},
+                       "reference": {"rate": 60.0, "run": 6}}
