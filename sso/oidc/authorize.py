@@ -186,8 +186,8 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
     session, flow_request = passage.current_session_for(flow_request)
     interaction = flow.advance(flow_request, session, now)
     if interaction is not None:
-        # The nonce's replay check (OpenIDCode.exists_nonce): a signed-in user's is made by
-        # the statement that writes the code, anyone else's here, before any page.
+        # The nonce's replay check: a signed-in user's is made by the statement that writes
+        # the code (grants.issue_code), anyone else's here, before any page.
         if grants.nonce_used(client.client_id, params.get("nonce")):
             return error_response(InvalidRequestError(grants.NONCE_REPLAYED), params,
                                   code_request.redirect_uri)
