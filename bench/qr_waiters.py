@@ -7,8 +7,11 @@ production when the local server answers, else SQLite):
 1. QR sessions created per second (``POST /qr/sessions`` from many keep-alive connections);
 2. how many desktops can wait at once on ``/qr/sessions/{id}/events``, and the workers'
    memory per waiting desktop;
-3. with all of them waiting, the latency from a phone's ``POST /qr/s/{id}/approve`` being
-   sent to the waiting desktop receiving ``approved`` (p50/p99 over ``--samples`` codes).
+3. with all of them waiting for ``--hold`` seconds, the workers' CPU: what the heartbeats
+   (and the state's rereads) of waiting desktops cost, per heartbeat and as a share of a core;
+4. with all of them still waiting, the latency from a phone's ``POST /qr/s/{id}/approve``
+   being sent to the waiting desktop receiving ``approved`` (p50/p99 over ``--samples``
+   codes).
 
     .venv/bin/python bench/qr_waiters.py --waiters 10000 --workers 2
 
@@ -127,19 +130,40 @@ def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Pop
     raise SystemExit("the server did not start")
 
 
-def worker_rss_kib(master: int) -> int:
-    total = 0
+def workers_of(master: int) -> list[Path]:
+    """The /proc folders of ``master``'s child processes (granian's workers)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != master:
-                continue
-            status = (stat.parent / "status").read_text()
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                found.append(stat.parent)
         except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def worker_rss_kib(master: int) -> int:
+    total = 0
+    for folder in workers_of(master):
+        try:
+            status = (folder / "status").read_text()
+        except OSError:
             continue
         found = re.search(r"VmRSS:\s+(\d+) kB", status)
         total += int(found.group(1)) if found else 0
     return total
+
+
+def worker_cpu_seconds(master: int) -> float:
+    """User and system CPU of ``master``'s workers so far."""
+    ticks = 0
+    for folder in workers_of(master):
+        try:
+            fields = (folder / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # A minimal HTTP/1.1 client on asyncio streams.
@@ -245,6 +269,7 @@ class Waiters:
         self.port = port
         self.ready = 0
         self.failed = 0
+        self.heartbeats = 0
         self.approved_at: dict[str, float] = {}
         self.signals: dict[str, threading.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
@@ -261,6 +286,8 @@ class Waiters:
             assert connection.reader is not None
             seen_first = False
             while line := await connection.reader.readline():
+                if line.startswith(b": ping"):
+                    self.heartbeats += 1
                 if not line.startswith(b"data: "):
                     continue
                 state = json.loads(line[6:])["state"]
@@ -353,6 +380,18 @@ async def run(args: argparse.Namespace, port: int, master: int) -> dict[str, Any
     results["worker_rss_mib_waiting"] = round(after / 1024, 1)
     results["kib_per_waiter"] = round((after - before) / max(waiters.ready, 1), 1)
 
+    if args.hold > 0:
+        heartbeats, cpu, held = waiters.heartbeats, worker_cpu_seconds(master), time.perf_counter()
+        await asyncio.sleep(args.hold)
+        held = time.perf_counter() - held
+        heard = waiters.heartbeats - heartbeats
+        spent = worker_cpu_seconds(master) - cpu
+        results["hold_s"] = round(held, 1)
+        results["heartbeats_per_second"] = round(heard / held, 1)
+        results["workers_cpu_share_while_waiting"] = round(spent / held, 3)
+        results["workers_cpu_us_per_heartbeat"] = round(spent / max(heard, 1) * 1e6, 1)
+        results["waiters_failed_while_holding"] = waiters.failed - results["waiters_failed"]
+
     sample = [qr_id for qr_id, _ in codes[:: max(len(codes) // args.samples, 1)]][:args.samples]
     loop = asyncio.get_running_loop()
     timings = await loop.run_in_executor(None, phone_approvals, port, sample, waiters, loop)
@@ -381,6 +420,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250, help="waiters connecting at once")
     parser.add_argument("--heartbeat", type=float, default=15.0,
                         help="SSO_QR_HEARTBEAT of the server (s)")
+    parser.add_argument("--hold", type=float, default=60.0,
+                        help="seconds all desktops wait, heartbeats only, before the approvals"
+                             " (the workers' CPU is measured over them); 0 to skip")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="server on which to create a throwaway database; '' for SQLite")
     parser.add_argument("--redis-url", default=os.environ.get("SSO_REDIS_URL",
