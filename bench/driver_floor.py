@@ -85,7 +85,7 @@ CREATE TABLE authorization_codes (code_hash VARCHAR(64) PRIMARY KEY,
     redirect_uri VARCHAR(512) NOT NULL, scope VARCHAR(255) NOT NULL,
     code_challenge VARCHAR(128), session_id VARCHAR(64), created_at {time} NOT NULL,
     expires_at {time} NOT NULL, consumed_at {time});
-CREATE INDEX ix_codes_client_nonce ON authorization_codes (client_id, nonce);
+CREATE INDEX ix_codes_nonce_client ON authorization_codes (nonce, client_id);
 CREATE INDEX ix_codes_expires_at ON authorization_codes (expires_at);
 """
 

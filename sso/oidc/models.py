@@ -171,7 +171,9 @@ class AuthorizationCode(db.Model):  # type: ignore[name-defined,misc]
     """
 
     __tablename__ = "authorization_codes"
-    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+    #: For the nonce's replay check. Led by the nonce so that it can never serve the code
+    #: exchange's claim (by hash and client) in the primary key's place (migration 0023).
+    __table_args__ = (Index("ix_authorization_codes_nonce_client", "nonce", "client_id"),)
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     grant_id: Mapped[str] = mapped_column(String(43), unique=True)

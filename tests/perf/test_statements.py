@@ -268,3 +268,69 @@ def test_the_protocols_statements_are_short_enough_for_psycopg_to_keep_them(
     for statement, parameters in seen:
         assert len(statement) <= _queries.MAX_CACHED_STATEMENT_LENGTH, statement[:200]
         assert parameters <= _queries.MAX_CACHED_STATEMENT_PARAMS, statement[:200]
+
+
+def test_no_index_but_the_primary_key_can_serve_the_code_exchanges_claim(app: Any) -> None:
+    """The claim finds the code by its hash and its client. An index led by either column
+    (the nonce's index once was (client_id, nonce)) could take the primary key's place: on a
+    table not yet analyzed PostgreSQL priced both alike, took that one, and the prepared
+    claim walked every code of the client (migration 0023)."""
+    from sqlalchemy import inspect
+
+    from sso.extensions import db
+
+    with app.app_context():
+        indexes = inspect(db.engine).get_indexes("authorization_codes")
+    assert indexes
+    for index in indexes:
+        assert index["column_names"][0] not in {"code_hash", "client_id"}, index
+
+
+def test_the_code_exchanges_claim_plans_on_the_primary_key(flow: Flow, app: Any) -> None:
+    """The statement the exchange runs, planned as its prepared statement is after five runs
+    (a generic plan, without its values), reads ``authorization_codes`` by its primary key
+    only, however many codes the client has."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("PostgreSQL's planner")
+    import re
+
+    from psycopg import ClientCursor
+
+    from sso.extensions import db
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if " ".join(statement.split()).startswith("WITH code AS (UPDATE authorization_codes"):
+            seen.append((statement, dict(parameters)))
+
+    for _ in range(3):  # more codes of the client than one
+        flow.authorize()
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        assert flow.token(flow.authorize()["code"]).status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    (statement, parameters), = seen
+    names: list[str] = []
+
+    def numbered(found: re.Match[str]) -> str:
+        if found.group(1) not in names:
+            names.append(found.group(1))
+        return f"${names.index(found.group(1)) + 1}"
+
+    prepared = re.sub(r"%\((\w+)\)s", numbered, statement)
+    with app.app_context():
+        cursor = ClientCursor(db.session.connection().connection.dbapi_connection)
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE exchange_claim AS {prepared}")
+        try:
+            values = ", ".join(["%s"] * len(names))
+            cursor.execute(f"EXPLAIN EXECUTE exchange_claim({values})",
+                           [parameters[name] for name in names])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE exchange_claim")
+    codes_read = re.findall(r"(?:Index|Index Only|Bitmap Index) Scan using (\w+) on "
+                            r"authorization_codes|Seq Scan on authorization_codes", plan)
+    assert codes_read == ["pk_authorization_codes"], plan
