@@ -550,9 +550,14 @@ _PEEK_REFRESH = _peek_refresh()
 
 
 def user_active(table: Any) -> Any:
-    """A claim's check, in its ``WHERE``, that the user of ``table``'s row is active."""
+    """A claim's check, in its ``WHERE``, that the user of ``table``'s row is active.
+
+    The user's status is read by the user's id alone and compared outside: with both in one
+    ``EXISTS``, PostgreSQL could price the console's (status, username) index like the
+    primary key on a table not yet analyzed and walk every active user on each claim."""
     users = User.__table__
-    return exists().where(users.c.id == table.c.user_id, users.c.status == UserStatus.ACTIVE)
+    status = select(users.c.status).where(users.c.id == table.c.user_id).scalar_subquery()
+    return status == UserStatus.ACTIVE
 
 
 def claim_then_write(claimed: Any, with_new_token: bool) -> Any:

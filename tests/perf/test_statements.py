@@ -286,32 +286,15 @@ def test_no_index_but_the_primary_key_can_serve_the_code_exchanges_claim(app: An
         assert index["column_names"][0] not in {"code_hash", "client_id"}, index
 
 
-def test_the_code_exchanges_claim_plans_on_the_primary_key(flow: Flow, app: Any) -> None:
-    """The statement the exchange runs, planned as its prepared statement is after five runs
-    (a generic plan, without its values), reads ``authorization_codes`` by its primary key
-    only, however many codes the client has."""
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        pytest.skip("PostgreSQL's planner")
+def _generic_plan(app: Any, statement: str, parameters: dict[str, Any]) -> str:
+    """PostgreSQL's plan of ``statement`` as its prepared statement gets it after five runs:
+    a generic plan, made without the values."""
     import re
 
     from psycopg import ClientCursor
 
     from sso.extensions import db
 
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        if " ".join(statement.split()).startswith("WITH code AS (UPDATE authorization_codes"):
-            seen.append((statement, dict(parameters)))
-
-    for _ in range(3):  # more codes of the client than one
-        flow.authorize()
-    event.listen(Engine, "before_cursor_execute", note)
-    try:
-        assert flow.token(flow.authorize()["code"]).status_code == 200
-    finally:
-        event.remove(Engine, "before_cursor_execute", note)
-    (statement, parameters), = seen
     names: list[str] = []
 
     def numbered(found: re.Match[str]) -> str:
@@ -323,14 +306,69 @@ def test_the_code_exchanges_claim_plans_on_the_primary_key(flow: Flow, app: Any)
     with app.app_context():
         cursor = ClientCursor(db.session.connection().connection.dbapi_connection)
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE exchange_claim AS {prepared}")
+        cursor.execute(f"PREPARE planned AS {prepared}")
         try:
             values = ", ".join(["%s"] * len(names))
-            cursor.execute(f"EXPLAIN EXECUTE exchange_claim({values})",
+            cursor.execute(f"EXPLAIN EXECUTE planned({values})",
                            [parameters[name] for name in names])
-            plan = "\n".join(row[0] for row in cursor.fetchall())
+            return "\n".join(row[0] for row in cursor.fetchall())
         finally:
-            cursor.execute("DEALLOCATE exchange_claim")
-    codes_read = re.findall(r"(?:Index|Index Only|Bitmap Index) Scan using (\w+) on "
-                            r"authorization_codes|Seq Scan on authorization_codes", plan)
-    assert codes_read == ["pk_authorization_codes"], plan
+            cursor.execute("DEALLOCATE planned")
+
+
+def _read_through(plan: str, table: str) -> list[str]:
+    """The indexes (or ``seq``) through which ``plan`` reads ``table``."""
+    import re
+
+    return [index or "seq" for index in re.findall(
+        rf"(?:(?:Index|Index Only|Bitmap Index) Scan using (\w+)|Seq Scan) on {table}\b", plan)]
+
+
+def _statement_of(prefix: str, request: Any) -> tuple[str, dict[str, Any]]:
+    """The one statement starting with ``prefix`` that ``request()`` runs, and its values;
+    the request must succeed."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if " ".join(statement.split()).startswith(prefix):
+            seen.append((statement, dict(parameters)))
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        assert request().status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    found, = seen
+    return found
+
+
+def test_the_code_exchanges_claim_plans_on_primary_keys(flow: Flow, app: Any) -> None:
+    """The statement the exchange runs, planned as its prepared statement is after five runs,
+    reads ``authorization_codes`` by its primary key only, however many codes the client
+    has, and the user by theirs, however many users are active."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("PostgreSQL's planner")
+    for _ in range(3):  # more codes of the client than one
+        flow.authorize()
+    code = flow.authorize()["code"]
+    plan = _generic_plan(app, *_statement_of("WITH code AS (UPDATE authorization_codes",
+                                             lambda: flow.token(code)))
+    assert _read_through(plan, "authorization_codes") == ["pk_authorization_codes"], plan
+    assert set(_read_through(plan, "users")) <= {"pk_users", "seq"}, plan
+
+
+def test_the_refresh_claim_plans_on_unique_keys(flow: Flow, app: Any) -> None:
+    """The same for a refresh's one statement: the token by its hash or id, the user by
+    theirs."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("PostgreSQL's planner")
+    tokens = flow.token(flow.authorize()["code"]).get_json()
+    plan = _generic_plan(app, *_statement_of(
+        "WITH claimed AS (UPDATE refresh_tokens",
+        lambda: flow.http.post("/token", data={
+            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            headers=basic(flow.app_client))))
+    assert set(_read_through(plan, "refresh_tokens")) <= {
+        "pk_refresh_tokens", "uq_refresh_tokens_token_hash"}, plan
+    assert _read_through(plan, "refresh_tokens"), plan
+    assert set(_read_through(plan, "users")) <= {"pk_users", "seq"}, plan
