@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -289,8 +290,6 @@ def test_no_index_but_the_primary_key_can_serve_the_code_exchanges_claim(app: An
 def _generic_plan(app: Any, statement: str, parameters: dict[str, Any]) -> str:
     """PostgreSQL's plan of ``statement`` as its prepared statement gets it after five runs:
     a generic plan, made without the values."""
-    import re
-
     from psycopg import ClientCursor
 
     from sso.extensions import db
@@ -318,8 +317,6 @@ def _generic_plan(app: Any, statement: str, parameters: dict[str, Any]) -> str:
 
 def _read_through(plan: str, table: str) -> list[str]:
     """The indexes (or ``seq``) through which ``plan`` reads ``table``."""
-    import re
-
     return [index or "seq" for index in re.findall(
         rf"(?:(?:Index|Index Only|Bitmap Index) Scan using (\w+)|Seq Scan) on {table}\b", plan)]
 
