@@ -105,6 +105,8 @@ def _refuse_nul() -> None:
     query = environ.get("QUERY_STRING", "")
     if "%00" in query or "\x00" in query or "\x00" in environ.get("PATH_INFO", ""):
         abort(400)
+    if not query.isascii() and not _utf8(query):
+        abort(400)  # Werkzeug would fail to decode it (a 500) wherever the query is read
     if environ["REQUEST_METHOD"] in ("GET", "HEAD", "OPTIONS"):
         return
     mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
@@ -116,6 +118,23 @@ def _refuse_nul() -> None:
     elif mimetype == "multipart/form-data" and any(
             "\x00" in part for pair in request.form.items(multi=True) for part in pair):
         abort(400)
+
+
+def here() -> str:
+    """This page's path and query, to come back to (the language switch): the path alone
+    where the query is not UTF-8, which :func:`_refuse_nul` refuses with a page that has
+    that switch too."""
+    query = request.environ.get("QUERY_STRING", "")
+    return request.full_path if query.isascii() or _utf8(query) else request.path
+
+
+def _utf8(wsgi_text: str) -> bool:
+    """Whether a WSGI string (bytes as Latin-1) holds UTF-8."""
+    try:
+        wsgi_text.encode("latin-1").decode()
+    except UnicodeError:
+        return False
+    return True
 
 
 #: The caller of a request answered outside Flask's request context (:mod:`sso.oidc.direct`).
@@ -164,7 +183,7 @@ def _security_headers(response: Response) -> Response:
         frames = g.get("csp_frame_src")
         policy = (_csp(" ".join(form_action or ()), dict.fromkeys(img_src or ()),
                        dict.fromkeys(frames or ()))
-                  if form_action or img_src or frames else _DEFAULT_CSP)
+                  if form_action or img_src or frames else DEFAULT_CSP)
         defaults += [("Content-Security-Policy", policy), ("Cache-Control", "no-store")]
     if current_app.config["SESSION_COOKIE_SECURE"]:
         defaults.append(HSTS)
@@ -179,7 +198,7 @@ def _csp(form_action: str, img_src: Iterable[str], frames: Iterable[str]) -> str
                        frame_src=f"; frame-src {frame_src}" if frame_src else "")
 
 
-_DEFAULT_CSP = _csp("", (), ())
+DEFAULT_CSP = _csp("", (), ())
 
 
 def allow_form_action(uri: str) -> None:
@@ -287,3 +306,4 @@ def init_app(app: Flask) -> None:
     app.before_request(_check_csrf)
     app.after_request(_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["here"] = here

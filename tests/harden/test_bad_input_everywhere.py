@@ -87,6 +87,8 @@ RAW_QUERIES = [
     "flow=%00&code=%00&token=%00",
     "flow=%&next=%zz&=x&&&==",
 ]
+#: Bytes that are not UTF-8, sent unescaped (a raw HTTP client can).
+NOT_UTF8_QUERY = "flow=\xff\xfe&next=\xc0\xaf&client_id=\xed\xa0\x80"
 
 #: Malformed headers: language tags, cookies, credentials, forwarding, oversized values.
 JUNK_HEADERS = [
@@ -112,9 +114,11 @@ class Request:
     content_type: str | None = None
     csrf: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    #: The query string as the server hands it to WSGI (bytes as Latin-1), not encoded.
+    raw_query: str | None = None
 
     def describe(self) -> str:
-        shown = repr(self.query or self.data)[:80]
+        shown = repr(self.raw_query or self.query or self.data)[:80]
         headers = repr(self.headers)[:60] if self.headers else ""
         return f"{self.method} csrf={self.csrf} {self.content_type or ''} {shown} {headers}"
 
@@ -137,6 +141,7 @@ def _requests_for(methods: set[str]) -> Iterator[Request]:
             yield Request(method, query=[(n, v) for n in PARAMS for v in ("a", "b")])
             for raw in RAW_QUERIES:
                 yield Request(method, query=raw)
+            yield Request(method, raw_query=NOT_UTF8_QUERY)
             continue
         for csrf in (True, False):
             for value in JUNK_VALUES:
@@ -144,6 +149,7 @@ def _requests_for(methods: set[str]) -> Iterator[Request]:
             yield Request(method, data=[(n, v) for n in PARAMS for v in ("a", "b")], csrf=csrf)
         for raw in RAW_QUERIES:
             yield Request(method, query=raw, data={"x": "1"})
+        yield Request(method, raw_query=NOT_UTF8_QUERY, data={"x": "1"})
         yield Request(method, data=b"\xff\xfe\x00garbage=%FF",
                       content_type="application/x-www-form-urlencoded")
         yield Request(method, data=b'{"flow": ', content_type="application/json")
@@ -293,6 +299,8 @@ def test_no_route_answers_bad_input_with_a_server_error(
                 response = http.open(
                     path, method=request.method, query_string=request.query, data=data,
                     content_type=request.content_type, headers=request.headers,
+                    environ_overrides=({"QUERY_STRING": request.raw_query}
+                                       if request.raw_query is not None else None),
                 )
                 _check(response, request, path, rule.endpoint, problems)
     assert not problems, "\n".join(problems[:40])
