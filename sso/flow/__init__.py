@@ -1,12 +1,12 @@
 """The sign-in flow: the steps between "who are you" and "here is your code" (DESIGN.md §3).
 
 The protocol layer (``sso.oidc``) hands the flow a protocol-free :class:`Request` (which app,
-its policy, which scopes, which prompts) and asks :func:`advance` what is still owed. The
+its policy, which scopes, which prompts) and asks :func:`decide` what is still owed. The
 steps run in the order of the one table the app was built with (``sso.signin.STEPS``); each
 is a function that only *decides*: it looks at the request and the browser's SSO session and
 returns nothing (satisfied), the :class:`Interaction` still owed, or a :class:`Decision` that
 also names what the decision causes (an app account activated, a request for approval
-filed). Steps never commit, mail or call out: :func:`advance` runs the effects of the
+filed). Steps never commit, mail or call out: :func:`run_effects` runs the effects of the
 decisions taken, once, after every step has decided, in the caller's transaction, and
 whatever they send leaves through the outbox after the caller commits.
 
@@ -212,17 +212,14 @@ def decide(
     return None, effects
 
 
-def advance(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:
-    """Decide, then run what the decisions cause (once, in order) and commit it: an app
-    account activated or a request filed is a fact of its own, whatever the rest of the
-    request does (and what it sends leaves through the outbox after this commit). Return the
-    interaction still owed."""
-    interaction, effects = decide(request, session, now)
+def run_effects(effects: Sequence[Effect]) -> None:
+    """Run what the decisions cause (once, in order) and commit it: an app account activated
+    or a request filed is a fact of its own, whatever the rest of the request does (and what
+    it sends leaves through the outbox after this commit)."""
     for effect in effects:
         effect()
     if effects:
         db.session.commit()
-    return interaction
 
 
 def identify(request: Request, session: SSOSession | None, now: datetime) -> Interaction | None:

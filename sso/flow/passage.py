@@ -44,10 +44,15 @@ def session_cookie_name() -> str:
     return f"__Host-{SESSION_COOKIE}" if secure else SESSION_COOKIE
 
 
+def browser_secret() -> str | None:
+    """The secret of this browser's SSO session, as its cookie holds it."""
+    return request.cookies.get(session_cookie_name())
+
+
 def current_session() -> SSOSession | None:
     """The live SSO session of this browser (looked up once per request)."""
     if "sso_session" not in g:
-        g.sso_session = sessions.find_by_secret(request.cookies.get(session_cookie_name()))
+        g.sso_session = sessions.find_by_secret(browser_secret())
     return g.sso_session  # type: ignore[no-any-return]
 
 
@@ -84,19 +89,22 @@ def _stored_read_of(steps: Sequence[Step]) -> _StoredRead | None:
     return _StoredRead(sessions.reading_along(columns), tuple(counts))
 
 
-def current_session_for(flow_request: Request) -> tuple[SSOSession | None, Request]:
-    """:func:`current_session`, read in one statement with the facts the steps decide on
-    for its user and ``flow_request``'s app (their :attr:`~sso.flow.Step.reads`); returns
-    the session and the request carrying those facts. Where the session was read earlier in
-    this request, the request goes on without them and the steps read their own."""
+def current_session_for(flow_request: Request, secret: str | None
+                        ) -> tuple[SSOSession | None, Request]:
+    """The live SSO session of the browser whose cookie holds ``secret``
+    (:func:`browser_secret`), read in one statement with the facts the steps decide on for
+    its user and ``flow_request``'s app (their :attr:`~sso.flow.Step.reads`); returns the
+    session and the request carrying those facts. Where the session was read earlier in
+    this request, the request goes on without them and the steps read their own. Needs no
+    Flask request (``sso.oidc.direct`` answers a signed-in authorization without one)."""
     if "sso_session" in g:
         return g.sso_session, flow_request
     read: _StoredRead | None = registry().stored_read
     if read is None:
-        return current_session(), flow_request
+        g.sso_session = sessions.find_by_secret(secret)
+        return g.sso_session, flow_request
     found, values = sessions.find_by_secret_along(
-        request.cookies.get(session_cookie_name()), read.statement,
-        {_CLIENT_PARAM: flow_request.client_id})
+        secret, read.statement, {_CLIENT_PARAM: flow_request.client_id})
     g.sso_session = found
     if found is None:
         return None, flow_request

@@ -7,6 +7,9 @@ any other error goes back to the app's redirect URI with ``error``, ``state`` an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
@@ -21,6 +24,7 @@ from ..dbtypes import utcnow
 from ..extensions import db
 from ..flow import passage
 from ..flow import pending as pending_flows
+from ..sessions.models import SSOSession
 from ..web import origin
 from . import grants
 from .clients import policy_of
@@ -147,15 +151,43 @@ def _expected_subject(params: MultiDict[str, str], client: Client) -> str | None
     return str(claims["sub"])
 
 
+@dataclass(frozen=True)
+class CodeOwed:
+    """A request decided without effects that is owed a code: the browser's user is signed
+    in and no step owes a page (:func:`issue` answers it)."""
+
+    code_request: grants.CodeRequest
+    session: SSOSession
+    #: What the steps' decisions cause, run by :func:`issue` before the code is written.
+    effects: tuple[flow.Effect, ...]
+    pending: pending_flows.Pending | None
+
+
+#: Any other answer: an error or a page still owed. It may need Flask's request (a page is
+#: rendered, a pending flow started) and runs what it causes when called.
+Deferred = Callable[[], Response]
+
+
 def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = None
            ) -> Response:
     """Answer one authorization request, fresh from the app or resumed after a step."""
     if len(params.getlist("ui_locales")) == 1:
         g.ui_locales = params["ui_locales"]
+    outcome = decide(params, passage.browser_secret(), pending)
+    return issue(outcome) if isinstance(outcome, CodeOwed) else outcome()
+
+
+def decide(params: MultiDict[str, str], session_secret: str | None,
+           pending: pending_flows.Pending | None = None) -> CodeOwed | Deferred:
+    """What the request is owed, decided for the browser whose SSO session cookie holds
+    ``session_secret``, with nothing written: the checks, the session and the steps. (The
+    one write a decision can make is the session's read ending it once it has timed out.)
+    ``sso.oidc.direct`` answers a :class:`CodeOwed` in front of Flask and leaves the rest to
+    the Flask route; both call :func:`issue`, and the route calls the :data:`Deferred`."""
     try:
         _precheck(params)
     except OAuth2Error as error:
-        return error_response(error, params, _trusted_redirect_uri(params))
+        return partial(error_response, error, params, _trusted_redirect_uri(params))
     code_request = None
     try:
         code_request = grants.code_request(params)
@@ -167,7 +199,7 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
             raise InvalidScopeError("None of the requested scopes is allowed for this client.")
     except OAuth2Error as error:
         trusted = error.redirect_uri or (code_request.redirect_uri if code_request else None)
-        return error_response(error, params, trusted)
+        return partial(error_response, error, params, trusted)
 
     now = utcnow()
     flow_request = flow.Request(
@@ -183,34 +215,51 @@ def handle(params: MultiDict[str, str], pending: pending_flows.Pending | None = 
         acr_values=tuple(params.get("acr_values", "").split()),
         policy=policy_of(client),
     )
-    session, flow_request = passage.current_session_for(flow_request)
-    interaction = flow.advance(flow_request, session, now)
-    if interaction is not None:
-        # The nonce's replay check: a signed-in user's is made by the statement that writes
-        # the code (grants.issue_code), anyone else's here, before any page.
-        if grants.nonce_used(client.client_id, params.get("nonce")):
-            return error_response(InvalidRequestError(grants.NONCE_REPLAYED), params,
-                                  code_request.redirect_uri)
-        if not flow_request.interactive:
-            return error_response(_Error(interaction.error, interaction.description or
-                                         "The user must interact with the provider."),
-                                  params, code_request.redirect_uri)
-        if pending is None:
-            stored = {k: params[k] for k in KNOWN_PARAMS if k in params}
-            pending = pending_flows.start(stored, RESUME_ENDPOINT, client.name,
-                                          pending_flows.origin_of(code_request.redirect_uri))
-        return redirect(url_for(interaction.endpoint, flow=pending.flow_id, **interaction.args))
+    session, flow_request = passage.current_session_for(flow_request, session_secret)
+    interaction, effects = flow.decide(flow_request, session, now)
+    if interaction is None:
+        assert session is not None  # the identify step guarantees it  # noqa: S101
+        return CodeOwed(code_request, session, tuple(effects), pending)
+    return partial(_owe_page, interaction, effects, code_request, flow_request, pending)
 
-    assert session is not None  # the identify step guarantees it  # noqa: S101
+
+def _owe_page(interaction: flow.Interaction, effects: list[flow.Effect],
+              code_request: grants.CodeRequest, flow_request: flow.Request,
+              pending: pending_flows.Pending | None) -> Response:
+    """The page still owed (or, for ``prompt=none``, its error), after what the decisions
+    cause has run."""
+    flow.run_effects(effects)
+    params, client_id = code_request.params, code_request.client.client_id
+    # The nonce's replay check: a signed-in user's is made by the statement that writes
+    # the code (grants.issue_code), anyone else's here, before any page.
+    if grants.nonce_used(client_id, params.get("nonce")):
+        return error_response(InvalidRequestError(grants.NONCE_REPLAYED), params,
+                              code_request.redirect_uri)
+    if not flow_request.interactive:
+        return error_response(_Error(interaction.error, interaction.description or
+                                     "The user must interact with the provider."),
+                              params, code_request.redirect_uri)
+    if pending is None:
+        stored = {k: params[k] for k in KNOWN_PARAMS if k in params}
+        pending = pending_flows.start(stored, RESUME_ENDPOINT, flow_request.client_name,
+                                      pending_flows.origin_of(code_request.redirect_uri))
+    return redirect(url_for(interaction.endpoint, flow=pending.flow_id, **interaction.args))
+
+
+def issue(owed: CodeOwed) -> Response:
+    """Run what the decisions cause, write the code and send the browser back to the app
+    with it. Needs no Flask request."""
+    flow.run_effects(owed.effects)
+    code_request, session = owed.code_request, owed.session
     signed_in = grants.SignedIn(session.user, session, session.acr)
     try:
         location = grants.issue_code(code_request, signed_in)
     except OAuth2Error as error:
         db.session.rollback()
-        return error_response(error, params, code_request.redirect_uri)
+        return error_response(error, code_request.params, code_request.redirect_uri)
     database.commit_last()
-    if pending is not None:
-        passage.answered(pending)
+    if owed.pending is not None:
+        passage.answered(owed.pending)
     return redirect(_with_issuer(location), code=302)
 
 

@@ -290,12 +290,12 @@ def test_a_step_reads_its_own_facts_where_they_were_not_read_with_the_session(
         cookie = f"{passage.session_cookie_name()}={secret}"
         db.session.remove()
     with app.test_request_context("/authorize", headers={"Cookie": cookie}):
-        found, along = passage.current_session_for(request)
+        found, along = passage.current_session_for(request, passage.browser_secret())
         assert found is not None and along.stored_for("mfa", alice.id) == (
             False, False, False)
         assert along.stored_for("activation", alice.id) == (None,)
     with app.test_request_context("/authorize", headers={"Cookie": cookie}):
         read_before = passage.current_session()
-        found, along = passage.current_session_for(request)
+        found, along = passage.current_session_for(request, passage.browser_secret())
         assert found is read_before is not None
         assert along is request and along.stored is None
