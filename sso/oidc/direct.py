@@ -1,5 +1,6 @@
-"""Direct requests (RFC 6749 §3.2): a client's own calls to the token endpoint, introspection
-and UserInfo, made by a program with no browser in between, answered in front of Flask.
+"""Requests answered in front of Flask: a client's direct requests (RFC 6749 §3.2) to the
+token endpoint, introspection and UserInfo, made by a program with no browser in between, and
+a signed-in browser's authorization request that is owed a code.
 
 Each of those endpoints has one implementation in :mod:`.endpoints`, which takes the parsed
 form and the request headers and returns the whole answer. Two transports call it: the Flask
@@ -11,6 +12,13 @@ these requests: the request id, the security, cache and CORS headers, the access
 metrics, the caller's address for the audit log (:func:`sso.web.hold_origin`) and the first
 delivery of the events the answer committed (:func:`sso.outbox.collect_committed`). An
 exception is answered by the app's own error handlers, as Flask would answer it.
+
+The authorization endpoint is decided by :func:`.authorize.decide` without effects and
+answered by :func:`.authorize.issue` when a code is owed; the Flask route calls the same two.
+This layer takes a GET of ``/authorize`` whose cookies hold an SSO session (none twice, as
+``web._refuse_duplicate_cookies`` wants) and whose query has no NUL, decides it, and answers
+it here only when a code is owed and the decision causes nothing: anything else (an error, a
+page, an app account to activate) goes on to Flask, which decides it again and answers it.
 docs/performance.md tells what it saves; ``tests/oidc/test_direct.py`` holds both transports
 to the same answers.
 """
@@ -26,16 +34,20 @@ from urllib.parse import parse_qsl
 
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders, MultiDict
+from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
 from .. import database, logs, metrics, outbox
-from ..web import HSTS, SECURITY_HEADERS, hold_origin, release_origin
-from . import endpoints
+from ..flow import passage
+from ..web import DEFAULT_CSP, HSTS, SECURITY_HEADERS, hold_origin, release_origin
+from . import authorize, endpoints
 from .server import CORS, CORS_ENDPOINTS, FORM, NO_STORE
 
 #: Path -> endpoint name, for the requests :class:`DirectFirst` may take.
 DIRECT = {"/token": "oidc.token", "/introspect": "oidc.introspect",
           "/userinfo": "oidc.userinfo"}
+DIRECT_ENDPOINTS = frozenset(DIRECT.values())
+AUTHORIZE = "/authorize"
 #: The endpoints that take only form-encoded parameters (RFC 6749 §3.2, RFC 7662 §2.1).
 FORM_ONLY = frozenset({"oidc.token", "oidc.introspect"})
 _NO_PARAMETERS: MultiDict[str, str] = MultiDict()
@@ -93,7 +105,8 @@ def _form(body: bytes) -> MultiDict[str, str] | None:
 
 
 class DirectFirst:
-    """WSGI layer in front of Flask that answers the plain direct requests (module doc)."""
+    """WSGI layer in front of Flask that answers the plain direct requests and the signed-in
+    authorizations (module doc)."""
 
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]],
                  turns: database.SQLiteTurns | None = None) -> None:
@@ -102,15 +115,29 @@ class DirectFirst:
         #: On SQLite, the turns the hot requests take (sso.database.SQLiteTurns).
         self.turns = turns
         self.limit = int(app.config["MAX_CONTENT_LENGTH"])
-        # What Flask's after-request hooks give these endpoints' answers, errors included.
-        self.headers = [*NO_STORE, *SECURITY_HEADERS,
-                        *([HSTS] if app.config["SESSION_COOKIE_SECURE"] else [])]
+        hsts = [HSTS] if app.config["SESSION_COOKIE_SECURE"] else []
+        html = [("Content-Security-Policy", DEFAULT_CSP), ("Cache-Control", "no-store")]
+        # What Flask's after-request hooks give an answer (errors included), by whether it
+        # is a direct request's and whether it is HTML (an authorization's redirect is): the
+        # API's cache headers, and web's ``_security_headers`` with nothing allowed beyond
+        # the page's own origin.
+        self.defaults = {
+            (True, False): [*NO_STORE, *SECURITY_HEADERS, *hsts],
+            (True, True): [*NO_STORE, *SECURITY_HEADERS, html[0], *hsts],
+            (False, False): [*SECURITY_HEADERS, *hsts],
+            (False, True): [*SECURITY_HEADERS, *html, *hsts],
+        }
         # Headers whose value this layer sets, whatever the answer had.
         self.replaced = frozenset({logs.HEADER.lower()})
         self.cors_replaced = self.replaced | {CORS[0].lower()}
+        with app.app_context():
+            self.session_cookie = passage.session_cookie_name()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        endpoint = DIRECT.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        if path == AUTHORIZE:
+            return self._authorization(environ, start_response)
+        endpoint = DIRECT.get(path)
         method = environ.get("REQUEST_METHOD", "")
         if endpoint is None or environ.get("QUERY_STRING") or "HTTP_COOKIE" in environ:
             return self.wsgi_app(environ, start_response)
@@ -122,30 +149,73 @@ class DirectFirst:
             form = None if body is None else _form(body)
         if form is None:
             return self.wsgi_app(environ, start_response)
+        request = DirectRequest(method, EnvironHeaders(environ), form)
+        refused = (lambda: endpoints.form_refusal(FORM, False, form, request.headers)
+                   ) if endpoint in FORM_ONLY else (lambda: None)
+        served = self._serve(environ, start_response, endpoint, self._turn(endpoint, form),
+                             lambda: refused() or _ANSWERS[endpoint](request))
+        assert served is not None  # noqa: S101 - a direct request is always answered here
+        content, status = served
+        if endpoint == "oidc.token" and status == 200:
+            metrics.token_issued(form.get("grant_type", ""))
+        return content
+
+    def _authorization(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """A signed-in browser's authorization request, answered here if a code is owed and
+        the decision causes nothing; else by Flask (module doc)."""
+        taken = _signed_in_authorization(environ, self.session_cookie)
+        if taken is not None:
+            params, secret = taken
+
+            def answer() -> Response | None:
+                outcome = authorize.decide(params, secret)
+                if not isinstance(outcome, authorize.CodeOwed) or outcome.effects:
+                    return None
+                return authorize.issue(outcome)
+
+            turn = self.turns.taken() if self.turns is not None else nullcontext()
+            served = self._serve(environ, start_response, "oidc.authorize", turn,
+                                 lambda: self._in_writes(answer))
+            if served is not None:
+                return served[0]
+        return self.wsgi_app(environ, start_response)
+
+    @staticmethod
+    def _in_writes(answer: Callable[[], Response | None]) -> Response | None:
+        """``answer`` as the Flask route runs it: its statements on one connection, held for
+        it (:func:`sso.database.request_writes`)."""
+        with database.request_writes():
+            return answer()
+
+    def _serve(self, environ: dict[str, Any], start_response: Any, endpoint: str,
+               turn: AbstractContextManager[None], answer: Callable[[], Response | None]
+               ) -> tuple[list[bytes], int] | None:
+        """Answer the request with ``answer``'s response, in ``turn``, with what Flask's
+        hooks do around a view; None (nothing sent, logged or counted) if ``answer`` declines
+        it, for Flask to answer."""
         started = time.perf_counter()
         request_id = logs.request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         serving = logs.serving(request_id)
         caller = hold_origin(environ)
         try:
-            with self._turn(endpoint, form):
+            with turn:
                 try:
-                    response = self._answer(endpoint, DirectRequest(
-                        method, EnvironHeaders(environ), form))
+                    response = self._answer(answer)
                 except Exception as error:  # noqa: BLE001 - the app's error handlers answer
                     response = self._failure(environ, error)
+            if response is None:
+                return None
             status = response.status_code
             content = response.get_data()
             start_response(response.status,
                            self._headers(response, endpoint, request_id, len(content)))
-            logs.access(method, environ["PATH_INFO"], status, started,
+            logs.access(environ["REQUEST_METHOD"], environ["PATH_INFO"], status, started,
                         environ.get("REMOTE_ADDR"))
         finally:
             release_origin(caller)
             logs.served(serving)
         metrics.observe(endpoint, status, started)
-        if endpoint == "oidc.token" and status == 200:
-            metrics.token_issued(form.get("grant_type", ""))
-        return [content]
+        return [content], status
 
     def _turn(self, endpoint: str, form: MultiDict[str, str]) -> AbstractContextManager[None]:
         """The request's turn on SQLite, but for a ``client_credentials`` token, which
@@ -160,12 +230,13 @@ class DirectFirst:
         """The answer's headers, plus what Flask's after-request hooks and Werkzeug's
         ``get_wsgi_headers`` would add: the defaults where the answer has none, CORS on the
         endpoints that allow it, the request id, the length of the body. (These answers are
-        never a redirect nor a 204 or 304.)"""
+        never a 204 or 304, and a redirect's location is sent as it is, as Werkzeug does.)"""
         replaced = self.cors_replaced if endpoint in CORS_ENDPOINTS else self.replaced
         headers = [(name, value) for name, value in response.headers.items()
                    if name.lower() not in replaced]
         present = {name.lower() for name, _ in headers}
-        headers += [pair for pair in self.headers if pair[0].lower() not in present]
+        defaults = self.defaults[endpoint in DIRECT_ENDPOINTS, response.mimetype == "text/html"]
+        headers += [pair for pair in defaults if pair[0].lower() not in present]
         if "content-length" not in present:
             headers.append(("Content-Length", str(length)))
         if endpoint in CORS_ENDPOINTS:
@@ -173,16 +244,14 @@ class DirectFirst:
         headers.append((logs.HEADER, request_id))
         return headers
 
-    def _answer(self, endpoint: str, request: DirectRequest) -> Response:
+    def _answer(self, answer: Callable[[], Response | None]) -> Response | None:
         autostart = self.app.extensions.get("sso_outbox_autostart")
         if autostart is not None:
             autostart()
         with self.app.app_context():
             committed, collecting = outbox.collect_committed()
             try:
-                refusal = (endpoints.form_refusal(FORM, False, request.form, request.headers)
-                           if endpoint in FORM_ONLY else None)
-                response = refusal or _ANSWERS[endpoint](request)
+                response = answer()
             finally:
                 outbox.stop_collecting(collecting)
             # What Flask's after-request hook does: the events the answer committed go out now.
@@ -202,6 +271,27 @@ class DirectFirst:
             return app.make_response(answer)
 
 
+def _signed_in_authorization(environ: dict[str, Any], session_cookie: str
+                             ) -> tuple[MultiDict[str, str], str] | None:
+    """The parameters of a GET of ``/authorize`` and its SSO session's secret, parsed as
+    Flask parses them, if the request may be answered here: its query has no NUL
+    (``web._refuse_nul``) and is UTF-8, no cookie comes twice (``web._refuse_duplicate_cookies``)
+    and ``session_cookie`` is one of them."""
+    query = environ.get("QUERY_STRING", "")
+    if (environ.get("REQUEST_METHOD") != "GET" or not query or "%00" in query
+            or "\x00" in query or "HTTP_COOKIE" not in environ):
+        return None
+    cookies = parse_cookie(";".join(EnvironHeaders(environ).getlist("Cookie")))
+    secret = cookies.get(session_cookie)
+    if not secret or any(len(values) > 1 for _name, values in cookies.lists()):
+        return None
+    try:
+        text = query.encode("latin-1").decode()
+    except UnicodeError:
+        return None
+    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")), secret
+
+
 def init_app(app: Flask) -> None:
-    turns = database.take_turns(app, [*DIRECT, "/authorize"])
+    turns = database.take_turns(app, [*DIRECT, AUTHORIZE])
     app.wsgi_app = DirectFirst(app, app.wsgi_app, turns)  # type: ignore[method-assign]

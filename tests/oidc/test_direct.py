@@ -6,14 +6,18 @@ layer does not take, or fails on, is answered by Flask."""
 from __future__ import annotations
 
 import logging
+import re
+import secrets
+from html import escape
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from flask import Flask
 
 from sso.oidc import direct, endpoints
 from sso.oidc.direct import DirectFirst
-from tests.conftest import Flow, basic, paths_behind
+from tests.conftest import Flow, basic, paths_behind, query_of
 
 #: Keys of a token answer whose values are new on every request.
 FRESH = frozenset({"access_token"})
@@ -290,3 +294,153 @@ def test_userinfo_answers_alike_in_front_and_through_flask(
     refused = bare.get("/userinfo")
     assert refused.headers["WWW-Authenticate"].startswith("Bearer realm=")
     assert bare.get("/userinfo", query_string={"access_token": access}).status_code == 400
+
+
+# The signed-in authorization, answered in front of Flask when a code is owed.
+
+
+def _location_shape(response: Any) -> tuple[int, list[tuple[str, str]], str]:
+    """A redirect's status, headers and body, with the values new on every answer (the code,
+    a pending flow's id and its cookie) left out."""
+    location = response.headers.get("Location", "")
+    base, _, query = location.partition("?")
+    kept = sorted((k, "…" if k in ("code", "flow") else v) for k, v in parse_qsl(query))
+    shown = {"Location": f"{base}?{urlencode(kept)}" if query else base}
+    headers = sorted((k, shown.get(k) or (re.sub(r"=[^;]*", "=…", v, count=1)
+                                          if k == "Set-Cookie" else v))
+                     for k, v in response.headers.items() if k != "X-Request-Id")
+    body = response.get_data(as_text=True)
+    return response.status_code, headers, (body.replace(escape(location), "LOCATION")
+                                           if location else body)
+
+
+@pytest.fixture
+def routed(app: Flask, flow: Flow, monkeypatch: Any) -> Any:
+    """The signed-in browser's GET of /authorize, made to go through the Flask route."""
+    def get(params: dict[str, str]) -> Any:
+        with monkeypatch.context() as patched:
+            patched.setattr(direct, "_signed_in_authorization", lambda *_args: None)
+            return flow.http.get("/authorize", query_string=params)
+
+    return get
+
+
+def test_a_signed_in_authorization_answers_alike_in_front_and_through_flask(
+        app: Flask, flow: Flow, make_client: Any, routed: Any,
+        through_flask: list[str]) -> None:
+    flow.authorize()  # signs alice in (through Flask: no session yet)
+    crm = make_client("CRM", redirect_uris=["https://crm.example.com/cb"])
+    del through_flask[:]
+    replayed = flow.authorize_params()
+    assert flow.http.get("/authorize", query_string=replayed).status_code == 302
+    asked = [
+        ({}, True),
+        ({"state": None, "nonce": None}, True),
+        ({"prompt": "none", "max_age": "3600", "ui_locales": "zh-CN"}, True),
+        ({"scope": "openid"}, True),
+        ({"nonce": replayed["nonce"]}, True),  # a replayed nonce: the error, answered here
+        ({"prompt": "login"}, False),
+        ({"max_age": "0"}, False),
+        ({"prompt": "none", "max_age": "0"}, False),
+        ({"redirect_uri": "https://erp.example.com/other"}, False),
+        ({"scope": "openid", "response_type": "token"}, False),
+        ({"code_challenge_method": "plain"}, False),
+        ({"scope": "payroll"}, False),
+        ({"client_id": "unknown"}, False),
+        ({"client_id": crm.client_id, "redirect_uri": crm.redirect_uri}, False),  # activated
+        ({"client_id": crm.client_id, "redirect_uri": crm.redirect_uri}, True),  # then not
+    ]
+    for overrides, in_front in asked:
+        params = flow.authorize_params(**overrides)
+        fast = flow.http.get("/authorize", query_string=params)
+        assert through_flask == ([] if in_front else ["/authorize"]), overrides
+        again = dict(params)  # the same request, with a nonce not used yet if it was
+        if "code" in query_of(fast.headers.get("Location", "")) and "nonce" in params:
+            again["nonce"] = secrets.token_urlsafe(8)
+        assert _location_shape(fast) == _location_shape(routed(again)), overrides
+        assert through_flask[-1:] == ["/authorize"]
+        del through_flask[:]
+    answer = routed(flow.authorize_params())
+    assert set(query_of(answer.headers["Location"])) == {"code", "state", "iss"}
+
+
+def test_a_code_answered_in_front_is_logged_counted_and_audited(
+        app: Flask, flow: Flow, caplog: Any, through_flask: list[str]) -> None:
+    from sqlalchemy import select
+
+    from sso.audit import AuditEvent
+    from sso.extensions import db
+    from sso.logs import RequestIdFilter
+    from sso.metrics import REQUESTS
+
+    flow.authorize()
+    del through_flask[:]
+    caplog.handler.addFilter(RequestIdFilter())
+    answered = REQUESTS.labels("oidc.authorize", "3xx")._value.get()
+    with caplog.at_level(logging.INFO, logger="sso.access"):
+        response = flow.http.get("/authorize", query_string=flow.authorize_params(), headers={
+            "X-Request-Id": "crm-9", "User-Agent": "Firefox/140"},
+            environ_base={"REMOTE_ADDR": "198.51.100.4"})
+    assert through_flask == [] and response.status_code == 302
+    assert response.headers["X-Request-Id"] == "crm-9"
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert REQUESTS.labels("oidc.authorize", "3xx")._value.get() == answered + 1
+    line, = [r for r in caplog.records if r.name == "sso.access"]
+    assert (line.method, line.path, line.status, line.request_id) == (
+        "GET", "/authorize", 302, "crm-9")
+    assert flow.token(query_of(response.headers["Location"])["code"]).status_code == 200
+    with app.app_context():
+        row = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "code.issue")
+                                 .order_by(AuditEvent.id.desc())).first()
+        assert (row.ip, row.user_agent, row.request_id) == (
+            "198.51.100.4", "Firefox/140", "crm-9")
+
+
+@pytest.mark.parametrize("change", ["duplicate cookie", "nul", "not utf-8", "post", "no query"])
+def test_an_authorization_the_layer_does_not_take_goes_to_flask(
+        app: Flask, flow: Flow, change: str, through_flask: list[str]) -> None:
+    flow.authorize()
+    del through_flask[:]
+    query = urlencode(flow.authorize_params())
+    method, browser, expected = "GET", flow.http, 400
+    if change == "duplicate cookie":
+        secret = flow.http.get_cookie("sso_session").value
+        browser = app.test_client()
+        browser.set_cookie("sso_session", secret)
+        browser.set_cookie("sso_session", secret, path="/authorize")
+    elif change == "nul":
+        query += "&login_hint=%00"
+    elif change == "not utf-8":
+        query += "&login_hint=\xff"  # a raw byte, as WSGI hands it over: not %FF
+    elif change == "post":
+        method, expected = "POST", 302
+    else:
+        query = ""
+    if method == "POST":
+        response = flow.http.post("/authorize", data=query,
+                                  content_type="application/x-www-form-urlencoded")
+    else:
+        response = browser.get("/authorize", environ_overrides={"QUERY_STRING": query})
+    assert through_flask == ["/authorize"]
+    assert response.status_code == expected
+
+
+@pytest.mark.parametrize(("failure", "status"), [(_database_down, 503),
+                                                 (lambda: RuntimeError("a defect"), 500)])
+def test_a_failing_authorization_is_answered_by_the_apps_error_handlers(
+        app: Flask, flow: Flow, monkeypatch: Any, routed: Any, through_flask: list[str],
+        failure: Any, status: int) -> None:
+    from sso.oidc import authorize
+
+    flow.authorize()
+    del through_flask[:]
+
+    def failing(*_args: Any) -> Any:
+        raise failure()
+
+    monkeypatch.setattr(authorize, "issue", failing)
+    params = flow.authorize_params()
+    fast = flow.http.get("/authorize", query_string=params)
+    assert through_flask == []
+    assert _shape(fast) == _shape(routed(params))
+    assert fast.status_code == status
