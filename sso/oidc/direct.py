@@ -168,24 +168,17 @@ class DirectFirst:
             params, secret = taken
 
             def answer() -> Response | None:
-                outcome = authorize.decide(params, secret)
-                if not isinstance(outcome, authorize.CodeOwed) or outcome.effects:
-                    return None
-                return authorize.issue(outcome)
+                with database.request_writes():  # as the Flask route runs it
+                    outcome = authorize.decide(params, secret)
+                    if not isinstance(outcome, authorize.CodeOwed) or outcome.effects:
+                        return None
+                    return authorize.issue(outcome)
 
             turn = self.turns.taken() if self.turns is not None else nullcontext()
-            served = self._serve(environ, start_response, "oidc.authorize", turn,
-                                 lambda: self._in_writes(answer))
+            served = self._serve(environ, start_response, "oidc.authorize", turn, answer)
             if served is not None:
                 return served[0]
         return self.wsgi_app(environ, start_response)
-
-    @staticmethod
-    def _in_writes(answer: Callable[[], Response | None]) -> Response | None:
-        """``answer`` as the Flask route runs it: its statements on one connection, held for
-        it (:func:`sso.database.request_writes`)."""
-        with database.request_writes():
-            return answer()
 
     def _serve(self, environ: dict[str, Any], start_response: Any, endpoint: str,
                turn: AbstractContextManager[None], answer: Callable[[], Response | None]
