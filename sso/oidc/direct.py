@@ -274,7 +274,7 @@ def _signed_in_authorization(environ: dict[str, Any], session_cookie: str
     if (environ.get("REQUEST_METHOD") != "GET" or not query or "%00" in query
             or "\x00" in query or "HTTP_COOKIE" not in environ):
         return None
-    cookies = parse_cookie(";".join(EnvironHeaders(environ).getlist("Cookie")))
+    cookies = parse_cookie(environ["HTTP_COOKIE"])  # as request.cookies: WSGI gives one line
     secret = cookies.get(session_cookie)
     if not secret or any(len(values) > 1 for _name, values in cookies.lists()):
         return None
