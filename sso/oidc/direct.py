@@ -16,9 +16,10 @@ exception is answered by the app's own error handlers, as Flask would answer it.
 The authorization endpoint is decided by :func:`.authorize.decide` without effects and
 answered by :func:`.authorize.issue` when a code is owed; the Flask route calls the same two.
 This layer takes a GET of ``/authorize`` whose cookies hold an SSO session (none twice, as
-``web._refuse_duplicate_cookies`` wants) and whose query has no NUL, decides it, and answers
-it here only when a code is owed and the decision causes nothing: anything else (an error, a
-page, an app account to activate) goes on to Flask, which decides it again and answers it.
+``web._refuse_duplicate_cookies`` wants) and whose query is UTF-8 without a NUL (as
+``web._refuse_nul`` wants), decides it, and answers it here only when a code is owed and the
+decision causes nothing: anything else (an error, a page, an app account to activate) goes on
+to Flask, which decides it again and answers it.
 docs/performance.md tells what it saves; ``tests/oidc/test_direct.py`` holds both transports
 to the same answers.
 """
