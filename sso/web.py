@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from flask import Flask, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
@@ -86,8 +87,13 @@ class DuplicateCookie(BadRequest):
     description = "duplicate_cookie"
 
 
+def duplicate_cookie(cookies: MultiDict[str, str]) -> bool:
+    """Whether a cookie comes twice among ``cookies`` (parsed as ``request.cookies``)."""
+    return any(len(values) > 1 for _name, values in cookies.lists())
+
+
 def _refuse_duplicate_cookies() -> None:
-    if any(len(values) > 1 for _name, values in request.cookies.lists()):
+    if duplicate_cookie(request.cookies):
         raise DuplicateCookie()
 
 
@@ -102,11 +108,8 @@ def _refuse_nul() -> None:
     still parsed to be checked (its files may hold any byte).
     """
     environ = request.environ
-    query = environ.get("QUERY_STRING", "")
-    if "%00" in query or "\x00" in query or "\x00" in environ.get("PATH_INFO", ""):
+    if refused_query(environ.get("QUERY_STRING", "")) or "\x00" in environ.get("PATH_INFO", ""):
         abort(400)
-    if not query.isascii() and not _utf8(query):
-        abort(400)  # Werkzeug would fail to decode it (a 500) wherever the query is read
     if environ["REQUEST_METHOD"] in ("GET", "HEAD", "OPTIONS"):
         return
     mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
@@ -118,6 +121,12 @@ def _refuse_nul() -> None:
     elif mimetype == "multipart/form-data" and any(
             "\x00" in part for pair in request.form.items(multi=True) for part in pair):
         abort(400)
+
+
+def refused_query(query: str) -> bool:
+    """Whether :func:`_refuse_nul` refuses the raw query string ``query``: it holds a NUL, or
+    bytes that are not UTF-8 (Werkzeug would fail to decode it, a 500, wherever it is read)."""
+    return "%00" in query or "\x00" in query or (not query.isascii() and not _utf8(query))
 
 
 def here() -> str:

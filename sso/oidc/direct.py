@@ -40,7 +40,15 @@ from werkzeug.wrappers import Response
 
 from .. import database, logs, metrics, outbox
 from ..flow import passage
-from ..web import DEFAULT_CSP, HSTS, SECURITY_HEADERS, hold_origin, release_origin
+from ..web import (
+    DEFAULT_CSP,
+    HSTS,
+    SECURITY_HEADERS,
+    duplicate_cookie,
+    hold_origin,
+    refused_query,
+    release_origin,
+)
 from . import authorize, endpoints
 from .server import CORS, CORS_ENDPOINTS, FORM, NO_STORE
 
@@ -99,9 +107,13 @@ def _form(body: bytes) -> MultiDict[str, str] | None:
     if b"%00" in body or b"\x00" in body:
         return None
     try:
-        text = body.decode()
+        return _parameters(body.decode())
     except UnicodeDecodeError:
         return None
+
+
+def _parameters(text: str) -> MultiDict[str, str]:
+    """URL-encoded parameters as Werkzeug parses a form or a query."""
     return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
 
 
@@ -268,22 +280,18 @@ class DirectFirst:
 def _signed_in_authorization(environ: dict[str, Any], session_cookie: str
                              ) -> tuple[MultiDict[str, str], str] | None:
     """The parameters of a GET of ``/authorize`` and its SSO session's secret, parsed as
-    Flask parses them, if the request may be answered here: its query has no NUL
-    (``web._refuse_nul``) and is UTF-8, no cookie comes twice (``web._refuse_duplicate_cookies``)
-    and ``session_cookie`` is one of them."""
+    Flask parses them, if the request may be answered here: Flask's hooks would not refuse it
+    (:func:`sso.web.refused_query`, :func:`sso.web.duplicate_cookie`) and ``session_cookie``
+    is one of its cookies."""
     query = environ.get("QUERY_STRING", "")
-    if (environ.get("REQUEST_METHOD") != "GET" or not query or "%00" in query
-            or "\x00" in query or "HTTP_COOKIE" not in environ):
+    if (environ.get("REQUEST_METHOD") != "GET" or not query or "HTTP_COOKIE" not in environ
+            or refused_query(query)):
         return None
     cookies = parse_cookie(environ["HTTP_COOKIE"])  # as request.cookies: WSGI gives one line
     secret = cookies.get(session_cookie)
-    if not secret or any(len(values) > 1 for _name, values in cookies.lists()):
+    if not secret or duplicate_cookie(cookies):
         return None
-    try:
-        text = query.encode("latin-1").decode()
-    except UnicodeError:
-        return None
-    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")), secret
+    return _parameters(query.encode("latin-1").decode()), secret
 
 
 def init_app(app: Flask) -> None:
