@@ -12,8 +12,13 @@
 
   // A form that came back with an error: the cursor goes to the first field in question (the
   // error itself is read out by its role=alert and tied to the field by aria-describedby).
+  // This script runs deferred, so a quick person may already have moved on: the cursor is
+  // taken only while it is still where the page put it, in a field nobody has typed in yet.
   var invalid = document.querySelector("[aria-invalid=true]");
-  if (invalid) { invalid.focus(); }
+  var current = document.activeElement;
+  var untouched = !current || current === document.body ||
+    (current.hasAttribute("autofocus") && current.value === current.defaultValue);
+  if (invalid && untouched) { invalid.focus(); }
 
   // Show / hide a password: one toggle button per field, its name fixed, its state pressed.
   Array.prototype.forEach.call(document.querySelectorAll("button.reveal"), function (button) {

@@ -129,3 +129,33 @@ def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Enter")
     page.wait_for_url(f"{apps_origin()}/payroll/callback**")
+
+
+def test_a_late_script_leaves_the_cursor_where_the_person_moved_it(visit: Visit) -> None:
+    """The page's script runs deferred; on a slow line it runs after a quick person has typed
+    the code and moved on. It must not pull the cursor back into the field in question, or
+    the next key (Space on the remember box) goes into the code instead."""
+    page = visit.page
+    visit.authorize("payroll")
+    cursor_in_username(page)
+    page.keyboard.type("bob")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mfa-verify")
+    cursor_in(page, "code")
+    page.keyboard.type("000000")
+    held: list[Any] = []
+    page.route("**/static/sso.js", lambda route: held.append(route))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mfa-error")
+    cursor_in(page, "code")
+    page.keyboard.type(visit.code("bob"))
+    assert tab_until(page, "remember-device") == ["remember-device"]
+    assert held, "the page's script was not held back"
+    for route in held:
+        route.continue_()
+    page.wait_for_load_state("load")
+    assert focused(page)["id"] == "remember-device"
+    page.keyboard.press("Space")
+    assert page.locator("#remember-device").is_checked()
