@@ -257,9 +257,12 @@ class DefaultConfig:
     DB_HELD_WRITES = 4
     DB_LOCK_TIMEOUT = 5
     DB_BUSY_TIMEOUT = 5
-    #: SQLite: the longest a token, introspection, UserInfo or authorization request waits
-    #: for its turn before it goes on without one (sso.database.SQLiteTurns); 0: no turns.
-    SQLITE_TURN_WAIT = 0.25
+    #: The longest a token, introspection, UserInfo or authorization request waits for its
+    #: turn before it goes on without one (sso.database.Turns); 0: no turns.
+    TURN_WAIT = 0.25
+    #: PostgreSQL: how many of those requests a worker runs at once; the others wait their
+    #: turn (SQLite: one at a time). 0: no turns on PostgreSQL.
+    POSTGRES_TURNS = 3
     #: A refresh token presented again within this many seconds of its use gets the same
     #: answer (a client retrying after a lost response), not the revocation of its grant.
     REFRESH_REUSE_GRACE = 10

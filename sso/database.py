@@ -257,36 +257,44 @@ class SQLiteWriteGate:
         self._release(record.info)
 
 
-class SQLiteTurns:
-    """WSGI layer: on a SQLite file, the protocol's hot requests take turns, one at a time
-    per process, each for the whole of its answer.
+class Turns:
+    """WSGI layer: the protocol's hot requests take turns, a few at a time per process (one on
+    a SQLite file, ``SSO_POSTGRES_TURNS`` on PostgreSQL), each for the whole of its answer.
 
-    Every SQLite connection keeps its own page cache, and in WAL mode a connection throws
-    all of it away when it begins a transaction after another connection has written. A
-    worker answers its requests on many threads at once, each request on the pooled
-    connection it holds from its first statement to its commit; under load the next
-    transaction nearly always runs on another connection than the last write, so it reads
-    every page it touches again: about 50 page reads (``pread``) per refresh instead of 3.
-    Taking turns, these requests run one after another on the connection handed back last,
-    whose cache stays warm: about an eighth less CPU per refresh and per code flow, and
-    more of them per second (``docs/performance.md``). Python runs one thread at a
-    time anyway; what is given up is only their overlap, so it is not done on PostgreSQL,
-    where a request waits on the server's answers and the overlap is worth more than it
-    costs (there, a third of the throughput).
+    A worker answers its requests on many threads at once, a thread each. What running all of
+    them at once costs depends on the database:
 
-    A turn is a performance device, not a lock anything relies on: a request that has
-    waited ``wait`` seconds for its turn goes on without it, as every request did before, so
-    a slow holder (a Redis or SQLite wait) delays the others by that much at most. Other
-    paths (pages, the console) never take a turn. The requests answered in front of Flask
-    take theirs in :class:`sso.oidc.direct.DirectFirst`, which knows the grant: a
+    * **SQLite.** Every connection keeps its own page cache, and in WAL mode a connection
+      throws all of it away when it begins a transaction after another connection has
+      written. Each request holds the pooled connection it took from its first statement to
+      its commit, so under load the next transaction nearly always runs on another
+      connection than the last write and reads every page it touches again: about 50 page
+      reads (``pread``) per refresh instead of 3. One at a time, these requests run on the
+      connection handed back last, whose cache stays warm: about an eighth less CPU per
+      refresh and per code flow, and more of them per second.
+    * **PostgreSQL.** A request waits on the server's answers, and that overlap is worth
+      having: one at a time lost a third of the throughput. All at once (32 connections of
+      the benchmark) is no better: the threads that are not waiting contend for the
+      interpreter, each with a backend of its own contending for the cores. Three at a time
+      keep the overlap, with the CPU per code flow lower and its p99 a third shorter
+      (``docs/performance.md``).
+
+    A turn is a performance device, not a lock anything relies on: a request that has waited
+    ``wait`` seconds for its turn goes on without it, as every request did before, so slow
+    holders (a Redis or database wait) delay the others by that much at most. Other paths
+    (pages, the console, the QR streams) never take a turn. The requests answered in front
+    of Flask take theirs in :class:`sso.oidc.direct.DirectFirst`, which knows the grant: a
     ``client_credentials`` token touches no database and takes none.
     """
 
-    def __init__(self, wsgi_app: Any, paths: Iterable[str], wait: float) -> None:
+    def __init__(self, wsgi_app: Any, paths: Iterable[str], wait: float,
+                 at_once: int = 1) -> None:
         self.wsgi_app = wsgi_app
         self.paths = frozenset(paths)
         self.wait = wait
-        self.turn = threading.Lock()
+        self.at_once = at_once
+        self.turn: Any = (threading.Lock() if at_once == 1
+                          else threading.BoundedSemaphore(at_once))
         self.without_turn = 0  #: requests that waited ``wait`` and went on without one
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -308,17 +316,26 @@ class SQLiteTurns:
             self.turn.release()
 
 
-def take_turns(app: Flask, paths: Iterable[str]) -> SQLiteTurns | None:
-    """Put :class:`SQLiteTurns` in front of ``app``'s WSGI callable for ``paths`` and return
-    it, if its database is a SQLite file and ``SSO_SQLITE_TURN_WAIT`` is above 0."""
+def take_turns(app: Flask, paths: Iterable[str]) -> Turns | None:
+    """Put :class:`Turns` in front of ``app``'s WSGI callable for ``paths`` and return it: on
+    a SQLite file one at a time, on PostgreSQL ``SSO_POSTGRES_TURNS`` at a time (0: none);
+    none at all if ``SSO_TURN_WAIT`` is 0. ``SSO_SQLITE_TURN_WAIT``, the setting's earlier
+    name, is still read."""
     from .extensions import db  # noqa: PLC0415
 
-    wait = float(app.config.get("SQLITE_TURN_WAIT", 0.25))
+    config = app.config
+    wait = float(config.get("SQLITE_TURN_WAIT", config.get("TURN_WAIT", 0.25)))
     with app.app_context():
         engine = db.engine
-    if wait <= 0 or engine.dialect.name != "sqlite" or _in_memory_sqlite(engine):
+    if engine.dialect.name == "sqlite":
+        at_once = 0 if _in_memory_sqlite(engine) else 1
+    elif engine.dialect.name == "postgresql":
+        at_once = int(config.get("POSTGRES_TURNS", 3))
+    else:
+        at_once = 0
+    if wait <= 0 or at_once <= 0:
         return None
-    turns = SQLiteTurns(app.wsgi_app, paths, wait)
+    turns = Turns(app.wsgi_app, paths, wait, at_once)
     app.wsgi_app = turns  # type: ignore[method-assign]
     return turns
 

@@ -122,10 +122,10 @@ class DirectFirst:
     authorizations (module doc)."""
 
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]],
-                 turns: database.SQLiteTurns | None = None) -> None:
+                 turns: database.Turns | None = None) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
-        #: On SQLite, the turns the hot requests take (sso.database.SQLiteTurns).
+        #: The turns the hot requests take (sso.database.Turns).
         self.turns = turns
         self.limit = int(app.config["MAX_CONTENT_LENGTH"])
         hsts = [HSTS] if app.config["SESSION_COOKIE_SECURE"] else []
@@ -224,8 +224,8 @@ class DirectFirst:
         return [content], status
 
     def _turn(self, endpoint: str, form: MultiDict[str, str]) -> AbstractContextManager[None]:
-        """The request's turn on SQLite, but for a ``client_credentials`` token, which
-        touches no database: a turn there only made it wait."""
+        """The request's turn (sso.database.Turns), but for a ``client_credentials`` token,
+        which touches no database: a turn there only made it wait."""
         if self.turns is None or (endpoint == "oidc.token"
                                   and form.get("grant_type") == "client_credentials"):
             return nullcontext()
