@@ -309,6 +309,9 @@ class Turns:
         """A turn for the block, or none once ``wait`` has passed."""
         if not self.turn.acquire(timeout=self.wait):
             self.without_turn += 1
+            from . import metrics  # noqa: PLC0415 - rare, and this module needs no Flask
+
+            metrics.turn_waited_out()
             yield
             return
         try:

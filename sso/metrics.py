@@ -67,6 +67,10 @@ DB_ERRORS = Counter("sso_database_errors_total", "Database statements that raise
                     registry=REGISTRY)
 REDIS_ERRORS = Counter("sso_redis_errors_total", "Redis commands that raised",
                        registry=REGISTRY)
+TURNS_WAITED_OUT = Counter("sso_turns_waited_out_total",
+                           "Token, introspection, UserInfo or authorization requests that "
+                           "waited SSO_TURN_WAIT for their turn and went on without one",
+                           registry=REGISTRY)
 
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials",
                          "urn:openid:params:grant-type:ciba",
@@ -102,6 +106,10 @@ def delivery_failed(channel: str, outcome: str) -> None:
 
 def redis_error() -> None:
     REDIS_ERRORS.inc()
+
+
+def turn_waited_out() -> None:
+    TURNS_WAITED_OUT.inc()
 
 
 @event.listens_for(Engine, "handle_error")

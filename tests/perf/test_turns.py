@@ -19,6 +19,7 @@ from werkzeug.test import EnvironBuilder
 
 from sso import create_app, database
 from sso.extensions import db
+from sso.metrics import TURNS_WAITED_OUT
 from sso.oidc import endpoints
 from tests.conftest import Flow, basic
 
@@ -184,6 +185,7 @@ def test_a_request_that_waits_too_long_goes_on_without_its_turn(
     service = make_client("Reports", grant_types=["client_credentials"], scope="reports",
                           redirect_uris=[])
     layer = database.Turns(app.wsgi_app, ["/token"], wait=0.05)
+    waited_out_before = TURNS_WAITED_OUT._value.get()
     environ = EnvironBuilder(path="/token", method="POST", headers=basic(service),
                              data={"grant_type": "client_credentials"}).get_environ()
     status: list[str] = []
@@ -198,3 +200,4 @@ def test_a_request_that_waits_too_long_goes_on_without_its_turn(
     assert body is not None and status == ["200 OK"], body
     assert 0.05 <= waited < 5
     assert layer.without_turn == 1
+    assert TURNS_WAITED_OUT._value.get() == waited_out_before + 1
