@@ -104,7 +104,9 @@ def test_a_wrong_password_is_announced_and_tied_to_the_fields(visit: Visit) -> N
         assert page.locator(field).get_attribute("aria-invalid") == "true"
 
 
-def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
+def bob_types_a_wrong_code(visit: Visit) -> None:
+    """Bob, on his way to Payroll, passes the password page with the keyboard and types a
+    wrong second-factor code (not yet sent)."""
     page = visit.page
     visit.authorize("payroll")
     cursor_in_username(page)
@@ -114,8 +116,24 @@ def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
     page.keyboard.press("Enter")
     page.wait_for_selector("#mfa-verify")
     cursor_in(page, "code")
-    # A wrong code: said aloud, tied to the field, the cursor back in it.
     page.keyboard.type("000000")
+
+
+def tick_remember_and_verify(visit: Visit) -> None:
+    """Space ticks the remember-this-device box (the focus is on it); back to the code and
+    Enter sends it, and the browser lands at Payroll."""
+    page = visit.page
+    page.keyboard.press("Space")
+    assert page.locator("#remember-device").is_checked()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{apps_origin()}/payroll/callback**")
+
+
+def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
+    page = visit.page
+    # A wrong code: said aloud, tied to the field, the cursor back in it.
+    bob_types_a_wrong_code(visit)
     page.keyboard.press("Enter")
     page.wait_for_selector("#mfa-error")
     assert page.locator("#mfa-error").get_attribute("role") == "alert"
@@ -124,11 +142,7 @@ def test_mfa_sign_in_with_the_keyboard(visit: Visit) -> None:
     page.keyboard.type(visit.code("bob"))
     # The remember-this-device box is the next stop and Space ticks it.
     assert tab_until(page, "remember-device") == ["remember-device"]
-    page.keyboard.press("Space")
-    assert page.locator("#remember-device").is_checked()
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{apps_origin()}/payroll/callback**")
+    tick_remember_and_verify(visit)
 
 
 def test_a_late_script_leaves_the_cursor_where_the_person_moved_it(visit: Visit) -> None:
@@ -136,15 +150,7 @@ def test_a_late_script_leaves_the_cursor_where_the_person_moved_it(visit: Visit)
     the code and moved on. It must not pull the cursor back into the field in question, or
     the next key (Space on the remember box) goes into the code instead."""
     page = visit.page
-    visit.authorize("payroll")
-    cursor_in_username(page)
-    page.keyboard.type("bob")
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#mfa-verify")
-    cursor_in(page, "code")
-    page.keyboard.type("000000")
+    bob_types_a_wrong_code(visit)
     held: list[Any] = []
     page.route("**/static/sso.js", lambda route: held.append(route))
     page.keyboard.press("Enter")
@@ -157,5 +163,4 @@ def test_a_late_script_leaves_the_cursor_where_the_person_moved_it(visit: Visit)
         route.continue_()
     page.wait_for_load_state("load")
     assert focused(page)["id"] == "remember-device"
-    page.keyboard.press("Space")
-    assert page.locator("#remember-device").is_checked()
+    tick_remember_and_verify(visit)
