@@ -87,9 +87,9 @@ def _run(connection: Any, sql: str, params: Any, *, fetch: bool) -> list[Any]:
 
     ``connection`` must be in the transaction the statement belongs to, or (a read) need none:
     unlike ``exec_driver_sql`` this begins none."""
-    dbapi_connection = connection.connection  # SQLAlchemy's own checks (closed, invalidated)
+    pooled = connection.connection  # SQLAlchemy's own checks (closed, invalidated)
     try:
-        cursor = dbapi_connection.cursor()
+        cursor = _cursor_of(pooled)
     except Exception as error:  # noqa: BLE001 - handled (wrapped, re-raised) by SQLAlchemy
         connection._handle_dbapi_exception(error, sql, params, None, None)
     connection._cursor_execute(cursor, sql, params)  # on failure: closes the cursor, raises
@@ -99,8 +99,34 @@ def _run(connection: Any, sql: str, params: Any, *, fetch: bool) -> list[Any]:
             fetched = cursor.fetchall()
         except Exception as error:  # noqa: BLE001 - handled as above
             connection._handle_dbapi_exception(error, sql, params, cursor, None)
-    cursor.close()
+    if not _KEEPS_CURSOR.get(type(cursor), False):
+        cursor.close()
     return fetched
+
+
+_CURSOR = "sso_driversql_cursor"
+
+#: Cursor types kept open between statements: those that say when they are closed.
+_KEEPS_CURSOR: dict[type, bool] = {}
+
+
+def _cursor_of(pooled: Any) -> Any:
+    """A cursor of ``pooled``'s driver connection: on PostgreSQL the one kept with that
+    connection, made once. A psycopg cursor made for each statement cost about 45 µs
+    (its adapters' map, its first execution's set-up), a sixth of a hot statement's time
+    in the driver (issue 15). It is kept in the pool's ``info`` of the connection, which
+    SQLAlchemy clears when the driver connection is closed or invalidated, and only while
+    it is open: SQLAlchemy closes a cursor whose statement failed."""
+    kept = pooled.info.get(_CURSOR)
+    if kept is not None and not kept.closed:
+        return kept
+    cursor = pooled.cursor()
+    keeps = _KEEPS_CURSOR.get(type(cursor))
+    if keeps is None:
+        keeps = _KEEPS_CURSOR[type(cursor)] = isinstance(getattr(cursor, "closed", None), bool)
+    if keeps:
+        pooled.info[_CURSOR] = cursor
+    return cursor
 
 
 def one_statement(statement: Any, params: dict[str, Any], row_type: Any = None) -> Any:

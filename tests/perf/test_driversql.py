@@ -299,3 +299,75 @@ def test_a_step_reads_its_own_facts_where_they_were_not_read_with_the_session(
         found, along = passage.current_session_for(request, passage.browser_secret())
         assert found is read_before is not None
         assert along is request and along.stored is None
+
+
+def _kept_cursor(connection: Any) -> Any:
+    return connection.connection.info.get("sso_driversql_cursor")
+
+
+def test_a_connection_keeps_one_cursor_for_its_statements(ctx: None, erp: Any,
+                                                          alice: Any) -> None:
+    """On PostgreSQL the statements of one connection run on the one cursor kept with it
+    (a cursor made for each cost a sixth of a hot statement in the driver); on SQLite, whose
+    cursors cost little and cannot tell that they were closed, each has its own."""
+    connection = db.session.connection()
+    made: list[Any] = []
+    pooled = connection.connection
+    make_cursor = pooled.cursor
+
+    def counted() -> Any:
+        made.append(make_cursor())
+        return made[-1]
+
+    pooled.cursor = counted
+    try:
+        for code_hash in ("k" * 64, "l" * 64):
+            driversql.execute(connection, _INSERT_CODE,
+                              _code(code_hash, client_id=erp.client_id, user_id=alice.id))
+            assert len(driversql.rows(connection, _READ_CODE, {"wanted": code_hash})) == 1
+    finally:
+        del pooled.cursor
+    if connection.dialect.name == "postgresql":
+        assert len(made) <= 1
+        assert _kept_cursor(connection) is not None and not _kept_cursor(connection).closed
+    else:
+        assert len(made) == 4
+        assert _kept_cursor(connection) is None
+
+
+def test_a_failed_statement_leaves_a_new_cursor_for_the_next(ctx: None, erp: Any,
+                                                             alice: Any) -> None:
+    """SQLAlchemy closes the cursor of a statement that failed: the next statement on the
+    connection does not meet it closed, it runs on a new one."""
+    connection = db.session.connection()
+    row = _code("f" * 64, client_id=erp.client_id, user_id=alice.id)
+    driversql.execute(connection, _INSERT_CODE, row)
+    before = _kept_cursor(connection)
+    savepoint = connection.begin_nested()
+    with pytest.raises(IntegrityError):
+        driversql.execute(connection, _INSERT_CODE, row)
+    savepoint.rollback()
+    assert len(driversql.rows(connection, _READ_CODE, {"wanted": "f" * 64})) == 1
+    if connection.dialect.name == "postgresql":
+        assert before is not None and before.closed
+        assert _kept_cursor(connection) is not before
+        assert not _kept_cursor(connection).closed
+
+
+def test_a_connection_made_anew_does_not_meet_the_old_ones_cursor(app: Any) -> None:
+    """The kept cursor lives in the pool's record of the driver connection, which SQLAlchemy
+    empties when it closes or invalidates that connection: the one made in its place runs
+    its statements on a cursor of its own."""
+    with app.app_context():
+        engine = db.engine
+        with engine.connect() as connection:
+            assert driversql.rows(connection, _READ_CODE, {"wanted": "n" * 64}) == []
+            first_driver = connection.connection.dbapi_connection
+            connection.invalidate()
+        with engine.connect() as connection:
+            assert driversql.rows(connection, _READ_CODE, {"wanted": "n" * 64}) == []
+            kept = _kept_cursor(connection)
+            driver = connection.connection.dbapi_connection
+            assert driver is not first_driver
+            if connection.dialect.name == "postgresql":
+                assert kept is not None and kept.connection is driver
