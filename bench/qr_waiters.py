@@ -16,7 +16,10 @@ production when the local server answers, else SQLite):
     .venv/bin/python bench/qr_waiters.py --waiters 10000 --workers 2
 
 The clients are raw asyncio sockets in this process (one per waiting desktop), so the figures
-include this machine running both sides.
+include this machine running both sides. The desktops connect ``--batch`` at a time; when a
+batch is not all connected within 60 s (a server that stopped taking them), the run ends
+there: it prints what it reached (``gave_up``, the desktops connected, each worker's threads)
+and exits with status 1.
 """
 
 from __future__ import annotations
@@ -154,6 +157,19 @@ def worker_rss_kib(master: int) -> int:
     return total
 
 
+def worker_threads(master: int) -> list[int]:
+    """The number of threads of each of ``master``'s workers (a thread per open request)."""
+    counts = []
+    for folder in workers_of(master):
+        try:
+            status = (folder / "status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"Threads:\s+(\d+)", status)
+        counts.append(int(found.group(1)) if found else 0)
+    return sorted(counts)
+
+
 def worker_cpu_seconds(master: int) -> float:
     """User and system CPU of ``master``'s workers so far."""
     ticks = 0
@@ -262,6 +278,10 @@ async def create_codes(port: int, flow_cookie: str, csrf: str, seconds: float | 
     return codes, time.perf_counter() - started
 
 
+class NotConnected(Exception):
+    """A batch of desktops was not all connected (its first event heard, or failed) in time."""
+
+
 class Waiters:
     """Desktops waiting on their event streams; records when ``approved`` arrives."""
 
@@ -306,14 +326,24 @@ class Waiters:
         finally:
             connection.close()
 
-    async def open_all(self, codes: list[tuple[str, str]], batch: int) -> None:
+    async def open_all(self, codes: list[tuple[str, str]], batch: int,
+                       timeout: float = 60) -> None:
+        """Connect the desktops ``batch`` at a time, each batch all heard from before the
+        next; :class:`NotConnected` if a batch is not within ``timeout`` seconds."""
         for start in range(0, len(codes), batch):
             firsts = []
             for qr_id, secret in codes[start:start + batch]:
                 first = asyncio.Event()
                 firsts.append(first)
                 self.tasks.append(asyncio.create_task(self.wait_on(qr_id, secret, first)))
-            await asyncio.wait_for(asyncio.gather(*(f.wait() for f in firsts)), timeout=60)
+            try:
+                await asyncio.wait_for(asyncio.gather(*(f.wait() for f in firsts)),
+                                       timeout=timeout)
+            except TimeoutError:
+                raise NotConnected(
+                    f"the desktops {start + 1} to {start + len(firsts)} were not all connected"
+                    f" within {timeout:g} s: {self.ready} connected, {self.failed} failed"
+                ) from None
 
 
 def phone_approvals(port: int, sample: list[str], waiters: Waiters,
@@ -370,10 +400,18 @@ async def run(args: argparse.Namespace, port: int, master: int) -> dict[str, Any
     before = worker_rss_kib(master)
     waiters = Waiters(port)
     started = time.perf_counter()
-    await waiters.open_all(codes, args.batch)
+    try:
+        await waiters.open_all(codes, args.batch)
+    except NotConnected as gave_up:
+        results["gave_up"] = str(gave_up)
     results["waiters_connected"] = waiters.ready
     results["waiters_failed"] = waiters.failed
     results["seconds_to_connect_all"] = round(time.perf_counter() - started, 1)
+    results["worker_threads"] = worker_threads(master)
+    if "gave_up" in results:
+        for task in waiters.tasks:
+            task.cancel()
+        return results
     await asyncio.sleep(3)
     after = worker_rss_kib(master)
     results["worker_rss_mib_before"] = round(before / 1024, 1)
@@ -451,6 +489,8 @@ def main() -> None:
         drop_database(args.postgres or None, database)
     results["database"] = database_url.split(":", 1)[0]
     print(json.dumps(results, indent=2))
+    if "gave_up" in results:
+        raise SystemExit(f"gave up: {results['gave_up']}")
 
 
 if __name__ == "__main__":
