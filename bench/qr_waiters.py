@@ -145,29 +145,28 @@ def workers_of(master: int) -> list[Path]:
     return found
 
 
-def worker_rss_kib(master: int) -> int:
-    total = 0
+def worker_status(master: int, field: str) -> list[int]:
+    """One number field of ``/proc/PID/status`` (``VmRSS``, ``Threads``) for each of
+    ``master``'s workers still alive, in the order of :func:`workers_of`."""
+    values = []
     for folder in workers_of(master):
         try:
             status = (folder / "status").read_text()
         except OSError:
             continue
-        found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        total += int(found.group(1)) if found else 0
-    return total
+        found = re.search(rf"^{field}:\s+(\d+)", status, re.MULTILINE)
+        values.append(int(found.group(1)) if found else 0)
+    return values
+
+
+def worker_rss_kib(master: int) -> int:
+    """The resident memory of ``master``'s workers together, in KiB."""
+    return sum(worker_status(master, "VmRSS"))
 
 
 def worker_threads(master: int) -> list[int]:
     """The number of threads of each of ``master``'s workers (a thread per open request)."""
-    counts = []
-    for folder in workers_of(master):
-        try:
-            status = (folder / "status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"Threads:\s+(\d+)", status)
-        counts.append(int(found.group(1)) if found else 0)
-    return sorted(counts)
+    return sorted(worker_status(master, "Threads"))
 
 
 def worker_cpu_seconds(master: int) -> float:
