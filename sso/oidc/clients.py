@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import copy
-import logging
 import re
 import secrets
-import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 from flask import current_app, has_app_context
 from sqlalchemy import event, select
 from sqlalchemy import inspect as sa_inspect
@@ -22,9 +18,8 @@ from ..audit import Origin
 from ..extensions import db
 from ..flow import AppPolicy
 from ..security import hash_token, new_token
+from ..taggedcache import TaggedCache
 from .models import USER_SCOPES, Client
-
-log = logging.getLogger(__name__)
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials",
                "urn:openid:params:grant-type:ciba")
@@ -293,96 +288,31 @@ def user_scopes() -> tuple[str, ...]:
     return USER_SCOPES
 
 
-class ClientCache:
-    """Clients by id, kept in each worker process between requests (DESIGN.md §7).
+class ClientCache(TaggedCache[str, Client]):
+    """Clients by id, kept in each worker process between requests (:mod:`sso.taggedcache`).
 
     The token, introspection and revocation endpoints authenticate a client on every call;
     reading it from the database each time was the largest cost of ``client_credentials``.
-    Entries are read-only snapshots, valid while a Redis *generation* value is unchanged:
-    any committed change to a client (an ORM insert, update or delete, seen by the session
-    listeners below) sets a fresh random generation. The worker that made the change drops
-    its entries at once; every other worker re-reads the generation at most
-    ``check_interval`` seconds later (one Redis round trip per interval instead of one per
-    request), so a deleted client or a changed secret stops working everywhere within that
-    interval. A random value rather than a counter means that a flushed or restarted Redis
-    can never bring back a generation a worker cached under. Entries also expire after
-    ``max_age`` seconds, and while Redis does not answer the cache is emptied and bypassed.
-    Only the endpoints that authenticate clients read through it (``server.query_client``);
-    services that change clients load them from the database as before.
+    Entries are read-only snapshots, valid while the clients' generation is unchanged: any
+    committed change to a client (an ORM insert, update or delete, seen by the session
+    listeners below) sets a fresh one, so a deleted client or a changed secret stops working
+    everywhere within ``check_interval``. Only the endpoints that authenticate clients read
+    through it (``server.query_client``); services that change clients load them from the
+    database as before.
     """
-
-    REDIS_DOWN_PAUSE = 5.0
 
     def __init__(self, redis_store: Any, max_age: float = 30.0,
                  check_interval: float = 1.0) -> None:
-        self.redis = redis_store
-        self.max_age = max_age
-        self.check_interval = check_interval
-        self._entries: dict[str, tuple[Client, float]] = {}
-        self._generation: bytes | None = None
-        self._checked_at = float("-inf")
-        self._bypass_until = float("-inf")
-        #: Held by the one thread that asks Redis when the interval is up: the worker's other
-        #: threads keep the generation they have meanwhile, rather than all asking at once.
-        self._checking = threading.Lock()
-
-    def _key(self) -> str:
-        return self.redis.key("oidc", "clients", "generation")
-
-    def _current_generation(self, now: float) -> bytes | None:
-        if now < self._bypass_until:
-            return None
-        if self._generation is not None and now - self._checked_at < self.check_interval:
-            return self._generation
-        # With no generation yet there is nothing to serve meanwhile: wait for the asker.
-        if not self._checking.acquire(blocking=self._generation is None):
-            return self._generation
-        try:
-            if self._generation is not None and now - self._checked_at < self.check_interval:
-                return self._generation  # asked while this thread waited
-            client = self.redis.client
-            generation = client.get(self._key())
-            if generation is None:
-                client.set(self._key(), secrets.token_hex(16), nx=True)
-                generation = client.get(self._key())
-        except redis.RedisError:
-            log.warning("Redis unavailable: clients are read from the database for a while")
-            self._bypass_until = now + self.REDIS_DOWN_PAUSE
-            self._entries, self._generation = {}, None
-            return None
-        finally:
-            self._checking.release()
-        self._checked_at = now
-        return generation  # type: ignore[no-any-return]
+        super().__init__(redis_store, ("oidc", "clients"), "clients", max_age=max_age,
+                         check_interval=check_interval)
 
     def get(self, client_id: str, now: float | None = None) -> Client | None:
-        now = time.monotonic() if now is None else now
-        # The generation is read before the database, so an entry is never newer than its tag.
-        generation = self._current_generation(now)
-        if generation is None:
-            return db.session.get(Client, client_id)
-        if generation != self._generation:
-            self._entries = {}
-            self._generation = generation
-        entry = self._entries.get(client_id)
-        if entry is not None and entry[1] > now:
-            return entry[0]
-        client = db.session.get(Client, client_id)
-        if client is None:
-            return None
-        snapshot = _snapshot(client)
-        self._entries[client_id] = (snapshot, now + self.max_age)
-        return snapshot
+        return self.lookup(client_id, lambda: _loaded(client_id), now)
 
-    def invalidate(self) -> None:
-        """Tell every worker that clients changed (called after a commit that changed one)."""
-        self._entries = {}
-        self._checked_at = float("-inf")
-        try:
-            self.redis.client.set(self._key(), secrets.token_hex(16))
-        except redis.RedisError:
-            log.error("Redis unavailable: other workers keep cached clients up to %ss",
-                      self.max_age)
+
+def _loaded(client_id: str) -> Client | None:
+    client = db.session.get(Client, client_id)
+    return None if client is None else _snapshot(client)
 
 
 def _snapshot(client: Client) -> Client:
