@@ -266,6 +266,10 @@ class DefaultConfig:
     #: A refresh token presented again within this many seconds of its use gets the same
     #: answer (a client retrying after a lost response), not the revocation of its grant.
     REFRESH_REUSE_GRACE = 10
+    #: Seconds a worker may keep an access token's revocation and its user's status for
+    #: introspection (sso.oidc.tokenstatus); 0: read on every introspection. A revocation
+    #: or a disabled user then reaches the other workers' answers within a second.
+    INTROSPECTION_CACHE = 0
 
     # Maximum sizes of request parameters; larger ones are refused with invalid_request.
     MAX_PARAM_LENGTH = 2048
@@ -472,6 +476,11 @@ def validate(config: Any) -> None:
             or not 0 <= delay <= MAX_ACCESS_LOG_DELAY):
         raise ConfigError(f"SSO_ACCESS_LOG_DELAY must be a number of seconds from 0 to "
                           f"{MAX_ACCESS_LOG_DELAY}")
+    cache = config.get("INTROSPECTION_CACHE")
+    if (isinstance(cache, bool) or not isinstance(cache, int | float)
+            or not 0 <= cache <= MAX_INTROSPECTION_CACHE):
+        raise ConfigError(f"SSO_INTROSPECTION_CACHE must be a number of seconds from 0 to "
+                          f"{MAX_INTROSPECTION_CACHE} (0: no cache)")
     if not 60 <= int(config["QR_CODE_TTL"]) <= 120:
         raise ConfigError("SSO_QR_CODE_TTL must be 60-120 seconds (RFC 10027: short-lived codes)")
     try:
@@ -484,6 +493,9 @@ def validate(config: Any) -> None:
 
 #: The longest an access line may wait: what a worker that dies unstopped can lose.
 MAX_ACCESS_LOG_DELAY = 5
+#: The longest a worker may keep a token's status for introspection: what a revocation
+#: announced while Redis did not answer may take to reach the other workers.
+MAX_INTROSPECTION_CACHE = 60
 
 
 def parse_sentinels(value: Any) -> list[tuple[str, int]]:

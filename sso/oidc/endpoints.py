@@ -18,7 +18,7 @@ from .. import audit, database
 from ..dbtypes import utcnow
 from ..extensions import db
 from ..web import origin
-from . import protector, tokens
+from . import protector, tokens, tokenstatus
 from .claims import user_claims
 from .grants import (
     ALL_AUTH_METHODS,
@@ -143,7 +143,7 @@ def _introspection(token: str, hint: str | None, client: Client) -> dict[str, An
             "iat": int(row.created_at.timestamp()),
         }
     try:
-        info = token_service().validate_access_token(token, with_status=True)
+        info = token_service().validate_access_token(token, status_of=tokenstatus.status)
     except InvalidJWS:
         return inactive
     audience = info.claims.get("aud")

@@ -14,6 +14,7 @@ import functools
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,7 +128,7 @@ class AccessTokenInfo:
 
     claims: dict[str, Any]
     #: The user the token is for, read with the revocation check when the caller asked
-    #: (``with_user``: the User; ``with_status``: a :class:`UserStatusRow`); None for a
+    #: (``with_user``: the User; ``status_of``: a :class:`UserStatusRow`); None for a
     #: client's own token or a user that no longer exists.
     user: Any = None
 
@@ -205,15 +206,18 @@ class TokenService:
             self.verified.put_issued(token, key.kid, claims)
         return token, expires
 
-    def validate_access_token(self, token: str, now: datetime | None = None, *,
-                              with_user: bool = False, with_token_user: bool = False,
-                              with_status: bool = False) -> AccessTokenInfo:
+    def validate_access_token(
+        self, token: str, now: datetime | None = None, *, with_user: bool = False,
+        with_token_user: bool = False,
+        status_of: Callable[[str, str | None], tuple[bool, Any]] | None = None,
+    ) -> AccessTokenInfo:
         """Check signature, type, issuer, expiry and revocation; raise InvalidJWS if any fails.
 
         ``with_user`` also loads the token's user, in the revocation check's statement;
         ``with_token_user`` reads it there as plain columns (``info.user`` is then a
-        :class:`TokenUser`: what UserInfo's claims need); ``with_status`` reads only the
-        user's name and status (a :class:`UserStatusRow`).
+        :class:`TokenUser`: what UserInfo's claims need); ``status_of(jti, subject)`` answers
+        the revocation and the user's name and status (a :class:`UserStatusRow`; the subject
+        is None for a client's own token) instead (introspection: ``tokenstatus.status``).
         """
         claims = self.verified.get(self.keys, token)
         if claims is None:
@@ -229,8 +233,9 @@ class TokenService:
         if not isinstance(jti, str) or not isinstance(claims.get("client_id"), str):
             raise InvalidJWS("malformed")
         user: Any = None
-        if with_status and claims.get("sub") != claims["client_id"]:
-            revoked, user = revocation_and_status(jti, str(claims.get("sub")))
+        if status_of is not None:
+            own = claims.get("sub") == claims["client_id"]
+            revoked, user = status_of(jti, None if own else str(claims.get("sub")))
         elif with_token_user and claims.get("sub") != claims["client_id"]:
             revoked, user = revocation_and_token_user(jti, str(claims.get("sub")))
         elif with_user and claims.get("sub") != claims["client_id"]:
