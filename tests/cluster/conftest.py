@@ -62,8 +62,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         with postgres_database(_pg_admin_url()) as database_url:
             port = free_port()
+            # The nodes keep introspection's token statuses, as an API-heavy deployment
+            # would: test_cluster checks that a revocation still reaches every node.
             env = node_environment(folder, f"http://127.0.0.1:{port}", database_url,
-                                   {"REDIS_URL": redis_server.url})
+                                   {"REDIS_URL": redis_server.url},
+                                   SSO_INTROSPECTION_CACHE="30")
             facts = seed(env)
             nodes = {f"n{i}": Node(f"n{i}", env, folder / f"n{i}") for i in (1, 2, 3)}
             for node in nodes.values():

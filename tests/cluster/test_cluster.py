@@ -30,6 +30,9 @@ from tests.conftest import pkce_pair
 
 pytestmark = pytest.mark.slow
 GENEROUS = 30.0  # seconds: a bound against hanging, not a performance assertion
+#: Seconds a node may go on answering from a token status it kept, after a change it was
+#: told about (it checks every second; a status it was not told about lives 30 s).
+KEPT_AT_MOST = 10.0
 #: How long after a node's death a request may still have been on its way to it.
 SETTLE = 0.05
 
@@ -79,12 +82,12 @@ def _follow_to_app(browser: Browser, response: requests.Response) -> str:
     raise AssertionError("never came back to the app")
 
 
-def _sign_in(browser: Browser, flow_id: str = "") -> requests.Response:
+def _sign_in(browser: Browser, flow_id: str = "", username: str = "alice") -> requests.Response:
     query = {"flow": flow_id} if flow_id else {}
     page = browser.go("GET", "/login", params=query)
     assert page.status_code == 200
     return browser.go("POST", "/login", data={
-        "csrf_token": _csrf(page.text), **query, "username": "alice", "password": PASSWORD})
+        "csrf_token": _csrf(page.text), **query, "username": username, "password": PASSWORD})
 
 
 def _redeem(cluster: Cluster, node: str, code: str, verifier: str) -> dict[str, Any]:
@@ -243,6 +246,51 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+
+def test_a_revocation_reaches_the_token_statuses_every_node_keeps(cluster: Cluster) -> None:
+    """The nodes keep introspection's token statuses (``SSO_INTROSPECTION_CACHE``, set for the
+    cluster). A token revoked through one node is inactive there at once and on the others
+    at their next check of the generation, a second later; so is a token of a user disabled
+    by an ``sso`` command run without the setting. KEPT_AT_MOST is well under the 30 s a
+    node keeps a status it was not told about, and far above the second it should take."""
+    auth = (cluster.facts["client_id"], cluster.facts["secret"])
+
+    def active(node: str, token: str) -> bool:
+        response = Browser(cluster).on(node).go("POST", "/introspect", auth=auth,
+                                                data={"token": token})
+        assert response.status_code == 200, response.text
+        return bool(response.json()["active"])
+
+    def inactive_everywhere(token: str) -> float:
+        started = time.monotonic()
+        for node in cluster.nodes:
+            wait_until(lambda node=node: not active(node, token), KEPT_AT_MOST,
+                       f"{node} answers that the token is inactive")
+        return time.monotonic() - started
+
+    own = Browser(cluster).on("n1").go("POST", "/token", auth=auth, data={
+        "grant_type": "client_credentials", "scope": "api"}).json()["access_token"]
+    assert all(active(node, own) for node in cluster.nodes)  # now kept by every node
+    assert Browser(cluster).on("n2").go("POST", "/revoke", auth=auth,
+                                        data={"token": own}).status_code == 200
+    assert not active("n2", own)
+    revoked_in = inactive_everywhere(own)
+
+    sso(cluster.env, "users", "create", "--username", "dora", "--password", PASSWORD)
+    browser = Browser(cluster).on("n3")
+    params, verifier = _authorize_params(cluster)
+    start = browser.go("GET", "/authorize", params=params)
+    flow_id = parse_qs(urlsplit(start.headers["Location"]).query)["flow"][0]
+    code = _follow_to_app(browser, _sign_in(browser, flow_id, username="dora"))
+    access = _redeem(cluster, "n3", code, verifier)["access_token"]
+    assert all(active(node, access) for node in cluster.nodes)
+    without_the_setting = {name: value for name, value in cluster.env.items()
+                           if name != "SSO_INTROSPECTION_CACHE"}
+    sso(without_the_setting, "users", "disable", "dora")
+    disabled_in = inactive_everywhere(access)
+    print(f"inactive on every node {revoked_in:.2f} s after the revocation, "
+          f"{disabled_in:.2f} s after the user was disabled")
 
 
 def test_a_node_killed_under_traffic_fails_only_its_requests_in_flight(
