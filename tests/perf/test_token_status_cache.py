@@ -102,6 +102,22 @@ def test_a_renamed_user_is_read_again(app: Flask, flow: Flow, alice: Any,
 
 
 @live
+def test_a_bulk_update_of_users_is_seen_at_once(app: Flask, flow: Flow, alice: Any,
+                                                cache_on: None) -> None:
+    """An ORM statement that updates users (no object is loaded) announces a change too."""
+    from sqlalchemy import update
+
+    from sso.users.models import User
+
+    access = _access(flow)
+    assert _introspect(flow, access)["active"] is True
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == alice.id).values(status="disabled"))
+        db.session.commit()
+    assert _introspect(flow, access) == {"active": False}
+
+
+@live
 def test_a_sign_in_does_not_empty_the_cache(app: Flask, flow: Flow, alice: Any,
                                             cache_on: None) -> None:
     """Only what an answer depends on announces a change: a user's other columns do not."""
