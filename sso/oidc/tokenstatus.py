@@ -7,13 +7,14 @@ and the name and status of its user. On PostgreSQL that read is about half of an
 introspection's cost (a round trip and a backend's work). With the setting, a worker keeps
 those two facts per token in a :class:`~sso.taggedcache.TaggedCache`, for at most that many
 seconds, and drops them all when the token-status generation changes: a commit that revokes
-an access token (the revocation endpoint, a grant's revocation, a sign-out, a refresh
-token's reuse), changes a user's status or name, or deletes a user sets a fresh generation
-(a new user cannot match a kept token: subjects are never reassigned). The worker that made
-the change answers from the database at once; the others within ``CHECK_INTERVAL`` (1 s). That second is the trade: with the setting, a token revoked or a
-user disabled on one worker may still introspect as active on another for up to a second
-(up to the setting's seconds if Redis did not answer when the change was announced). Without
-Redis, every introspection reads the database, as without the setting.
+an access token (the revocation endpoint, a grant's revocation, a refresh token's reuse),
+changes a user's status or name, or deletes a user sets a fresh generation (a new user
+cannot match a kept token: subjects are never reassigned). The worker that made the change
+answers from the database at once; the others within ``CHECK_INTERVAL`` (1 s). That second
+is the trade: with the setting, a token revoked or a user disabled on one worker may still
+introspect as active on another for up to a second (up to the setting's seconds if Redis
+did not answer when the change was announced). Without Redis, every introspection reads the
+database, as without the setting.
 
 Only introspection reads through it. UserInfo, the APIs' bearer checks and the grants read
 the database on every use, whatever the setting.
